@@ -1,0 +1,61 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// FuzzReadFrame feeds arbitrary bytes to the decoder. It must never panic,
+// every error must be a protocol error or an end of stream, the buffer must
+// stay within the limit, and every frame it accepts must re-encode to the
+// exact bytes it came from.
+func FuzzReadFrame(f *testing.F) {
+	hello, _ := AppendJSON(nil, TypeHello, Hello{Name: "fuzz"})
+	seeds := [][]byte{
+		hello,
+		AppendRequest(nil, 1, "math.add", make([]byte, 16)),
+		AppendRequestDeadline(nil, 2, 100, "sys.echo", []byte("x")),
+		AppendResponse(nil, 3, []byte{1}),
+		AppendError(nil, 4, CodeOverflow, "m"),
+		AppendFrame(nil, TypePing, 0, 5, []byte("12345678")),
+		AppendFrame(nil, TypePong, 0, 5, nil),
+		AppendEvent(nil, "topic", []byte("p")),
+		AppendGoodbye(nil, "bye"),
+		{0xff, 0xff, 0xff, 0xff},
+		hdr(8, 2, TypePing, 0, 0),
+		raw(TypeRequest, FlagDeadline, 1, []byte{0, 0}),
+		raw(TypePing, 0x8000, 0, nil),
+		append(AppendResponse(nil, 1, nil), AppendGoodbye(nil, "")...),
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	const limit = 4096
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bytes.NewReader(data), limit)
+		consumed := 0
+		for {
+			fr, err := r.ReadFrame()
+			if len(r.buf) > 4+limit && len(r.buf) > initialReadBuf {
+				t.Fatalf("buffer grew to %d past the limit", len(r.buf))
+			}
+			if err != nil {
+				var we *Error
+				if !errors.As(err, &we) && err != io.EOF && err != io.ErrUnexpectedEOF {
+					t.Fatalf("unexpected error type %T: %v", err, err)
+				}
+				if we != nil && !we.Code.ClosesConn() {
+					t.Fatalf("decoder error %v does not close the connection", we.Code)
+				}
+				return
+			}
+			enc := AppendFrame(nil, fr.Type, fr.Flags, fr.ID, fr.Body)
+			if !bytes.Equal(enc, data[consumed:consumed+len(enc)]) {
+				t.Fatalf("re-encoded % x, input % x", enc, data[consumed:consumed+len(enc)])
+			}
+			consumed += len(enc)
+		}
+	})
+}

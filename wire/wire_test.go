@@ -1,0 +1,340 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// hdr builds a raw header: length, version, type, flags, id.
+func hdr(length uint32, version byte, t Type, flags Flags, id uint32) []byte {
+	b := binary.BigEndian.AppendUint32(nil, length)
+	b = append(b, version, byte(t))
+	b = binary.BigEndian.AppendUint16(b, uint16(flags))
+	return binary.BigEndian.AppendUint32(b, id)
+}
+
+func raw(t Type, flags Flags, id uint32, body []byte) []byte {
+	return append(hdr(uint32(8+len(body)), Version, t, flags, id), body...)
+}
+
+func TestEncodeExactBytes(t *testing.T) {
+	tests := []struct {
+		name string
+		got  []byte
+		want []byte
+	}{
+		{"request", AppendRequest(nil, 7, "math.add", []byte{1, 2}),
+			raw(TypeRequest, 0, 7, append([]byte{8}, "math.add\x01\x02"...))},
+		{"request with deadline", AppendRequestDeadline(nil, 9, 1500, "m", nil),
+			raw(TypeRequest, FlagDeadline, 9, []byte{0, 0, 0x05, 0xdc, 1, 'm'})},
+		{"response", AppendResponse(nil, 0xdeadbeef, []byte("x")), raw(TypeResponse, 0, 0xdeadbeef, []byte("x"))},
+		{"empty response", AppendResponse(nil, 1, nil), raw(TypeResponse, 0, 1, nil)},
+		{"error", AppendError(nil, 3, CodeOverflow, "big"), raw(TypeError, 0, 3, []byte{0, 7, 'b', 'i', 'g'})},
+		{"ping", AppendFrame(nil, TypePing, 0, 5, []byte("hi")), raw(TypePing, 0, 5, []byte("hi"))},
+		{"event", AppendEvent(nil, "clients", []byte("{}")), raw(TypeEvent, 0, 0, []byte("\x07clients{}"))},
+		{"goodbye", AppendGoodbye(nil, "bye"), raw(TypeGoodbye, 0, 0, []byte("bye"))},
+		{"appends", AppendGoodbye([]byte("prefix"), ""), append([]byte("prefix"), raw(TypeGoodbye, 0, 0, nil)...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !bytes.Equal(tt.got, tt.want) {
+				t.Errorf("got  % x\nwant % x", tt.got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRoundTripEveryType(t *testing.T) {
+	hello, _ := AppendJSON(nil, TypeHello, Hello{Name: "n", Token: "t"})
+	welcome, _ := AppendJSON(nil, TypeWelcome, Welcome{ClientID: 42, Server: "nexo/0.1.0", HeartbeatMS: 5000, MaxFrame: 1 << 20})
+	frames := [][]byte{
+		hello, welcome,
+		AppendRequest(nil, 1, "math.add", make([]byte, 16)),
+		AppendRequestDeadline(nil, 2, 0, "sys.echo", nil),
+		AppendResponse(nil, 3, []byte{1, 2, 3}),
+		AppendError(nil, 4, CodeDivisionByZero, ""),
+		AppendFrame(nil, TypePing, 0, 5, bytes.Repeat([]byte{9}, MaxPingBody)),
+		AppendFrame(nil, TypePong, 0, 5, nil),
+		AppendEvent(nil, "t", nil),
+		AppendGoodbye(nil, "done"),
+	}
+	var stream []byte
+	for _, f := range frames {
+		stream = append(stream, f...)
+	}
+	// One byte per read, to prove frames are reassembled across reads.
+	r := NewReader(&oneByteReader{stream}, 0)
+	for i, want := range frames {
+		f, err := r.ReadFrame()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if got := AppendFrame(nil, f.Type, f.Flags, f.ID, f.Body); !bytes.Equal(got, want) {
+			t.Errorf("frame %d: re-encoded % x, want % x", i, got, want)
+		}
+		switch f.Type {
+		case TypeHello:
+			if h, err := ParseHello(f.Body); err != nil || h != (Hello{Name: "n", Token: "t"}) {
+				t.Errorf("hello = %+v, %v", h, err)
+			}
+		case TypeWelcome:
+			if w, err := ParseWelcome(f.Body); err != nil || w.ClientID != 42 || w.HeartbeatMS != 5000 {
+				t.Errorf("welcome = %+v, %v", w, err)
+			}
+		case TypeRequest:
+			req, err := ParseRequest(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.ID == 2 && (!req.HasDeadline || req.Deadline != 0 || string(req.Method) != "sys.echo") {
+				t.Errorf("deadline request = %+v", req)
+			}
+			if f.ID == 1 && (req.HasDeadline || string(req.Method) != "math.add" || len(req.Payload) != 16) {
+				t.Errorf("request = %+v", req)
+			}
+		case TypeError:
+			we, err := ParseError(f.Body)
+			if err != nil || we.Code != CodeDivisionByZero || !errors.Is(we, CodeDivisionByZero) || errors.Is(we, CodeOverflow) {
+				t.Errorf("error = %v, %v", we, err)
+			}
+		case TypeEvent:
+			topic, payload, err := ParseEvent(f.Body)
+			if err != nil || string(topic) != "t" || len(payload) != 0 {
+				t.Errorf("event = %q %q %v", topic, payload, err)
+			}
+		}
+	}
+	if _, err := r.ReadFrame(); err != io.EOF {
+		t.Errorf("after the last frame: %v, want io.EOF", err)
+	}
+}
+
+type oneByteReader struct{ b []byte }
+
+func (r *oneByteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	p[0] = r.b[0]
+	r.b = r.b[1:]
+	return 1, nil
+}
+
+func TestReadFrameErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		input []byte
+		code  Code // 0: want the plain error below
+		err   error
+	}{
+		{"length below 8", hdr(7, 1, TypePing, 0, 0)[:4], CodeBadFrame, nil},
+		{"length 0", []byte{0, 0, 0, 0}, CodeBadFrame, nil},
+		{"length claims 4 GiB", []byte{0xff, 0xff, 0xff, 0xff}, CodeFrameTooLarge, nil},
+		{"length one over the limit", hdr(1025, 1, TypeResponse, 0, 0), CodeFrameTooLarge, nil},
+		{"version 2", hdr(8, 2, TypePing, 0, 0), CodeUnsupportedVersion, nil},
+		{"version 0", hdr(8, 0, TypePing, 0, 0), CodeUnsupportedVersion, nil},
+		{"type 0", raw(0, 0, 0, nil), CodeBadFrame, nil},
+		{"type 10", raw(10, 0, 0, nil), CodeBadFrame, nil},
+		{"unknown flag", raw(TypePing, 0x0002, 0, nil), CodeBadFrame, nil},
+		{"deadline flag on a ping", raw(TypePing, FlagDeadline, 0, nil), CodeBadFrame, nil},
+		{"request without body", raw(TypeRequest, 0, 1, nil), CodeBadFrame, nil},
+		{"request method length 0", raw(TypeRequest, 0, 1, []byte{0}), CodeBadFrame, nil},
+		{"request method longer than body", raw(TypeRequest, 0, 1, []byte{5, 'a'}), CodeBadFrame, nil},
+		{"request method not ASCII", raw(TypeRequest, 0, 1, []byte{2, 0xc3, 0xa9}), CodeBadFrame, nil},
+		{"request deadline cut short", raw(TypeRequest, FlagDeadline, 1, []byte{0, 0}), CodeBadFrame, nil},
+		{"error without code", raw(TypeError, 0, 1, []byte{0}), CodeBadFrame, nil},
+		{"ping over 64 bytes", raw(TypePing, 0, 1, make([]byte, 65)), CodeBadFrame, nil},
+		{"event without topic", raw(TypeEvent, 0, 0, []byte{0}), CodeBadFrame, nil},
+		{"truncated header", raw(TypePing, 0, 0, nil)[:7], 0, io.ErrUnexpectedEOF},
+		{"truncated body", raw(TypeResponse, 0, 0, []byte("abc"))[:13], 0, io.ErrUnexpectedEOF},
+		{"empty stream", nil, 0, io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewReader(bytes.NewReader(tt.input), 1024).ReadFrame()
+			if tt.code == 0 {
+				if err != tt.err {
+					t.Fatalf("got %v, want %v", err, tt.err)
+				}
+				return
+			}
+			var we *Error
+			if !errors.As(err, &we) || we.Code != tt.code {
+				t.Fatalf("got %v, want a %v error", err, tt.code)
+			}
+			if !errors.Is(err, tt.code) {
+				t.Errorf("errors.Is(err, %v) = false", tt.code)
+			}
+		})
+	}
+}
+
+// A peer that claims a huge frame must not make the reader allocate it:
+// past the limit nothing grows; within it, growth stops at the limit.
+func TestReaderNeverAllocatesClaimedLength(t *testing.T) {
+	tests := []struct {
+		name    string
+		claim   uint32
+		maxBuf  int
+		errCode Code
+	}{
+		{"4 GiB claim", 0xffffffff, initialReadBuf, CodeFrameTooLarge},
+		{"one over the limit", 1<<16 + 1, initialReadBuf, CodeFrameTooLarge},
+		{"at the limit, body never comes", 1 << 16, 4 + 1<<16, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewReader(bytes.NewReader(hdr(tt.claim, 1, TypeResponse, 0, 0)), 1<<16)
+			_, err := r.ReadFrame()
+			if tt.errCode != 0 && !errors.Is(err, tt.errCode) {
+				t.Fatalf("err = %v, want %v", err, tt.errCode)
+			}
+			if tt.errCode == 0 && err != io.ErrUnexpectedEOF {
+				t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+			}
+			if len(r.buf) > tt.maxBuf {
+				t.Errorf("buffer is %d bytes, want at most %d", len(r.buf), tt.maxBuf)
+			}
+		})
+	}
+}
+
+func TestParseHello(t *testing.T) {
+	tests := []struct {
+		body string
+		want Hello
+		ok   bool
+	}{
+		{``, Hello{}, true},
+		{`{}`, Hello{}, true},
+		{` {"name":"bob","token":"s","extra":1}`, Hello{Name: "bob", Token: "s"}, true},
+		{`{"name":"` + strings.Repeat("x", 64) + `"}`, Hello{Name: strings.Repeat("x", 64)}, true},
+		{`{"name":"` + strings.Repeat("x", 65) + `"}`, Hello{}, false},
+		{`[]`, Hello{}, false},
+		{`{"name":`, Hello{}, false},
+		{`{"name":5}`, Hello{}, false},
+		{`null`, Hello{}, false},
+	}
+	for _, tt := range tests {
+		h, err := ParseHello([]byte(tt.body))
+		if (err == nil) != tt.ok || (tt.ok && h != tt.want) {
+			t.Errorf("ParseHello(%q) = %+v, %v; want %+v ok=%v", tt.body, h, err, tt.want, tt.ok)
+		}
+		if err != nil && !errors.Is(err, CodeBadFrame) {
+			t.Errorf("ParseHello(%q) error %v is not BAD_FRAME", tt.body, err)
+		}
+	}
+}
+
+func TestCodes(t *testing.T) {
+	for c := CodeBadFrame; c <= CodeUnavailable; c++ {
+		got, ok := ParseCode(c.String())
+		if !ok || got != c {
+			t.Errorf("ParseCode(%q) = %v, %v", c.String(), got, ok)
+		}
+	}
+	closing := map[Code]bool{CodeBadFrame: true, CodeUnsupportedVersion: true, CodeUnauthorized: true, CodeFrameTooLarge: true}
+	for c := CodeBadFrame; c <= CodeUnavailable; c++ {
+		if c.ClosesConn() != closing[c] {
+			t.Errorf("%v.ClosesConn() = %v", c, c.ClosesConn())
+		}
+	}
+	if CodeDivisionByZero.String() != "DIVISION_BY_ZERO" || Code(99).String() != "CODE_99" || Type(0).String() != "Type(0)" {
+		t.Error("names")
+	}
+	if _, ok := ParseCode("NOPE"); ok {
+		t.Error("ParseCode accepted an unknown name")
+	}
+}
+
+// TestZeroAllocs pins what the benchmarks show: the request/response path
+// of the codec allocates nothing.
+func TestZeroAllocs(t *testing.T) {
+	payload := make([]byte, 16)
+	buf := make([]byte, 0, 256)
+	var stream loopReader
+	r := NewReader(&stream, 0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		buf = AppendRequest(buf[:0], 1, "math.add", payload)
+		buf = AppendResponse(buf, 1, payload[:8])
+		stream.b = buf
+		f, err := r.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseRequest(f); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocs per request+response, want 0", allocs)
+	}
+}
+
+// loopReader hands out b once per Read call, so a Reader can be fed again.
+type loopReader struct{ b []byte }
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	if len(l.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, l.b)
+	l.b = l.b[n:]
+	return n, nil
+}
+
+func BenchmarkEncodeRequest(b *testing.B) {
+	payload := make([]byte, 16)
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendRequest(buf[:0], 1, "math.add", payload)
+	}
+}
+
+func BenchmarkEncodeResponse(b *testing.B) {
+	payload := make([]byte, 8)
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendResponse(buf[:0], 1, payload)
+	}
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	frame := AppendRequest(nil, 1, "math.add", make([]byte, 16))
+	var stream loopReader
+	r := NewReader(&stream, 0)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		stream.b = frame
+		f, err := r.ReadFrame()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ParseRequest(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeResponse(b *testing.B) {
+	frame := AppendResponse(nil, 1, make([]byte, 8))
+	var stream loopReader
+	r := NewReader(&stream, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		stream.b = frame
+		if _, err := r.ReadFrame(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
