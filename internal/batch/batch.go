@@ -1,0 +1,229 @@
+// Package batch coalesces writes to a connection. Producers append to a
+// pending buffer without blocking; one goroutine at a time writes all that is
+// pending in one syscall, and keeps writing until nothing is left. Under load
+// many responses share one write; at low load each goes out at once.
+package batch
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors that end a Writer.
+var (
+	// ErrClosed is returned after Close or CloseWrite.
+	ErrClosed = errors.New("batch: writer closed")
+	// ErrOverflow means pending output passed its limit: the peer is not
+	// reading (a slow consumer).
+	ErrOverflow = errors.New("batch: pending output over its limit")
+)
+
+// keepBuf is the largest buffer kept for reuse once written; larger ones
+// (after a burst or a big frame) are released so an idle connection stays
+// small.
+const keepBuf = 64 << 10
+
+// Options configure a Writer.
+type Options struct {
+	// Limit is the most bytes that may wait unwritten; past it the writer
+	// fails with ErrOverflow. 0 means no limit.
+	Limit int
+	// Timeout bounds each write; a write stalled that long fails the
+	// writer. 0 means no timeout.
+	Timeout time.Duration
+	// OnError is called once, from whichever goroutine noticed, when the
+	// writer fails (write error, ErrOverflow). Not called for Close.
+	OnError func(error)
+}
+
+// Writer batches writes to one net.Conn.
+type Writer struct {
+	conn net.Conn
+	opts Options
+
+	mu        sync.Mutex
+	pending   []byte // guarded by mu
+	spare     []byte // guarded by mu
+	writing   bool   // guarded by mu: a goroutine owns the conn's write side
+	halfClose bool   // guarded by mu: CloseWrite once pending is written
+	err       error  // guarded by mu: sticky
+
+	deadline time.Time // owned by the goroutine with writing set
+	written  atomic.Uint64
+	queued   atomic.Int64 // len(pending), readable without mu
+}
+
+// New returns a Writer for conn.
+func New(conn net.Conn, opts Options) *Writer {
+	return &Writer{conn: conn, opts: opts}
+}
+
+// Written returns how many bytes were written to the connection.
+func (w *Writer) Written() uint64 { return w.written.Load() }
+
+// Begin locks the writer and returns the pending buffer; append to it and
+// pass the result to Commit, which unlocks. Keep the section short.
+func (w *Writer) Begin() []byte {
+	w.mu.Lock()
+	return w.pending
+}
+
+// Commit stores the buffer returned by Begin and extended by the caller, and
+// unlocks. It does not write: call Flush or FlushAsync. It returns the
+// writer's error, if any; the data is then dropped.
+func (w *Writer) Commit(b []byte) error {
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.pending = b
+	w.queued.Store(int64(len(b)))
+	if w.opts.Limit > 0 && len(b) > w.opts.Limit {
+		w.pending = b[:0]
+		w.queued.Store(0)
+		w.err = ErrOverflow
+		w.mu.Unlock()
+		w.notify(ErrOverflow)
+		return ErrOverflow
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// Len returns the number of bytes pending. It takes no lock, so a reader
+// can check it per frame; the value may be a moment old.
+func (w *Writer) Len() int { return int(w.queued.Load()) }
+
+// Send appends p and starts an asynchronous flush.
+func (w *Writer) Send(p []byte) error {
+	err := w.Commit(append(w.Begin(), p...))
+	w.FlushAsync()
+	return err
+}
+
+// Flush writes what is pending from the calling goroutine, unless another
+// goroutine is writing already (it will write this too). It returns the
+// writer's error, if any.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	if w.writing || w.err != nil || (len(w.pending) == 0 && !w.halfClose) {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.writing = true
+	return w.drain()
+}
+
+// FlushAsync makes sure what is pending gets written without blocking the
+// caller: if nobody is writing, a goroutine is started that writes until
+// nothing is pending and then exits.
+func (w *Writer) FlushAsync() {
+	w.mu.Lock()
+	if w.writing || w.err != nil || (len(w.pending) == 0 && !w.halfClose) {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	go w.drain() //nolint:errcheck // failures go to OnError
+}
+
+// drain writes until nothing is pending. Called with mu held and writing
+// set; returns with mu released.
+func (w *Writer) drain() error {
+	for w.err == nil && len(w.pending) > 0 {
+		buf := w.pending
+		w.pending = w.spare[:0]
+		w.queued.Store(0)
+		w.mu.Unlock()
+		err := w.write(buf)
+		w.mu.Lock()
+		if cap(buf) <= keepBuf {
+			w.spare = buf[:0]
+		} else {
+			w.spare = nil
+		}
+		if err != nil && w.err == nil {
+			w.err = err
+			w.pending = w.pending[:0]
+			w.queued.Store(0)
+			w.writing = false
+			w.mu.Unlock()
+			w.notify(err)
+			return err
+		}
+	}
+	if w.err == nil && w.halfClose {
+		w.err = ErrClosed
+		if cw, ok := w.conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite() // the peer may be gone already; nothing to do
+		}
+	}
+	if cap(w.pending) > keepBuf {
+		w.pending = nil
+	}
+	err := w.err
+	w.writing = false
+	w.mu.Unlock()
+	if err == ErrClosed {
+		return nil
+	}
+	return err
+}
+
+func (w *Writer) write(b []byte) error {
+	if w.opts.Timeout > 0 {
+		// Setting a deadline costs a timer update, so refresh it at most
+		// every 1/8 of the timeout: a write may then fail up to 1/8 early.
+		now := time.Now()
+		if w.deadline.Sub(now) < w.opts.Timeout-w.opts.Timeout/8 {
+			w.deadline = now.Add(w.opts.Timeout)
+			if err := w.conn.SetWriteDeadline(w.deadline); err != nil {
+				return err
+			}
+		}
+	}
+	n, err := w.conn.Write(b)
+	w.written.Add(uint64(n))
+	return err
+}
+
+// CloseWrite half-closes the connection (TCP FIN) once everything pending is
+// written; later data is refused with ErrClosed. It does not block.
+func (w *Writer) CloseWrite() {
+	w.mu.Lock()
+	if w.err != nil || w.halfClose {
+		w.mu.Unlock()
+		return
+	}
+	w.halfClose = true
+	if w.writing {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	go w.drain() //nolint:errcheck // failures go to OnError
+}
+
+// Close drops what is pending and refuses further data. It does not close
+// the connection.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = ErrClosed
+	}
+	w.pending = nil
+	w.spare = nil
+	w.queued.Store(0)
+	w.mu.Unlock()
+}
+
+func (w *Writer) notify(err error) {
+	if w.opts.OnError != nil {
+		w.opts.OnError(err)
+	}
+}

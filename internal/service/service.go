@@ -1,0 +1,183 @@
+// Package service defines what a nexo service is, a method handler, and the
+// registry that maps method names to handlers. Every door of the server
+// (native, legacy, and later web and NATS) dispatches through one Registry.
+//
+// Adding a service is one small package that returns its []Method, plus one
+// Register call where the binary wires things together.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Errors a handler may return besides its own sentinels. The server maps
+// them to protocol codes.
+var (
+	// ErrBadPayload means the payload does not fit the method (BAD_PAYLOAD).
+	ErrBadPayload = errors.New("service: bad payload")
+	// ErrNotPermitted means the caller may not use this method. It is
+	// answered as UNKNOWN_METHOD so that privileged methods stay hidden.
+	ErrNotPermitted = errors.New("service: method not permitted for this caller")
+)
+
+// Caller describes who sent a request. The server fills it once per
+// connection; handlers must not modify it.
+type Caller struct {
+	ID       uint64 // client id, unique for the server's lifetime
+	Door     string // "native", "legacy", ...
+	Remote   string // remote address
+	Name     string // from HELLO, may be empty
+	Loopback bool   // the remote address is a loopback address
+	Admin    bool   // authenticated as an administrator
+}
+
+// Trusted reports whether the caller may use administrative methods:
+// it connected from loopback or authenticated as an admin.
+func (c *Caller) Trusted() bool { return c != nil && (c.Loopback || c.Admin) }
+
+// Request is one call to a handler. Payload aliases the connection's read
+// buffer: a handler must not keep it after returning.
+type Request struct {
+	Payload []byte
+	Caller  *Caller
+}
+
+// Handler serves one method. It appends its response payload to dst and
+// returns the extended slice, or returns an error. It must honour ctx.
+type Handler func(ctx context.Context, req Request, dst []byte) ([]byte, error)
+
+// Method describes one method of a service.
+type Method struct {
+	Name    string  // e.g. "math.add": printable ASCII, 1..255 bytes
+	Handler Handler // required
+	// Inline marks a handler that is cheap and never blocks. The server runs
+	// it on the connection's reader without a goroutine or a per-request
+	// context; a slow handler must leave this false, so that it runs
+	// concurrently and cannot hold back the connection's other requests.
+	Inline bool
+	// Idempotent marks a method that may safely run twice, so that a
+	// client or a gateway may retry it.
+	Idempotent bool
+	// Hidden keeps the method out of listings for untrusted callers.
+	Hidden bool
+	// Summary is one line for listings.
+	Summary string
+	// JSON, when set, lets JSON doors (JSON-RPC) call the method; a method
+	// without it is binary-only there.
+	JSON *JSONCodec
+}
+
+// JSONCodec translates a method's JSON-RPC params and result to and from
+// its binary payloads.
+type JSONCodec struct {
+	// Params appends the request payload for JSON params (which may be
+	// empty when the call has none). Params that do not fit the method
+	// return an error wrapping ErrBadParams.
+	Params func(params []byte, dst []byte) ([]byte, error)
+	// Result appends the JSON form of a response payload.
+	Result func(payload []byte, dst []byte) ([]byte, error)
+}
+
+// ErrBadParams means JSON params do not fit the method (JSON-RPC invalid
+// params).
+var ErrBadParams = errors.New("service: invalid params")
+
+// Registry maps method names to methods. Register everything before the
+// server starts: lookups take no lock.
+type Registry struct {
+	methods map[string]*Method
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{methods: make(map[string]*Method)} }
+
+// Register adds methods. A duplicate or invalid name is an error, and
+// nothing of that call is registered.
+func (r *Registry) Register(ms ...Method) error {
+	for i, m := range ms {
+		if err := wire.CheckMethod(m.Name); err != nil {
+			return fmt.Errorf("register %q: %w", m.Name, err)
+		}
+		if m.Handler == nil {
+			return fmt.Errorf("register %q: nil handler", m.Name)
+		}
+		if _, dup := r.methods[m.Name]; dup {
+			return fmt.Errorf("register %q: already registered", m.Name)
+		}
+		for _, prev := range ms[:i] {
+			if prev.Name == m.Name {
+				return fmt.Errorf("register %q: listed twice", m.Name)
+			}
+		}
+	}
+	for _, m := range ms {
+		r.methods[m.Name] = &m
+	}
+	return nil
+}
+
+// Lookup returns the method with the given name, or nil. It does not
+// allocate.
+func (r *Registry) Lookup(name []byte) *Method { return r.methods[string(name)] }
+
+// Names returns the sorted method names, leaving out hidden methods unless
+// withHidden is set.
+func (r *Registry) Names(withHidden bool) []string {
+	names := make([]string, 0, len(r.methods))
+	for n, m := range r.methods {
+		if withHidden || !m.Hidden {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Get returns the method with the given name, or nil.
+func (r *Registry) Get(name string) *Method { return r.methods[name] }
+
+// Call runs the method's handler, turning a panic into an error so that one
+// bad request cannot take the server down.
+func (m *Method) Call(ctx context.Context, req Request, dst []byte) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = dst, fmt.Errorf("panic in %s: %v", m.Name, p)
+		}
+	}()
+	return m.Handler(ctx, req, dst)
+}
+
+// CodeOf maps a handler's error to the protocol code a client is sent.
+// Errors that carry a request-level code keep it; anything unknown is
+// INTERNAL.
+func CodeOf(err error) wire.Code {
+	switch {
+	case errors.Is(err, ErrBadPayload), errors.Is(err, ErrBadParams):
+		return wire.CodeBadPayload
+	case errors.Is(err, ErrNotPermitted):
+		return wire.CodeUnknownMethod
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.CodeTimeout
+	}
+	if c, ok := wire.CodeOf(err); ok && c.Known() && !c.ClosesConn() {
+		return c
+	}
+	return wire.CodeInternal
+}
+
+// ErrorMessage is the text sent with an error: the handler's own words for
+// known errors, nothing of an internal one (log those instead).
+func ErrorMessage(code wire.Code, err error) string {
+	if code == wire.CodeInternal {
+		return "internal error"
+	}
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		return we.Msg
+	}
+	return err.Error()
+}
