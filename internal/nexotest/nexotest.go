@@ -1,0 +1,319 @@
+// Package nexotest starts real nexo servers on loopback for tests and
+// speaks the protocol at the byte level, so that tests check what actually
+// crosses the socket.
+package nexotest
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Server is a running server with both doors on 127.0.0.1 ephemeral ports.
+type Server struct {
+	*server.Server
+	Native string // native door address
+	Legacy string // legacy door address
+	Reg    *service.Registry
+	errc   chan error
+}
+
+// SleepMethod is "test.sleep": it waits for the big-endian uint32 of
+// milliseconds in its payload, or until its context ends, and answers
+// "slept". It is not inline, so it runs concurrently.
+func SleepMethod() service.Method {
+	return service.Method{
+		Name: "test.sleep",
+		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
+			if len(req.Payload) != 4 {
+				return dst, service.ErrBadPayload
+			}
+			t := time.NewTimer(time.Duration(binary.BigEndian.Uint32(req.Payload)) * time.Millisecond)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return append(dst, "slept"...), nil
+			case <-ctx.Done():
+				return dst, ctx.Err()
+			}
+		},
+	}
+}
+
+// PanicMethod is "test.panic": a handler with a bug.
+func PanicMethod() service.Method {
+	return service.Method{Name: "test.panic", Inline: true,
+		Handler: func(context.Context, service.Request, []byte) ([]byte, error) { panic("test.panic was called") }}
+}
+
+// Start runs a server with the math, sys and test methods. It is shut down
+// when the test ends, and the test fails if goroutines are left behind.
+func Start(t testing.TB, cfg server.Config) *Server {
+	t.Helper()
+	base := ProjectGoroutines()
+	reg := service.NewRegistry()
+	var log *slog.Logger
+	if os.Getenv("NEXO_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := server.New(cfg, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ms := range [][]service.Method{calc.Methods(), sys.Methods(srv, reg, srv.Config().Version), {SleepMethod(), PanicMethod()}} {
+		if err := reg.Register(ms...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	native, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leg, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Server: srv, Native: native.Addr().String(), Legacy: leg.Addr().String(), Reg: reg, errc: make(chan error, 2)}
+	go func() { s.errc <- srv.ServeNative(native) }()
+	go func() { s.errc <- srv.ServeLegacy(leg) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		for range 2 {
+			if err := <-s.errc; !errors.Is(err, server.ErrServerClosed) {
+				t.Errorf("serve returned %v, want ErrServerClosed", err)
+			}
+		}
+		CheckGoroutines(t, base)
+	})
+	return s
+}
+
+// CheckGoroutines fails the test when, after a grace period, more of this
+// project's goroutines run than base (from ProjectGoroutines). Goroutines
+// of the runtime and the test framework (the fuzzing engine starts some) do
+// not count.
+func CheckGoroutines(t testing.TB, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, dump := projectGoroutines()
+		if n <= base {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("goroutine leak: %d of this project's goroutines running, %d before the test\n%s", n, base, dump)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ProjectGoroutines counts the goroutines running this project's code,
+// other than the caller.
+func ProjectGoroutines() int {
+	n, _ := projectGoroutines()
+	return n
+}
+
+func projectGoroutines() (int, string) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var count int
+	var ours []string
+	// The first block is the calling goroutine.
+	for _, g := range strings.Split(string(buf), "\n\n")[1:] {
+		if strings.Contains(g, "github.com/nexo-project/nexo/") && !strings.Contains(g, "testing.tRunner") && !strings.Contains(g, "testing.fRunner") {
+			count++
+			ours = append(ours, g)
+		}
+	}
+	return count, strings.Join(ours, "\n\n")
+}
+
+// WaitFor polls cond until it holds or the timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Conn is a raw protocol connection for tests.
+type Conn struct {
+	t testing.TB
+	net.Conn
+	Rd *wire.Reader
+}
+
+// Dial opens a raw TCP connection; it is closed when the test ends.
+func Dial(t testing.TB, addr string) *Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &Conn{t: t, Conn: c, Rd: wire.NewReader(c, 16<<20)}
+}
+
+// Hello dials and completes the handshake, returning WELCOME.
+func Hello(t testing.TB, addr, name string) (*Conn, wire.Welcome) {
+	t.Helper()
+	c := Dial(t, addr)
+	b, err := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send(b)
+	f := c.Read()
+	if f.Type != wire.TypeWelcome {
+		t.Fatalf("got %v %q, want WELCOME", f.Type, f.Body)
+	}
+	w, err := wire.ParseWelcome(f.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, w
+}
+
+// Send writes raw bytes.
+func (c *Conn) Send(b []byte) {
+	c.t.Helper()
+	if _, err := c.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// Read reads the next frame, skipping the server's PINGs, within 5s.
+func (c *Conn) Read() wire.Frame {
+	c.t.Helper()
+	f, err := c.ReadErr()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+// ReadErr is Read that returns the error.
+func (c *Conn) ReadErr() (wire.Frame, error) {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := c.Rd.ReadFrame()
+		if err != nil || f.Type != wire.TypePing {
+			return f, err
+		}
+	}
+}
+
+// ExpectError reads an ERROR and checks its id and code.
+func (c *Conn) ExpectError(id uint32, code wire.Code) string {
+	c.t.Helper()
+	f := c.Read()
+	if f.Type != wire.TypeError {
+		c.t.Fatalf("got %v %q, want ERROR %v", f.Type, f.Body, code)
+	}
+	we, err := wire.ParseError(f.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if f.ID != id || we.Code != code {
+		c.t.Fatalf("got ERROR id %d %v (%s), want id %d %v", f.ID, we.Code, we.Msg, id, code)
+	}
+	return we.Msg
+}
+
+// ExpectClosed checks that the server closes the connection (EOF or reset)
+// within 5s, after any frames it still sends.
+func (c *Conn) ExpectClosed() {
+	c.t.Helper()
+	for {
+		f, err := c.ReadErr()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.t.Fatal("the server did not close the connection")
+			}
+			return
+		}
+		if f.Type != wire.TypeGoodbye {
+			c.t.Fatalf("got %v %q while waiting for the close", f.Type, f.Body)
+		}
+	}
+}
+
+// LegacyLine sends a legacy packet and returns the reply line.
+func (c *Conn) LegacyLine(packet []byte) string {
+	c.t.Helper()
+	c.Send(packet)
+	return c.ReadLine()
+}
+
+// ReadLine reads one reply line of the legacy protocol, newline included.
+func (c *Conn) ReadLine() string {
+	c.t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var sb strings.Builder
+	var b [1]byte
+	for {
+		if _, err := c.Conn.Read(b[:]); err != nil {
+			c.t.Fatalf("read line: %v (so far %q)", err, sb.String())
+		}
+		sb.WriteByte(b[0])
+		if b[0] == '\n' {
+			return sb.String()
+		}
+	}
+}
+
+// Operands is the payload of a math request.
+func Operands(a, b int64) []byte { return calc.AppendOperands(nil, a, b) }
+
+// Ms is the payload of test.sleep.
+func Ms(ms uint32) []byte { return binary.BigEndian.AppendUint32(nil, ms) }
+
+// String describes a frame for failure messages.
+func String(f wire.Frame) string {
+	return fmt.Sprintf("%v id=%d flags=%#x body=%q", f.Type, f.ID, f.Flags, f.Body)
+}
+
+// WaitInFlight waits until some client has at least n requests in flight.
+func (s *Server) WaitInFlight(t testing.TB, n int64) {
+	t.Helper()
+	WaitFor(t, 5*time.Second, fmt.Sprintf("%d requests in flight", n), func() bool {
+		for _, ci := range s.Clients().Clients {
+			if ci.InFlight >= n {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Config holds the server's settings. The zero value of a field means its
+// default; DefaultConfig returns every default filled in.
+type Config struct {
+	// Version is reported in WELCOME ("nexo/<Version>") and sys.info.
+	Version string
+	// Heartbeat is the PING interval announced in WELCOME (default 5s). A
+	// native client silent for 2 intervals plus a grace of half an interval
+	// is closed.
+	Heartbeat time.Duration
+	// MaxFrame is the largest frame length accepted (default 1 MiB).
+	MaxFrame int
+	// MaxConns bounds open connections over all doors (default 10000);
+	// past it a new connection is answered BUSY and closed.
+	MaxConns int
+	// MaxInFlight bounds concurrent requests per connection (default 1024);
+	// past it a request is answered BUSY.
+	MaxInFlight int
+	// HandshakeTimeout bounds the wait for HELLO (default 5s).
+	HandshakeTimeout time.Duration
+	// RequestTimeout applies to requests without a DEADLINE (default 30s).
+	RequestTimeout time.Duration
+	// WriteTimeout closes a connection whose writes stall that long, as a
+	// slow consumer (default 10s).
+	WriteTimeout time.Duration
+	// MaxPending closes a connection whose unsent output passes this many
+	// bytes, as a slow consumer (default 4 MiB, at least 2 max frames).
+	MaxPending int
+	// LegacyIdleTimeout closes a legacy connection silent that long
+	// (default 5m): legacy clients cannot answer heartbeats.
+	LegacyIdleTimeout time.Duration
+	// Linger is how long a closing connection waits for the peer to close
+	// after the last byte is sent, so that no reset destroys it (default 2s).
+	Linger time.Duration
+	// ClosedHistory is how many recently closed sessions are kept (default 256).
+	ClosedHistory int
+}
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Version:           "0.1.0",
+		Heartbeat:         5 * time.Second,
+		MaxFrame:          wire.DefaultMaxFrame,
+		MaxConns:          10000,
+		MaxInFlight:       1024,
+		HandshakeTimeout:  5 * time.Second,
+		RequestTimeout:    30 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxPending:        4 << 20,
+		LegacyIdleTimeout: 5 * time.Minute,
+		Linger:            2 * time.Second,
+		ClosedHistory:     256,
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Version == "" {
+		c.Version = d.Version
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = d.Heartbeat
+	}
+	if c.MaxFrame == 0 {
+		c.MaxFrame = d.MaxFrame
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = d.MaxConns
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = max(d.MaxPending, 2*(c.MaxFrame+wire.HeaderLen))
+	}
+	if c.LegacyIdleTimeout == 0 {
+		c.LegacyIdleTimeout = d.LegacyIdleTimeout
+	}
+	if c.Linger == 0 {
+		c.Linger = d.Linger
+	}
+	if c.ClosedHistory == 0 {
+		c.ClosedHistory = d.ClosedHistory
+	}
+	return c
+}
+
+// Validate reports the first setting that cannot work, after defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.Heartbeat < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat %v is below 10ms", c.Heartbeat))
+	}
+	if c.MaxFrame < 64 || c.MaxFrame > 64<<20 {
+		errs = append(errs, fmt.Errorf("max frame %d is outside 64..%d", c.MaxFrame, 64<<20))
+	}
+	if c.MaxPending < c.MaxFrame+wire.HeaderLen {
+		errs = append(errs, fmt.Errorf("max pending %d is below one max frame", c.MaxPending))
+	}
+	// Slices, not maps, so that the errors always come in the same order.
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max conns", c.MaxConns}, {"max in-flight", c.MaxInFlight}, {"closed history", c.ClosedHistory}} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d is below 1", f.name, f.v))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"handshake timeout", c.HandshakeTimeout}, {"request timeout", c.RequestTimeout},
+		{"write timeout", c.WriteTimeout}, {"legacy idle timeout", c.LegacyIdleTimeout}, {"linger", c.Linger}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", f.name, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,239 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nexo-project/nexo/internal/legacy"
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// handleNative runs one native connection: handshake, then the session.
+func (s *Server) handleNative(c net.Conn) {
+	defer s.conns.Add(-1)
+	if !s.trackHandshake(c, true) {
+		_ = c.Close()
+		return
+	}
+	// Before HELLO a peer is untrusted: it gets a deadline, and the reader
+	// starts small and never grows past the max frame.
+	_ = c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	rd := wire.NewReader(c, s.cfg.MaxFrame)
+	hello, err := readHello(rd)
+	s.trackHandshake(c, false)
+	if err != nil {
+		s.log.Debug("handshake failed", slog.String(keyRemote, c.RemoteAddr().String()), slog.Any(keyError, err))
+		if we, ok := errors.AsType[*wire.Error](err); ok {
+			refuse(c, fatalReply(DoorNative, we.Code, we.Msg), s.cfg.Linger)
+			return
+		}
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+
+	sess := s.newSession(c, DoorNative, hello.Name)
+	welcome, _ := wire.AppendJSON(nil, wire.TypeWelcome, wire.Welcome{ // a struct of numbers and strings always marshals
+		ClientID:    sess.id,
+		Server:      "nexo/" + s.cfg.Version,
+		HeartbeatMS: s.cfg.Heartbeat.Milliseconds(),
+		MaxFrame:    s.cfg.MaxFrame,
+	})
+	_ = sess.out.Commit(append(sess.out.Begin(), welcome...))
+	s.register(sess)
+	sess.out.Flush()
+	sess.end(sess.readNative(rd))
+}
+
+// readHello reads the first frame, which must be a valid HELLO.
+func readHello(rd *wire.Reader) (wire.Hello, error) {
+	f, err := rd.ReadFrame()
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return wire.Hello{}, &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}
+		}
+		return wire.Hello{}, err
+	}
+	if f.Type != wire.TypeHello {
+		return wire.Hello{}, &wire.Error{Code: wire.CodeBadFrame, Msg: "the first frame must be HELLO, not " + f.Type.String()}
+	}
+	return wire.ParseHello(f.Body)
+}
+
+// readNative is the session's reader: it reads frames until the connection
+// ends and returns why. Inline requests are answered into the batch writer
+// as they come; the batch is written once no whole frame is left buffered.
+func (s *session) readNative(rd *wire.Reader) error {
+	busy := false // holding an in-flight unit for the current burst
+	defer func() {
+		if busy {
+			s.release()
+		}
+	}()
+	for {
+		f, err := rd.ReadFrame()
+		if err != nil {
+			return s.readFailed(err)
+		}
+		if !busy {
+			busy = true
+			s.acquire()
+			s.lastSeen.Store(time.Now().UnixNano())
+		}
+		s.bytesIn.Add(uint64(wire.HeaderLen + len(f.Body)))
+		switch f.Type {
+		case wire.TypeRequest:
+			s.handleRequest(f)
+		case wire.TypePing:
+			_ = s.out.Commit(wire.AppendFrame(s.out.Begin(), wire.TypePong, 0, f.ID, f.Body))
+		case wire.TypePong:
+			s.handlePong(f)
+		case wire.TypeGoodbye:
+			s.log.Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
+			s.beginDrain(reasonClientGoodbye, "")
+		default:
+			return s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
+		}
+		if !rd.HasFrame() {
+			s.lastSeen.Store(time.Now().UnixNano())
+			_ = s.out.Flush() // a failed writer has closed the session already
+			busy = false
+			s.release()
+		} else if s.out.Len() >= flushAt {
+			s.lastSeen.Store(time.Now().UnixNano())
+			_ = s.out.Flush()
+		}
+	}
+}
+
+// readFailed handles the error that ended a reader: a malformed frame is
+// answered and the connection closed; anything else passes through to end.
+func (s *session) readFailed(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}
+	}
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		s.log.Info("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
+		s.refuseAndClose(fatalReply(s.door, we.Code, we.Msg), reasonForCode(we.Code))
+	}
+	return err
+}
+
+// handleRequest answers one REQUEST: inline methods at once, others on a
+// goroutine of their own.
+func (s *session) handleRequest(f wire.Frame) {
+	s.requests.Add(1)
+	req, err := wire.ParseRequest(f) // ReadFrame validated it: cannot fail
+	if err != nil {
+		s.replyError(f.ID, wire.CodeBadFrame, err.Error())
+		return
+	}
+	if s.draining.Load() {
+		s.replyError(req.ID, wire.CodeShuttingDown, "connection is closing; no new requests")
+		return
+	}
+	m := s.srv.reg.Lookup(req.Method)
+	if m == nil {
+		s.replyError(req.ID, wire.CodeUnknownMethod, "unknown method "+string(req.Method))
+		return
+	}
+	if req.HasDeadline && req.Deadline == 0 {
+		s.replyError(req.ID, wire.CodeTimeout, "deadline of 0 ms passed on arrival")
+		return
+	}
+	if m.Inline {
+		b, start := wire.StartFrame(s.out.Begin(), wire.TypeResponse, 0, req.ID)
+		b, err := m.Call(s.ctx, service.Request{Payload: req.Payload, Caller: &s.caller}, b)
+		if err != nil {
+			code := service.CodeOf(err)
+			b = wire.AppendError(b[:start], req.ID, code, service.ErrorMessage(code, err))
+			s.errors.Add(1)
+			defer s.logHandlerError(m.Name, code, err)
+		} else {
+			b = wire.FinishFrame(b, start)
+		}
+		_ = s.out.Commit(b)
+		return
+	}
+	// The reader holds one unit of the in-flight count; the rest are
+	// handlers running now.
+	if s.inflight.Load() > int64(s.srv.cfg.MaxInFlight) {
+		s.replyError(req.ID, wire.CodeBusy, "too many requests in flight on this connection")
+		return
+	}
+	timeout := s.srv.cfg.RequestTimeout
+	if req.HasDeadline {
+		timeout = time.Duration(req.Deadline) * time.Millisecond
+	}
+	s.acquire()
+	s.srv.async.Add(1)
+	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), time.Now().Add(timeout))
+}
+
+// runAsync serves one request on its own goroutine and writes the answer.
+func (s *session) runAsync(m *service.Method, id uint32, payload []byte, deadline time.Time) {
+	defer s.srv.async.Add(-1)
+	defer s.release()
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // finished too late: the client has given up
+	}
+	cancel()
+	b := s.out.Begin()
+	if err != nil {
+		code := service.CodeOf(err)
+		b = wire.AppendError(b, id, code, service.ErrorMessage(code, err))
+		s.errors.Add(1)
+		defer s.logHandlerError(m.Name, code, err)
+	} else {
+		b = wire.AppendResponse(b, id, resp)
+	}
+	if s.out.Commit(b) == nil {
+		_ = s.out.Flush() // write from this goroutine; failures close the session
+	}
+}
+
+// replyError queues a request-level ERROR; the connection stays open.
+func (s *session) replyError(id uint32, code wire.Code, msg string) {
+	s.errors.Add(1)
+	_ = s.out.Commit(wire.AppendError(s.out.Begin(), id, code, msg))
+}
+
+// sendPing queues a PING whose body is the send time, so the PONG tells the
+// round trip without any state.
+func (s *session) sendPing(now time.Time) {
+	s.pingSent.Store(now.UnixNano())
+	var body [8]byte
+	binary.BigEndian.PutUint64(body[:], uint64(now.UnixNano()))
+	if s.out.Commit(wire.AppendFrame(s.out.Begin(), wire.TypePing, 0, 0, body[:])) == nil {
+		s.out.FlushAsync()
+	}
+}
+
+// handlePong records the heartbeat round trip from a PONG to our PING.
+func (s *session) handlePong(f wire.Frame) {
+	if len(f.Body) != 8 {
+		return // not an answer to one of our PINGs
+	}
+	rtt := time.Now().UnixNano() - int64(binary.BigEndian.Uint64(f.Body))
+	if rtt > 0 && rtt < int64(time.Minute) {
+		s.rtt.Store(rtt)
+	}
+}
+
+// fatalReply is a door's last words before it closes a connection: an
+// ERROR frame with id 0 on the native door, an "ERROR <NAME>" line on the
+// legacy one.
+func fatalReply(door string, code wire.Code, msg string) []byte {
+	if door == DoorLegacy {
+		return legacy.AppendError(nil, code)
+	}
+	return wire.AppendError(nil, 0, code, msg)
+}

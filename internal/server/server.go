@@ -1,0 +1,338 @@
+// Package server is nexo's back end: it accepts connections on its doors
+// (native and legacy), keeps one session per client with a unique id,
+// dispatches requests through one service registry, watches liveness with
+// heartbeats, and shuts down without losing an accepted request.
+//
+// Lock order: a session's batch writer lock, then sessionTable.mu (an
+// inline handler such as sys.info runs under its session's writer lock and
+// may read the table). Server.mu is never held with either. Nothing takes a
+// writer lock while holding sessionTable.mu or Server.mu.
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// ErrServerClosed is returned by the Serve methods after Shutdown.
+var ErrServerClosed = errors.New("server: closed")
+
+// Constant log attribute keys.
+const (
+	keyClientID = "client_id"
+	keyDoor     = "door"
+	keyRemote   = "remote"
+	keyReason   = "reason"
+	keyError    = "err"
+	keyAddr     = "addr"
+)
+
+// Server serves the registry's methods to clients on any number of
+// listeners. Create it with New, call a Serve method per listener, and stop
+// it with Shutdown.
+type Server struct {
+	cfg     Config
+	reg     *service.Registry
+	log     *slog.Logger
+	table   *sessionTable
+	metrics counters
+
+	ids      atomic.Uint64 // last client id given out
+	conns    atomic.Int64  // open sockets on every door, handshaking included
+	async    atomic.Int64  // handler goroutines running
+	shutting atomic.Bool
+
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{} // guarded by mu
+	handshaking map[net.Conn]struct{}     // guarded by mu
+	hbOnce      sync.Once
+	stopOnce    sync.Once
+	hbStop      chan struct{} // closed by Shutdown
+	hbDone      chan struct{} // closed when the heartbeat loop exits
+}
+
+// counters are the server-wide totals behind Stats.
+type counters struct {
+	accepted atomic.Uint64
+	rejected atomic.Uint64
+	byReason [len(reasonNames)]atomic.Uint64
+}
+
+func (c *counters) closed(r closeReason) {
+	if int(r) < len(c.byReason) {
+		c.byReason[r].Add(1)
+	}
+}
+
+// New returns a server for the registry's methods. A nil logger discards.
+func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	return &Server{
+		cfg:         cfg,
+		reg:         reg,
+		log:         log,
+		table:       newSessionTable(cfg.ClosedHistory),
+		listeners:   make(map[net.Listener]struct{}),
+		handshaking: make(map[net.Conn]struct{}),
+		hbStop:      make(chan struct{}),
+		hbDone:      make(chan struct{}),
+	}, nil
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// ClientCount returns the number of connected clients.
+func (s *Server) ClientCount() int { return s.table.count() }
+
+// Snapshot returns the client list: connected clients by id, and the
+// recently closed ones, newest first, with their reasons.
+func (s *Server) Snapshot() any { return s.table.snapshot() }
+
+// Stats are server-wide totals since the server started.
+type Stats struct {
+	Clients  int               `json:"clients"`  // connected now
+	Accepted uint64            `json:"accepted"` // connections accepted, all doors
+	Rejected uint64            `json:"rejected"` // connections refused over MaxConns
+	Closed   map[string]uint64 `json:"closed"`   // sessions closed, by reason
+}
+
+// Stats returns the server-wide totals.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Clients:  s.table.count(),
+		Accepted: s.metrics.accepted.Load(),
+		Rejected: s.metrics.rejected.Load(),
+		Closed:   make(map[string]uint64),
+	}
+	for r := range s.metrics.byReason {
+		if n := s.metrics.byReason[r].Load(); n > 0 {
+			st.Closed[closeReason(r).String()] = n
+		}
+	}
+	return st
+}
+
+// Clients returns the client list; see Snapshot.
+func (s *Server) Clients() Snapshot { return s.table.snapshot() }
+
+// Kick ends a client's session: a native client gets GOODBYE with the
+// reason, its in-flight requests finish, then it is closed. It reports
+// whether the client was connected.
+func (s *Server) Kick(id uint64, reason string) bool {
+	sess := s.table.get(id)
+	if sess == nil {
+		return false
+	}
+	sess.log.Info("kicking client", slog.String(keyReason, reason))
+	sess.beginDrain(reasonKicked, "kicked: "+reason)
+	return true
+}
+
+// ServeNative accepts native-protocol connections on ln until Shutdown.
+func (s *Server) ServeNative(ln net.Listener) error { return s.serve(ln, DoorNative, s.handleNative) }
+
+// ServeLegacy accepts legacy-protocol connections on ln until Shutdown.
+func (s *Server) ServeLegacy(ln net.Listener) error { return s.serve(ln, DoorLegacy, s.handleLegacy) }
+
+func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	s.hbOnce.Do(func() { go s.heartbeatLoop() })
+
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of descriptors or a transient failure: back off and try
+			// again, so the server survives and accepts once it can.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", slog.String(keyDoor, door), slog.Any(keyError, err), slog.Duration("delay", delay))
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+			s.metrics.rejected.Add(1)
+			go s.refuseBusy(c, door)
+			continue
+		}
+		s.metrics.accepted.Add(1)
+		go handle(c)
+	}
+}
+
+// refuseBusy answers a connection over the limit with BUSY and closes it.
+func (s *Server) refuseBusy(c net.Conn, door string) {
+	defer s.conns.Add(-1)
+	s.log.Warn("connection refused: too many connections", slog.String(keyDoor, door),
+		slog.String(keyRemote, c.RemoteAddr().String()), slog.Int("max_conns", s.cfg.MaxConns))
+	refuse(c, fatalReply(door, wire.CodeBusy, "too many connections"), min(s.cfg.Linger, time.Second))
+}
+
+// refuse writes a last reply to a connection that has no session, and
+// closes it without resetting what it wrote.
+func refuse(c net.Conn, reply []byte, linger time.Duration) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write(reply); err == nil {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		lingerDiscard(c, linger)
+	}
+	_ = c.Close()
+}
+
+// lingerDiscard reads and drops what the peer still sends, until it closes
+// or the linger time is over, so that closing does not reset the
+// connection while our last bytes are unread.
+func lingerDiscard(c net.Conn, linger time.Duration) {
+	_ = c.SetReadDeadline(time.Now().Add(linger))
+	_, _ = io.CopyN(io.Discard, c, 1<<20) // ends on EOF, deadline or the cap; all the same here
+}
+
+func (s *Server) trackHandshake(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.handshaking, c)
+		return true
+	}
+	if s.shutting.Load() {
+		return false
+	}
+	s.handshaking[c] = struct{}{}
+	return true
+}
+
+// register adds a session to the client list. A session that arrives while
+// the server shuts down starts draining at once.
+func (s *Server) register(sess *session) {
+	s.table.add(sess)
+	sess.log.Info("client connected", slog.String("name", sess.caller.Name))
+	if s.shutting.Load() {
+		sess.beginDrain(reasonServerShutdown, "server shutting down")
+	}
+}
+
+// heartbeatLoop is the one timer behind every session's liveness: it sends
+// PINGs at the announced interval and closes sessions that fell silent.
+func (s *Server) heartbeatLoop() {
+	defer close(s.hbDone)
+	hb := s.cfg.Heartbeat
+	t := time.NewTicker(hb / 4)
+	defer t.Stop()
+	var buf []*session
+	for {
+		select {
+		case <-s.hbStop:
+			return
+		case now := <-t.C:
+			buf = s.table.appendLive(buf[:0])
+			s.checkLiveness(buf, now)
+			clear(buf) // drop references to closed sessions
+		}
+	}
+}
+
+// checkLiveness closes native sessions silent for over 2 intervals plus a
+// quarter (the check runs every quarter, so a dead client is gone within 2
+// intervals plus a grace of half an interval) and pings the others once per
+// interval. Legacy sessions cannot answer PINGs: they have an idle timeout.
+func (s *Server) checkLiveness(sessions []*session, now time.Time) {
+	hb := s.cfg.Heartbeat
+	deadAfter := (2*hb + hb/4).Nanoseconds()
+	nowNS := now.UnixNano()
+	for _, sess := range sessions {
+		silent := nowNS - sess.lastSeen.Load()
+		switch sess.door {
+		case DoorNative:
+			if silent > deadAfter {
+				sess.log.Info("heartbeat timeout", slog.Duration("silent", time.Duration(silent).Round(time.Millisecond)))
+				sess.close(reasonHeartbeatTimeout)
+				continue
+			}
+			if nowNS-sess.pingSent.Load() >= (hb - hb/8).Nanoseconds() {
+				sess.sendPing(now)
+			}
+		case DoorLegacy:
+			if silent > s.cfg.LegacyIdleTimeout.Nanoseconds() {
+				sess.close(reasonIdleTimeout)
+			}
+		}
+	}
+}
+
+// Shutdown stops accepting, says GOODBYE to every client, lets in-flight
+// requests finish and their responses be written, and returns once every
+// connection is closed. When ctx ends first, the remaining connections are
+// closed at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		_ = ln.Close() // Serve returns ErrServerClosed
+	}
+	for c := range s.handshaking {
+		_ = c.Close() // not a client yet: nothing to drain
+	}
+	s.mu.Unlock()
+
+	live := s.table.appendLive(nil)
+	s.log.Info("shutting down", slog.Int("clients", len(live)))
+	for _, sess := range live {
+		sess.beginDrain(reasonServerShutdown, "server shutting down")
+	}
+	defer func() {
+		s.hbOnce.Do(func() { close(s.hbDone) }) // never started
+		s.stopOnce.Do(func() { close(s.hbStop) })
+		<-s.hbDone
+	}()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.conns.Load() == 0 && s.async.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			for _, sess := range s.table.appendLive(nil) {
+				sess.close(reasonServerShutdown)
+			}
+			return ctx.Err()
+		}
+	}
+}
