@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/server"
+)
+
+func (m *Main) clients(ctx context.Context, args []string) error {
+	fs := m.flags("clients", "")
+	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door; the caller must be on loopback)")
+	asJSON := fs.Bool("json", false, "print the raw JSON list")
+	closedRows := fs.Int("closed", 10, "show this many recently closed sessions (0: all)")
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, *addr, &client.Options{Name: "nexo-clients"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	raw, err := c.Call(ctx, "sys.clients", nil)
+	if err != nil {
+		return describeError(err)
+	}
+	if *asJSON {
+		_, err := fmt.Fprintln(m.Stdout, string(raw))
+		return err
+	}
+	var snap server.Snapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return fmt.Errorf("sys.clients: %w", err)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "%d connected\n", len(snap.Clients))
+	fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCONNECTED\tLAST SEEN\tRTT\tIN FLIGHT\tREQUESTS\tERRORS\tBYTES IN\tBYTES OUT")
+	for _, ci := range snap.Clients {
+		name := ci.Name
+		if ci.ID == c.ID() {
+			name += " (this command)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s ago\t%s\t%d\t%d\t%d\t%d\t%d\n",
+			ci.ID, ci.Door, dash(name), ci.Remote, since(now, ci.ConnectedAt), since(now, ci.LastSeen), rtt(ci.HeartbeatRTT),
+			ci.InFlight, ci.Requests, ci.Errors, ci.BytesIn, ci.BytesOut)
+	}
+	if len(snap.Closed) > 0 {
+		fmt.Fprintf(tw, "\n%d recently closed", len(snap.Closed))
+		if *closedRows > 0 && len(snap.Closed) > *closedRows {
+			fmt.Fprintf(tw, " (newest %d shown; --closed 0 shows all)", *closedRows)
+			snap.Closed = snap.Closed[:*closedRows]
+		}
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCLOSED\tREASON\tREQUESTS\tERRORS")
+		for _, ci := range snap.Closed {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s\t%d\t%d\n",
+				ci.ID, ci.Door, dash(ci.Name), ci.Remote, since(now, ci.ClosedAt), ci.Reason, ci.Requests, ci.Errors)
+		}
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func since(now, t time.Time) time.Duration { return now.Sub(t).Round(time.Second) }
+
+func rtt(us int64) string {
+	if us == 0 {
+		return "-"
+	}
+	return (time.Duration(us) * time.Microsecond).String()
+}

@@ -1,0 +1,157 @@
+// Command nexo is the nexo server and its command-line clients in one
+// binary: serve, call, auto, bench, clients and version.
+//
+// Every flag may also come from the environment as NEXO_ plus the flag name
+// in upper case with '-' as '_' (NEXO_NATIVE_ADDR); a flag given on the
+// command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// version is the release, set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	err := m.Run(ctx, os.Args[1:])
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "nexo:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "nexo:", err)
+		os.Exit(1)
+	}
+}
+
+// Main runs one nexo command. Tests use it to run commands in-process.
+type Main struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Getenv reads the environment; nil means no environment.
+	Getenv func(string) string
+	// Listening, when set, is called by serve with each door's real
+	// address once it listens (ports given as 0 are resolved).
+	Listening func(door, addr string)
+}
+
+// usageError is a mistake in the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `nexo: a client-server system for small, fast requests.
+
+Usage:
+  nexo serve   [flags]                  run the server
+  nexo call    [flags] METHOD [ARG...]  send one request and print the result
+  nexo auto    [flags]                  send a random math operation every interval
+  nexo bench   [flags]                  closed-loop load test
+  nexo clients [flags]                  list connected and recently closed clients
+  nexo version                          print the version
+
+Run 'nexo COMMAND -h' for a command's flags. Every flag can also be set
+from the environment as NEXO_<FLAG> (NEXO_NATIVE_ADDR=...).
+`
+
+// Run runs the command named by args[0].
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmds := map[string]func(context.Context, []string) error{
+		"serve":   m.serve,
+		"call":    m.call,
+		"auto":    m.auto,
+		"bench":   m.bench,
+		"clients": m.clients,
+		"version": m.version,
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	}
+	run, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprint(m.Stderr, usage)
+		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	return run(ctx, args[1:])
+}
+
+func (m *Main) version(_ context.Context, args []string) error {
+	fs := m.flags("version", "")
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "nexo %s\n", version)
+	return nil
+}
+
+// flags returns a FlagSet for a command that reports to m.Stderr.
+func (m *Main) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(m.Stderr, "Usage: nexo %s [flags] %s\n\nFlags (also NEXO_<FLAG> in the environment):\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses the command line, then fills every flag not given there
+// from the environment.
+func (m *Main) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if m.Getenv == nil {
+		return nil
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		key := envName(f.Name)
+		if v := m.Getenv(key); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = usageError{fmt.Sprintf("%s=%q: %v", key, v, e)}
+			}
+		}
+	})
+	return err
+}
+
+// envName is the environment variable for a flag: NEXO_ + upper case, '-' as '_'.
+func envName(flagName string) string {
+	return "NEXO_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// given reports whether a flag was set on the command line or from the
+// environment.
+func (m *Main) given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set || (m.Getenv != nil && m.Getenv(envName(name)) != "")
+}

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/loadgen"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve runs `nexo serve` in-process on ephemeral ports and returns the
+// door addresses; the server drains when the test ends.
+func serve(t *testing.T, env map[string]string, args ...string) map[string]string {
+	t.Helper()
+	return serveDoors(t, 2, env, args...)
+}
+
+// serveDoors is serve for a server with n doors listening.
+func serveDoors(t *testing.T, n int, env map[string]string, args ...string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := map[string]string{}
+	var mu sync.Mutex
+	ready := make(chan struct{}, n)
+	logs := &syncBuffer{}
+	m := &Main{Stdout: logs, Stderr: logs, Getenv: func(k string) string { return env[k] },
+		Listening: func(door, addr string) {
+			mu.Lock()
+			addrs[door] = addr
+			mu.Unlock()
+			ready <- struct{}{}
+		}}
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Run(ctx, append([]string{"serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0"}, args...))
+	}()
+	for range n {
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("serve: %v\n%s", err, logs)
+		case <-time.After(5 * time.Second):
+			t.Fatal("serve did not start")
+		}
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+		if !strings.Contains(logs.String(), "nexo stopped") {
+			t.Errorf("no clean stop in the log:\n%s", logs)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return maps.Clone(addrs)
+}
+
+// run runs one nexo command in-process.
+func run(env map[string]string, args ...string) (stdout, stderr string, err error) {
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
+	err = m.Run(context.Background(), args)
+	return out.String(), errb.String(), err
+}
+
+func TestCall(t *testing.T) {
+	addr := serve(t, nil)["native"]
+	tests := []struct {
+		args    []string
+		out     string
+		errText string
+	}{
+		{[]string{"math.div", "7", "2"}, "3.5\n", ""},
+		{[]string{"math.add", "-5", "3"}, "-2\n", ""},
+		{[]string{"math.sub", "1", "10"}, "-9\n", ""},
+		{[]string{"math.mul", "-4", "5"}, "-20\n", ""},
+		{[]string{"math.div", "0", "-5"}, "0\n", ""},
+		{[]string{"sys.echo", "hello", "world"}, "hello world\n", ""},
+		{[]string{"math.div", "1", "0"}, "", "DIVISION_BY_ZERO"},
+		{[]string{"math.add", "9223372036854775807", "1"}, "", "OVERFLOW"},
+		{[]string{"no.such"}, "", "UNKNOWN_METHOD"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, _, err := run(nil, append([]string{"call", "--addr", addr}, tt.args...)...)
+			if tt.errText != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.errText) {
+					t.Fatalf("err = %v, want it to start with %s", err, tt.errText)
+				}
+				return
+			}
+			if err != nil || out != tt.out {
+				t.Fatalf("got %q, %v; want %q", out, err, tt.out)
+			}
+		})
+	}
+	// Usage mistakes are usage errors (exit status 2), with a clear text.
+	for _, args := range [][]string{{"call", "--addr", addr}, {"call", "--addr", addr, "math.add", "1"}, {"call", "--addr", addr, "math.add", "x", "1"}} {
+		if _, _, err := run(nil, args...); !errors.As(err, new(usageError)) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+	// The environment supplies flags; the command line wins.
+	if out, _, err := run(map[string]string{"NEXO_ADDR": addr}, "call", "math.add", "1", "1"); err != nil || out != "2\n" {
+		t.Errorf("NEXO_ADDR: %q %v", out, err)
+	}
+	if out, _, err := run(map[string]string{"NEXO_ADDR": "127.0.0.1:1"}, "call", "--addr", addr, "math.add", "1", "1"); err != nil || out != "2\n" {
+		t.Errorf("flag over env: %q %v", out, err)
+	}
+	if _, _, err := run(map[string]string{"NEXO_TIMEOUT": "soon"}, "call", "math.add", "1", "1"); err == nil || !strings.Contains(err.Error(), "NEXO_TIMEOUT") {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestServeFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--admin-addr", "127.0.0.1:8222"}, nil, "--admin-addr"},
+		{[]string{"--native-addr", "", "--legacy-addr", ""}, nil, "every door is off"},
+		{[]string{"--heartbeat", "1ms"}, nil, "heartbeat"},
+		{[]string{"--log-level", "loud"}, nil, "log-level"},
+		{[]string{"extra"}, nil, "no arguments"},
+	} {
+		_, _, err := run(tt.env, append([]string{"serve"}, tt.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("serve %q: %v, want an error about %s", tt.args, err, tt.want)
+		}
+	}
+	if _, _, err := run(nil, "serve", "--web-addr", "256.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "web door") {
+		t.Errorf("bad web address: %v", err)
+	}
+	if _, _, err := run(nil, "serve", "--native-addr", "256.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "native door") {
+		t.Errorf("bad address: %v", err)
+	}
+}
+
+func TestAuto(t *testing.T) {
+	addrs := serve(t, nil)
+	line := regexp.MustCompile(`^(math\.(add|sub|mul|div)|SUMA|RESTA|MULTIPLICACION|DIVISION) -?\d+ [-+*/] -?\d+ (= -?[\d.]+|: DIVISION_BY_ZERO.*)$`)
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"native", []string{"--addr", addrs["native"]}},
+		{"legacy", []string{"--legacy", "--addr", addrs["legacy"]}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := run(nil, append([]string{"auto", "--every", "10ms", "--count", "5"}, tt.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ops int
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if strings.HasPrefix(l, "connected to") {
+					continue
+				}
+				if !line.MatchString(l) {
+					t.Errorf("unexpected line %q", l)
+				}
+				ops++
+			}
+			if ops != 5 {
+				t.Errorf("%d operations printed, want 5:\n%s", ops, out)
+			}
+		})
+	}
+}
+
+func TestBench(t *testing.T) {
+	addr := serve(t, nil)["native"]
+	out, _, err := run(nil, "bench", "--addr", addr, "-c", "4", "-p", "8", "-d", "300ms", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if res.Ops == 0 || res.OpsPerSec <= 0 || res.Errors != 0 || res.P50us <= 0 || res.P99us < res.P50us || res.Connections != 4 || res.Pipeline != 8 {
+		t.Errorf("result %+v", res)
+	}
+	out, _, err = run(nil, "bench", "--addr", addr, "-c", "2", "-d", "200ms")
+	if err != nil || !strings.Contains(out, "ops/s") || strings.Contains(out, "\r") {
+		t.Errorf("text output (no progress line when not a terminal): %q, %v", out, err)
+	}
+	out, _, err = run(nil, "bench", "--addr", addr, "-c", "2", "-d", "200ms", "--method", "math.div", "--json")
+	if err != nil || !strings.Contains(out, `"errors":0`) {
+		t.Errorf("math.div bench: %q %v", out, err)
+	}
+}
+
+func TestClients(t *testing.T) {
+	addrs := serve(t, nil)
+	c, err := client.Dial(context.Background(), addrs["native"], &client.Options{Name: "visible"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(nil, "clients", "--addr", addrs["native"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "2 connected") || !strings.Contains(out, "visible") || !strings.Contains(out, "nexo-clients (this command)") {
+		t.Errorf("clients output:\n%s", out)
+	}
+	c.Close()
+	for range 3 {
+		if _, _, err := run(nil, "call", "--addr", addrs["native"], "math.add", "1", "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err = run(nil, "clients", "--addr", addrs["native"], "--closed", "2")
+	if err != nil || !strings.Contains(out, "recently closed (newest 2 shown") || strings.Count(out, "client goodbye") != 2 {
+		t.Errorf("clients --closed 2:\n%s %v", out, err)
+	}
+	out, _, err = run(nil, "clients", "--addr", addrs["native"], "--json")
+	if err != nil || !strings.Contains(out, `"reason":"client goodbye"`) || !strings.Contains(out, `"name":"visible"`) {
+		t.Errorf("clients --json: %s %v", out, err)
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if out, _, err := run(nil, "version"); err != nil || out != "nexo "+version+"\n" {
+		t.Errorf("version: %q %v", out, err)
+	}
+	if _, errOut, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
+		t.Errorf("unknown command: %v", err)
+	}
+	if out, _, err := run(nil, "help"); err != nil || !strings.Contains(out, "nexo serve") {
+		t.Errorf("help: %v", err)
+	}
+}
+
+// TestBinarySignals builds the real binary, runs `nexo serve`, keeps a
+// request in flight, and sends SIGTERM: the request is answered and the
+// process exits 0 after draining.
+func TestBinarySignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "nexo")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(bin, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "")
+			cmd.Env = append(os.Environ(), "NEXO_HEARTBEAT=2s")
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			sc := bufio.NewScanner(stderr)
+			addrRe := regexp.MustCompile(`msg=listening door=native addr=(\S+)`)
+			var addr string
+			var logs strings.Builder
+			for sc.Scan() {
+				logs.WriteString(sc.Text() + "\n")
+				if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+					addr = m[1]
+					break
+				}
+			}
+			if addr == "" {
+				t.Fatalf("no listen address logged:\n%s", logs.String())
+			}
+			go func() {
+				for sc.Scan() {
+					logs.WriteString(sc.Text() + "\n")
+				}
+			}()
+			c, err := client.Dial(context.Background(), addr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if hb := c.Welcome().HeartbeatMS; hb != 2000 {
+				t.Errorf("NEXO_HEARTBEAT=2s gave heartbeat_ms %d", hb)
+			}
+			// math.* are inline and instant, so pipeline a burst and signal
+			// while it is being answered.
+			var wg sync.WaitGroup
+			results := make(chan error, 200)
+			for i := range 200 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					v, err := c.Add(context.Background(), int64(i), 1)
+					if err == nil && v != int64(i)+1 {
+						err = fmt.Errorf("add(%d, 1) = %d", i, v)
+					}
+					results <- err
+				}()
+			}
+			cmd.Process.Signal(sig)
+			wg.Wait()
+			close(results)
+			for err := range results {
+				// Each request is either answered, or refused as crossing the
+				// GOODBYE, or never reached the server: never a wrong answer.
+				if err != nil && !errors.Is(err, client.ErrClosed) && !strings.Contains(err.Error(), "SHUTTING_DOWN") {
+					t.Errorf("request: %v", err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit: %v\n%s", err, logs.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("did not exit after %v", sig)
+			}
+		})
+	}
+}
+
+// TestWebDoor: `serve --web-addr` answers JSON-RPC on POST /rpc, from the
+// same registry as the other doors; NEXO_WEB_ADDR works too.
+func TestWebDoor(t *testing.T) {
+	addrs := serveDoors(t, 3, map[string]string{"NEXO_WEB_ADDR": "127.0.0.1:0"})
+	resp, err := http.Post("http://"+addrs["web"]+"/rpc", "application/json",
+		strings.NewReader(`[{"jsonrpc":"2.0","method":"math.div","params":[7,2],"id":1},{"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":2}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	want := `[{"jsonrpc":"2.0","result":3.5,"id":1},{"jsonrpc":"2.0","error":{"code":-32006,"message":"calc: division by zero","data":{"name":"DIVISION_BY_ZERO"}},"id":2}]`
+	if strings.TrimSpace(string(body)) != want {
+		t.Errorf("got %s", body)
+	}
+}
