@@ -118,29 +118,44 @@ func (m *Main) flags(name, synopsis string) *flag.FlagSet {
 }
 
 // parse parses the command line, then fills every flag not given there
-// from the environment.
+// from the environment, and then, for a command with --config, from the
+// config file.
 func (m *Main) parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if m.Getenv == nil {
-		return nil
-	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
-			return
-		}
-		key := envName(f.Name)
-		if v := m.Getenv(key); v != "" {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = usageError{fmt.Sprintf("%s=%q: %v", key, v, e)}
+	if m.Getenv != nil {
+		fs.VisitAll(func(f *flag.Flag) {
+			if given[f.Name] || err != nil {
+				return
 			}
-		}
-	})
-	return err
+			key := envName(f.Name)
+			if v := m.Getenv(key); v != "" {
+				if e := fs.Set(f.Name, v); e != nil {
+					err = usageError{fmt.Sprintf("%s=%q: %v", key, v, e)}
+				}
+				given[f.Name] = true
+			}
+		})
+	}
+	if err != nil {
+		return err
+	}
+	if cf := fs.Lookup("config"); cf != nil && cf.Value.String() != "" {
+		return loadConfigFile(fs, cf.Value.String(), func(name string) bool { return given[name] })
+	}
+	return nil
+}
+
+// getenv reads the environment, or nothing when m has none.
+func (m *Main) getenv(key string) string {
+	if m.Getenv == nil {
+		return ""
+	}
+	return m.Getenv(key)
 }
 
 // envName is the environment variable for a flag: NEXO_ + upper case, '-' as '_'.

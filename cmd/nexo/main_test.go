@@ -46,7 +46,7 @@ func (s *syncBuffer) String() string {
 // door addresses; the server drains when the test ends.
 func serve(t *testing.T, env map[string]string, args ...string) map[string]string {
 	t.Helper()
-	return serveDoors(t, 2, env, args...)
+	return serveDoors(t, 4, env, args...)
 }
 
 // serveDoors is serve for a server with n doors listening.
@@ -66,7 +66,8 @@ func serveDoors(t *testing.T, n int, env map[string]string, args ...string) map[
 		}}
 	done := make(chan error, 1)
 	go func() {
-		done <- m.Run(ctx, append([]string{"serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0"}, args...))
+		done <- m.Run(ctx, append([]string{"serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0",
+			"--web-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...))
 	}()
 	for range n {
 		select {
@@ -154,8 +155,9 @@ func TestServeFlags(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"--admin-addr", "127.0.0.1:8222"}, nil, "--admin-addr"},
-		{[]string{"--native-addr", "", "--legacy-addr", ""}, nil, "every door is off"},
+		{[]string{"--admin-token-file", "/nonexistent/token"}, nil, "--admin-token-file"},
+		{[]string{"--config", "/nonexistent/nexo.toml"}, nil, "--config"},
+		{[]string{"--native-addr", "", "--legacy-addr", "", "--web-addr", ""}, nil, "every door is off"},
 		{[]string{"--heartbeat", "1ms"}, nil, "heartbeat"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"extra"}, nil, "no arguments"},
@@ -282,7 +284,7 @@ func TestBinarySignals(t *testing.T) {
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(bin, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "")
+			cmd := exec.Command(bin, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "", "--web-addr", "", "--admin-addr", "")
 			cmd.Env = append(os.Environ(), "NEXO_HEARTBEAT=2s")
 			stderr, _ := cmd.StderrPipe()
 			if err := cmd.Start(); err != nil {
@@ -356,9 +358,9 @@ func TestBinarySignals(t *testing.T) {
 }
 
 // TestWebDoor: `serve --web-addr` answers JSON-RPC on POST /rpc, from the
-// same registry as the other doors; NEXO_WEB_ADDR works too.
+// same registry as the other doors.
 func TestWebDoor(t *testing.T) {
-	addrs := serveDoors(t, 3, map[string]string{"NEXO_WEB_ADDR": "127.0.0.1:0"})
+	addrs := serve(t, nil)
 	resp, err := http.Post("http://"+addrs["web"]+"/rpc", "application/json",
 		strings.NewReader(`[{"jsonrpc":"2.0","method":"math.div","params":[7,2],"id":1},{"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":2}]`))
 	if err != nil {

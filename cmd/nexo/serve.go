@@ -3,27 +3,39 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/calc"
-	"github.com/nexo-project/nexo/internal/gateway"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/internal/web"
 )
 
 func (m *Main) serve(ctx context.Context, args []string) error {
 	fs := m.flags("serve", "")
 	d := server.DefaultConfig()
+	fs.String("config", "", "TOML `file` of settings named like these flags; flags and NEXO_* win over it")
 	nativeAddr := fs.String("native-addr", "127.0.0.1:7070", "native protocol `address`; empty turns the door off")
 	legacyAddr := fs.String("legacy-addr", "127.0.0.1:7071", "legacy (Python struct) protocol `address`; empty turns the door off")
-	webAddr := fs.String("web-addr", "", "web door `address`: JSON-RPC 2.0 over HTTP (POST /rpc); empty turns it off")
-	adminAddr := fs.String("admin-addr", "", "admin API `address` (not available yet: must stay empty)")
+	webAddr := fs.String("web-addr", "127.0.0.1:8080", "web door `address`: GUI, JSON-RPC over POST /rpc and WebSocket /ws; empty turns it off")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:8222", "admin `address`: /api, /metrics, /livez, /readyz; empty turns it off")
+	adminToken := fs.String("admin-token", "", "admin `token`; when empty, loopback clients are admins (prefer --admin-token-file or NEXO_ADMIN_TOKEN)")
+	adminTokenFile := fs.String("admin-token-file", "", "read the admin token from this `file`")
+	wsOrigins := fs.String("ws-origins", "", "comma-separated foreign `origins` (host patterns) allowed to open /ws; same-origin is always allowed")
+	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin listener")
 	heartbeat := fs.Duration("heartbeat", d.Heartbeat, "PING `interval`; a client silent for 2 intervals plus a grace is closed")
 	maxFrame := fs.Int("max-frame", d.MaxFrame, "largest frame length accepted, in `bytes`")
 	maxConns := fs.Int("max-conns", d.MaxConns, "most open connections over all doors")
@@ -31,21 +43,29 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	handshake := fs.Duration("handshake-timeout", d.HandshakeTimeout, "how long a new native connection may take to send HELLO")
 	legacyIdle := fs.Duration("legacy-idle", d.LegacyIdleTimeout, "close a legacy connection silent this long")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
-	if *adminAddr != "" {
-		return usageError{"--admin-addr: the admin API is not in this build yet; leave it empty"}
-	}
-	var level slog.Level
+	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
 	}
 	log := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
+	token := *adminToken
+	if *adminTokenFile != "" {
+		b, err := os.ReadFile(*adminTokenFile)
+		if err != nil {
+			return usageError{"--admin-token-file: " + err.Error()}
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return usageError{"--admin-token-file " + *adminTokenFile + " is empty"}
+		}
+	}
 
 	// Fields the flags do not set keep their zero value, which means the
 	// server's default (MaxPending, for one, follows MaxFrame).
@@ -57,6 +77,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		MaxInFlight:       *maxInFlight,
 		HandshakeTimeout:  *handshake,
 		LegacyIdleTimeout: *legacyIdle,
+		AdminToken:        token,
 	}
 	if *nativeAddr == "" && *legacyAddr == "" && *webAddr == "" {
 		return usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
@@ -71,6 +92,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err := errors.Join(
 		reg.Register(calc.Methods()...),
 		reg.Register(sys.Methods(srv, reg, version)...),
+		reg.Register(srv.Methods()...),
 	); err != nil {
 		return err
 	}
@@ -86,10 +108,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if *legacyAddr != "" {
 		doors = append(doors, door{server.DoorLegacy, *legacyAddr, srv.ServeLegacy})
 	}
-	var web *http.Server
-	if *webAddr != "" {
-		web = &http.Server{
-			Handler:           gateway.NewRPC(reg, 0).Handler(),
+	var https []*http.Server
+	addHTTP := func(name, addr string, h http.Handler) {
+		hs := &http.Server{
+			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      60 * time.Second,
@@ -97,12 +119,25 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
-		doors = append(doors, door{"web", *webAddr, func(ln net.Listener) error {
-			if err := web.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		https = append(https, hs)
+		doors = append(doors, door{name, addr, func(ln net.Listener) error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return server.ErrServerClosed
 		}})
+	}
+	if *webAddr != "" {
+		var origins []string
+		for o := range strings.SplitSeq(*wsOrigins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				origins = append(origins, o)
+			}
+		}
+		addHTTP("web", *webAddr, web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: origins}))
+	}
+	if *adminAddr != "" {
+		addHTTP("admin", *adminAddr, admin.Handler(admin.Options{Server: srv, Token: token, Pprof: *pprofOn, Log: log}))
 	}
 	var lc net.ListenConfig
 	lns := make([]net.Listener, 0, len(doors))
@@ -117,7 +152,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		lns = append(lns, ln)
 	}
 	log.Info("nexo starting", slog.String("version", version), slog.Duration("heartbeat", cfg.Heartbeat),
-		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Any("methods", reg.Names(true)))
+		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Bool("admin_token", token != ""),
+		slog.Any("methods", reg.Names(true)))
+	srv.Start()
 	errc := make(chan error, len(doors))
 	for i, d := range doors {
 		addr := lns[i].Addr().String()
@@ -127,25 +164,91 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		go func() { errc <- d.serve(lns[i]) }()
 	}
+	notifySystemd(log, daemon.SdNotifyReady)
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("signal received; draining", slog.Duration("drain_timeout", *drain))
-	case serveErr = <-errc:
-		log.Error("a door failed; shutting down", slog.Any("err", serveErr))
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), *drain)
-	defer cancel()
-	if web != nil {
-		// HTTP calls are short: let those in progress finish, then close.
-		if err := web.Shutdown(sctx); err != nil {
-			log.Warn("web door drain timed out", slog.Any("err", err))
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("signal received; draining", slog.Duration("drain_timeout", *drain))
+			break wait
+		case serveErr = <-errc:
+			log.Error("a door failed; shutting down", slog.Any("err", serveErr))
+			break wait
+		case <-hup:
+			if onCommandLine(args, "log-level") {
+				log.Info("SIGHUP: log level fixed on the command line; unchanged")
+				continue
+			}
+			m.reloadLogLevel(fs, log, level)
 		}
 	}
-	if err := srv.Shutdown(sctx); err != nil {
+	notifySystemd(log, daemon.SdNotifyStopping)
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	// The server drains first, so /readyz turns 503 before anything closes
+	// and WebSocket clients get their GOODBYE; the HTTP servers then finish
+	// the calls in progress.
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(sctx) }()
+	for _, hs := range https {
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("HTTP drain timed out", slog.Any("err", err))
+		}
+	}
+	if err := <-done; err != nil {
 		log.Warn("drain timed out; remaining connections closed", slog.Any("err", err))
 	}
 	log.Info("nexo stopped")
 	return serveErr
+}
+
+// onCommandLine reports whether args set the flag.
+func onCommandLine(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// reloadLogLevel re-reads log-level on SIGHUP: from the environment or the
+// config file, unless the command line fixed it.
+func (m *Main) reloadLogLevel(fs *flag.FlagSet, log *slog.Logger, level *slog.LevelVar) {
+	text := level.Level().String()
+	if m.getenv("NEXO_LOG_LEVEL") != "" {
+		text = m.getenv("NEXO_LOG_LEVEL")
+	}
+	if path := fs.Lookup("config").Value.String(); path != "" {
+		if v, err := configValue(path, "log-level"); err != nil {
+			log.Warn("SIGHUP: cannot read the config file; log level unchanged", slog.Any("err", err))
+			return
+		} else if v != "" {
+			text = v
+		}
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(text)); err != nil {
+		log.Warn("SIGHUP: bad log level; unchanged", slog.String("level", text))
+		return
+	}
+	level.Set(l)
+	log.Info("SIGHUP: log level set", slog.String("level", l.String()))
+}
+
+// notifySystemd tells systemd (Type=notify) about the server's state; it
+// does nothing when not started by systemd.
+func notifySystemd(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("cannot notify systemd", slog.Any("err", err))
+	}
 }

@@ -43,6 +43,10 @@ type Config struct {
 	Linger time.Duration
 	// ClosedHistory is how many recently closed sessions are kept (default 256).
 	ClosedHistory int
+	// AdminToken, when set, is what a client must present to be an admin
+	// (HELLO token, "Authorization: Bearer", or the WebSocket token
+	// parameter). When empty, clients connecting from loopback are admins.
+	AdminToken string
 }
 
 // DefaultConfig returns the configuration with every default filled in.

@@ -42,6 +42,7 @@ func (s *session) readLegacy(dec *legacy.Decoder) error {
 		}
 		s.bytesIn.Add(uint64(legacy.HeaderLen + len(p.Command)))
 		s.requests.Add(1)
+		start := time.Now()
 		var failed error // logged once the writer is unlocked
 		b := s.out.Begin()
 		method, ok := legacy.Method(p.Command)
@@ -49,12 +50,15 @@ func (s *session) readLegacy(dec *legacy.Decoder) error {
 		if ok {
 			m = s.srv.reg.Get(method)
 		}
+		var code wire.Code
 		switch {
 		case s.draining.Load():
-			b = legacy.AppendError(b, wire.CodeShuttingDown)
+			code = wire.CodeShuttingDown
+			b = legacy.AppendError(b, code)
 			s.errors.Add(1)
 		case m == nil:
-			b = legacy.AppendError(b, wire.CodeUnknownMethod)
+			code = wire.CodeUnknownMethod
+			b = legacy.AppendError(b, code)
 			s.errors.Add(1)
 		default:
 			out, err := m.Call(s.ctx, service.Request{Payload: legacy.AppendPayload(payload[:0], p), Caller: &s.caller}, resp[:0])
@@ -62,13 +66,14 @@ func (s *session) readLegacy(dec *legacy.Decoder) error {
 				b, err = legacy.AppendReply(b, method, out)
 			}
 			if err != nil {
-				code := service.CodeOf(err)
+				code = service.CodeOf(err)
 				b = legacy.AppendError(b, code)
 				s.errors.Add(1)
 				failed = err
 			}
 		}
 		_ = s.out.Commit(b)
+		s.srv.metrics.observe(m, code, start)
 		if failed != nil {
 			s.logHandlerError(method, service.CodeOf(failed), failed)
 		}

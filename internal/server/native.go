@@ -39,6 +39,7 @@ func (s *Server) handleNative(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 
 	sess := s.newSession(c, DoorNative, hello.Name)
+	sess.caller.Admin = s.IsAdmin(sess.caller.Loopback, hello.Token)
 	welcome, _ := wire.AppendJSON(nil, wire.TypeWelcome, wire.Welcome{ // a struct of numbers and strings always marshals
 		ClientID:    sess.id,
 		Server:      "nexo/" + s.cfg.Version,
@@ -129,42 +130,44 @@ func (s *session) readFailed(err error) error {
 // goroutine of their own.
 func (s *session) handleRequest(f wire.Frame) {
 	s.requests.Add(1)
+	start := time.Now()
 	req, err := wire.ParseRequest(f) // ReadFrame validated it: cannot fail
 	if err != nil {
-		s.replyError(f.ID, wire.CodeBadFrame, err.Error())
-		return
-	}
-	if s.draining.Load() {
-		s.replyError(req.ID, wire.CodeShuttingDown, "connection is closing; no new requests")
+		s.replyError(f.ID, nil, wire.CodeBadFrame, err.Error(), start)
 		return
 	}
 	m := s.srv.reg.Lookup(req.Method)
-	if m == nil {
-		s.replyError(req.ID, wire.CodeUnknownMethod, "unknown method "+string(req.Method))
+	switch {
+	case s.draining.Load():
+		s.replyError(req.ID, m, wire.CodeShuttingDown, "connection is closing; no new requests", start)
 		return
-	}
-	if req.HasDeadline && req.Deadline == 0 {
-		s.replyError(req.ID, wire.CodeTimeout, "deadline of 0 ms passed on arrival")
+	case m == nil:
+		s.replyError(req.ID, nil, wire.CodeUnknownMethod, "unknown method "+string(req.Method), start)
+		return
+	case req.HasDeadline && req.Deadline == 0:
+		s.replyError(req.ID, m, wire.CodeTimeout, "deadline of 0 ms passed on arrival", start)
 		return
 	}
 	if m.Inline {
-		b, start := wire.StartFrame(s.out.Begin(), wire.TypeResponse, 0, req.ID)
+		b, at := wire.StartFrame(s.out.Begin(), wire.TypeResponse, 0, req.ID)
 		b, err := m.Call(s.ctx, service.Request{Payload: req.Payload, Caller: &s.caller}, b)
+		var code wire.Code
 		if err != nil {
-			code := service.CodeOf(err)
-			b = wire.AppendError(b[:start], req.ID, code, service.ErrorMessage(code, err))
+			code = service.CodeOf(err)
+			b = wire.AppendError(b[:at], req.ID, code, service.ErrorMessage(code, err))
 			s.errors.Add(1)
 			defer s.logHandlerError(m.Name, code, err)
 		} else {
-			b = wire.FinishFrame(b, start)
+			b = wire.FinishFrame(b, at)
 		}
 		_ = s.out.Commit(b)
+		s.srv.metrics.observe(m, code, start)
 		return
 	}
 	// The reader holds one unit of the in-flight count; the rest are
 	// handlers running now.
 	if s.inflight.Load() > int64(s.srv.cfg.MaxInFlight) {
-		s.replyError(req.ID, wire.CodeBusy, "too many requests in flight on this connection")
+		s.replyError(req.ID, m, wire.CodeBusy, "too many requests in flight on this connection", start)
 		return
 	}
 	timeout := s.srv.cfg.RequestTimeout
@@ -173,11 +176,11 @@ func (s *session) handleRequest(f wire.Frame) {
 	}
 	s.acquire()
 	s.srv.async.Add(1)
-	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), time.Now().Add(timeout))
+	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), start, start.Add(timeout))
 }
 
 // runAsync serves one request on its own goroutine and writes the answer.
-func (s *session) runAsync(m *service.Method, id uint32, payload []byte, deadline time.Time) {
+func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, deadline time.Time) {
 	defer s.srv.async.Add(-1)
 	defer s.release()
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
@@ -187,8 +190,9 @@ func (s *session) runAsync(m *service.Method, id uint32, payload []byte, deadlin
 	}
 	cancel()
 	b := s.out.Begin()
+	var code wire.Code
 	if err != nil {
-		code := service.CodeOf(err)
+		code = service.CodeOf(err)
 		b = wire.AppendError(b, id, code, service.ErrorMessage(code, err))
 		s.errors.Add(1)
 		defer s.logHandlerError(m.Name, code, err)
@@ -198,12 +202,15 @@ func (s *session) runAsync(m *service.Method, id uint32, payload []byte, deadlin
 	if s.out.Commit(b) == nil {
 		_ = s.out.Flush() // write from this goroutine; failures close the session
 	}
+	s.srv.metrics.observe(m, code, start)
 }
 
-// replyError queues a request-level ERROR; the connection stays open.
-func (s *session) replyError(id uint32, code wire.Code, msg string) {
+// replyError queues a request-level ERROR and counts it against the
+// method (nil when unknown); the connection stays open.
+func (s *session) replyError(id uint32, m *service.Method, code wire.Code, msg string, start time.Time) {
 	s.errors.Add(1)
 	_ = s.out.Commit(wire.AppendError(s.out.Begin(), id, code, msg))
+	s.srv.metrics.observe(m, code, start)
 }
 
 // sendPing queues a PING whose body is the send time, so the PONG tells the
@@ -225,6 +232,7 @@ func (s *session) handlePong(f wire.Frame) {
 	rtt := time.Now().UnixNano() - int64(binary.BigEndian.Uint64(f.Body))
 	if rtt > 0 && rtt < int64(time.Minute) {
 		s.rtt.Store(rtt)
+		s.srv.metrics.rtt.Observe(time.Duration(rtt).Seconds())
 	}
 }
 

@@ -11,6 +11,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
@@ -44,7 +47,9 @@ type Server struct {
 	reg     *service.Registry
 	log     *slog.Logger
 	table   *sessionTable
-	metrics counters
+	metrics *metrics
+	hub     *hub
+	promReg *prometheus.Registry
 
 	ids      atomic.Uint64 // last client id given out
 	conns    atomic.Int64  // open sockets on every door, handshaking included
@@ -58,19 +63,8 @@ type Server struct {
 	stopOnce    sync.Once
 	hbStop      chan struct{} // closed by Shutdown
 	hbDone      chan struct{} // closed when the heartbeat loop exits
-}
-
-// counters are the server-wide totals behind Stats.
-type counters struct {
-	accepted atomic.Uint64
-	rejected atomic.Uint64
-	byReason [len(reasonNames)]atomic.Uint64
-}
-
-func (c *counters) closed(r closeReason) {
-	if int(r) < len(c.byReason) {
-		c.byReason[r].Add(1)
-	}
+	pubDone     chan struct{} // closed when the publish loop exits
+	started     time.Time
 }
 
 // New returns a server for the registry's methods. A nil logger discards.
@@ -82,16 +76,56 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	return &Server{
+	s := &Server{
 		cfg:         cfg,
 		reg:         reg,
 		log:         log,
 		table:       newSessionTable(cfg.ClosedHistory),
+		metrics:     newMetrics(),
+		hub:         newHub(),
 		listeners:   make(map[net.Listener]struct{}),
 		handshaking: make(map[net.Conn]struct{}),
 		hbStop:      make(chan struct{}),
 		hbDone:      make(chan struct{}),
-	}, nil
+		pubDone:     make(chan struct{}),
+		started:     time.Now(),
+	}
+	s.promReg = newRegistry(s)
+	return s, nil
+}
+
+// Start starts the server's timers (heartbeats, published statistics).
+// The Serve methods call it; a server used only through ServeWebSocket
+// calls it once itself. It is idempotent.
+func (s *Server) Start() {
+	s.hbOnce.Do(func() {
+		go s.heartbeatLoop()
+		go s.publishLoop()
+	})
+}
+
+// IsAdmin reports whether a caller is an administrator: it gave the admin
+// token (compared in constant time), or no token is configured and it
+// connected from loopback.
+func (s *Server) IsAdmin(loopback bool, token string) bool {
+	if s.cfg.AdminToken == "" {
+		return loopback
+	}
+	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
+}
+
+// Accepting reports whether the server accepts new clients: false once
+// Shutdown has begun. /readyz reports it.
+func (s *Server) Accepting() bool { return !s.shutting.Load() }
+
+// Observe counts a request answered outside a session (POST /rpc): the
+// method (nil when unknown), its result code and its duration.
+func (s *Server) Observe(m *service.Method, code wire.Code, d time.Duration) {
+	name := unknownMethod
+	if m != nil {
+		name = m.Name
+	}
+	s.metrics.observeName(name, code, d)
 }
 
 // Config returns the configuration in force, defaults filled in.
@@ -106,24 +140,41 @@ func (s *Server) Snapshot() any { return s.table.snapshot() }
 
 // Stats are server-wide totals since the server started.
 type Stats struct {
-	Clients  int               `json:"clients"`  // connected now
-	Accepted uint64            `json:"accepted"` // connections accepted, all doors
-	Rejected uint64            `json:"rejected"` // connections refused over MaxConns
-	Closed   map[string]uint64 `json:"closed"`   // sessions closed, by reason
+	Version  string            `json:"version"`
+	UptimeS  float64           `json:"uptime_s"`
+	Clients  int               `json:"clients"`        // connected now
+	Doors    map[string]int    `json:"doors"`          // connected now, by door
+	Accepted uint64            `json:"accepted"`       // connections accepted, all doors
+	Rejected uint64            `json:"rejected"`       // connections refused over a limit
+	Requests uint64            `json:"requests"`       // requests answered, all doors
+	Closed   map[string]uint64 `json:"closed"`         // sessions closed, by reason
+	Last     *Sample           `json:"last,omitempty"` // the last second
 }
 
 // Stats returns the server-wide totals.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Clients:  s.table.count(),
-		Accepted: s.metrics.accepted.Load(),
-		Rejected: s.metrics.rejected.Load(),
+		Version:  s.cfg.Version,
+		UptimeS:  time.Since(s.started).Round(time.Millisecond).Seconds(),
+		Doors:    make(map[string]int),
+		Requests: s.metrics.requests(),
 		Closed:   make(map[string]uint64),
+	}
+	for _, sess := range s.table.appendLive(nil) {
+		st.Doors[sess.door]++
+		st.Clients++
+	}
+	for i := range doors {
+		st.Accepted += s.metrics.accepted[i].Load()
+		st.Rejected += s.metrics.rejected[i].Load()
 	}
 	for r := range s.metrics.byReason {
 		if n := s.metrics.byReason[r].Load(); n > 0 {
 			st.Closed[closeReason(r).String()] = n
 		}
+	}
+	if h := s.History(); len(h) > 0 {
+		st.Last = &h[len(h)-1]
 	}
 	return st
 }
@@ -131,9 +182,19 @@ func (s *Server) Stats() Stats {
 // Clients returns the client list; see Snapshot.
 func (s *Server) Clients() Snapshot { return s.table.snapshot() }
 
-// Kick ends a client's session: a native client gets GOODBYE with the
-// reason, its in-flight requests finish, then it is closed. It reports
-// whether the client was connected.
+// Client returns one connected client's row of the list.
+func (s *Server) Client(id uint64) (ClientInfo, bool) {
+	sess := s.table.get(id)
+	if sess == nil {
+		return ClientInfo{}, false
+	}
+	return sess.info(), true
+}
+
+// Kick ends a client's session: it gets GOODBYE with the reason (a native
+// GOODBYE frame, or event.goodbye and a close frame on a WebSocket), its
+// in-flight requests finish, then it is closed. It reports whether the
+// client was connected.
 func (s *Server) Kick(id uint64, reason string) bool {
 	sess := s.table.get(id)
 	if sess == nil {
@@ -164,7 +225,7 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	s.hbOnce.Do(func() { go s.heartbeatLoop() })
+	s.Start()
 
 	var delay time.Duration
 	for {
@@ -185,11 +246,11 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 		}
 		delay = 0
 		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
-			s.metrics.rejected.Add(1)
+			s.metrics.rejected[doorIndex(door)].Add(1)
 			go s.refuseBusy(c, door)
 			continue
 		}
-		s.metrics.accepted.Add(1)
+		s.metrics.accepted[doorIndex(door)].Add(1)
 		go handle(c)
 	}
 }
@@ -241,6 +302,7 @@ func (s *Server) trackHandshake(c net.Conn, add bool) bool {
 // the server shuts down starts draining at once.
 func (s *Server) register(sess *session) {
 	s.table.add(sess)
+	s.hub.changed()
 	sess.log.Info("client connected", slog.String("name", sess.caller.Name))
 	if s.shutting.Load() {
 		sess.beginDrain(reasonServerShutdown, "server shutting down")
@@ -267,7 +329,7 @@ func (s *Server) heartbeatLoop() {
 	}
 }
 
-// checkLiveness closes native sessions silent for over 2 intervals plus a
+// checkLiveness closes native and WebSocket sessions silent for over 2 intervals plus a
 // quarter (the check runs every quarter, so a dead client is gone within 2
 // intervals plus a grace of half an interval) and pings the others once per
 // interval. Legacy sessions cannot answer PINGs: they have an idle timeout.
@@ -278,14 +340,18 @@ func (s *Server) checkLiveness(sessions []*session, now time.Time) {
 	for _, sess := range sessions {
 		silent := nowNS - sess.lastSeen.Load()
 		switch sess.door {
-		case DoorNative:
+		case DoorNative, DoorWS:
 			if silent > deadAfter {
 				sess.log.Info("heartbeat timeout", slog.Duration("silent", time.Duration(silent).Round(time.Millisecond)))
 				sess.close(reasonHeartbeatTimeout)
 				continue
 			}
 			if nowNS-sess.pingSent.Load() >= (hb - hb/8).Nanoseconds() {
-				sess.sendPing(now)
+				if sess.ws != nil {
+					sess.pingWS(now)
+				} else {
+					sess.sendPing(now)
+				}
 			}
 		case DoorLegacy:
 			if silent > s.cfg.LegacyIdleTimeout.Nanoseconds() {
@@ -316,9 +382,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sess.beginDrain(reasonServerShutdown, "server shutting down")
 	}
 	defer func() {
-		s.hbOnce.Do(func() { close(s.hbDone) }) // never started
+		s.hbOnce.Do(func() { close(s.hbDone); close(s.pubDone) }) // never started
 		s.stopOnce.Do(func() { close(s.hbStop) })
 		<-s.hbDone
+		<-s.pubDone
 	}()
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()

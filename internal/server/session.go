@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,15 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/nexo-project/nexo/internal/batch"
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
-)
-
-// Door names, as shown in the client list.
-const (
-	DoorNative = "native"
-	DoorLegacy = "legacy"
 )
 
 // flushAt is how much output a reader lets pile up in a burst of pipelined
@@ -45,6 +42,7 @@ type session struct {
 	cancel      context.CancelCauseFunc
 	out         *batch.Writer
 	connectedAt time.Time
+	ws          *wsConn // WebSocket sessions only
 
 	lastSeen atomic.Int64  // unix ns of the last input
 	pingSent atomic.Int64  // unix ns of the last PING (heartbeat loop)
@@ -68,7 +66,8 @@ func (srv *Server) newSession(c net.Conn, door, name string) *session {
 		connectedAt: now,
 	}
 	remote := c.RemoteAddr().String()
-	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: isLoopback(c.RemoteAddr())}
+	lb := isLoopback(c.RemoteAddr())
+	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.IsAdmin(lb, "")}
 	s.log = srv.log.With(slog.Uint64(keyClientID, s.id), slog.String(keyDoor, door), slog.String(keyRemote, remote))
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.out = batch.New(c, batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed})
@@ -134,9 +133,16 @@ func (s *session) beginDrain(r closeReason, goodbye string) {
 	if s.draining.Swap(true) {
 		return
 	}
-	if goodbye != "" && s.door == DoorNative {
-		_ = s.out.Commit(wire.AppendGoodbye(s.out.Begin(), goodbye)) // a failed writer closes the session anyway
-		s.out.FlushAsync()
+	if goodbye != "" {
+		switch s.door {
+		case DoorNative:
+			_ = s.out.Commit(wire.AppendGoodbye(s.out.Begin(), goodbye)) // a failed writer closes the session anyway
+			s.out.FlushAsync()
+		case DoorWS:
+			s.ws.setGoodbye(goodbye)
+			reason, _ := json.Marshal(map[string]string{"reason": goodbye}) // a string map always marshals
+			s.sendEvent("goodbye", reason)
+		}
 	}
 	s.tryFinish()
 }
@@ -184,11 +190,21 @@ func (s *session) end(readErr error) {
 		// We closed the socket or ended the linger; the reason is set.
 	case errors.Is(readErr, io.EOF):
 		r = reasonClientClosed
+	case s.door == DoorWS:
+		switch websocket.CloseStatus(readErr) {
+		case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+			r = reasonClientClosed
+		}
 	}
 	s.close(r)
 	reason := closeReason(s.reason.Load())
 	if s.srv.table.remove(s, reason) {
-		s.srv.metrics.closed(reason)
+		s.srv.hub.forget(s)
+		s.srv.hub.changed()
+		m := s.srv.metrics
+		m.closed(reason)
+		m.closedIn[doorIndex(s.door)].Add(s.bytesIn.Load())
+		m.closedOut[doorIndex(s.door)].Add(s.out.Written())
 		s.log.Info("client disconnected", slog.String(keyReason, reason.String()),
 			slog.Uint64("requests", s.requests.Load()), slog.Duration("connected", time.Since(s.connectedAt).Round(time.Millisecond)))
 	}

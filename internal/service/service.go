@@ -33,12 +33,14 @@ type Caller struct {
 	Remote   string // remote address
 	Name     string // from HELLO, may be empty
 	Loopback bool   // the remote address is a loopback address
-	Admin    bool   // authenticated as an administrator
+	// Admin is set by the door when the caller is an administrator: it
+	// gave the admin token, or no token is configured and it connected
+	// from loopback.
+	Admin bool
 }
 
-// Trusted reports whether the caller may use administrative methods:
-// it connected from loopback or authenticated as an admin.
-func (c *Caller) Trusted() bool { return c != nil && (c.Loopback || c.Admin) }
+// Trusted reports whether the caller may use administrative methods.
+func (c *Caller) Trusted() bool { return c != nil && c.Admin }
 
 // Request is one call to a handler. Payload aliases the connection's read
 // buffer: a handler must not keep it after returning.

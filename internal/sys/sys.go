@@ -61,7 +61,7 @@ func Methods(src Source, reg *service.Registry, version string) []service.Method
 			},
 		},
 		{
-			Name: "sys.clients", Summary: "connected and recently closed clients (JSON); loopback or admin callers only",
+			Name: "sys.clients", Summary: "connected and recently closed clients (JSON); admins only",
 			Idempotent: true, Hidden: true, JSON: rawJSON,
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				if !req.Caller.Trusted() {

@@ -27,7 +27,7 @@ func TestPrivilege(t *testing.T) {
 		allowed bool
 	}{
 		{"remote", service.Caller{Remote: "192.0.2.1:5000"}, false},
-		{"loopback", service.Caller{Loopback: true}, true},
+		{"loopback without admin", service.Caller{Loopback: true}, false},
 		{"admin", service.Caller{Admin: true}, true},
 	}
 	for _, tt := range tests {

@@ -1,11 +1,13 @@
-// Package gateway is nexo's web door: JSON-RPC 2.0 over HTTP (POST /rpc)
-// onto the same service registry as the binary doors (spec section 3).
+// Package jsonrpc is the JSON-RPC 2.0 engine of nexo's web door: it runs
+// JSON-RPC messages against the same service registry as the binary doors
+// (spec section 3), and serves them over HTTP as POST /rpc. The WebSocket
+// door runs the same engine on each message.
 //
 // Methods keep their native names and take JSON params through their
 // service.JSONCodec. Errors use the standard JSON-RPC codes where they
 // apply, and -32000 minus the native code otherwise, with the native name in
 // data: {"code": -32006, "message": "...", "data": {"name": "DIVISION_BY_ZERO"}}.
-package gateway
+package jsonrpc
 
 import (
 	"bytes"
@@ -34,6 +36,17 @@ const MaxBatch = 1000
 type RPC struct {
 	reg     *service.Registry
 	timeout time.Duration
+
+	// Observe, when set, is told of every call answered: the method (nil
+	// when it does not exist), the result code (0 for success) and how
+	// long it took. Set it before the first call.
+	Observe func(m *service.Method, code wire.Code, d time.Duration)
+}
+
+// Tally counts what one message held.
+type Tally struct {
+	Calls  int // calls and notifications
+	Errors int // calls answered with an error
 }
 
 // NewRPC returns an RPC for reg; timeout bounds each call (0: 30s).
@@ -75,72 +88,116 @@ var null = json.RawMessage("null")
 
 // Handle executes one message: a call, a notification or a batch. It
 // returns the response to send, or nil when there is none (notifications
-// only).
-func (r *RPC) Handle(ctx context.Context, caller *service.Caller, msg []byte) []byte {
+// only), and what the message held.
+func (r *RPC) Handle(ctx context.Context, caller *service.Caller, msg []byte) ([]byte, Tally) {
+	return r.handle(msg, func(req json.RawMessage) (response, bool) { return r.call(ctx, caller, req) })
+}
+
+// Refuse answers every call in msg with the native code, without running
+// any: it is how a door says BUSY or SHUTTING_DOWN. Notifications get
+// nothing, as always.
+func (r *RPC) Refuse(msg []byte, code wire.Code, text string) ([]byte, Tally) {
+	return r.handle(msg, func(m json.RawMessage) (response, bool) {
+		req, resp, ok := parseCall(m)
+		if !ok {
+			return resp, true
+		}
+		return errorResponse(req.ID, codeNativeBase-int(code), text, code.String()), req.ID != nil
+	})
+}
+
+// handle parses a message as a call or a batch and answers each call with
+// do, which reports false for a notification.
+func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]byte, Tally) {
+	var t Tally
+	one := func(m json.RawMessage) (response, bool) {
+		t.Calls++
+		resp, ok := do(m)
+		if resp.Error != nil {
+			t.Errors++
+		}
+		return resp, ok
+	}
 	msg = bytes.TrimSpace(msg)
 	if len(msg) > 0 && msg[0] == '[' {
 		var batch []json.RawMessage
 		if err := json.Unmarshal(msg, &batch); err != nil {
-			return marshal(errorResponse(null, codeParseError, "parse error: "+err.Error(), ""))
+			return marshal(errorResponse(null, codeParseError, "parse error: "+err.Error(), "")), Tally{1, 1}
 		}
 		if len(batch) == 0 {
-			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: empty batch", ""))
+			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: empty batch", "")), Tally{1, 1}
 		}
 		if len(batch) > MaxBatch {
-			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: batch over 1000 calls", ""))
+			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
 		}
 		var out []response
 		for _, m := range batch {
-			if resp, ok := r.call(ctx, caller, m); ok {
+			if resp, ok := one(m); ok {
 				out = append(out, resp)
 			}
 		}
 		if len(out) == 0 {
-			return nil
+			return nil, t
 		}
-		return marshal(out)
+		return marshal(out), t
 	}
 	if !json.Valid(msg) {
-		return marshal(errorResponse(null, codeParseError, "parse error: not valid JSON", ""))
+		return marshal(errorResponse(null, codeParseError, "parse error: not valid JSON", "")), Tally{1, 1}
 	}
-	if resp, ok := r.call(ctx, caller, msg); ok {
-		return marshal(resp)
+	if resp, ok := one(msg); ok {
+		return marshal(resp), t
 	}
-	return nil
+	return nil, t
 }
 
-// call runs one call; ok is false for a notification (no response).
-func (r *RPC) call(ctx context.Context, caller *service.Caller, msg json.RawMessage) (response, bool) {
-	var req request
+// parseCall checks the envelope of one call. When it is not a valid call,
+// ok is false and resp is the error to send.
+func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
 	if err := json.Unmarshal(msg, &req); err != nil {
-		return errorResponse(null, codeInvalidRequest, "invalid request: "+err.Error(), ""), true
+		return req, errorResponse(null, codeInvalidRequest, "invalid request: a call must be an object with jsonrpc, method, params and id", ""), false
 	}
 	id := req.ID
 	if id != nil && !validID(id) {
-		return errorResponse(null, codeInvalidRequest, "invalid request: id must be a string, a number or null", ""), true
+		return req, errorResponse(null, codeInvalidRequest, "invalid request: id must be a string, a number or null", ""), false
 	}
 	if id == nil {
 		id = null // for errors about the message itself, which are always answered
 	}
 	switch {
 	case req.JSONRPC == nil || *req.JSONRPC != "2.0":
-		return errorResponse(id, codeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`, ""), true
+		return req, errorResponse(id, codeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`, ""), false
 	case req.Method == nil:
-		return errorResponse(id, codeInvalidRequest, `invalid request: "method" must be a string`, ""), true
+		return req, errorResponse(id, codeInvalidRequest, `invalid request: "method" must be a string`, ""), false
 	case len(req.Params) > 0 && req.Params[0] != '[' && req.Params[0] != '{':
-		return errorResponse(id, codeInvalidRequest, "invalid request: params must be an array or an object", ""), true
+		return req, errorResponse(id, codeInvalidRequest, "invalid request: params must be an array or an object", ""), false
 	}
-	resp := r.run(ctx, caller, *req.Method, req.Params, id)
+	return req, response{}, true
+}
+
+// call runs one call; ok is false for a notification (no response).
+func (r *RPC) call(ctx context.Context, caller *service.Caller, msg json.RawMessage) (response, bool) {
+	req, resp, ok := parseCall(msg)
+	if !ok {
+		return resp, true
+	}
+	id := req.ID
+	if id == nil {
+		id = null
+	}
+	resp = r.run(ctx, caller, *req.Method, req.Params, id)
 	return resp, req.ID != nil
 }
 
 func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, params json.RawMessage, id json.RawMessage) response {
+	start := time.Now()
 	m := r.reg.Get(name)
 	if m == nil || m.JSON == nil || (m.Hidden && !caller.Trusted()) {
+		r.observe(nil, wire.CodeUnknownMethod, start)
 		return errorResponse(id, codeMethodNotFound, "method not found: "+name, wire.CodeUnknownMethod.String())
 	}
 	payload, err := m.JSON.Params(params, nil)
 	if err != nil {
+		r.observe(m, wire.CodeBadPayload, start)
 		return errorResponse(id, codeInvalidParams, err.Error(), wire.CodeBadPayload.String())
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
@@ -149,10 +206,12 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 	if err == nil {
 		var result []byte
 		if result, err = m.JSON.Result(out, nil); err == nil {
+			r.observe(m, 0, start)
 			return response{JSONRPC: "2.0", Result: result, ID: id}
 		}
 	}
 	code := service.CodeOf(err)
+	r.observe(m, code, start)
 	switch code {
 	case wire.CodeUnknownMethod:
 		return errorResponse(id, codeMethodNotFound, "method not found: "+name, code.String())
@@ -160,6 +219,12 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 		return errorResponse(id, codeInvalidParams, service.ErrorMessage(code, err), code.String())
 	}
 	return errorResponse(id, codeNativeBase-int(code), service.ErrorMessage(code, err), code.String())
+}
+
+func (r *RPC) observe(m *service.Method, code wire.Code, start time.Time) {
+	if r.Observe != nil {
+		r.Observe(m, code, time.Since(start))
+	}
 }
 
 func errorResponse(id json.RawMessage, code int, msg, name string) response {

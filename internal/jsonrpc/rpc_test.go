@@ -1,4 +1,4 @@
-package gateway
+package jsonrpc
 
 import (
 	"bytes"
@@ -7,12 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/wire"
 )
 
 type source struct{}
@@ -48,7 +51,7 @@ func post(t *testing.T, url, body string) (int, string) {
 // TestConformance posts JSON-RPC messages to a real HTTP server on
 // loopback and compares the whole response.
 func TestConformance(t *testing.T) {
-	srv := httptest.NewServer(newRPC(t).Handler())
+	srv := httptest.NewServer(newRPC(t).Handler(nil))
 	defer srv.Close()
 	tests := []struct {
 		name, body, want string
@@ -86,11 +89,11 @@ func TestConformance(t *testing.T) {
 		{"object id", `{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":{}}`,
 			`{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: id must be a string, a number or null"},"id":null}`},
 		{"not an object", `1`,
-			`{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: json: cannot unmarshal number into Go value of type gateway.request"},"id":null}`},
+			`{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: a call must be an object with jsonrpc, method, params and id"},"id":null}`},
 		{"empty batch", `[]`,
 			`{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: empty batch"},"id":null}`},
 		{"batch", `[{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1},{"jsonrpc":"2.0","method":"math.add","params":[5,5]},{"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":2},1]`,
-			`[{"jsonrpc":"2.0","result":3,"id":1},{"jsonrpc":"2.0","error":{"code":-32006,"message":"calc: division by zero","data":{"name":"DIVISION_BY_ZERO"}},"id":2},{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: json: cannot unmarshal number into Go value of type gateway.request"},"id":null}]`},
+			`[{"jsonrpc":"2.0","result":3,"id":1},{"jsonrpc":"2.0","error":{"code":-32006,"message":"calc: division by zero","data":{"name":"DIVISION_BY_ZERO"}},"id":2},{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: a call must be an object with jsonrpc, method, params and id"},"id":null}]`},
 		{"echo", `{"jsonrpc":"2.0","method":"sys.echo","params":["héllo"],"id":1}`,
 			`{"jsonrpc":"2.0","result":"héllo","id":1}`},
 	}
@@ -105,7 +108,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestNotificationsAndHTTP(t *testing.T) {
-	srv := httptest.NewServer(newRPC(t).Handler())
+	srv := httptest.NewServer(newRPC(t).Handler(nil))
 	defer srv.Close()
 	for _, body := range []string{
 		`{"jsonrpc":"2.0","method":"math.add","params":[1,2]}`,
@@ -136,18 +139,68 @@ func TestNotificationsAndHTTP(t *testing.T) {
 	}
 }
 
-// TestPrivileged: sys.clients answers loopback callers only, and looks
-// absent to the others.
+// TestPrivileged: sys.clients answers admins only, and looks absent to the
+// others.
 func TestPrivileged(t *testing.T) {
 	r := newRPC(t)
 	msg := []byte(`{"jsonrpc":"2.0","method":"sys.clients","id":1}`)
-	remote := string(r.Handle(context.Background(), &service.Caller{Door: "http", Remote: "192.0.2.7:4000"}, msg))
-	if !strings.Contains(remote, `"code":-32601`) {
-		t.Errorf("remote caller: %s", remote)
+	remote, _ := r.Handle(context.Background(), &service.Caller{Door: "http", Remote: "192.0.2.7:4000", Loopback: true}, msg)
+	if !strings.Contains(string(remote), `"code":-32601`) {
+		t.Errorf("caller without admin: %s", remote)
 	}
-	local := string(r.Handle(context.Background(), &service.Caller{Door: "http", Loopback: true}, msg))
-	if !strings.Contains(local, `"result":{"clients":[]}`) {
-		t.Errorf("loopback caller: %s", local)
+	local, _ := r.Handle(context.Background(), &service.Caller{Door: "http", Loopback: true, Admin: true}, msg)
+	if !strings.Contains(string(local), `"result":{"clients":[]}`) {
+		t.Errorf("admin caller: %s", local)
+	}
+}
+
+// TestRefuse: every call of a message gets the refusal, notifications get
+// nothing, and the tally counts both.
+func TestRefuse(t *testing.T) {
+	r := newRPC(t)
+	tests := []struct {
+		msg, want string
+		tally     Tally
+	}{
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":7}`,
+			`{"jsonrpc":"2.0","error":{"code":-32008,"message":"busy","data":{"name":"BUSY"}},"id":7}`, Tally{Calls: 1, Errors: 1}},
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2]}`, ``, Tally{Calls: 1, Errors: 1}},
+		{`[{"jsonrpc":"2.0","method":"a","id":"x"},{"jsonrpc":"2.0","method":"b"},{"id":2}]`,
+			`[{"jsonrpc":"2.0","error":{"code":-32008,"message":"busy","data":{"name":"BUSY"}},"id":"x"},` +
+				`{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\""},"id":2}]`,
+			Tally{Calls: 3, Errors: 3}},
+		{`{`, `{"jsonrpc":"2.0","error":{"code":-32700,"message":"parse error: not valid JSON"},"id":null}`, Tally{Calls: 1, Errors: 1}},
+	}
+	for _, tt := range tests {
+		got, tally := r.Refuse([]byte(tt.msg), wire.CodeBusy, "busy")
+		if string(got) != tt.want || tally != tt.tally {
+			t.Errorf("Refuse(%s)\n got %s %+v\nwant %s %+v", tt.msg, got, tally, tt.want, tt.tally)
+		}
+	}
+}
+
+// TestObserve: every answered call is reported once, with its method and
+// code; unknown methods are reported without a method.
+func TestObserve(t *testing.T) {
+	r := newRPC(t)
+	type obs struct {
+		method string
+		code   wire.Code
+	}
+	var got []obs
+	r.Observe = func(m *service.Method, code wire.Code, _ time.Duration) {
+		name := "<nil>"
+		if m != nil {
+			name = m.Name
+		}
+		got = append(got, obs{name, code})
+	}
+	msg := `[{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1},{"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":2},` +
+		`{"jsonrpc":"2.0","method":"nope","id":3},{"jsonrpc":"2.0","method":"math.mul","params":["x"],"id":4}]`
+	_, tally := r.Handle(context.Background(), &service.Caller{}, []byte(msg))
+	want := []obs{{"math.add", 0}, {"math.div", wire.CodeDivisionByZero}, {"<nil>", wire.CodeUnknownMethod}, {"math.mul", wire.CodeBadPayload}}
+	if !slices.Equal(got, want) || tally != (Tally{Calls: 4, Errors: 3}) {
+		t.Errorf("observed %v, tally %+v; want %v and 4 calls, 3 errors", got, tally, want)
 	}
 }
 
@@ -164,9 +217,9 @@ func FuzzHandle(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	r := newRPC(f)
-	caller := &service.Caller{Door: "http", Loopback: true}
+	caller := &service.Caller{Door: "http", Loopback: true, Admin: true}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		out := r.Handle(context.Background(), caller, msg)
+		out, _ := r.Handle(context.Background(), caller, msg)
 		if out != nil && !json.Valid(out) {
 			t.Fatalf("invalid JSON answer %q to %q", out, msg)
 		}

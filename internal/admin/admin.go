@@ -1,0 +1,189 @@
+// Package admin is nexo's admin listener: the client list and kicks over a
+// small JSON API, server statistics, health checks for orchestrators, and
+// Prometheus metrics.
+//
+//	GET    /api/clients?door=ws&offset=0&limit=100
+//	GET    /api/clients/{id}
+//	DELETE /api/clients/{id}?reason=...
+//	GET    /api/closed
+//	GET    /api/stats
+//	GET    /livez, /readyz, /metrics
+//	/debug/pprof/ (only with Options.Pprof)
+//
+// When a token is configured, /api and /debug need "Authorization: Bearer
+// <token>" (compared in constant time); a missing or wrong one gets 401.
+// /livez, /readyz and /metrics stay open for probes and scrapers: they say
+// nothing about individual clients.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nexo-project/nexo/internal/server"
+)
+
+// Options configure the admin handler.
+type Options struct {
+	Server *server.Server
+	// Token, when set, is required for /api and /debug.
+	Token string
+	// Pprof mounts net/http/pprof under /debug/pprof/.
+	Pprof bool
+	Log   *slog.Logger
+}
+
+// MaxLimit bounds a page of /api/clients.
+const MaxLimit = 1000
+
+// Page is one page of /api/clients.
+type Page struct {
+	Total   int                 `json:"total"` // clients matching the filter
+	Offset  int                 `json:"offset"`
+	Limit   int                 `json:"limit"`
+	Clients []server.ClientInfo `json:"clients"`
+}
+
+// Handler returns the admin handler.
+func Handler(o Options) http.Handler {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &api{o: o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Server.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)}))
+	mux.Handle("GET /api/clients", a.auth(a.clients))
+	mux.Handle("GET /api/clients/{id}", a.auth(a.client))
+	mux.Handle("DELETE /api/clients/{id}", a.auth(a.kick))
+	mux.Handle("GET /api/closed", a.auth(a.closed))
+	mux.Handle("GET /api/stats", a.auth(a.stats))
+	if o.Pprof {
+		mux.Handle("/debug/pprof/", a.auth(pprof.Index))
+		mux.Handle("/debug/pprof/cmdline", a.auth(pprof.Cmdline))
+		mux.Handle("/debug/pprof/profile", a.auth(pprof.Profile))
+		mux.Handle("/debug/pprof/symbol", a.auth(pprof.Symbol))
+		mux.Handle("/debug/pprof/trace", a.auth(pprof.Trace))
+	}
+	return mux
+}
+
+type api struct{ o Options }
+
+// auth requires the token, when one is configured.
+func (a *api) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.o.Token != "" {
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.o.Token)) != 1 {
+				a.o.Log.Warn("admin API: unauthorized", slog.String("remote", r.RemoteAddr), slog.String("path", r.URL.Path))
+				w.Header().Set("WWW-Authenticate", `Bearer realm="nexo admin"`)
+				fail(w, http.StatusUnauthorized, "missing or wrong admin token")
+				return
+			}
+		}
+		h(w, r)
+	})
+}
+
+func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !a.o.Server.Accepting() {
+		http.Error(w, "draining\n", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (a *api) clients(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	offset, err1 := intParam(q.Get("offset"), 0)
+	limit, err2 := intParam(q.Get("limit"), 100)
+	if err1 != nil || err2 != nil || offset < 0 || limit < 1 || limit > MaxLimit {
+		fail(w, http.StatusBadRequest, "offset must be ≥ 0 and limit within 1..1000")
+		return
+	}
+	all := a.o.Server.Clients().Clients
+	if door := q.Get("door"); door != "" {
+		all = slices.DeleteFunc(all, func(c server.ClientInfo) bool { return c.Door != door })
+	}
+	p := Page{Total: len(all), Offset: offset, Limit: limit, Clients: []server.ClientInfo{}}
+	if offset < len(all) {
+		p.Clients = all[offset:min(len(all), offset+limit)]
+	}
+	reply(w, http.StatusOK, p)
+}
+
+func (a *api) client(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "the id must be a positive integer")
+		return
+	}
+	c, ok := a.o.Server.Client(id)
+	if !ok {
+		fail(w, http.StatusNotFound, "no connected client "+r.PathValue("id"))
+		return
+	}
+	reply(w, http.StatusOK, c)
+}
+
+func (a *api) kick(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "the id must be a positive integer")
+		return
+	}
+	reason := r.URL.Query().Get("reason")
+	if reason == "" {
+		reason = "by the admin API"
+	}
+	if len(reason) > 200 {
+		fail(w, http.StatusBadRequest, "reason over 200 bytes")
+		return
+	}
+	if !a.o.Server.Kick(id, reason) {
+		fail(w, http.StatusNotFound, "no connected client "+r.PathValue("id"))
+		return
+	}
+	a.o.Log.Info("admin API: client kicked", slog.Uint64("client_id", id), slog.String("reason", reason), slog.String("remote", r.RemoteAddr))
+	reply(w, http.StatusAccepted, map[string]any{"kicked": id, "reason": reason})
+}
+
+func (a *api) closed(w http.ResponseWriter, _ *http.Request) {
+	reply(w, http.StatusOK, a.o.Server.Clients().Closed)
+}
+
+func (a *api) stats(w http.ResponseWriter, _ *http.Request) {
+	reply(w, http.StatusOK, struct {
+		server.Stats
+		History []server.Sample `json:"history"`
+	}{a.o.Server.Stats(), a.o.Server.History()})
+}
+
+func intParam(s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.Atoi(s)
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client may have gone; nothing to do
+}
+
+func fail(w http.ResponseWriter, status int, msg string) {
+	reply(w, status, map[string]string{"error": msg})
+}

@@ -1,0 +1,73 @@
+package jsonrpc
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/nexo-project/nexo/internal/service"
+)
+
+// MaxBody bounds a POST /rpc body.
+const MaxBody = 1 << 20
+
+// CallerFunc tells who sent an HTTP request. An error refuses the request
+// with 401 Unauthorized and the error's text.
+type CallerFunc func(*http.Request) (*service.Caller, error)
+
+// Handler serves JSON-RPC over POST at any path it is mounted on. Each HTTP
+// request is a stateless caller with door "http"; it is not listed as a
+// client. who may be nil: callers are then admins when they connect from
+// loopback.
+func (r *RPC) Handler(who CallerFunc) http.Handler {
+	if who == nil {
+		who = func(req *http.Request) (*service.Caller, error) {
+			lb := IsLoopback(req.RemoteAddr)
+			return &service.Caller{Door: "http", Remote: req.RemoteAddr, Loopback: lb, Admin: lb}, nil
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "use POST with a JSON-RPC 2.0 body", http.StatusMethodNotAllowed)
+			return
+		}
+		caller, err := who(req)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nexo"`)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		r.serveHTTP(w, req, caller)
+	})
+}
+
+func (r *RPC) serveHTTP(w http.ResponseWriter, req *http.Request, caller *service.Caller) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxBody))
+	if err != nil {
+		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+			http.Error(w, "body over 1 MiB", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "cannot read the body", http.StatusBadRequest)
+		return
+	}
+	out, _ := r.Handle(req.Context(), caller, body)
+	if out == nil {
+		w.WriteHeader(http.StatusNoContent) // notifications only: nothing to answer
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(out, '\n')) // a client that hung up gets nothing; nothing to do
+}
+
+// IsLoopback reports whether an address ("host:port") is a loopback one.
+func IsLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,262 @@
+// The nexo GUI: a calculator, the automatic client, live charts and the
+// live client list, all over one WebSocket through nexo.js.
+import { connect, NexoError, MAX_SAFE } from "/nexo.js";
+
+const $ = (id) => document.getElementById(id);
+const wsURL = new URL("/ws", location.href);
+wsURL.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+
+let client = null; // the live WebSocketClient, or null between connections
+let retry = 500; // ms before the next reconnect attempt
+
+// ---- connection -----------------------------------------------------------
+
+function setState(state, text) {
+  const el = $("conn");
+  el.className = "state " + state;
+  el.textContent = text;
+  document.body.dataset.state = state;
+}
+
+async function run() {
+  for (;;) {
+    setState("connecting", "connecting…");
+    try {
+      const token = sessionStorage.getItem("nexo-token") || undefined;
+      client = await connect(wsURL.href, { name: "gui", token });
+    } catch (e) {
+      client = null;
+      if (sessionStorage.getItem("nexo-token")) {
+        // A wrong token is refused before the upgrade: forget it.
+        sessionStorage.removeItem("nexo-token");
+        $("whoami").textContent = "admin login failed; connecting without a token";
+        continue;
+      }
+      await countdown();
+      continue;
+    }
+    retry = 500;
+    const w = client.welcome;
+    setState("connected", "connected");
+    document.body.classList.toggle("admin", w.admin);
+    $("whoami").textContent = `client #${w.client_id} · ${w.server}${w.admin ? " · admin" : ""}`;
+    $("login").hidden = w.admin;
+    client.on("stats", onStats);
+    client.on("clients", onClients);
+    client.on("goodbye", (p) => setState("disconnected", "server said goodbye: " + p.reason));
+    try {
+      const st = await client.call("sys.stats");
+      samples = st.history || [];
+      drawCharts();
+      await client.subscribe(["stats", "clients"]);
+    } catch (e) {
+      console.warn("subscribe failed", e);
+    }
+    const { code, reason } = await client.closed;
+    client = null;
+    setState("disconnected", `disconnected (${reason || "code " + code})`);
+    await countdown();
+  }
+}
+
+// countdown waits before reconnecting, with backoff up to 5 s, and shows it.
+async function countdown() {
+  const until = Date.now() + retry;
+  retry = Math.min(retry * 2, 5000);
+  while (Date.now() < until) {
+    const s = Math.ceil((until - Date.now()) / 1000);
+    setState("disconnected", `disconnected; reconnecting in ${s} s`);
+    await new Promise((r) => setTimeout(r, Math.min(250, until - Date.now())));
+  }
+}
+
+$("login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const t = $("token").value;
+  if (!t) return;
+  sessionStorage.setItem("nexo-token", t);
+  $("token").value = "";
+  if (client) client.close(); // reconnect with the token
+});
+
+// ---- calculator -----------------------------------------------------------
+
+function parseInt53(text, label) {
+  const s = text.trim();
+  if (!/^[+-]?\d+$/.test(s)) throw new NexoError("BAD_PAYLOAD", `${label} must be a whole number, not "${text}"`);
+  const n = Number(s);
+  if (!Number.isSafeInteger(n)) throw new NexoError("BAD_PAYLOAD", `${label} must be within ±${MAX_SAFE}`);
+  return n;
+}
+
+const describe = {
+  DIVISION_BY_ZERO: "division by zero",
+  OVERFLOW: "overflow: the result does not fit in 64 bits",
+  BAD_PAYLOAD: "bad input",
+  UNAVAILABLE: "not connected to the server",
+};
+
+function explain(e) {
+  const what = describe[e.name] || e.name || "error";
+  return `${what}${e.message && e.message !== what ? " (" + e.message + ")" : ""}`;
+}
+
+$("calc").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("result").textContent = "";
+  $("calc-error").textContent = "";
+  try {
+    const a = parseInt53($("a").value, "First number");
+    const b = parseInt53($("b").value, "Second number");
+    if (!client) throw new NexoError("UNAVAILABLE", "");
+    $("result").textContent = String(await client.call($("op").value, [a, b]));
+  } catch (e) {
+    $("calc-error").textContent = explain(e);
+  }
+});
+
+// ---- automatic client (the seed's: a random operation every N seconds) ----
+
+const ops = [["math.add", "+"], ["math.sub", "−"], ["math.mul", "×"], ["math.div", "÷"]];
+let autoTimer = null;
+
+function logLine(text, bad) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  if (bad) li.className = "err";
+  const log = $("auto-log");
+  log.prepend(li);
+  while (log.children.length > 100) log.lastChild.remove();
+}
+
+async function autoOnce() {
+  const [method, sym] = ops[Math.floor(Math.random() * ops.length)];
+  const int16 = () => Math.floor(Math.random() * 65536) - 32768;
+  const a = int16(), b = int16();
+  const time = new Date().toLocaleTimeString();
+  try {
+    if (!client) throw new NexoError("UNAVAILABLE", "");
+    logLine(`${time}  ${a} ${sym} ${b} = ${await client.call(method, [a, b])}`);
+  } catch (e) {
+    logLine(`${time}  ${a} ${sym} ${b}: ${explain(e)}`, true);
+  }
+}
+
+$("auto").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const btn = $("auto-toggle");
+  if (autoTimer) {
+    clearInterval(autoTimer);
+    autoTimer = null;
+    btn.textContent = "Start";
+    btn.setAttribute("aria-pressed", "false");
+    return;
+  }
+  const every = Math.max(0.1, Number($("every").value) || 10);
+  autoOnce();
+  autoTimer = setInterval(autoOnce, every * 1000);
+  btn.textContent = "Stop";
+  btn.setAttribute("aria-pressed", "true");
+});
+
+// ---- charts (plain SVG) ---------------------------------------------------
+
+let samples = [];
+const WINDOW = 300; // seconds shown
+
+function onStats(s) {
+  samples.push(s);
+  if (samples.length > WINDOW) samples.splice(0, samples.length - WINDOW);
+  $("rps-now").textContent = s.rps.toLocaleString();
+  $("p99-now").textContent = s.p99_us.toLocaleString();
+  drawCharts();
+}
+
+function drawCharts() {
+  draw($("rps-chart"), samples.map((s) => s.rps));
+  draw($("p99-chart"), samples.map((s) => s.p99_us));
+}
+
+function draw(svg, values) {
+  const max = Math.max(1, ...values);
+  const n = values.length;
+  const pts = values.map((v, i) => `${(300 * (WINDOW - n + i)) / (WINDOW - 1)},${96 - (v / max) * 88}`).join(" ");
+  svg.innerHTML = "";
+  const ns = "http://www.w3.org/2000/svg";
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", pts);
+  const label = document.createElementNS(ns, "text");
+  label.setAttribute("x", "3");
+  label.setAttribute("y", "9");
+  label.textContent = "max " + max.toLocaleString();
+  svg.append(line, label);
+}
+
+// ---- client list ----------------------------------------------------------
+
+function ago(t) {
+  const s = Math.max(0, (Date.now() - Date.parse(t)) / 1000);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.append(td);
+  return td;
+}
+
+function onClients(ev) {
+  $("clients-count").textContent = `(${ev.total})`;
+  $("doors").textContent = Object.entries(ev.doors).map(([d, n]) => `${d}: ${n}`).join(" · ") || "no clients";
+  const admin = document.body.classList.contains("admin");
+  const me = client && client.welcome ? client.welcome.client_id : 0;
+  const body = $("clients").tBodies[0];
+  body.replaceChildren(...ev.clients.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = c.id;
+    cell(tr, c.id + (c.id === me ? " (you)" : ""));
+    cell(tr, c.door);
+    cell(tr, c.name || "");
+    cell(tr, c.remote || "", "admin-only");
+    cell(tr, new Date(c.connected_at).toLocaleTimeString());
+    cell(tr, c.requests.toLocaleString());
+    cell(tr, ago(c.last_seen));
+    cell(tr, c.heartbeat_rtt_us ? `${(c.heartbeat_rtt_us / 1000).toFixed(2)} ms` : "–");
+    const td = cell(tr, "", "admin-only");
+    if (admin) {
+      const b = document.createElement("button");
+      b.className = "danger";
+      b.textContent = "Disconnect";
+      b.setAttribute("aria-label", `Disconnect client ${c.id}`);
+      b.addEventListener("click", () => kick(c.id));
+      td.append(b);
+    }
+    return tr;
+  }));
+  $("closed").tBodies[0].replaceChildren(...ev.closed.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = c.id;
+    cell(tr, c.id);
+    cell(tr, c.door);
+    cell(tr, c.name || "");
+    cell(tr, c.remote || "", "admin-only");
+    cell(tr, new Date(c.closed_at).toLocaleTimeString());
+    cell(tr, c.requests.toLocaleString());
+    cell(tr, c.reason);
+    return tr;
+  }));
+}
+
+async function kick(id) {
+  try {
+    await client.call("sys.kick", [id, "disconnected from the GUI"]);
+  } catch (e) {
+    alert(`cannot disconnect client ${id}: ${explain(e)}`);
+  }
+}
+
+run();
