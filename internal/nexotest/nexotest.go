@@ -6,38 +6,56 @@ package nexotest
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/internal/web"
 	"github.com/nexo-project/nexo/wire"
 )
 
-// Server is a running server with both doors on 127.0.0.1 ephemeral ports.
+// Server is a running server with every door on a 127.0.0.1 ephemeral
+// port.
 type Server struct {
 	*server.Server
 	Native string // native door address
 	Legacy string // legacy door address
+	Web    string // web door address (GUI, /rpc, /ws)
+	Admin  string // admin listener address
 	Reg    *service.Registry
 	errc   chan error
 }
 
 // SleepMethod is "test.sleep": it waits for the big-endian uint32 of
-// milliseconds in its payload, or until its context ends, and answers
-// "slept". It is not inline, so it runs concurrently.
+// milliseconds in its payload (JSON-RPC: [ms]), or until its context ends,
+// and answers "slept". It is not inline, so it runs concurrently.
 func SleepMethod() service.Method {
 	return service.Method{
 		Name: "test.sleep",
+		JSON: &service.JSONCodec{
+			Params: func(params, dst []byte) ([]byte, error) {
+				var p [1]uint32
+				if err := json.Unmarshal(params, &p); err != nil {
+					return dst, service.ErrBadParams
+				}
+				return binary.BigEndian.AppendUint32(dst, p[0]), nil
+			},
+			Result: func(payload, dst []byte) ([]byte, error) { return strconv.AppendQuote(dst, string(payload)), nil },
+		},
 		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
 			if len(req.Payload) != 4 {
 				return dst, service.ErrBadPayload
@@ -60,9 +78,21 @@ func PanicMethod() service.Method {
 		Handler: func(context.Context, service.Request, []byte) ([]byte, error) { panic("test.panic was called") }}
 }
 
-// Start runs a server with the math, sys and test methods. It is shut down
-// when the test ends, and the test fails if goroutines are left behind.
+// Options are what Start may add to the server's Config.
+type Options struct {
+	// OriginPatterns for the web door's WebSocket.
+	OriginPatterns []string
+}
+
+// Start runs a server with the math, sys and test methods on every door. It
+// is shut down when the test ends, and the test fails if goroutines are
+// left behind.
 func Start(t testing.TB, cfg server.Config) *Server {
+	return StartWith(t, cfg, Options{})
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	t.Helper()
 	base := ProjectGoroutines()
 	reg := service.NewRegistry()
@@ -74,27 +104,37 @@ func Start(t testing.TB, cfg server.Config) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ms := range [][]service.Method{calc.Methods(), sys.Methods(srv, reg, srv.Config().Version), {SleepMethod(), PanicMethod()}} {
+	for _, ms := range [][]service.Method{calc.Methods(), sys.Methods(srv, reg, srv.Config().Version), srv.Methods(), {SleepMethod(), PanicMethod()}} {
 		if err := reg.Register(ms...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	native, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
 	}
-	leg, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Server: srv, Native: native.Addr().String(), Legacy: leg.Addr().String(), Reg: reg, errc: make(chan error, 2)}
+	native, leg, webLn, adminLn := listen(), listen(), listen(), listen()
+	s := &Server{Server: srv, Native: native.Addr().String(), Legacy: leg.Addr().String(),
+		Web: webLn.Addr().String(), Admin: adminLn.Addr().String(), Reg: reg, errc: make(chan error, 2)}
+	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: opts.OriginPatterns}), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(admin.Options{Server: srv, Token: cfg.AdminToken, Log: log}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { s.errc <- srv.ServeNative(native) }()
 	go func() { s.errc <- srv.ServeLegacy(leg) }()
+	go func() { _ = webSrv.Serve(webLn) }()     // returns ErrServerClosed at cleanup
+	go func() { _ = adminSrv.Serve(adminLn) }() // returns ErrServerClosed at cleanup
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
+		}
+		for _, hs := range []*http.Server{webSrv, adminSrv} {
+			if err := hs.Shutdown(ctx); err != nil {
+				t.Errorf("HTTP shutdown: %v", err)
+			}
 		}
 		for range 2 {
 			if err := <-s.errc; !errors.Is(err, server.ErrServerClosed) {

@@ -1,0 +1,479 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/server"
+)
+
+// wsClient is a raw JSON-RPC-over-WebSocket peer: it sees every message.
+type wsClient struct {
+	t  *testing.T
+	c  *websocket.Conn
+	id int
+}
+
+func dialWS(t *testing.T, srv *nexotest.Server, query string, hdr http.Header) (*wsClient, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws://"+srv.Web+"/ws"+query, &websocket.DialOptions{HTTPHeader: hdr})
+	if err != nil {
+		return nil, resp, err
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return &wsClient{t: t, c: c}, resp, nil
+}
+
+// message is any JSON-RPC message the server sends.
+type message struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Data    struct {
+			Name string `json:"name"`
+		} `json:"data"`
+	} `json:"error"`
+}
+
+func (w *wsClient) read() (message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	typ, b, err := w.c.Read(ctx)
+	if err != nil {
+		return message{}, err
+	}
+	if typ != websocket.MessageText {
+		w.t.Fatalf("got a %v message", typ)
+	}
+	var m message
+	if err := json.Unmarshal(b, &m); err != nil {
+		w.t.Fatalf("not JSON-RPC: %s", b)
+	}
+	return m, nil
+}
+
+// next reads until a message that is not a stats or clients event.
+func (w *wsClient) next() message {
+	w.t.Helper()
+	for {
+		m, err := w.read()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		if m.Method != "event.stats" && m.Method != "event.clients" {
+			return m
+		}
+	}
+}
+
+func (w *wsClient) send(msg string) {
+	w.t.Helper()
+	if err := w.c.Write(context.Background(), websocket.MessageText, []byte(msg)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// call sends one call and returns its answer.
+func (w *wsClient) call(method, params string) message {
+	w.t.Helper()
+	w.id++
+	w.send(fmt.Sprintf(`{"jsonrpc":"2.0","method":%q,"params":%s,"id":%d}`, method, params, w.id))
+	m := w.next()
+	if string(m.ID) != fmt.Sprint(w.id) {
+		w.t.Fatalf("answer to id %s, want %d", m.ID, w.id)
+	}
+	return m
+}
+
+func (w *wsClient) welcome() server.Welcome {
+	w.t.Helper()
+	m := w.next()
+	var wel server.Welcome
+	if m.Method != "event.welcome" || json.Unmarshal(m.Params, &wel) != nil {
+		w.t.Fatalf("first message %+v, want event.welcome", m)
+	}
+	return wel
+}
+
+func fastConfig() server.Config {
+	cfg := server.DefaultConfig()
+	cfg.Linger = 200 * time.Millisecond
+	return cfg
+}
+
+// TestWebSocketSession: a WebSocket client is welcomed with an id, listed
+// with door ws and its name, calls methods (pipelined), and leaves the list
+// with its reason when it closes.
+func TestWebSocketSession(t *testing.T) {
+	srv := nexotest.Start(t, fastConfig())
+	w, _, err := dialWS(t, srv, "?name=browser-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wel := w.welcome()
+	if wel.ClientID == 0 || !wel.Admin || wel.HeartbeatMS != 5000 {
+		t.Errorf("welcome %+v: want an id, admin (loopback, no token), heartbeat 5000", wel)
+	}
+	info, ok := srv.Client(wel.ClientID)
+	if !ok || info.Door != server.DoorWS || info.Name != "browser-1" || !strings.HasPrefix(info.Remote, "127.0.0.1:") {
+		t.Fatalf("client list row %+v, %v", info, ok)
+	}
+
+	tests := []struct {
+		method, params, result string
+		code                   int
+		name                   string
+	}{
+		{"math.div", "[7,2]", "3.5", 0, ""},
+		{"math.add", "[9007199254740991,-1]", "9007199254740990", 0, ""},
+		{"math.div", "[1,0]", "", -32006, "DIVISION_BY_ZERO"},
+		{"math.mul", "[9007199254740991,9007199254740991]", "", -32007, "OVERFLOW"},
+		{"math.add", "[9007199254740993,1]", "", -32602, "BAD_PAYLOAD"}, // beyond 2^53: refused, never rounded
+		{"math.add", "[1.5,1]", "", -32602, "BAD_PAYLOAD"},
+		{"no.such", "[]", "", -32601, "UNKNOWN_METHOD"},
+	}
+	for _, tt := range tests {
+		m := w.call(tt.method, tt.params)
+		switch {
+		case tt.code == 0 && (m.Error != nil || string(m.Result) != tt.result):
+			t.Errorf("%s %s: %+v %s, want %s", tt.method, tt.params, m.Error, m.Result, tt.result)
+		case tt.code != 0 && (m.Error == nil || m.Error.Code != tt.code || m.Error.Data.Name != tt.name):
+			t.Errorf("%s %s: %+v, want error %d %s", tt.method, tt.params, m.Error, tt.code, tt.name)
+		}
+	}
+
+	// Pipelined: 200 calls sent before reading; every one answered once.
+	for i := range 200 {
+		w.send(fmt.Sprintf(`{"jsonrpc":"2.0","method":"math.add","params":[%d,1],"id":%d}`, i, 1000+i))
+	}
+	w.send(`{"jsonrpc":"2.0","method":"math.add","params":[1,1]}`) // a notification: no answer
+	seen := map[string]string{}
+	for range 200 {
+		m := w.next()
+		seen[string(m.ID)] = string(m.Result)
+	}
+	for i := range 200 {
+		if got := seen[fmt.Sprint(1000+i)]; got != fmt.Sprint(i+1) {
+			t.Fatalf("pipelined call %d: %q", i, got)
+		}
+	}
+	nexotest.WaitFor(t, 2*time.Second, "the request count", func() bool {
+		info, _ := srv.Client(wel.ClientID)
+		return info.Requests == uint64(len(tests)+201) && info.Errors == 5
+	})
+
+	w.c.Close(websocket.StatusNormalClosure, "bye")
+	nexotest.WaitFor(t, 2*time.Second, "the client to leave the list", func() bool {
+		_, ok := srv.Client(wel.ClientID)
+		return !ok
+	})
+	closed := srv.Clients().Closed
+	if len(closed) == 0 || closed[0].ID != wel.ClientID || closed[0].Reason != "client closed" {
+		t.Errorf("closed ring %+v", closed)
+	}
+}
+
+// TestWebSocketEvents: a subscriber gets the client list at once, sees a
+// native client come and go, and gets stats every second.
+func TestWebSocketEvents(t *testing.T) {
+	srv := nexotest.Start(t, fastConfig())
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	w.send(`{"jsonrpc":"2.0","method":"sys.subscribe","params":["clients","stats"],"id":1}`)
+	var list server.ClientsEvent
+	gotAnswer, gotStats := false, false
+	waitClients := func(what string, cond func(server.ClientsEvent) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			m, err := w.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m.Method {
+			case "event.clients":
+				if err := json.Unmarshal(m.Params, &list); err != nil {
+					t.Fatal(err)
+				}
+				if cond(list) {
+					return
+				}
+			case "event.stats":
+				var s server.Sample
+				if err := json.Unmarshal(m.Params, &s); err != nil || s.Clients < 1 {
+					t.Errorf("stats event %s", m.Params)
+				}
+				gotStats = true
+			case "":
+				if string(m.Result) != `["clients","stats"]` {
+					t.Errorf("subscribe answered %s %+v", m.Result, m.Error)
+				}
+				gotAnswer = true
+			}
+		}
+		t.Fatalf("no clients event with %s; last %+v", what, list)
+	}
+	waitClients("this client", func(ev server.ClientsEvent) bool { return ev.Total == 1 && ev.Doors["ws"] == 1 })
+	nc, welcome := nexotest.Hello(t, srv.Native, "native-watched")
+	waitClients("the native client", func(ev server.ClientsEvent) bool {
+		for _, c := range ev.Clients {
+			if c.ID == welcome.ClientID && c.Name == "native-watched" && c.Door == "native" {
+				return true
+			}
+		}
+		return false
+	})
+	nc.Close()
+	waitClients("the native client closed", func(ev server.ClientsEvent) bool {
+		return ev.Total == 1 && len(ev.Closed) > 0 && ev.Closed[0].ID == welcome.ClientID && ev.Closed[0].Reason == "client closed"
+	})
+	waitClients("a stats event", func(server.ClientsEvent) bool { return gotStats })
+	if !gotAnswer {
+		t.Error("sys.subscribe was not answered")
+	}
+
+	if m := w.call("sys.subscribe", `["nope"]`); m.Error == nil || m.Error.Code != -32602 {
+		t.Errorf("unknown topic: %+v", m.Error)
+	}
+}
+
+// TestWebSocketKick: a kicked WebSocket client gets event.goodbye with the
+// reason, then a close frame, and is recorded as kicked.
+func TestWebSocketKick(t *testing.T) {
+	srv := nexotest.Start(t, fastConfig())
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := w.welcome().ClientID
+	if !srv.Kick(id, "test over") {
+		t.Fatal("Kick: not connected")
+	}
+	m := w.next()
+	if m.Method != "event.goodbye" || !strings.Contains(string(m.Params), "kicked: test over") {
+		t.Fatalf("got %+v, want event.goodbye", m)
+	}
+	_, err = w.read()
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("after goodbye: %v, want a going-away close", err)
+	}
+	nexotest.WaitFor(t, 2*time.Second, "the kicked client in the closed ring", func() bool {
+		c := srv.Clients().Closed
+		return len(c) > 0 && c[0].ID == id && c[0].Reason == "kicked"
+	})
+}
+
+// TestWebSocketOrigin: a page of another site cannot open a WebSocket;
+// the page's own origin and allowed patterns can.
+func TestWebSocketOrigin(t *testing.T) {
+	srv := nexotest.StartWith(t, fastConfig(), nexotest.Options{OriginPatterns: []string{"trusted.example"}})
+	for _, tt := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"", true}, // not a browser
+		{"http://" + srv.Web, true},
+		{"https://trusted.example", true},
+		{"https://evil.example", false},
+		{"http://127.0.0.1:1", false}, // another port is another origin
+	} {
+		hdr := http.Header{}
+		if tt.origin != "" {
+			hdr.Set("Origin", tt.origin)
+		}
+		w, resp, err := dialWS(t, srv, "", hdr)
+		if tt.ok != (err == nil) {
+			t.Errorf("origin %q: %v, want ok=%v", tt.origin, err, tt.ok)
+			continue
+		}
+		if !tt.ok && (resp == nil || resp.StatusCode != http.StatusForbidden) {
+			t.Errorf("origin %q: response %v, want 403", tt.origin, resp)
+		}
+		if w != nil {
+			w.welcome()
+			w.c.Close(websocket.StatusNormalClosure, "")
+		}
+	}
+}
+
+// TestWebSocketToken: with an admin token configured, a client without it
+// is not an admin (no kicks, no addresses), a wrong one is refused with
+// 401, and the right one makes an admin.
+func TestWebSocketToken(t *testing.T) {
+	cfg := fastConfig()
+	cfg.AdminToken = "s3cret"
+	srv := nexotest.Start(t, cfg)
+	_, victim := nexotest.Hello(t, srv.Native, "victim")
+
+	if _, resp, err := dialWS(t, srv, "?token=wrong", nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong token: %v %v, want 401", err, resp)
+	}
+
+	plain, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.welcome().Admin {
+		t.Error("a client without the token is admin")
+	}
+	if m := plain.call("sys.kick", fmt.Sprintf("[%d]", victim.ClientID)); m.Error == nil || m.Error.Code != -32601 {
+		t.Errorf("kick without the token: %+v %s", m.Error, m.Result)
+	}
+	plain.send(`{"jsonrpc":"2.0","method":"sys.subscribe","params":["clients"],"id":99}`)
+	for {
+		m := plain.next()
+		if m.Method == "" {
+			break
+		}
+	}
+	m, err := plain.read()
+	for err == nil && m.Method != "event.clients" {
+		m, err = plain.read()
+	}
+	if err != nil || strings.Contains(string(m.Params), "127.0.0.1") {
+		t.Errorf("clients event for a non-admin: %v %s; want no addresses", err, m.Params)
+	}
+
+	admin, _, err := dialWS(t, srv, "", http.Header{"Authorization": {"Bearer s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !admin.welcome().Admin {
+		t.Error("the right token does not make an admin")
+	}
+	if m := admin.call("sys.kick", fmt.Sprintf(`[%d, "enough"]`, victim.ClientID)); m.Error != nil || string(m.Result) != "true" {
+		t.Errorf("admin kick: %+v %s", m.Error, m.Result)
+	}
+	nexotest.WaitFor(t, 2*time.Second, "the victim to leave", func() bool {
+		_, ok := srv.Client(victim.ClientID)
+		return !ok
+	})
+}
+
+// TestWebSocketHeartbeat: a client that stops answering pings is closed
+// within the heartbeat bound.
+func TestWebSocketHeartbeat(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Heartbeat = 100 * time.Millisecond
+	srv := nexotest.Start(t, cfg)
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := w.welcome().ClientID
+	// Not reading means not answering pings (the library answers them from
+	// Read). The server must give up within 2 intervals plus a grace.
+	start := time.Now()
+	nexotest.WaitFor(t, 2*time.Second, "the silent client to be closed", func() bool {
+		_, ok := srv.Client(id)
+		return !ok
+	})
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("closed after %v, want within 2.5 heartbeats (250ms) plus scheduling", d)
+	}
+	if c := srv.Clients().Closed; len(c) == 0 || c[0].Reason != "heartbeat timeout" {
+		t.Errorf("closed ring %+v", c)
+	}
+}
+
+// TestWebSocketRefusals: calls over MaxInFlight get BUSY, calls after a
+// GOODBYE get SHUTTING_DOWN while the ones in flight finish, and a binary
+// message closes the session.
+func TestWebSocketRefusals(t *testing.T) {
+	cfg := fastConfig()
+	cfg.MaxInFlight = 2
+	srv := nexotest.Start(t, cfg)
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := w.welcome().ClientID
+	for i := 1; i <= 3; i++ {
+		w.send(fmt.Sprintf(`{"jsonrpc":"2.0","method":"test.sleep","params":[300],"id":%d}`, i))
+	}
+	m := w.next()
+	if string(m.ID) != "3" || m.Error == nil || m.Error.Data.Name != "BUSY" || m.Error.Code != -32008 {
+		t.Fatalf("third call over a bound of 2: %+v", m)
+	}
+	srv.Kick(id, "refusals")
+	if m := w.next(); m.Method != "event.goodbye" {
+		t.Fatalf("got %+v, want event.goodbye", m)
+	}
+	w.send(`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":4}`)
+	got := map[string]string{}
+	for range 3 {
+		m := w.next()
+		if m.Error != nil {
+			got[string(m.ID)] = m.Error.Data.Name
+		} else {
+			got[string(m.ID)] = string(m.Result)
+		}
+	}
+	if got["1"] != `"slept"` || got["2"] != `"slept"` || got["4"] != "SHUTTING_DOWN" {
+		t.Errorf("answers during the drain: %v", got)
+	}
+	if _, err := w.read(); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("after the drain: %v, want a going-away close", err)
+	}
+
+	w2, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.welcome()
+	if err := w2.c.Write(context.Background(), websocket.MessageBinary, []byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.read(); websocket.CloseStatus(err) != websocket.StatusUnsupportedData {
+		t.Errorf("binary message: %v, want close 1003", err)
+	}
+}
+
+// TestGUI: the GUI and the JavaScript client are served from the binary,
+// with a policy that loads nothing from elsewhere.
+func TestGUI(t *testing.T) {
+	srv := nexotest.Start(t, fastConfig())
+	for _, tt := range []struct{ path, ctype, contains string }{
+		{"/", "text/html", `<script type="module" src="app.js">`},
+		{"/app.js", "text/javascript", `from "/nexo.js"`},
+		{"/style.css", "text/css", "--accent"},
+		{"/nexo.js", "text/javascript", "export function connect"},
+	} {
+		resp, err := http.Get("http://" + srv.Web + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), tt.ctype) ||
+			!strings.Contains(string(body), tt.contains) || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s: %d %q CSP %q", tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Security-Policy"))
+		}
+	}
+	resp, err := http.Get("http://" + srv.Web + "/rpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET /rpc: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
