@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/nexo-project/nexo/client"
+)
+
+// chromium finds the browser: $NEXO_CHROMIUM, or chromium on the PATH. On
+// CI (CI set) a missing browser fails the test: .ci/run installs it.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("NEXO_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no chromium on CI: .ci/run must install it")
+	}
+	t.Skip("no chromium here (apt-get install chromium); set NEXO_CHROMIUM to use another")
+	return ""
+}
+
+// poll waits until a JavaScript expression is true in the page.
+func poll(expr string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+// text reads an element's text.
+func text(ctx context.Context, t *testing.T, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// TestBrowser drives the GUI of a real `nexo serve` in headless chromium:
+// the calculator, division by zero, auto mode, a native client appearing in
+// the live list and leaving it, a kick from the admin view, and a
+// screenshot (saved to $NEXO_SCREENSHOT when set, for the README).
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	exe := chromium(t)
+	addrs := serve(t, nil, "--heartbeat", "1s")
+	url := "http://" + addrs["web"] + "/"
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // root on CI
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 1000),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	defer cancelCtx()
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			state, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#conn")))
+			errText, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#calc-error")))
+			t.Fatalf("%s: %v (connection %q, calculator error %q)", name, err, state, errText)
+		}
+	}
+
+	step("open the GUI",
+		chromedp.Navigate(url),
+		poll(`document.body.dataset.state === "connected" && document.body.classList.contains("admin")`),
+	)
+
+	step("7 / 2 in the calculator",
+		chromedp.SetValue(chromedp.CSS("#a"), "7"),
+		chromedp.SetValue(chromedp.CSS("#op"), "math.div"),
+		chromedp.SetValue(chromedp.CSS("#b"), "2"),
+		chromedp.Click(chromedp.CSS("#compute")),
+		poll(`document.querySelector("#result").textContent !== ""`),
+	)
+	if result := text(ctx, t, "#result"); result != "3.5" {
+		t.Errorf("7 / 2 shows %q, want 3.5", result)
+	}
+
+	step("division by zero",
+		chromedp.SetValue(chromedp.CSS("#b"), "0"),
+		chromedp.Click(chromedp.CSS("#compute")),
+		poll(`document.querySelector("#calc-error").textContent !== ""`),
+	)
+	if errText := text(ctx, t, "#calc-error"); !bytes.Contains([]byte(errText), []byte("division by zero")) {
+		t.Errorf("1 / 0 shows %q, want division by zero", errText)
+	}
+	step("bad input is refused in the page",
+		chromedp.SetValue(chromedp.CSS("#a"), "12abc"),
+		chromedp.Click(chromedp.CSS("#compute")),
+		poll(`document.querySelector("#calc-error").textContent.includes("whole number")`),
+		chromedp.SetValue(chromedp.CSS("#a"), "7"),
+	)
+
+	step("auto mode",
+		chromedp.SetValue(chromedp.CSS("#every"), "0.2"),
+		chromedp.Click(chromedp.CSS("#auto-toggle")),
+		poll(`document.querySelectorAll("#auto-log li").length >= 3`),
+		chromedp.Click(chromedp.CSS("#auto-toggle")),
+	)
+
+	// A native client started here appears in the live list, then leaves it.
+	c, err := client.Dial(ctx, addrs["native"], &client.Options{Name: "watched-by-browser"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`#clients tbody tr[data-id="%d"]`, c.ID())
+	step("the native client appears",
+		poll(fmt.Sprintf(`(() => { const r = document.querySelector('%s'); return r && r.textContent.includes("watched-by-browser") && r.textContent.includes("native") })()`, row)),
+	)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	step("the native client leaves, with its reason",
+		poll(fmt.Sprintf(`document.querySelector('%s') === null`, row)),
+		poll(fmt.Sprintf(`(() => { const r = document.querySelector('#closed tbody tr[data-id="%d"]'); return r && r.textContent.includes("client goodbye") })()`, c.ID())),
+	)
+
+	// The admin view kicks a client.
+	victim, err := client.Dial(ctx, addrs["native"], &client.Options{Name: "to-be-kicked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	button := fmt.Sprintf(`button[aria-label="Disconnect client %d"]`, victim.ID())
+	step("the admin view shows a disconnect button",
+		chromedp.WaitVisible(chromedp.CSS(button)),
+		chromedp.Sleep(1200*time.Millisecond), // let the charts gather a few seconds
+	)
+	png1, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 makes a PNG
+	if err != nil {
+		t.Fatal(err)
+	}
+	step("kick from the admin view",
+		chromedp.Click(chromedp.CSS(button)),
+		poll(fmt.Sprintf(`(() => { const r = document.querySelector('#closed tbody tr[data-id="%d"]'); return r && r.textContent.includes("kicked") })()`, victim.ID())),
+	)
+	select {
+	case <-victim.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the kicked client is still connected")
+	}
+
+	if _, err := png.Decode(bytes.NewReader(png1)); err != nil {
+		t.Errorf("screenshot: %v", err)
+	}
+	out := os.Getenv("NEXO_SCREENSHOT")
+	if out == "" {
+		out = filepath.Join(t.TempDir(), "gui.png")
+	}
+	if err := os.WriteFile(out, png1, 0o644); err != nil {
+		t.Error(err)
+	}
+}
