@@ -373,3 +373,58 @@ func TestWebDoor(t *testing.T) {
 		t.Errorf("got %s", body)
 	}
 }
+
+// TestConfigFile: settings come from --config, the environment beats the
+// file and the command line beats both; a bad file is a clear error; the
+// shipped example file is valid.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nexo.toml")
+	if err := os.WriteFile(path, []byte("heartbeat = \"2s\"\nmax-frame = 4096\nlog-level = \"debug\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat := func(addrs map[string]string) int64 {
+		t.Helper()
+		c, err := client.Dial(context.Background(), addrs["native"], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Welcome().HeartbeatMS
+	}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want int64
+	}{
+		{"file", nil, []string{"--config", path}, 2000},
+		{"env beats file", map[string]string{"NEXO_HEARTBEAT": "3s"}, []string{"--config", path}, 3000},
+		{"flag beats env", map[string]string{"NEXO_HEARTBEAT": "3s"}, []string{"--config", path, "--heartbeat", "4s"}, 4000},
+		{"config from env", map[string]string{"NEXO_CONFIG": path}, nil, 2000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := heartbeat(serve(t, tt.env, tt.args...)); got != tt.want {
+				t.Errorf("heartbeat %d ms, want %d", got, tt.want)
+			}
+		})
+	}
+	if got := heartbeat(serve(t, nil, "--config", "../../deploy/systemd/nexo.toml")); got != 5000 {
+		t.Errorf("shipped nexo.toml: heartbeat %d", got)
+	}
+
+	for _, bad := range []struct{ content, want string }{
+		{"hartbeat = \"2s\"\n", `unknown setting "hartbeat"`},
+		{"heartbeat = \"soon\"\n", "heartbeat"},
+		{"heartbeat = \n", "--config"},
+	} {
+		p := filepath.Join(dir, "bad.toml")
+		if err := os.WriteFile(p, []byte(bad.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := run(nil, "serve", "--config", p)
+		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("config %q: %v, want an error naming the file and %s", bad.content, err, bad.want)
+		}
+	}
+}
