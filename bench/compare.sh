@@ -19,7 +19,7 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
 fi
 go build -o "$out/nexo" ./cmd/nexo
 
-"$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --log-level warn &
+"$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr 127.0.0.1:7391 --admin-addr 127.0.0.1:7392 --log-level warn &
 sleep 0.5
 declare -A nexo
 for p in 1 16; do

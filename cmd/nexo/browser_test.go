@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"image/png"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +55,71 @@ func text(ctx context.Context, t *testing.T, sel string) string {
 	return s
 }
 
+// browserContext starts headless chromium for a test.
+func browserContext(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox, // root on CI
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 1000),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancel(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// TestBrowserReconnect: the GUI shows that the server went away and
+// reconnects by itself when it is back on the same address.
+func TestBrowserReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	ctx := browserContext(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	webAddr := ln.Addr().String()
+	ln.Close()
+	start := func() (stop func()) {
+		sctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{}, 4)
+		done := make(chan error, 1)
+		m := &Main{Stdout: io.Discard, Stderr: io.Discard, Listening: func(string, string) { ready <- struct{}{} }}
+		go func() {
+			done <- m.Run(sctx, []string{"serve", "--native-addr", "", "--legacy-addr", "", "--admin-addr", "", "--web-addr", webAddr, "--drain-timeout", "2s"})
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("serve: %v", err)
+		}
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	}
+	stop := start()
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+webAddr+"/"), poll(`document.body.dataset.state === "connected"`)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := chromedp.Do(ctx, poll(`document.body.dataset.state === "disconnected"`)); err != nil {
+		t.Fatalf("the GUI does not show the server gone: %v", err)
+	}
+	stop = start()
+	defer stop()
+	if err := chromedp.Do(ctx, poll(`document.body.dataset.state === "connected" && document.querySelector("#whoami").textContent.includes("client #1")`)); err != nil {
+		t.Fatalf("the GUI did not reconnect to the restarted server: %v", err)
+	}
+}
+
 // TestBrowser drives the GUI of a real `nexo serve` in headless chromium:
 // the calculator, division by zero, auto mode, a native client appearing in
 // the live list and leaving it, a kick from the admin view, and a
@@ -61,23 +128,9 @@ func TestBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	exe := chromium(t)
+	ctx := browserContext(t)
 	addrs := serve(t, nil, "--heartbeat", "1s")
 	url := "http://" + addrs["web"] + "/"
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox, // root on CI
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 1000),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
 
 	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

@@ -28,7 +28,8 @@ class Server:
         if not binary:
             binary = os.path.join(self.tmp, "nexo")
             subprocess.run(["go", "build", "-o", binary, "./cmd/nexo"], cwd=ROOT, check=True)
-        self.proc = subprocess.Popen([binary, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0", *args],
+        self.proc = subprocess.Popen([binary, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0",
+                                      "--web-addr", "", "--admin-addr", "", *args],
                                      stderr=subprocess.PIPE, text=True)
         self.addrs = {}
         for line in self.proc.stderr:
