@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -426,5 +427,36 @@ func TestConfigFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), p) {
 			t.Errorf("config %q: %v, want an error naming the file and %s", bad.content, err, bad.want)
 		}
+	}
+}
+
+// TestSystemdNotify: under systemd (NOTIFY_SOCKET set), serve reports
+// READY=1 once its doors listen and STOPPING=1 when it drains.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	read := func() string {
+		t.Helper()
+		buf := make([]byte, 256)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	t.Run("serve", func(t *testing.T) {
+		serve(t, nil)
+		if got := read(); got != "READY=1" {
+			t.Errorf("first notification %q, want READY=1", got)
+		}
+	}) // the subtest's cleanup drains the server
+	if got := read(); got != "STOPPING=1" {
+		t.Errorf("notification on drain %q, want STOPPING=1", got)
 	}
 }
