@@ -44,15 +44,9 @@ func get(t *testing.T, method, url, token string, into any) int {
 	return resp.StatusCode
 }
 
-func config() server.Config {
-	cfg := server.DefaultConfig()
-	cfg.Linger = 200 * time.Millisecond
-	return cfg
-}
-
 // TestClients: paging, the door filter, one client, and 404s.
 func TestClients(t *testing.T) {
-	srv := nexotest.Start(t, config())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	base := "http://" + srv.Admin
 	var ids []uint64
 	for i := range 5 {
@@ -94,7 +88,7 @@ func TestClients(t *testing.T) {
 // TestKick: DELETE sends the native client GOODBYE with the reason, then
 // closes it; it shows in /api/closed as kicked.
 func TestKick(t *testing.T) {
-	srv := nexotest.Start(t, config())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	base := "http://" + srv.Admin
 	c, w := nexotest.Hello(t, srv.Native, "victim")
 	if code := get(t, "DELETE", fmt.Sprintf("%s/api/clients/%d?reason=maintenance", base, w.ClientID), "", nil); code != http.StatusAccepted {
@@ -118,7 +112,7 @@ func TestKick(t *testing.T) {
 // TestToken: with a token, /api needs it (401 without or wrong), while
 // probes and metrics stay open.
 func TestToken(t *testing.T) {
-	cfg := config()
+	cfg := nexotest.FastConfig()
 	cfg.AdminToken = "t0ken"
 	srv := nexotest.Start(t, cfg)
 	base := "http://" + srv.Admin
@@ -147,7 +141,7 @@ func TestToken(t *testing.T) {
 // TestReadyz: /readyz turns 503 as soon as a drain begins, while in-flight
 // requests still finish; /livez stays 200.
 func TestReadyz(t *testing.T) {
-	srv := nexotest.Start(t, config())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	base := "http://" + srv.Admin
 	c, _ := nexotest.Hello(t, srv.Native, "slow")
 	c.Send(wire.AppendRequest(nil, 1, "test.sleep", nexotest.Ms(500)))
@@ -177,7 +171,7 @@ func TestReadyz(t *testing.T) {
 // TestMetrics: /metrics parses as Prometheus text, and its counters match
 // what the test did.
 func TestMetrics(t *testing.T) {
-	srv := nexotest.Start(t, config())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	cl, err := client.Dial(context.Background(), srv.Native, &client.Options{Name: "metrics"})
 	if err != nil {
 		t.Fatal(err)

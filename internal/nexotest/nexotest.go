@@ -78,6 +78,14 @@ func PanicMethod() service.Method {
 		Handler: func(context.Context, service.Request, []byte) ([]byte, error) { panic("test.panic was called") }}
 }
 
+// FastConfig is the default configuration with a short linger, so that
+// tests that close connections do not wait the default 2s.
+func FastConfig() server.Config {
+	cfg := server.DefaultConfig()
+	cfg.Linger = 200 * time.Millisecond
+	return cfg
+}
+
 // Options are what Start may add to the server's Config.
 type Options struct {
 	// OriginPatterns for the web door's WebSocket.

@@ -110,17 +110,11 @@ func (w *wsClient) welcome() server.Welcome {
 	return wel
 }
 
-func fastConfig() server.Config {
-	cfg := server.DefaultConfig()
-	cfg.Linger = 200 * time.Millisecond
-	return cfg
-}
-
 // TestWebSocketSession: a WebSocket client is welcomed with an id, listed
 // with door ws and its name, calls methods (pipelined), and leaves the list
 // with its reason when it closes.
 func TestWebSocketSession(t *testing.T) {
-	srv := nexotest.Start(t, fastConfig())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	w, _, err := dialWS(t, srv, "?name=browser-1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +185,7 @@ func TestWebSocketSession(t *testing.T) {
 // TestWebSocketEvents: a subscriber gets the client list at once, sees a
 // native client come and go, and gets stats every second.
 func TestWebSocketEvents(t *testing.T) {
-	srv := nexotest.Start(t, fastConfig())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	w, _, err := dialWS(t, srv, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +252,7 @@ func TestWebSocketEvents(t *testing.T) {
 // TestWebSocketKick: a kicked WebSocket client gets event.goodbye with the
 // reason, then a close frame, and is recorded as kicked.
 func TestWebSocketKick(t *testing.T) {
-	srv := nexotest.Start(t, fastConfig())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	w, _, err := dialWS(t, srv, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +278,7 @@ func TestWebSocketKick(t *testing.T) {
 // TestWebSocketOrigin: a page of another site cannot open a WebSocket;
 // the page's own origin and allowed patterns can.
 func TestWebSocketOrigin(t *testing.T) {
-	srv := nexotest.StartWith(t, fastConfig(), nexotest.Options{OriginPatterns: []string{"trusted.example"}})
+	srv := nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{OriginPatterns: []string{"trusted.example"}})
 	for _, tt := range []struct {
 		origin string
 		ok     bool
@@ -318,7 +312,7 @@ func TestWebSocketOrigin(t *testing.T) {
 // is not an admin (no kicks, no addresses), a wrong one is refused with
 // 401, and the right one makes an admin.
 func TestWebSocketToken(t *testing.T) {
-	cfg := fastConfig()
+	cfg := nexotest.FastConfig()
 	cfg.AdminToken = "s3cret"
 	srv := nexotest.Start(t, cfg)
 	_, victim := nexotest.Hello(t, srv.Native, "victim")
@@ -371,7 +365,7 @@ func TestWebSocketToken(t *testing.T) {
 // TestWebSocketHeartbeat: a client that stops answering pings is closed
 // within the heartbeat bound.
 func TestWebSocketHeartbeat(t *testing.T) {
-	cfg := fastConfig()
+	cfg := nexotest.FastConfig()
 	cfg.Heartbeat = 100 * time.Millisecond
 	srv := nexotest.Start(t, cfg)
 	w, _, err := dialWS(t, srv, "", nil)
@@ -398,7 +392,7 @@ func TestWebSocketHeartbeat(t *testing.T) {
 // GOODBYE get SHUTTING_DOWN while the ones in flight finish, and a binary
 // message closes the session.
 func TestWebSocketRefusals(t *testing.T) {
-	cfg := fastConfig()
+	cfg := nexotest.FastConfig()
 	cfg.MaxInFlight = 2
 	srv := nexotest.Start(t, cfg)
 	w, _, err := dialWS(t, srv, "", nil)
@@ -450,7 +444,7 @@ func TestWebSocketRefusals(t *testing.T) {
 // TestGUI: the GUI and the JavaScript client are served from the binary,
 // with a policy that loads nothing from elsewhere.
 func TestGUI(t *testing.T) {
-	srv := nexotest.Start(t, fastConfig())
+	srv := nexotest.Start(t, nexotest.FastConfig())
 	for _, tt := range []struct{ path, ctype, contains string }{
 		{"/", "text/html", `<script type="module" src="app.js">`},
 		{"/app.js", "text/javascript", `from "/nexo.js"`},
