@@ -102,14 +102,14 @@ func (m *metrics) stat(name string) *methodStat {
 // observe counts one answered request. meth is nil for an unknown method;
 // start is when the request was read.
 func (m *metrics) observe(meth *service.Method, code wire.Code, start time.Time) {
+	m.observeDuration(meth, code, time.Since(start))
+}
+
+func (m *metrics) observeDuration(meth *service.Method, code wire.Code, d time.Duration) {
 	name := unknownMethod
 	if meth != nil {
 		name = meth.Name
 	}
-	m.observeName(name, code, time.Since(start))
-}
-
-func (m *metrics) observeName(name string, code wire.Code, d time.Duration) {
 	st := m.stat(name)
 	slot := int(code)
 	if slot >= codeSlots {

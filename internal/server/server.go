@@ -121,11 +121,7 @@ func (s *Server) Accepting() bool { return !s.shutting.Load() }
 // Observe counts a request answered outside a session (POST /rpc): the
 // method (nil when unknown), its result code and its duration.
 func (s *Server) Observe(m *service.Method, code wire.Code, d time.Duration) {
-	name := unknownMethod
-	if m != nil {
-		name = m.Name
-	}
-	s.metrics.observeName(name, code, d)
+	s.metrics.observeDuration(m, code, d)
 }
 
 // Config returns the configuration in force, defaults filled in.

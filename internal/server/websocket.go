@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,8 +103,7 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request, rpc *jso
 // carries one.
 func RequestToken(r *http.Request) (string, bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
-		tok, ok := bytes.CutPrefix([]byte(h), []byte("Bearer "))
-		return string(tok), ok
+		return strings.CutPrefix(h, "Bearer ")
 	}
 	if r.URL.Query().Has("token") {
 		return r.URL.Query().Get("token"), true
