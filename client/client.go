@@ -15,6 +15,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,9 @@ type Options struct {
 	MaxFrame int
 	// Dialer dials the TCP connection; nil means a zero net.Dialer.
 	Dialer *net.Dialer
+	// TLS, when set, runs the connection over TLS with these settings
+	// (see certs.ClientConfig). An empty ServerName is taken from addr.
+	TLS *tls.Config
 	// OnEvent, when set, receives the server's EVENT frames, on the
 	// client's reader goroutine: it must return quickly. payload is only
 	// valid during the call.
@@ -101,12 +105,31 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	if opts.TLS != nil {
+		if conn, err = startTLS(ctx, conn, addr, opts.TLS); err != nil {
+			return nil, err
+		}
+	}
 	welcome, rd, err := Handshake(ctx, conn, opts)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
 	return newClient(conn, welcome, rd, opts), nil
+}
+
+// startTLS runs the TLS handshake on conn, bounded by ctx.
+func startTLS(ctx context.Context, conn net.Conn, addr string, cfg *tls.Config) (net.Conn, error) {
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone()
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
 }
 
 // Handshake sends HELLO on a fresh connection and reads WELCOME. It returns

@@ -29,6 +29,7 @@ func (m *Main) auto(ctx context.Context, args []string) error {
 	every := fs.Duration("every", 10*time.Second, "`interval` between operations")
 	useLegacy := fs.Bool("legacy", false, "speak the legacy struct-packed protocol, as the original Python client")
 	count := fs.Int("count", 0, "stop after this many operations (0: run until interrupted)")
+	cf := addConnFlags(fs)
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
@@ -57,7 +58,11 @@ func (m *Main) auto(ctx context.Context, args []string) error {
 			return legacy.ParseReply(line)
 		}
 	} else {
-		c, err := client.Dial(ctx, *addr, &client.Options{Name: "nexo-auto"})
+		opts, err := cf.options("nexo-auto")
+		if err != nil {
+			return err
+		}
+		c, err := client.Dial(ctx, *addr, opts)
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,12 @@ func (m *Main) call(ctx context.Context, args []string) error {
 	fs := m.flags("call", "METHOD [ARG...]")
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	cf := addConnFlags(fs)
 	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	opts, err := cf.options("nexo-call")
+	if err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
@@ -34,7 +39,7 @@ func (m *Main) call(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, *addr, &client.Options{Name: "nexo-call"})
+	c, err := client.Dial(ctx, *addr, opts)
 	if err != nil {
 		return err
 	}

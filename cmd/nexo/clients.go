@@ -16,12 +16,17 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door; the caller must be on loopback)")
 	asJSON := fs.Bool("json", false, "print the raw JSON list")
 	closedRows := fs.Int("closed", 10, "show this many recently closed sessions (0: all)")
+	cf := addConnFlags(fs)
 	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	opts, err := cf.options("nexo-clients")
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, *addr, &client.Options{Name: "nexo-clients"})
+	c, err := client.Dial(ctx, *addr, opts)
 	if err != nil {
 		return err
 	}
@@ -44,6 +49,9 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 	fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCONNECTED\tLAST SEEN\tRTT\tIN FLIGHT\tREQUESTS\tERRORS\tBYTES IN\tBYTES OUT")
 	for _, ci := range snap.Clients {
 		name := ci.Name
+		if ci.Identity != "" {
+			name += " <" + ci.Identity + ">"
+		}
 		if ci.ID == c.ID() {
 			name += " (this command)"
 		}

@@ -64,6 +64,7 @@ Usage:
   nexo auto    [flags]                  send a random math operation every interval
   nexo bench   [flags]                  closed-loop load test
   nexo clients [flags]                  list connected and recently closed clients
+  nexo certs   [flags]                  make a development CA and certificates for TLS
   nexo version                          print the version
 
 Run 'nexo COMMAND -h' for a command's flags. Every flag can also be set
@@ -82,6 +83,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		"auto":    m.auto,
 		"bench":   m.bench,
 		"clients": m.clients,
+		"certs":   m.certsCmd,
 		"version": m.version,
 	}
 	switch args[0] {

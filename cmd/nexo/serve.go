@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/certs"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/sys"
@@ -39,9 +44,21 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	heartbeat := fs.Duration("heartbeat", d.Heartbeat, "PING `interval`; a client silent for 2 intervals plus a grace is closed")
 	maxFrame := fs.Int("max-frame", d.MaxFrame, "largest frame length accepted, in `bytes`")
 	maxConns := fs.Int("max-conns", d.MaxConns, "most open connections over all doors")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", d.MaxConnsPerIP, "most open connections from one remote address over all doors")
 	maxInFlight := fs.Int("max-inflight", d.MaxInFlight, "most concurrent requests per connection")
-	handshake := fs.Duration("handshake-timeout", d.HandshakeTimeout, "how long a new native connection may take to send HELLO")
+	maxInFlightTotal := fs.Int("max-inflight-total", d.MaxInFlightTotal, "most concurrent non-inline requests over the whole server")
+	maxPending := fs.Int("max-pending", 0, "close a client whose unsent output passes this many `bytes` (0: 4 MiB or 2 max frames)")
+	writeTimeout := fs.Duration("write-timeout", d.WriteTimeout, "close a client whose writes stall this long")
+	handshake := fs.Duration("handshake-timeout", d.HandshakeTimeout, "how long a new native connection may take for TLS and HELLO")
 	legacyIdle := fs.Duration("legacy-idle", d.LegacyIdleTimeout, "close a legacy connection silent this long")
+	legacyAllow := fs.String("legacy-allow", "", "comma-separated `networks` (CIDR) the legacy door accepts; empty accepts all")
+	tokens := fs.String("tokens", "", "comma-separated client `tokens`; when set, native and web clients must present one (prefer --token-file or NEXO_TOKENS)")
+	tokenFile := fs.String("token-file", "", "read client tokens from this `file`, one per line (# comments)")
+	authFailures := fs.Int("auth-failures", d.AuthFailures, "failed authentications an address may make per --auth-window before it is refused")
+	authWindow := fs.Duration("auth-window", d.AuthWindow, "the window of --auth-failures")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate `file`: serve TLS on the native, web and admin doors")
+	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA `file`: require client certificates it signed (mutual TLS)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
 	if err := m.parse(fs, args); err != nil {
@@ -67,6 +84,19 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 
+	clientTokens, err := readTokens(*tokens, *tokenFile)
+	if err != nil {
+		return err
+	}
+	allow, err := parseNetworks(*legacyAllow)
+	if err != nil {
+		return usageError{"--legacy-allow: " + err.Error()}
+	}
+	tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey, *tlsClientCA)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+
 	// Fields the flags do not set keep their zero value, which means the
 	// server's default (MaxPending, for one, follows MaxFrame).
 	cfg := server.Config{
@@ -74,10 +104,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Heartbeat:         *heartbeat,
 		MaxFrame:          *maxFrame,
 		MaxConns:          *maxConns,
+		MaxConnsPerIP:     *maxConnsPerIP,
 		MaxInFlight:       *maxInFlight,
+		MaxInFlightTotal:  *maxInFlightTotal,
+		MaxPending:        *maxPending,
+		WriteTimeout:      *writeTimeout,
 		HandshakeTimeout:  *handshake,
 		LegacyIdleTimeout: *legacyIdle,
+		LegacyAllow:       allow,
 		AdminToken:        token,
+		Tokens:            clientTokens,
+		AuthFailures:      *authFailures,
+		AuthWindow:        *authWindow,
 	}
 	if *nativeAddr == "" && *legacyAddr == "" && *webAddr == "" {
 		return usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
@@ -100,13 +138,14 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	type door struct {
 		name, addr string
 		serve      func(net.Listener) error
+		tls        bool // wrapped in TLS when --tls-cert is given
 	}
 	var doors []door
 	if *nativeAddr != "" {
-		doors = append(doors, door{server.DoorNative, *nativeAddr, srv.ServeNative})
+		doors = append(doors, door{server.DoorNative, *nativeAddr, srv.ServeNative, true})
 	}
 	if *legacyAddr != "" {
-		doors = append(doors, door{server.DoorLegacy, *legacyAddr, srv.ServeLegacy})
+		doors = append(doors, door{server.DoorLegacy, *legacyAddr, srv.ServeLegacy, false}) // legacy clients speak plain TCP
 	}
 	var https []*http.Server
 	addHTTP := func(name, addr string, h http.Handler) {
@@ -125,7 +164,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 				return err
 			}
 			return server.ErrServerClosed
-		}})
+		}, true})
 	}
 	if *webAddr != "" {
 		var origins []string
@@ -149,16 +188,24 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			}
 			return fmt.Errorf("%s door: %w", d.name, err)
 		}
+		if tlsConf != nil && d.tls {
+			ln = tls.NewListener(ln, tlsConf)
+		}
 		lns = append(lns, ln)
 	}
 	log.Info("nexo starting", slog.String("version", version), slog.Duration("heartbeat", cfg.Heartbeat),
 		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Bool("admin_token", token != ""),
+		slog.Int("client_tokens", len(clientTokens)), slog.Bool("tls", tlsConf != nil), slog.Bool("mtls", *tlsClientCA != ""),
 		slog.Any("methods", reg.Names(true)))
+	if *legacyAddr != "" && (len(clientTokens) > 0 || tlsConf != nil) && len(allow) == 0 {
+		log.Warn("the legacy door cannot authenticate or encrypt, and accepts every network; " +
+			"restrict it with --legacy-allow or turn it off with --legacy-addr \"\"")
+	}
 	srv.Start()
 	errc := make(chan error, len(doors))
 	for i, d := range doors {
 		addr := lns[i].Addr().String()
-		log.Info("listening", slog.String("door", d.name), slog.String("addr", addr))
+		log.Info("listening", slog.String("door", d.name), slog.String("addr", addr), slog.Bool("tls", tlsConf != nil && d.tls))
 		if m.Listening != nil {
 			m.Listening(d.name, addr)
 		}
@@ -251,4 +298,58 @@ func notifySystemd(log *slog.Logger, state string) {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		log.Warn("cannot notify systemd", slog.Any("err", err))
 	}
+}
+
+// readTokens gathers the client tokens from --tokens (comma-separated) and
+// --token-file (one per line; blank lines and # comments skipped).
+func readTokens(list, file string) ([]string, error) {
+	var out []string
+	for t := range strings.SplitSeq(list, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	if file == "" {
+		return out, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError{"--token-file: " + err.Error()}
+	}
+	n := len(out)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" && !strings.HasPrefix(t, "#") {
+			out = append(out, t)
+		}
+	}
+	if len(out) == n {
+		return nil, usageError{"--token-file " + file + " holds no token"}
+	}
+	return out, nil
+}
+
+// parseNetworks parses a comma-separated list of CIDR prefixes; a bare
+// address stands for itself (/32 or /128).
+func parseNetworks(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for s := range strings.SplitSeq(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

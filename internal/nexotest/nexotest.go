@@ -225,7 +225,18 @@ type Conn struct {
 // Dial opens a raw TCP connection; it is closed when the test ends.
 func Dial(t testing.TB, addr string) *Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return DialFrom(t, "", addr)
+}
+
+// DialFrom is Dial from a local IP address ("" for any), such as another
+// loopback address (127.0.0.2) to appear as a second client machine.
+func DialFrom(t testing.TB, localIP, addr string) *Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if localIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,20 +248,32 @@ func Dial(t testing.TB, addr string) *Conn {
 func Hello(t testing.TB, addr, name string) (*Conn, wire.Welcome) {
 	t.Helper()
 	c := Dial(t, addr)
-	b, err := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: name})
+	return c, c.Hello(wire.Hello{Name: name})
+}
+
+// SendHello sends a HELLO.
+func (c *Conn) SendHello(h wire.Hello) {
+	c.t.Helper()
+	b, err := wire.AppendJSON(nil, wire.TypeHello, h)
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	c.Send(b)
+}
+
+// Hello sends a HELLO and returns the WELCOME; anything else fails the test.
+func (c *Conn) Hello(h wire.Hello) wire.Welcome {
+	c.t.Helper()
+	c.SendHello(h)
 	f := c.Read()
 	if f.Type != wire.TypeWelcome {
-		t.Fatalf("got %v %q, want WELCOME", f.Type, f.Body)
+		c.t.Fatalf("got %v %q, want WELCOME", f.Type, f.Body)
 	}
 	w, err := wire.ParseWelcome(f.Body)
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	return c, w
+	return w
 }
 
 // Send writes raw bytes.

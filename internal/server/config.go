@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/nexo-project/nexo/wire"
@@ -22,9 +23,15 @@ type Config struct {
 	// MaxConns bounds open connections over all doors (default 10000);
 	// past it a new connection is answered BUSY and closed.
 	MaxConns int
+	// MaxConnsPerIP bounds open connections from one remote address over
+	// all doors (default 1000); past it a new connection is answered BUSY.
+	MaxConnsPerIP int
 	// MaxInFlight bounds concurrent requests per connection (default 1024);
 	// past it a request is answered BUSY.
 	MaxInFlight int
+	// MaxInFlightTotal bounds the requests served on goroutines of their
+	// own, server-wide (default 50000); past it a request is answered BUSY.
+	MaxInFlightTotal int
 	// HandshakeTimeout bounds the wait for HELLO (default 5s).
 	HandshakeTimeout time.Duration
 	// RequestTimeout applies to requests without a DEADLINE (default 30s).
@@ -47,6 +54,19 @@ type Config struct {
 	// (HELLO token, "Authorization: Bearer", or the WebSocket token
 	// parameter). When empty, clients connecting from loopback are admins.
 	AdminToken string
+	// Tokens, when not empty, are the client tokens: a native or web client
+	// must present one of them (or the admin token), or it is refused with
+	// UNAUTHORIZED. The legacy door cannot carry a token; see LegacyAllow.
+	Tokens []string
+	// AuthFailures is how many failed authentications an address may make
+	// per AuthWindow (default 5); past it its new connections are closed at
+	// once until the window has passed.
+	AuthFailures int
+	// AuthWindow is the period of AuthFailures (default 1m).
+	AuthWindow time.Duration
+	// LegacyAllow, when not empty, is the list of networks the legacy door
+	// accepts connections from; others are closed at once.
+	LegacyAllow []netip.Prefix
 }
 
 // DefaultConfig returns the configuration with every default filled in.
@@ -56,7 +76,11 @@ func DefaultConfig() Config {
 		Heartbeat:         5 * time.Second,
 		MaxFrame:          wire.DefaultMaxFrame,
 		MaxConns:          10000,
+		MaxConnsPerIP:     1000,
 		MaxInFlight:       1024,
+		MaxInFlightTotal:  50000,
+		AuthFailures:      5,
+		AuthWindow:        time.Minute,
 		HandshakeTimeout:  5 * time.Second,
 		RequestTimeout:    30 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -82,8 +106,20 @@ func (c Config) withDefaults() Config {
 	if c.MaxConns == 0 {
 		c.MaxConns = d.MaxConns
 	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = d.MaxConnsPerIP
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.MaxInFlightTotal == 0 {
+		c.MaxInFlightTotal = d.MaxInFlightTotal
+	}
+	if c.AuthFailures == 0 {
+		c.AuthFailures = d.AuthFailures
+	}
+	if c.AuthWindow == 0 {
+		c.AuthWindow = d.AuthWindow
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = d.HandshakeTimeout
@@ -126,7 +162,8 @@ func (c Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max conns", c.MaxConns}, {"max in-flight", c.MaxInFlight}, {"closed history", c.ClosedHistory}} {
+	}{{"max conns", c.MaxConns}, {"max conns per IP", c.MaxConnsPerIP}, {"max in-flight", c.MaxInFlight},
+		{"max in-flight total", c.MaxInFlightTotal}, {"auth failures", c.AuthFailures}, {"closed history", c.ClosedHistory}} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d is below 1", f.name, f.v))
 		}
@@ -135,9 +172,15 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{{"handshake timeout", c.HandshakeTimeout}, {"request timeout", c.RequestTimeout},
-		{"write timeout", c.WriteTimeout}, {"legacy idle timeout", c.LegacyIdleTimeout}, {"linger", c.Linger}} {
+		{"write timeout", c.WriteTimeout}, {"legacy idle timeout", c.LegacyIdleTimeout}, {"linger", c.Linger},
+		{"auth window", c.AuthWindow}} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative", f.name, f.v))
+		}
+	}
+	for i, t := range c.Tokens {
+		if t == "" {
+			errs = append(errs, fmt.Errorf("client token %d is empty", i+1))
 		}
 	}
 	return errors.Join(errs...)

@@ -33,7 +33,7 @@ type Sample struct {
 
 // ClientsEvent is the payload of TopicClients: the current list (at most
 // MaxEventClients rows, newest clients first), the total, and the recently
-// closed sessions. Remote addresses are only sent to admins.
+// closed sessions. Remote addresses and identities are only sent to admins.
 type ClientsEvent struct {
 	Total   int            `json:"total"`
 	Doors   map[string]int `json:"doors"`
@@ -214,16 +214,17 @@ func (s *Server) clientsEvent() ClientsEvent {
 	return ev
 }
 
-// redact returns a copy without remote addresses.
+// redact returns a copy without remote addresses and certificate
+// identities, for clients that are not admins.
 func (ev ClientsEvent) redact() ClientsEvent {
 	out := ev
 	out.Clients = slices.Clone(ev.Clients)
 	for i := range out.Clients {
-		out.Clients[i].Remote = ""
+		out.Clients[i].Remote, out.Clients[i].Identity = "", ""
 	}
 	out.Closed = slices.Clone(ev.Closed)
 	for i := range out.Closed {
-		out.Closed[i].Remote = ""
+		out.Closed[i].Remote, out.Closed[i].Identity = "", ""
 	}
 	return out
 }

@@ -12,7 +12,7 @@ import (
 // handleLegacy runs one legacy connection. There is no handshake: the
 // client is registered as soon as it connects.
 func (s *Server) handleLegacy(c net.Conn) {
-	defer s.conns.Add(-1)
+	defer s.leave(remoteIP(c.RemoteAddr()))
 	sess := s.newSession(c, DoorLegacy, "")
 	s.register(sess)
 	sess.end(sess.readLegacy(legacy.NewDecoder(c)))

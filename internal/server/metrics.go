@@ -51,7 +51,9 @@ var durationBuckets = prometheus.ExponentialBucketsRange(2e-6, 10, 28)
 type metrics struct {
 	accepted [len(doors)]atomic.Uint64
 	rejected [len(doors)]atomic.Uint64
-	byReason [len(reasonNames)]atomic.Uint64
+	// authFailures counts refused credentials (a wrong or missing token).
+	authFailures [len(doors)]atomic.Uint64
+	byReason     [len(reasonNames)]atomic.Uint64
 	// bytes of sessions that have closed; live sessions are summed at scrape
 	closedIn  [len(doors)]atomic.Uint64
 	closedOut [len(doors)]atomic.Uint64
@@ -160,6 +162,7 @@ type collector struct {
 	srv                                   *Server
 	requests, clients, accepted, rejected *prometheus.Desc
 	closed, bytesIn, bytesOut, buildInfo  *prometheus.Desc
+	authFailures                          *prometheus.Desc
 }
 
 func newCollector(srv *Server) *collector {
@@ -173,12 +176,14 @@ func newCollector(srv *Server) *collector {
 		bytesIn:   prometheus.NewDesc("nexo_received_bytes_total", "Bytes received from clients, by door.", []string{"door"}, nil),
 		bytesOut:  prometheus.NewDesc("nexo_sent_bytes_total", "Bytes sent to clients, by door.", []string{"door"}, nil),
 		buildInfo: prometheus.NewDesc("nexo_build_info", "Always 1; the labels tell the build.", []string{"version", "goversion"}, nil),
+		authFailures: prometheus.NewDesc("nexo_auth_failures_total",
+			"Authentications refused (wrong or missing token, or an address over its failure limit), by door.", []string{"door"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo} {
+	for _, d := range []*prometheus.Desc{c.requests, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures} {
 		ch <- d
 	}
 }
@@ -208,6 +213,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.accepted, prometheus.CounterValue, float64(m.accepted[i].Load()), d)
 		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(m.rejected[i].Load()), d)
+		ch <- prometheus.MustNewConstMetric(c.authFailures, prometheus.CounterValue, float64(m.authFailures[i].Load()), d)
 	}
 	for r := range m.byReason {
 		if r != int(reasonNone) {

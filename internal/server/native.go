@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -16,16 +17,21 @@ import (
 
 // handleNative runs one native connection: handshake, then the session.
 func (s *Server) handleNative(c net.Conn) {
-	defer s.conns.Add(-1)
+	defer s.leave(remoteIP(c.RemoteAddr()))
 	if !s.trackHandshake(c, true) {
 		_ = c.Close()
 		return
 	}
-	// Before HELLO a peer is untrusted: it gets a deadline, and the reader
-	// starts small and never grows past the max frame.
+	// Before HELLO a peer is untrusted: one deadline covers the TLS
+	// handshake and the HELLO, and the reader starts small and never grows
+	// past the max frame.
 	_ = c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	identity, err := tlsIdentity(c)
+	var hello wire.Hello
 	rd := wire.NewReader(c, s.cfg.MaxFrame)
-	hello, err := readHello(rd)
+	if err == nil {
+		hello, err = readHello(rd)
+	}
 	s.trackHandshake(c, false)
 	if err != nil {
 		s.log.Debug("handshake failed", slog.String(keyRemote, c.RemoteAddr().String()), slog.Any(keyError, err))
@@ -36,10 +42,17 @@ func (s *Server) handleNative(c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	ok, admin := s.Credentials(isLoopback(c.RemoteAddr()), hello.Token)
+	if !ok {
+		s.AuthFailed(c.RemoteAddr().String(), DoorNative, "invalid or missing token in HELLO")
+		refuse(c, fatalReply(DoorNative, wire.CodeUnauthorized, "invalid or missing token"), s.cfg.Linger)
+		return
+	}
 	_ = c.SetReadDeadline(time.Time{})
 
 	sess := s.newSession(c, DoorNative, hello.Name)
-	sess.caller.Admin = s.IsAdmin(sess.caller.Loopback, hello.Token)
+	sess.caller.Identity = identity
+	sess.caller.Admin = admin
 	welcome, _ := wire.AppendJSON(nil, wire.TypeWelcome, wire.Welcome{ // a struct of numbers and strings always marshals
 		ClientID:    sess.id,
 		Server:      "nexo/" + s.cfg.Version,
@@ -50,6 +63,23 @@ func (s *Server) handleNative(c net.Conn) {
 	s.register(sess)
 	sess.out.Flush()
 	sess.end(sess.readNative(rd))
+}
+
+// tlsIdentity completes the TLS handshake of a TLS connection (within the
+// read deadline already set) and returns the subject of the client's
+// verified certificate, if it sent one. Plain connections have none.
+func tlsIdentity(c net.Conn) (string, error) {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return "", nil
+	}
+	if err := tc.Handshake(); err != nil {
+		return "", err
+	}
+	if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 {
+		return st.VerifiedChains[0][0].Subject.String(), nil
+	}
+	return "", nil
 }
 
 // readHello reads the first frame, which must be a valid HELLO.
@@ -168,6 +198,10 @@ func (s *session) handleRequest(f wire.Frame) {
 	// handlers running now.
 	if s.inflight.Load() > int64(s.srv.cfg.MaxInFlight) {
 		s.replyError(req.ID, m, wire.CodeBusy, "too many requests in flight on this connection", start)
+		return
+	}
+	if s.srv.async.Load() >= int64(s.srv.cfg.MaxInFlightTotal) {
+		s.replyError(req.ID, m, wire.CodeBusy, "too many requests in flight on this server", start)
 		return
 	}
 	timeout := s.srv.cfg.RequestTimeout

@@ -11,7 +11,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"io"
 	"log/slog"
@@ -50,6 +49,9 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	promReg *prometheus.Registry
+	adm     *admission
+	authLog logLimiter // failed authentications
+	limLog  logLimiter // connections refused over a limit
 
 	ids      atomic.Uint64 // last client id given out
 	conns    atomic.Int64  // open sockets on every door, handshaking included
@@ -83,6 +85,7 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 		table:       newSessionTable(cfg.ClosedHistory),
 		metrics:     newMetrics(),
 		hub:         newHub(),
+		adm:         newAdmission(cfg),
 		listeners:   make(map[net.Listener]struct{}),
 		handshaking: make(map[net.Conn]struct{}),
 		hbStop:      make(chan struct{}),
@@ -111,7 +114,7 @@ func (s *Server) IsAdmin(loopback bool, token string) bool {
 	if s.cfg.AdminToken == "" {
 		return loopback
 	}
-	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
+	return s.adm.isAdminToken(token)
 }
 
 // Accepting reports whether the server accepts new clients: false once
@@ -241,9 +244,8 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 			continue
 		}
 		delay = 0
-		if s.conns.Add(1) > int64(s.cfg.MaxConns) {
-			s.metrics.rejected[doorIndex(door)].Add(1)
-			go s.refuseBusy(c, door)
+		if why := s.admit(remoteIP(c.RemoteAddr()), door); why != admitted {
+			s.refuseConn(c, door, why)
 			continue
 		}
 		s.metrics.accepted[doorIndex(door)].Add(1)
@@ -251,12 +253,34 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 	}
 }
 
-// refuseBusy answers a connection over the limit with BUSY and closes it.
-func (s *Server) refuseBusy(c net.Conn, door string) {
-	defer s.conns.Add(-1)
-	s.log.Warn("connection refused: too many connections", slog.String(keyDoor, door),
-		slog.String(keyRemote, c.RemoteAddr().String()), slog.Int("max_conns", s.cfg.MaxConns))
-	refuse(c, fatalReply(door, wire.CodeBusy, "too many connections"), min(s.cfg.Linger, time.Second))
+// refuseConn answers a connection that was not admitted and closes it: a
+// BUSY (or UNAUTHORIZED) reply when under the limits on refusers, nothing
+// at all for a network the door does not serve or once maxRefusers are
+// already busy.
+func (s *Server) refuseConn(c net.Conn, door string, why refusal) {
+	s.metrics.rejected[doorIndex(door)].Add(1)
+	if s.limLog.allow(time.Now()) {
+		s.log.Warn("connection refused", slog.String(keyDoor, door), slog.String(keyRemote, c.RemoteAddr().String()),
+			slog.String(keyReason, string(why)), slog.Uint64("not_logged", s.limLog.takeSuppressed()))
+	}
+	code := wire.CodeBusy
+	switch why {
+	case refusedNetwork:
+		_ = c.Close()
+		return
+	case refusedAuthLimit:
+		code = wire.CodeUnauthorized
+		s.metrics.authFailures[doorIndex(door)].Add(1)
+	}
+	if s.adm.refusers.Add(1) > maxRefusers {
+		s.adm.refusers.Add(-1)
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer s.adm.refusers.Add(-1)
+		refuse(c, fatalReply(door, code, string(why)), min(s.cfg.Linger, time.Second))
+	}()
 }
 
 // refuse writes a last reply to a connection that has no session, and

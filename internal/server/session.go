@@ -90,6 +90,7 @@ func (s *session) info() ClientInfo {
 		Door:         s.door,
 		Remote:       s.caller.Remote,
 		Name:         s.caller.Name,
+		Identity:     s.caller.Identity,
 		ConnectedAt:  s.connectedAt,
 		LastSeen:     time.Unix(0, s.lastSeen.Load()),
 		HeartbeatRTT: s.rtt.Load() / 1e3,

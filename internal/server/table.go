@@ -13,6 +13,7 @@ type ClientInfo struct {
 	Door         string    `json:"door"`
 	Remote       string    `json:"remote"`
 	Name         string    `json:"name,omitempty"`
+	Identity     string    `json:"identity,omitempty"` // the verified client certificate's subject (mutual TLS)
 	ConnectedAt  time.Time `json:"connected_at"`
 	LastSeen     time.Time `json:"last_seen"`
 	HeartbeatRTT int64     `json:"heartbeat_rtt_us"` // microseconds; 0 until the first PONG

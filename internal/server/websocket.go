@@ -46,16 +46,23 @@ type Welcome struct {
 // subscribes to as notifications, and is watched by heartbeats (WebSocket
 // pings). The optional query parameter name names the client; the admin
 // token comes as "Authorization: Bearer" or, since browsers cannot set
-// headers on a WebSocket, as the query parameter token. A wrong token is
-// refused with 401 before the upgrade.
+// headers on a WebSocket, as the query parameter token; it is checked as
+// Credentials says. A wrong or missing token is refused with 401 before
+// the upgrade, and counted against the address (429 once it is over its
+// failure limit).
 func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request, rpc *jsonrpc.RPC, opts WebSocketOptions) {
-	token, hasToken := RequestToken(r)
-	loopback := jsonrpc.IsLoopback(r.RemoteAddr)
-	admin := s.IsAdmin(loopback, token)
-	if hasToken && !admin {
-		s.log.Warn("websocket refused: wrong admin token", slog.String(keyRemote, r.RemoteAddr))
+	remote := parseAddr(r.RemoteAddr)
+	if s.AuthBlocked(r.RemoteAddr) {
+		s.metrics.authFailures[doorIndex(DoorWS)].Add(1)
+		http.Error(w, string(refusedAuthLimit), http.StatusTooManyRequests)
+		return
+	}
+	token, _ := RequestToken(r)
+	ok, admin := s.Credentials(jsonrpc.IsLoopback(r.RemoteAddr), token)
+	if !ok {
+		s.AuthFailed(r.RemoteAddr, DoorWS, "invalid or missing token")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="nexo"`)
-		http.Error(w, "wrong admin token", http.StatusUnauthorized)
+		http.Error(w, "invalid or missing token", http.StatusUnauthorized)
 		return
 	}
 	name := r.URL.Query().Get("name")
@@ -67,14 +74,17 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request, rpc *jso
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
-		s.conns.Add(-1)
+	ip := remoteIP(remote)
+	if why := s.admit(ip, DoorWS); why != admitted {
 		s.metrics.rejected[doorIndex(DoorWS)].Add(1)
-		s.log.Warn("connection refused: too many connections", slog.String(keyDoor, DoorWS), slog.String(keyRemote, r.RemoteAddr))
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		if s.limLog.allow(time.Now()) {
+			s.log.Warn("connection refused", slog.String(keyDoor, DoorWS), slog.String(keyRemote, r.RemoteAddr),
+				slog.String(keyReason, string(why)), slog.Uint64("not_logged", s.limLog.takeSuppressed()))
+		}
+		http.Error(w, string(why), http.StatusServiceUnavailable)
 		return
 	}
-	defer s.conns.Add(-1)
+	defer s.leave(ip)
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: opts.OriginPatterns})
 	if err != nil {
 		// Accept has answered (403 for a foreign origin, 426 without an upgrade).
@@ -84,10 +94,11 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request, rpc *jso
 	}
 	s.metrics.accepted[doorIndex(DoorWS)].Add(1)
 	c.SetReadLimit(int64(s.cfg.MaxFrame))
-	wc := &wsConn{ws: c, remote: parseAddr(r.RemoteAddr)}
+	wc := &wsConn{ws: c, remote: remote}
 	sess := s.newSession(wc, DoorWS, name)
 	sess.ws = wc
 	sess.caller.Admin = admin
+	sess.caller.Identity = RequestIdentity(r)
 	welcome, _ := json.Marshal(Welcome{ // numbers, strings and a bool always marshal
 		ClientID: sess.id, Server: "nexo/" + s.cfg.Version, HeartbeatMS: s.cfg.Heartbeat.Milliseconds(),
 		MaxFrame: s.cfg.MaxFrame, Admin: admin,
@@ -98,7 +109,16 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request, rpc *jso
 	sess.end(sess.readWS(rpc))
 }
 
-// RequestToken returns the admin token an HTTP request carries, from
+// RequestIdentity returns the subject of the verified client certificate
+// of an HTTPS request (mutual TLS), or "".
+func RequestIdentity(r *http.Request) string {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return r.TLS.VerifiedChains[0][0].Subject.String()
+	}
+	return ""
+}
+
+// RequestToken returns the token an HTTP request carries, from
 // "Authorization: Bearer" or the query parameter token, and whether it
 // carries one.
 func RequestToken(r *http.Request) (string, bool) {
@@ -144,6 +164,8 @@ func (s *session) readWS(rpc *jsonrpc.RPC) error {
 			s.replyWS(rpc.Refuse(msg, wire.CodeShuttingDown, "connection is closing; no new requests"))
 		case s.inflight.Load() >= int64(s.srv.cfg.MaxInFlight):
 			s.replyWS(rpc.Refuse(msg, wire.CodeBusy, "too many requests in flight on this connection"))
+		case s.srv.async.Load() >= int64(s.srv.cfg.MaxInFlightTotal):
+			s.replyWS(rpc.Refuse(msg, wire.CodeBusy, "too many requests in flight on this server"))
 		default:
 			s.acquire()
 			s.srv.async.Add(1)

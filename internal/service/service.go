@@ -33,6 +33,9 @@ type Caller struct {
 	Remote   string // remote address
 	Name     string // from HELLO, may be empty
 	Loopback bool   // the remote address is a loopback address
+	// Identity is the subject of the client's verified TLS certificate
+	// (mutual TLS), e.g. "CN=alice,O=example"; empty without one.
+	Identity string
 	// Admin is set by the door when the caller is an administrator: it
 	// gave the admin token, or no token is configured and it connected
 	// from loopback.

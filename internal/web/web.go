@@ -30,8 +30,11 @@ type Options struct {
 	RequestTimeout time.Duration
 }
 
-// errWrongToken refuses a POST /rpc with a token that is not the admin's.
-var errWrongToken = errors.New("wrong admin token")
+// Refusals of a POST /rpc (401 with this text).
+var (
+	errWrongToken = errors.New("invalid or missing token")
+	errAuthLimit  = errors.New("too many failed authentications from this address")
+)
 
 // Handler returns the web door's handler.
 func Handler(o Options) http.Handler {
@@ -43,13 +46,18 @@ func Handler(o Options) http.Handler {
 	rpc.Observe = o.Server.Observe
 	srv := o.Server
 	who := func(r *http.Request) (*service.Caller, error) {
-		token, has := server.RequestToken(r)
+		if srv.AuthBlocked(r.RemoteAddr) {
+			return nil, errAuthLimit
+		}
+		token, _ := server.RequestToken(r)
 		lb := jsonrpc.IsLoopback(r.RemoteAddr)
-		admin := srv.IsAdmin(lb, token)
-		if has && !admin {
+		ok, admin := srv.Credentials(lb, token)
+		if !ok {
+			srv.AuthFailed(r.RemoteAddr, server.DoorHTTP, "invalid or missing token")
 			return nil, errWrongToken
 		}
-		return &service.Caller{Door: server.DoorHTTP, Remote: r.RemoteAddr, Loopback: lb, Admin: admin}, nil
+		return &service.Caller{Door: server.DoorHTTP, Remote: r.RemoteAddr, Loopback: lb, Admin: admin,
+			Identity: server.RequestIdentity(r)}, nil
 	}
 	gui, _ := fs.Sub(guiFiles, "gui") // the directory is embedded: cannot fail
 	mux := http.NewServeMux()

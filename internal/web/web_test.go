@@ -471,3 +471,55 @@ func TestGUI(t *testing.T) {
 		t.Errorf("GET /rpc: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }
+
+// TestClientTokens: with client tokens configured, /ws and POST /rpc need
+// one (Bearer, or ?token= on /ws); a missing or wrong one is 401 and
+// counted, and an address over its failure limit gets 429 on /ws and 401
+// on /rpc, even with a good token.
+func TestClientTokens(t *testing.T) {
+	cfg := nexotest.FastConfig()
+	cfg.Tokens = []string{"alpha"}
+	cfg.AuthFailures = 4
+	srv := nexotest.Start(t, cfg)
+	post := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+srv.Web+"/rpc", strings.NewReader(`{"jsonrpc":"2.0","method":"math.add","params":[2,3],"id":1}`))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("alpha"); code != http.StatusOK {
+		t.Errorf("POST /rpc with a client token: %d", code)
+	}
+	c, _, err := dialWS(t, srv, "?token=alpha", nil)
+	if err != nil {
+		t.Fatalf("ws with ?token=alpha: %v", err)
+	}
+	c.welcome()
+	if m := c.call("math.add", "[2,3]"); string(m.Result) != "5" {
+		t.Errorf("ws call: %+v", m)
+	}
+	if code := post(""); code != http.StatusUnauthorized {
+		t.Errorf("POST /rpc without a token: %d", code)
+	}
+	if code := post("wrong"); code != http.StatusUnauthorized {
+		t.Errorf("POST /rpc with a wrong token: %d", code)
+	}
+	for _, q := range []string{"", "?token=wrong"} {
+		if _, resp, err := dialWS(t, srv, q, nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("ws %q: %v %v, want 401", q, err, resp)
+		}
+	}
+	// Four failures: this address is now refused even with a good token.
+	if _, resp, err := dialWS(t, srv, "?token=alpha", nil); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("ws from a blocked address: %v %v, want 429", err, resp)
+	}
+	if code := post("alpha"); code != http.StatusUnauthorized {
+		t.Errorf("POST /rpc from a blocked address: %d", code)
+	}
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/certs"
+)
+
+// connFlags are the flags of every command that connects to the native
+// door as a client: the token and the TLS settings.
+type connFlags struct {
+	token                  *string
+	tls                    *bool
+	ca, cert, key, srvName *string
+}
+
+func addConnFlags(fs *flag.FlagSet) *connFlags {
+	return &connFlags{
+		token:   fs.String("token", "", "`token` to present in HELLO (prefer NEXO_TOKEN)"),
+		tls:     fs.Bool("tls", false, "connect over TLS, verifying the server against the system's roots (implied by --tls-ca)"),
+		ca:      fs.String("tls-ca", "", "PEM CA `file` that signed the server's certificate"),
+		cert:    fs.String("tls-cert", "", "PEM client certificate `file`, for servers that require one (mutual TLS)"),
+		key:     fs.String("tls-key", "", "PEM private key `file` of --tls-cert"),
+		srvName: fs.String("tls-server-name", "", "`name` to verify the server's certificate against (default: the host of --addr)"),
+	}
+}
+
+// options returns the client options for a connection named name.
+func (f *connFlags) options(name string) (*client.Options, error) {
+	o := &client.Options{Name: name, Token: *f.token}
+	if *f.tls || *f.ca != "" || *f.cert != "" || *f.key != "" || *f.srvName != "" {
+		cfg, err := certs.ClientConfig(*f.ca, *f.cert, *f.key, *f.srvName)
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		o.TLS = cfg
+	}
+	return o, nil
+}
