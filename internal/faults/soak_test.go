@@ -179,4 +179,3 @@ func TestSoak(t *testing.T) {
 	WaitFor(t, 10*time.Second, "every session closed", func() bool { return srv.ClientCount() == 0 })
 	WaitFor(t, 10*time.Second, "descriptors back to the baseline", func() bool { return openFDs(t) <= fds })
 }
-
