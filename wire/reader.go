@@ -31,6 +31,16 @@ func NewReader(rd io.Reader, maxFrame int) *Reader {
 	return &Reader{rd: rd, max: maxFrame}
 }
 
+// SetMaxFrame changes the largest frame length accepted from now on: a
+// server reads the handshake with a small limit and raises it once the
+// client is authenticated.
+func (r *Reader) SetMaxFrame(maxFrame int) {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	r.max = maxFrame
+}
+
 // Buffered returns how many unread bytes the Reader holds.
 func (r *Reader) Buffered() int { return r.w - r.r }
 

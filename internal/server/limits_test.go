@@ -306,3 +306,21 @@ func TestSlowConsumerAmongMany(t *testing.T) {
 		return false
 	})
 }
+
+// TestHelloLimit: before HELLO is accepted the frame limit is
+// MaxHelloFrame, whatever the max frame: a peer cannot make the server
+// allocate a max-frame buffer without authenticating. After HELLO the
+// configured max frame applies.
+func TestHelloLimit(t *testing.T) {
+	srv := Start(t, server.Config{MaxFrame: 1 << 20})
+	c := Dial(t, srv.Native)
+	c.Send(wire.AppendFrame(nil, wire.TypeHello, 0, 0, make([]byte, server.MaxHelloFrame)))
+	c.ExpectError(0, wire.CodeFrameTooLarge)
+	c.ExpectClosed()
+	ok, _ := Hello(t, srv.Native, "big echo")
+	payload := make([]byte, 64<<10)
+	ok.Send(wire.AppendRequest(nil, 1, "sys.echo", payload))
+	if f := ok.Read(); f.Type != wire.TypeResponse || len(f.Body) != len(payload) {
+		t.Fatalf("64 KiB echo after HELLO: %v %d bytes", f.Type, len(f.Body))
+	}
+}

@@ -15,6 +15,10 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
+// MaxHelloFrame is the largest HELLO frame accepted: the frame limit before
+// a client has authenticated. A larger one is answered FRAME_TOO_LARGE.
+const MaxHelloFrame = 4 << 10
+
 // handleNative runs one native connection: handshake, then the session.
 func (s *Server) handleNative(c net.Conn) {
 	defer s.leave(remoteIP(c.RemoteAddr()))
@@ -23,12 +27,13 @@ func (s *Server) handleNative(c net.Conn) {
 		return
 	}
 	// Before HELLO a peer is untrusted: one deadline covers the TLS
-	// handshake and the HELLO, and the reader starts small and never grows
-	// past the max frame.
+	// handshake and the HELLO, and the reader accepts no frame over
+	// MaxHelloFrame, so a connection costs a few KiB until it has
+	// authenticated.
 	_ = c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	identity, err := tlsIdentity(c)
 	var hello wire.Hello
-	rd := wire.NewReader(c, s.cfg.MaxFrame)
+	rd := wire.NewReader(c, min(MaxHelloFrame, s.cfg.MaxFrame))
 	if err == nil {
 		hello, err = readHello(rd)
 	}
@@ -49,6 +54,7 @@ func (s *Server) handleNative(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	rd.SetMaxFrame(s.cfg.MaxFrame)
 
 	sess := s.newSession(c, DoorNative, hello.Name)
 	sess.caller.Identity = identity
