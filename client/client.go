@@ -213,6 +213,14 @@ func (c *Client) Welcome() wire.Welcome { return c.welcome }
 // Done is closed when the connection has ended.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
+// Usable returns why a new call would fail at once (the connection ended,
+// Close was called, or the server said GOODBYE), or nil.
+func (c *Client) Usable() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unusable()
+}
+
 // Err returns why the connection ended, or nil while it is up.
 func (c *Client) Err() error {
 	c.mu.Lock()
