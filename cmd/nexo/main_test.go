@@ -23,25 +23,8 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/loadgen"
+	"github.com/nexo-project/nexo/internal/nexotest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serve runs `nexo serve` in-process on ephemeral ports and returns the
 // door addresses; the server drains when the test ends.
@@ -57,7 +40,7 @@ func serveDoors(t *testing.T, n int, env map[string]string, args ...string) map[
 	addrs := map[string]string{}
 	var mu sync.Mutex
 	ready := make(chan struct{}, n)
-	logs := &syncBuffer{}
+	logs := &nexotest.SyncBuffer{}
 	m := &Main{Stdout: logs, Stderr: logs, Getenv: func(k string) string { return env[k] },
 		Listening: func(door, addr string) {
 			mu.Lock()

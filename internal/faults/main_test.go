@@ -11,13 +11,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/calc"
+	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
@@ -107,25 +107,7 @@ func child(role, addr string) int {
 type process struct {
 	cmd    *exec.Cmd
 	ready  string // what followed "ready "
-	stderr *logBuffer
-}
-
-// logBuffer collects a child's stderr; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stderr *SyncBuffer
 }
 
 // startChild runs the test binary in a role, prefixed by wrap (such as
@@ -140,7 +122,7 @@ func startChild(t *testing.T, role, addr string, wrap ...string) *process {
 	argv := append(append([]string{}, wrap...), self, "-test.run=^$")
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "NEXO_FAULTS_CHILD="+role, "NEXO_FAULTS_ADDR="+addr)
-	p := &process{cmd: cmd, stderr: &logBuffer{}}
+	p := &process{cmd: cmd, stderr: &SyncBuffer{}}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
