@@ -516,9 +516,7 @@ func (c *Client) intOp(ctx context.Context, method string, a, b int64) (int64, e
 // word calls a math method and returns its 8-byte result without
 // allocating.
 func (c *Client) word(ctx context.Context, method string, a, b int64) (uint64, error) {
-	var p [16]byte
-	binary.BigEndian.PutUint64(p[:], uint64(a))
-	binary.BigEndian.PutUint64(p[8:], uint64(b))
+	p := operands(a, b)
 	cl, err := c.roundTrip(ctx, method, p[:])
 	if err != nil {
 		return 0, err
@@ -528,6 +526,14 @@ func (c *Client) word(ctx context.Context, method string, a, b int64) (uint64, e
 		return 0, fmt.Errorf("client: %s answered %d bytes, want 8", method, len(cl.buf))
 	}
 	return binary.BigEndian.Uint64(cl.buf), nil
+}
+
+// operands is the payload of every math method: a and b as big-endian int64.
+func operands(a, b int64) [16]byte {
+	var p [16]byte
+	binary.BigEndian.PutUint64(p[:], uint64(a))
+	binary.BigEndian.PutUint64(p[8:], uint64(b))
+	return p
 }
 
 // Echo returns the payload as the server echoes it (sys.echo).

@@ -186,9 +186,7 @@ func (r *Reconnecting) retryable(method string, err error) bool {
 
 // Add returns a + b (math.add), retried across reconnections.
 func (r *Reconnecting) Add(ctx context.Context, a, b int64) (int64, error) {
-	var p [16]byte
-	binary.BigEndian.PutUint64(p[:], uint64(a))
-	binary.BigEndian.PutUint64(p[8:], uint64(b))
+	p := operands(a, b)
 	resp, err := r.Call(ctx, "math.add", p[:])
 	if err != nil {
 		return 0, err

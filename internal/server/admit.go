@@ -82,13 +82,10 @@ func (s *Server) admit(ip netip.Addr, door string) refusal {
 	}
 	a := s.adm
 	a.mu.Lock()
-	if f := a.failures[ip]; f != nil && f.n >= s.cfg.AuthFailures {
-		if time.Since(f.since) < s.cfg.AuthWindow {
-			a.mu.Unlock()
-			s.conns.Add(-1)
-			return refusedAuthLimit
-		}
-		delete(a.failures, ip)
+	if s.blockedLocked(ip) {
+		a.mu.Unlock()
+		s.conns.Add(-1)
+		return refusedAuthLimit
 	}
 	n := a.perIP[ip]
 	if n >= int32(s.cfg.MaxConnsPerIP) {
@@ -154,12 +151,34 @@ func (s *Server) Credentials(loopback bool, token string) (ok, admin bool) {
 // AuthBlocked reports whether an address has failed authentication too
 // often and is refused for the rest of its window.
 func (s *Server) AuthBlocked(remote string) bool {
-	ip := remoteIP(parseAddr(remote))
-	a := s.adm
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[ip]
-	return f != nil && f.n >= s.cfg.AuthFailures && time.Since(f.since) < s.cfg.AuthWindow
+	s.adm.mu.Lock()
+	defer s.adm.mu.Unlock()
+	return s.blockedLocked(remoteIP(parseAddr(remote)))
+}
+
+// blockedLocked reports whether ip is over its failure limit in the
+// current window, forgetting a window that has passed. Call it with
+// adm.mu held.
+func (s *Server) blockedLocked(ip netip.Addr) bool {
+	f := s.adm.failures[ip]
+	if f == nil || f.n < s.cfg.AuthFailures {
+		return false
+	}
+	if time.Since(f.since) < s.cfg.AuthWindow {
+		return true
+	}
+	delete(s.adm.failures, ip)
+	return false
+}
+
+// logRefusal counts a connection refused on a door and logs it, at most
+// once a second.
+func (s *Server) logRefusal(door, remote string, why refusal) {
+	s.metrics.rejected[doorIndex(door)].Add(1)
+	if s.limLog.allow(time.Now()) {
+		s.log.Warn("connection refused", slog.String(keyDoor, door), slog.String(keyRemote, remote),
+			slog.String(keyReason, string(why)), slog.Uint64("not_logged", s.limLog.takeSuppressed()))
+	}
 }
 
 // isAdminToken compares token with the admin token in constant time.

@@ -258,11 +258,7 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 // at all for a network the door does not serve or once maxRefusers are
 // already busy.
 func (s *Server) refuseConn(c net.Conn, door string, why refusal) {
-	s.metrics.rejected[doorIndex(door)].Add(1)
-	if s.limLog.allow(time.Now()) {
-		s.log.Warn("connection refused", slog.String(keyDoor, door), slog.String(keyRemote, c.RemoteAddr().String()),
-			slog.String(keyReason, string(why)), slog.Uint64("not_logged", s.limLog.takeSuppressed()))
-	}
+	s.logRefusal(door, c.RemoteAddr().String(), why)
 	code := wire.CodeBusy
 	switch why {
 	case refusedNetwork:

@@ -76,11 +76,7 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request, rpc *jso
 	}
 	ip := remoteIP(remote)
 	if why := s.admit(ip, DoorWS); why != admitted {
-		s.metrics.rejected[doorIndex(DoorWS)].Add(1)
-		if s.limLog.allow(time.Now()) {
-			s.log.Warn("connection refused", slog.String(keyDoor, DoorWS), slog.String(keyRemote, r.RemoteAddr),
-				slog.String(keyReason, string(why)), slog.Uint64("not_logged", s.limLog.takeSuppressed()))
-		}
+		s.logRefusal(DoorWS, r.RemoteAddr, why)
 		http.Error(w, string(why), http.StatusServiceUnavailable)
 		return
 	}
