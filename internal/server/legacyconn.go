@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net"
 	"time"
 
@@ -43,34 +44,43 @@ func (s *session) readLegacy(dec *legacy.Decoder) error {
 		s.bytesIn.Add(uint64(legacy.HeaderLen + len(p.Command)))
 		s.requests.Add(1)
 		start := time.Now()
-		var failed error // logged once the writer is unlocked
-		b := s.out.Begin()
 		method, ok := legacy.Method(p.Command)
 		var m *service.Method
 		if ok {
 			m = s.srv.reg.Get(method)
 		}
 		var code wire.Code
+		var out []byte
+		var failed error
 		switch {
 		case s.draining.Load():
 			code = wire.CodeShuttingDown
-			b = legacy.AppendError(b, code)
-			s.errors.Add(1)
 		case m == nil:
 			code = wire.CodeUnknownMethod
+		default:
+			ctx, cancel := s.ctx, context.CancelFunc(nil)
+			if m.Async != nil {
+				// Served by a worker: the legacy protocol has no request ids,
+				// so answers must keep their order and the reader waits.
+				ctx, cancel = context.WithTimeout(s.ctx, s.srv.cfg.RequestTimeout)
+			}
+			out, failed = m.Call(ctx, service.Request{Payload: legacy.AppendPayload(payload[:0], p), Caller: &s.caller}, resp[:0])
+			if cancel != nil {
+				cancel()
+			}
+		}
+		// The writer is locked only now, after the call, so that heartbeats
+		// and other writers never wait for a handler.
+		b := s.out.Begin()
+		if code == 0 && failed == nil {
+			b, failed = legacy.AppendReply(b, method, out)
+		}
+		if failed != nil {
+			code = service.CodeOf(failed)
+		}
+		if code != 0 {
 			b = legacy.AppendError(b, code)
 			s.errors.Add(1)
-		default:
-			out, err := m.Call(s.ctx, service.Request{Payload: legacy.AppendPayload(payload[:0], p), Caller: &s.caller}, resp[:0])
-			if err == nil {
-				b, err = legacy.AppendReply(b, method, out)
-			}
-			if err != nil {
-				code = service.CodeOf(err)
-				b = legacy.AppendError(b, code)
-				s.errors.Add(1)
-				failed = err
-			}
 		}
 		_ = s.out.Commit(b)
 		s.srv.metrics.observe(m, code, start)

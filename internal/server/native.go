@@ -173,6 +173,9 @@ func (s *session) handleRequest(f wire.Frame) {
 		return
 	}
 	m := s.srv.reg.Lookup(req.Method)
+	if m == nil {
+		m = s.srv.reg.Fallback() // a gateway's forwarder, or nil
+	}
 	switch {
 	case s.draining.Load():
 		s.replyError(req.ID, m, wire.CodeShuttingDown, "connection is closing; no new requests", start)
@@ -216,19 +219,35 @@ func (s *session) handleRequest(f wire.Frame) {
 	}
 	s.acquire()
 	s.srv.async.Add(1)
+	if m.Async != nil {
+		// Served elsewhere: the answer comes back on another goroutine, so
+		// the connection stays pipelined and nothing waits here.
+		id := req.ID
+		m.Async(service.Request{Method: req.Method, Payload: req.Payload, Caller: &s.caller}, start.Add(timeout),
+			func(resp []byte, err error) { s.answer(m, id, resp, err, start, false) })
+		return
+	}
 	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), start, start.Add(timeout))
 }
 
 // runAsync serves one request on its own goroutine and writes the answer.
 func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, deadline time.Time) {
-	defer s.srv.async.Add(-1)
-	defer s.release()
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err() // finished too late: the client has given up
 	}
 	cancel()
+	s.answer(m, id, resp, err, start, true)
+}
+
+// answer writes the result of a request that was not served inline and
+// gives back its in-flight unit. write says whether to write from the
+// calling goroutine; a callback of another component (NATS) must not block
+// on a slow client, so it leaves the write to a goroutine of the writer.
+func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, start time.Time, write bool) {
+	defer s.srv.async.Add(-1)
+	defer s.release()
 	b := s.out.Begin()
 	var code wire.Code
 	if err != nil {
@@ -240,7 +259,11 @@ func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, 
 		b = wire.AppendResponse(b, id, resp)
 	}
 	if s.out.Commit(b) == nil {
-		_ = s.out.Flush() // write from this goroutine; failures close the session
+		if write {
+			_ = s.out.Flush() // failures close the session
+		} else {
+			s.out.FlushAsync()
+		}
 	}
 	s.srv.metrics.observe(m, code, start)
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nexo-project/nexo/wire"
 )
@@ -45,9 +46,13 @@ type Caller struct {
 // Trusted reports whether the caller may use administrative methods.
 func (c *Caller) Trusted() bool { return c != nil && c.Admin }
 
-// Request is one call to a handler. Payload aliases the connection's read
-// buffer: a handler must not keep it after returning.
+// Request is one call to a handler. Method and Payload alias the
+// connection's read buffer: a handler must not keep them after returning.
 type Request struct {
+	// Method is the name the client called. Handlers of one method can
+	// ignore it; a fallback that serves many names needs it. It may be
+	// nil where the door knows the method already.
+	Method  []byte
 	Payload []byte
 	Caller  *Caller
 }
@@ -56,10 +61,27 @@ type Request struct {
 // returns the extended slice, or returns an error. It must honour ctx.
 type Handler func(ctx context.Context, req Request, dst []byte) ([]byte, error)
 
+// AsyncHandler starts serving a request somewhere else (a worker over NATS)
+// and returns at once, so that no goroutine waits for the answer. It must
+// copy what it needs of req before returning. done is called exactly once,
+// from any goroutine, with the response payload or an error, by the
+// deadline at the latest; done must not keep payload after returning.
+type AsyncHandler func(req Request, deadline time.Time, done func(payload []byte, err error))
+
+// DefaultTimeout bounds an asynchronous call made through Call with a
+// context that has no deadline.
+const DefaultTimeout = 30 * time.Second
+
 // Method describes one method of a service.
 type Method struct {
-	Name    string  // e.g. "math.add": printable ASCII, 1..255 bytes
-	Handler Handler // required
+	Name string // e.g. "math.add": printable ASCII, 1..255 bytes
+	// Handler serves the method in this process. Exactly one of Handler
+	// and Async is set.
+	Handler Handler
+	// Async serves the method in another process. Doors that can answer
+	// out of order (native) call it directly; the others go through Call,
+	// which waits for the answer.
+	Async AsyncHandler
 	// Inline marks a handler that is cheap and never blocks. The server runs
 	// it on the connection's reader without a goroutine or a per-request
 	// context; a slow handler must leave this false, so that it runs
@@ -95,7 +117,8 @@ var ErrBadParams = errors.New("service: invalid params")
 // Registry maps method names to methods. Register everything before the
 // server starts: lookups take no lock.
 type Registry struct {
-	methods map[string]*Method
+	methods  map[string]*Method
+	fallback *Method
 }
 
 // NewRegistry returns an empty registry.
@@ -108,8 +131,8 @@ func (r *Registry) Register(ms ...Method) error {
 		if err := wire.CheckMethod(m.Name); err != nil {
 			return fmt.Errorf("register %q: %w", m.Name, err)
 		}
-		if m.Handler == nil {
-			return fmt.Errorf("register %q: nil handler", m.Name)
+		if (m.Handler == nil) == (m.Async == nil) {
+			return fmt.Errorf("register %q: want exactly one of Handler and Async", m.Name)
 		}
 		if _, dup := r.methods[m.Name]; dup {
 			return fmt.Errorf("register %q: already registered", m.Name)
@@ -146,15 +169,58 @@ func (r *Registry) Names(withHidden bool) []string {
 // Get returns the method with the given name, or nil.
 func (r *Registry) Get(name string) *Method { return r.methods[name] }
 
+// SetFallback makes m serve every name that is not registered, on the
+// doors that can call a method without knowing it (native). A gateway uses
+// it to forward unknown methods to workers. m needs an Async handler; its
+// Name is what metrics and logs call those requests.
+func (r *Registry) SetFallback(m Method) error {
+	if m.Async == nil || m.Handler != nil {
+		return fmt.Errorf("fallback %q: want an Async handler only", m.Name)
+	}
+	r.fallback = &m
+	return nil
+}
+
+// Fallback returns the method set by SetFallback, or nil.
+func (r *Registry) Fallback() *Method { return r.fallback }
+
 // Call runs the method's handler, turning a panic into an error so that one
 // bad request cannot take the server down.
+//
+// An asynchronous method is waited for, until ctx ends; without a
+// deadline in ctx, DefaultTimeout applies.
 func (m *Method) Call(ctx context.Context, req Request, dst []byte) (out []byte, err error) {
+	if m.Async != nil {
+		return m.wait(ctx, req, dst)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = dst, fmt.Errorf("panic in %s: %v", m.Name, p)
 		}
 	}()
 	return m.Handler(ctx, req, dst)
+}
+
+// wait runs an asynchronous method and waits for its answer.
+func (m *Method) wait(ctx context.Context, req Request, dst []byte) ([]byte, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(DefaultTimeout)
+	}
+	type result struct {
+		payload []byte
+		err     error
+	}
+	ch := make(chan result, 1)
+	m.Async(req, deadline, func(p []byte, err error) {
+		ch <- result{append([]byte(nil), p...), err}
+	})
+	select {
+	case r := <-ch:
+		return append(dst, r.payload...), r.err
+	case <-ctx.Done():
+		return dst, ctx.Err()
+	}
 }
 
 // CodeOf maps a handler's error to the protocol code a client is sent.

@@ -2,8 +2,12 @@ package service
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nexo-project/nexo/wire"
 )
 
 func echo(_ context.Context, req Request, dst []byte) ([]byte, error) {
@@ -25,7 +29,8 @@ func TestRegister(t *testing.T) {
 		{"empty name", []Method{{Name: "", Handler: echo}}, "1 to 255"},
 		{"space", []Method{{Name: "a b", Handler: echo}}, "printable ASCII"},
 		{"too long", []Method{{Name: strings.Repeat("m", 256), Handler: echo}}, "1 to 255"},
-		{"nil handler", []Method{{Name: "c.x"}}, "nil handler"},
+		{"no handler", []Method{{Name: "c.x"}}, "exactly one of Handler and Async"},
+		{"both handlers", []Method{{Name: "c.x", Handler: echo, Async: later(0)}}, "exactly one of Handler and Async"},
 	}
 	for _, tt := range tests {
 		if err := r.Register(tt.methods...); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -51,5 +56,54 @@ func TestRegister(t *testing.T) {
 	}
 	if (*Caller)(nil).Trusted() || (&Caller{}).Trusted() || (&Caller{Loopback: true}).Trusted() || !(&Caller{Admin: true}).Trusted() {
 		t.Error("Trusted")
+	}
+}
+
+// later is an AsyncHandler that answers the payload upper-cased after d,
+// from another goroutine, reusing its buffer at once as a NATS client would.
+func later(d time.Duration) AsyncHandler {
+	return func(req Request, _ time.Time, done func([]byte, error)) {
+		b := []byte(strings.ToUpper(string(req.Payload)))
+		time.AfterFunc(d, func() {
+			done(b, nil)
+			copy(b, "XXXXX") // done must not keep the payload
+		})
+	}
+}
+
+func TestAsyncCall(t *testing.T) {
+	m := Method{Name: "a.async", Async: later(time.Millisecond)}
+	out, err := m.Call(context.Background(), Request{Payload: []byte("hello")}, []byte("> "))
+	if err != nil || string(out) != "> HELLO" {
+		t.Fatalf("Call = %q, %v; want \"> HELLO\"", out, err)
+	}
+	slow := Method{Name: "a.slow", Async: later(time.Hour)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := slow.Call(ctx, Request{}, nil); !errors.Is(err, context.DeadlineExceeded) || CodeOf(err) != wire.CodeTimeout {
+		t.Fatalf("Call past the deadline = %v (code %v), want DeadlineExceeded (TIMEOUT)", err, CodeOf(err))
+	}
+	var gotDeadline time.Time
+	probe := Method{Name: "a.probe", Async: func(_ Request, d time.Time, done func([]byte, error)) {
+		gotDeadline = d
+		done(nil, nil)
+	}}
+	before := time.Now()
+	if _, err := probe.Call(context.Background(), Request{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := gotDeadline.Sub(before); d < DefaultTimeout || d > DefaultTimeout+time.Second {
+		t.Errorf("without a context deadline the handler got %v, want DefaultTimeout", d)
+	}
+
+	r := NewRegistry()
+	if err := r.SetFallback(Method{Name: "any", Handler: echo}); err == nil {
+		t.Error("SetFallback took a synchronous handler")
+	}
+	if r.Fallback() != nil {
+		t.Error("Fallback set by a failed SetFallback")
+	}
+	if err := r.SetFallback(m); err != nil || r.Fallback().Name != "a.async" || r.Lookup([]byte("a.async")) != nil {
+		t.Errorf("SetFallback: %v; the fallback must not be registered under its name", err)
 	}
 }
