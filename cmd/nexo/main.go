@@ -59,11 +59,12 @@ func (e usageError) Error() string { return e.msg }
 const usage = `nexo: a client-server system for small, fast requests.
 
 Usage:
-  nexo serve   [flags]                  run the server
+  nexo serve   [flags]                  run the server (a gateway too, with --nats)
+  nexo worker  [flags]                  serve methods to gateways over NATS
   nexo call    [flags] METHOD [ARG...]  send one request and print the result
   nexo auto    [flags]                  send a random math operation every interval
   nexo bench   [flags]                  closed-loop load test
-  nexo clients [flags]                  list connected and recently closed clients
+  nexo clients [flags]                  list connected and recently closed clients (--cluster: every gateway's)
   nexo certs   [flags]                  make a development CA and certificates for TLS
   nexo version                          print the version
 
@@ -79,6 +80,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	cmds := map[string]func(context.Context, []string) error{
 		"serve":   m.serve,
+		"worker":  m.worker,
 		"call":    m.call,
 		"auto":    m.auto,
 		"bench":   m.bench,

@@ -21,7 +21,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/nexo-project/nexo/internal/admin"
-	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/certs"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
@@ -59,6 +59,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate `file`: serve TLS on the native, web and admin doors")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA `file`: require client certificates it signed (mutual TLS)")
+	services := fs.String("services", "all", "services to run in this process: all, none, or a comma-separated list of math, sys; with --nats the others go to workers")
+	nf := addNATSFlags(fs, "")
+	natsEmbedded := fs.String("nats-embedded", "", "run a NATS server in this process on `address` (127.0.0.1:4222) for workers on this machine; --nats defaults to it")
+	natsRetry := fs.Duration("nats-retry-after", backplane.DefaultRetryAfter, "send a forwarded idempotent request again after this long without an answer")
+	gwName := fs.String("name", "", "this gateway's `name` in the cluster view (default HOST-PID)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
 	if err := m.parse(fs, args); err != nil {
@@ -121,18 +126,74 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
 	}
 
+	sel, err := parseServices(*services)
+	if err != nil {
+		return err
+	}
+	if *nf.url == "" && *natsEmbedded == "" && len(sel) < len(catalog()) {
+		return usageError{"--services " + *services + " needs --nats or --nats-embedded: workers must serve the other services"}
+	}
 	reg := service.NewRegistry()
 	srv, err := server.New(cfg, reg, log)
 	if err != nil {
 		return usageError{"bad configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}
 	}
-	// One line per service.
+	if *natsEmbedded != "" {
+		url, addr, stop, err := startEmbeddedNATS(*natsEmbedded, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if *nf.url == "" {
+			*nf.url = url
+		}
+		log.Info("listening", slog.String("door", "nats"), slog.String("addr", addr))
+		if m.Listening != nil {
+			m.Listening("nats", addr)
+		}
+	}
+	var gw *backplane.Gateway
+	if *nf.url != "" {
+		name := *gwName
+		if name == "" {
+			name = defaultName()
+		}
+		nc, err := nf.connect("nexo-gateway "+name, log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if gw, err = backplane.NewGateway(nc, srv, backplane.GatewayOptions{
+			Name: name, Prefix: *nf.prefix, Version: version, RetryAfter: *natsRetry, Log: log,
+		}); err != nil {
+			return err
+		}
+		// Runs after the server has drained, so nothing is waiting for a
+		// worker any more; nc.Close (deferred above) then flushes.
+		defer gw.Close()
+	}
+	// The services chosen run here; with NATS the others are stubs that
+	// forward, and so is any method this binary does not know.
+	for n, ms := range catalog() {
+		if !sel[n] {
+			for i := range ms {
+				ms[i] = gw.Stub(ms[i])
+			}
+		}
+		if err := reg.Register(ms...); err != nil {
+			return err
+		}
+	}
 	if err := errors.Join(
-		reg.Register(calc.Methods()...),
-		reg.Register(sys.Methods(srv, reg, version)...),
+		reg.Register(sys.ServerMethods(srv, reg, version)...),
 		reg.Register(srv.Methods()...),
 	); err != nil {
 		return err
+	}
+	if gw != nil {
+		if err := errors.Join(reg.SetFallback(gw.Fallback()), reg.Register(gw.Methods()...)); err != nil {
+			return err
+		}
 	}
 
 	type door struct {
@@ -196,6 +257,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log.Info("nexo starting", slog.String("version", version), slog.Duration("heartbeat", cfg.Heartbeat),
 		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Bool("admin_token", token != ""),
 		slog.Int("client_tokens", len(clientTokens)), slog.Bool("tls", tlsConf != nil), slog.Bool("mtls", *tlsClientCA != ""),
+		slog.String("nats", *nf.url),
 		slog.Any("methods", reg.Names(true)))
 	if *legacyAddr != "" && (len(clientTokens) > 0 || tlsConf != nil) && len(allow) == 0 {
 		log.Warn("the legacy door cannot authenticate or encrypt, and accepts every network; " +

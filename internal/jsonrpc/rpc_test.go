@@ -28,7 +28,7 @@ func newRPC(t testing.TB) *RPC {
 	if err := reg.Register(calc.Methods()...); err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Register(sys.Methods(source{}, reg, "test")...); err != nil {
+	if err := reg.Register(append(sys.Methods(), sys.ServerMethods(source{}, reg, "test")...)...); err != nil {
 		t.Fatal(err)
 	}
 	return NewRPC(reg, 0)

@@ -114,7 +114,7 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ms := range [][]service.Method{calc.Methods(), sys.Methods(srv, reg, srv.Config().Version), srv.Methods(), {SleepMethod(), PanicMethod()}} {
+	for _, ms := range [][]service.Method{calc.Methods(), sys.Methods(), sys.ServerMethods(srv, reg, srv.Config().Version), srv.Methods(), {SleepMethod(), PanicMethod()}} {
 		if err := reg.Register(ms...); err != nil {
 			t.Fatal(err)
 		}

@@ -109,6 +109,7 @@ func readHello(rd *wire.Reader) (wire.Hello, error) {
 func (s *session) readNative(rd *wire.Reader) error {
 	busy := false // holding an in-flight unit for the current burst
 	defer func() {
+		s.flushForwarded()
 		if busy {
 			s.release()
 		}
@@ -138,11 +139,13 @@ func (s *session) readNative(rd *wire.Reader) error {
 			return s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
 		if !rd.HasFrame() {
+			s.flushForwarded()
 			s.lastSeen.Store(time.Now().UnixNano())
 			_ = s.out.Flush() // a failed writer has closed the session already
 			busy = false
 			s.release()
 		} else if s.out.Len() >= flushAt {
+			s.flushForwarded()
 			s.lastSeen.Store(time.Now().UnixNano())
 			_ = s.out.Flush()
 		}
@@ -223,11 +226,31 @@ func (s *session) handleRequest(f wire.Frame) {
 		// Served elsewhere: the answer comes back on another goroutine, so
 		// the connection stays pipelined and nothing waits here.
 		id := req.ID
+		if m.Batcher != nil && m.Batcher != s.batcher {
+			s.flushForwarded()
+			s.batcher = m.Batcher
+		}
 		m.Async(service.Request{Method: req.Method, Payload: req.Payload, Caller: &s.caller}, start.Add(timeout),
-			func(resp []byte, err error) { s.answer(m, id, resp, err, start, false) })
+			func(resp []byte, err error) service.Flusher {
+				s.answer(m, id, resp, err, start, false)
+				return s
+			})
 		return
 	}
 	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), start, start.Add(timeout))
+}
+
+// Flush writes the answers a forwarder delivered, from a goroutine of the
+// writer: a forwarder's goroutine must not block on a slow client.
+func (s *session) Flush() { s.out.FlushAsync() }
+
+// flushForwarded sends the requests of this burst that a batching
+// forwarder holds back.
+func (s *session) flushForwarded() {
+	if s.batcher != nil {
+		s.batcher.Flush()
+		s.batcher = nil
+	}
 }
 
 // runAsync serves one request on its own goroutine and writes the answer.
@@ -243,8 +266,8 @@ func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, 
 
 // answer writes the result of a request that was not served inline and
 // gives back its in-flight unit. write says whether to write from the
-// calling goroutine; a callback of another component (NATS) must not block
-// on a slow client, so it leaves the write to a goroutine of the writer.
+// calling goroutine; otherwise the answer waits for Flush, so that answers
+// delivered together by a forwarder share one write.
 func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, start time.Time, write bool) {
 	defer s.srv.async.Add(-1)
 	defer s.release()
@@ -261,8 +284,6 @@ func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, s
 	if s.out.Commit(b) == nil {
 		if write {
 			_ = s.out.Flush() // failures close the session
-		} else {
-			s.out.FlushAsync()
 		}
 	}
 	s.srv.metrics.observe(m, code, start)

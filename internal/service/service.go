@@ -66,7 +66,14 @@ type Handler func(ctx context.Context, req Request, dst []byte) ([]byte, error)
 // copy what it needs of req before returning. done is called exactly once,
 // from any goroutine, with the response payload or an error, by the
 // deadline at the latest; done must not keep payload after returning.
-type AsyncHandler func(req Request, deadline time.Time, done func(payload []byte, err error))
+//
+// done may leave the answer unwritten and return a Flusher (or nil): the
+// handler calls its Flush once it has delivered the answers it has at hand,
+// so that answers that arrive together (one NATS message) share one write.
+type AsyncHandler func(req Request, deadline time.Time, done func(payload []byte, err error) Flusher)
+
+// Flusher sends what an asynchronous handler has held back.
+type Flusher interface{ Flush() }
 
 // DefaultTimeout bounds an asynchronous call made through Call with a
 // context that has no deadline.
@@ -82,6 +89,10 @@ type Method struct {
 	// out of order (native) call it directly; the others go through Call,
 	// which waits for the answer.
 	Async AsyncHandler
+	// Batcher, when set with Async, may hold requests back so as to send
+	// many together: a door calls its Flush once it has no more requests
+	// at hand (the end of a read burst), and Call flushes at once.
+	Batcher Flusher
 	// Inline marks a handler that is cheap and never blocks. The server runs
 	// it on the connection's reader without a goroutine or a per-request
 	// context; a slow handler must leave this false, so that it runs
@@ -212,9 +223,13 @@ func (m *Method) wait(ctx context.Context, req Request, dst []byte) ([]byte, err
 		err     error
 	}
 	ch := make(chan result, 1)
-	m.Async(req, deadline, func(p []byte, err error) {
+	m.Async(req, deadline, func(p []byte, err error) Flusher {
 		ch <- result{append([]byte(nil), p...), err}
+		return nil
 	})
+	if m.Batcher != nil {
+		m.Batcher.Flush()
+	}
 	select {
 	case r := <-ch:
 		return append(dst, r.payload...), r.err

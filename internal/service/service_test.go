@@ -62,7 +62,7 @@ func TestRegister(t *testing.T) {
 // later is an AsyncHandler that answers the payload upper-cased after d,
 // from another goroutine, reusing its buffer at once as a NATS client would.
 func later(d time.Duration) AsyncHandler {
-	return func(req Request, _ time.Time, done func([]byte, error)) {
+	return func(req Request, _ time.Time, done func([]byte, error) Flusher) {
 		b := []byte(strings.ToUpper(string(req.Payload)))
 		time.AfterFunc(d, func() {
 			done(b, nil)
@@ -84,7 +84,7 @@ func TestAsyncCall(t *testing.T) {
 		t.Fatalf("Call past the deadline = %v (code %v), want DeadlineExceeded (TIMEOUT)", err, CodeOf(err))
 	}
 	var gotDeadline time.Time
-	probe := Method{Name: "a.probe", Async: func(_ Request, d time.Time, done func([]byte, error)) {
+	probe := Method{Name: "a.probe", Async: func(_ Request, d time.Time, done func([]byte, error) Flusher) {
 		gotDeadline = d
 		done(nil, nil)
 	}}

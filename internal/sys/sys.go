@@ -1,5 +1,6 @@
-// Package sys is the server's own service: sys.echo, sys.info and the
-// privileged sys.clients.
+// Package sys is the service every nexo process offers: sys.echo (the sys
+// service, which can run in a worker) and sys.info and the privileged
+// sys.clients (which describe the process holding the connection).
 package sys
 
 import (
@@ -33,17 +34,24 @@ type Info struct {
 	Methods   []string `json:"methods"`
 }
 
-// Methods returns the sys service's methods. version is the server's
-// version ("0.1.0"); reg lists the methods for sys.info.
-func Methods(src Source, reg *service.Registry, version string) []service.Method {
+// Methods returns the sys service: sys.echo, which returns its payload.
+// It keeps no state, so it runs anywhere, in a worker too.
+func Methods() []service.Method {
+	return []service.Method{{
+		Name: "sys.echo", Summary: "returns its payload", Inline: true, Idempotent: true, JSON: echoJSON,
+		Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+			return append(dst, req.Payload...), nil
+		},
+	}}
+}
+
+// ServerMethods returns the methods that describe the process holding the
+// client's connection: sys.info and the privileged sys.clients. A gateway
+// always answers them itself; they are never forwarded. version is the
+// server's version ("0.1.0"); reg lists the methods for sys.info.
+func ServerMethods(src Source, reg *service.Registry, version string) []service.Method {
 	start := time.Now()
 	return []service.Method{
-		{
-			Name: "sys.echo", Summary: "returns its payload", Inline: true, Idempotent: true, JSON: echoJSON,
-			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
-				return append(dst, req.Payload...), nil
-			},
-		},
 		{
 			Name: "sys.info", Summary: "server name, version, uptime, clients and methods (JSON)", Inline: true, Idempotent: true,
 			JSON: rawJSON,

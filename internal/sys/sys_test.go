@@ -18,7 +18,7 @@ func (fakeSource) Snapshot() any    { return map[string]int{"clients": 3} }
 // sys.info lists it only to them.
 func TestPrivilege(t *testing.T) {
 	reg := service.NewRegistry()
-	if err := reg.Register(Methods(fakeSource{}, reg, "9.9")...); err != nil {
+	if err := reg.Register(append(Methods(), ServerMethods(fakeSource{}, reg, "9.9")...)...); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

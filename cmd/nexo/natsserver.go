@@ -1,0 +1,20 @@
+//go:build natsserver
+
+package main
+
+import (
+	"log/slog"
+
+	"github.com/nexo-project/nexo/internal/natsembed"
+)
+
+// startEmbeddedNATS runs a NATS server in this process (--nats-embedded).
+// It is built in only with -tags natsserver: the server nearly doubles the
+// binary, and most deployments run NATS on its own.
+func startEmbeddedNATS(addr string, log *slog.Logger) (url, listen string, stop func(), err error) {
+	ns, err := natsembed.Start(addr, log)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return ns.URL(), ns.Addr().String(), ns.Stop, nil
+}

@@ -1,0 +1,306 @@
+package backplane
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Gathering replies from many processes: a query is published once and
+// every gateway (or worker) answers. NATS does not say how many will, so a
+// gather ends MaxGather after it began, or Quiet after the last reply,
+// whichever is first.
+const (
+	MaxGather = 2 * time.Second
+	Quiet     = 100 * time.Millisecond
+)
+
+// GatewayOptions configure a Gateway.
+type GatewayOptions struct {
+	Name       string // this gateway's name in the cluster view; unique
+	Prefix     string // subject prefix (DefaultPrefix when empty)
+	Version    string // SemVer
+	RetryAfter time.Duration
+	Log        *slog.Logger
+}
+
+// Gateway is the NATS side of a nexo server: it forwards the methods the
+// server does not serve itself (Forwarder), answers the cluster's queries
+// about its clients and totals, and gathers those of every gateway.
+type Gateway struct {
+	*Forwarder
+	name     string
+	nc       *nats.Conn
+	srv      *server.Server
+	subjects Subjects
+	svc      micro.Service
+}
+
+// NewGateway starts forwarding and answering on nc for srv.
+func NewGateway(nc *nats.Conn, srv *server.Server, o GatewayOptions) (*Gateway, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	f, err := NewForwarder(nc, ForwarderOptions{Prefix: o.Prefix, RetryAfter: o.RetryAfter, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{Forwarder: f, name: o.Name, nc: nc, srv: srv, subjects: Subjects{o.Prefix}}
+	// Gateways are a micro service too, so "nats micro ls" shows them; the
+	// queries go to every gateway, so no queue group.
+	g.svc, err = micro.AddService(nc, micro.Config{
+		Name:               GatewayService,
+		Version:            o.Version,
+		Description:        "nexo gateway: client connections",
+		Metadata:           map[string]string{"gateway": o.Name},
+		QueueGroupDisabled: true,
+	})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("gateway service: %w", err)
+	}
+	for _, ep := range []struct {
+		name string
+		body func() any
+	}{
+		{"clients", func() any { return GatewayClients{Gateway: g.name, Clients: srv.Clients().Clients} }},
+		{"stats", func() any { return GatewayStats{Gateway: g.name, Stats: srv.Stats(), Forward: f.Stats()} }},
+	} {
+		err := g.svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(ep.body()) }),
+			micro.WithEndpointSubject(g.subjects.Admin(ep.name)))
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("gateway endpoint %s: %w", ep.name, err)
+		}
+	}
+	return g, nil
+}
+
+// Name returns the gateway's name.
+func (g *Gateway) Name() string { return g.name }
+
+// Close stops answering queries and forwarding.
+func (g *Gateway) Close() {
+	if g.svc != nil {
+		_ = g.svc.Stop() // fails only when the connection is closed already
+	}
+	g.Forwarder.Close()
+}
+
+// GatewayClients is a gateway's answer to "<prefix>.admin.clients".
+type GatewayClients struct {
+	Gateway string              `json:"gateway"`
+	Clients []server.ClientInfo `json:"clients"`
+}
+
+// GatewayStats is a gateway's answer to "<prefix>.admin.stats".
+type GatewayStats struct {
+	Gateway string       `json:"gateway"`
+	Stats   server.Stats `json:"stats"`
+	Forward ForwardStats `json:"forward"`
+}
+
+// ClusterClient is one row of the cluster's client list.
+type ClusterClient struct {
+	Gateway string `json:"gateway"`
+	server.ClientInfo
+}
+
+// WorkerInfo describes one worker, from its micro service stats.
+type WorkerInfo struct {
+	ID        string            `json:"id"`
+	Version   string            `json:"version"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	Started   time.Time         `json:"started"`
+	Requests  uint64            `json:"requests"` // requests served, each of a batch counted
+	Errors    int               `json:"errors"`   // messages answered with an error
+	Endpoints []WorkerEndpoint  `json:"endpoints"`
+}
+
+// WorkerEndpoint is one method a worker serves.
+type WorkerEndpoint struct {
+	Method   string  `json:"method"`
+	Subject  string  `json:"subject"`
+	Requests uint64  `json:"requests"` // requests, each of a batch counted
+	Messages int     `json:"messages"` // NATS messages (a batch is one)
+	Errors   int     `json:"errors"`   // messages answered with an error
+	AvgUS    float64 `json:"avg_us"`   // average processing time of a message, microseconds
+}
+
+// ClusterTotals sum the cluster view.
+type ClusterTotals struct {
+	Gateways int    `json:"gateways"`
+	Workers  int    `json:"workers"`
+	Clients  int    `json:"clients"`
+	Requests uint64 `json:"requests"` // answered by the gateways
+}
+
+// Cluster is the view of every gateway and worker that answered.
+type Cluster struct {
+	Gateways []GatewayStats  `json:"gateways"`
+	Clients  []ClusterClient `json:"clients"`
+	Workers  []WorkerInfo    `json:"workers"`
+	Totals   ClusterTotals   `json:"totals"`
+	TookMS   float64         `json:"took_ms"` // how long gathering took
+}
+
+// Cluster gathers the clients and totals of every gateway, this one
+// included, and the workers' stats.
+func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
+	if !g.nc.IsConnected() {
+		return Cluster{}, &wire.Error{Code: wire.CodeUnavailable, Msg: "no connection to NATS"}
+	}
+	start := time.Now()
+	var (
+		wg                      sync.WaitGroup
+		clients, stats, workers [][]byte
+		errs                    [3]error
+	)
+	for i, q := range []struct {
+		subject string
+		out     *[][]byte
+	}{
+		{g.subjects.Admin("clients"), &clients},
+		{g.subjects.Admin("stats"), &stats},
+		{micro.APIPrefix + "." + micro.StatsVerb.String() + "." + WorkerService, &workers},
+	} {
+		wg.Go(func() { *q.out, errs[i] = Gather(ctx, g.nc, q.subject, nil) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return Cluster{}, err
+		}
+	}
+	var c Cluster
+	for _, b := range clients {
+		var gc GatewayClients
+		if json.Unmarshal(b, &gc) != nil {
+			continue
+		}
+		for _, ci := range gc.Clients {
+			c.Clients = append(c.Clients, ClusterClient{Gateway: gc.Gateway, ClientInfo: ci})
+		}
+	}
+	for _, b := range stats {
+		var gs GatewayStats
+		if json.Unmarshal(b, &gs) == nil {
+			c.Gateways = append(c.Gateways, gs)
+			c.Totals.Requests += gs.Stats.Requests
+		}
+	}
+	for _, b := range workers {
+		var st micro.Stats
+		if json.Unmarshal(b, &st) != nil {
+			continue
+		}
+		w := WorkerInfo{ID: st.ID, Version: st.Version, Metadata: st.Metadata, Started: st.Started}
+		for _, e := range st.Endpoints {
+			var data EndpointData
+			if json.Unmarshal(e.Data, &data) != nil || data.Requests == 0 {
+				data.Requests = uint64(e.NumRequests) // not a nexo worker: messages are requests
+			}
+			w.Requests += data.Requests
+			w.Errors += e.NumErrors
+			w.Endpoints = append(w.Endpoints, WorkerEndpoint{
+				Method: g.method(e.Subject), Subject: e.Subject, Requests: data.Requests, Messages: e.NumRequests,
+				Errors: e.NumErrors, AvgUS: float64(e.AverageProcessingTime) / 1e3,
+			})
+		}
+		c.Workers = append(c.Workers, w)
+	}
+	slices.SortFunc(c.Gateways, func(a, b GatewayStats) int { return cmp.Compare(a.Gateway, b.Gateway) })
+	slices.SortFunc(c.Clients, func(a, b ClusterClient) int {
+		return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.ID, b.ID))
+	})
+	slices.SortFunc(c.Workers, func(a, b WorkerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	c.Totals.Gateways, c.Totals.Workers, c.Totals.Clients = len(c.Gateways), len(c.Workers), len(c.Clients)
+	if c.Clients == nil {
+		c.Clients = []ClusterClient{}
+	}
+	c.TookMS = float64(time.Since(start).Microseconds()) / 1e3
+	return c, nil
+}
+
+// method returns the method of a service subject.
+func (g *Gateway) method(subject string) string {
+	p := g.subjects.Service("")
+	if len(subject) > len(p) && subject[:len(p)] == p {
+		return subject[len(p):]
+	}
+	return subject
+}
+
+// Gather publishes a query and collects the replies: until MaxGather has
+// passed, Quiet has passed since the last reply, or ctx ends.
+func Gather(ctx context.Context, nc *nats.Conn, subject string, data []byte) ([][]byte, error) {
+	inbox := nc.NewInbox()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the subscription is ours alone
+	if err := nc.PublishRequest(subject, inbox, data); err != nil {
+		return nil, err
+	}
+	end := time.NewTimer(MaxGather)
+	defer end.Stop()
+	quiet := time.NewTimer(MaxGather)
+	defer quiet.Stop()
+	var out [][]byte
+	for {
+		select {
+		case m := <-ch:
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				return out, nil // nobody listens
+			}
+			out = append(out, m.Data)
+			quiet.Reset(Quiet)
+		case <-quiet.C:
+			return out, nil
+		case <-end.C:
+			return out, nil
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+}
+
+// Methods returns the gateway's own method:
+//
+//   - sys.cluster: the clients of every gateway, each row naming its
+//     gateway, the gateways' totals and the workers (JSON); admins only.
+func (g *Gateway) Methods() []service.Method {
+	return []service.Method{{
+		Name: "sys.cluster", Summary: "clients of every gateway, gateway totals and workers (JSON); admins only",
+		Idempotent: true, Hidden: true,
+		JSON: &service.JSONCodec{
+			Params: func(_, dst []byte) ([]byte, error) { return dst, nil },
+			Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
+		},
+		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
+			if !req.Caller.Trusted() {
+				return dst, service.ErrNotPermitted
+			}
+			c, err := g.Cluster(ctx)
+			if err != nil {
+				return dst, err
+			}
+			b, err := json.Marshal(c)
+			return append(dst, b...), err
+		},
+	}}
+}

@@ -1,0 +1,544 @@
+package backplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// DefaultRetryAfter is how long a forwarded idempotent request waits for
+// a worker's answer before it is sent again, to whichever worker NATS picks.
+const DefaultRetryAfter = time.Second
+
+// Forwarder sends requests to workers over NATS without blocking a
+// goroutine per request.
+//
+// Requests of one method wait in a lane until the door flushes (the end of
+// its read burst); the lane then goes out as one message, a batch when it
+// holds more than one request (see BatchHeader). All answers arrive on one
+// wildcard inbox subscription and are matched to their message by the last
+// token of the reply subject.
+//
+// Each request is answered exactly once: with the first answer, with
+// UNAVAILABLE when no worker listens or NATS is unreachable, or with TIMEOUT
+// at its deadline. A message of idempotent requests still unanswered after
+// RetryAfter is sent again, to whichever worker NATS picks, until the
+// deadlines pass; so a worker that dies with requests in hand (kill -9)
+// costs a delay, not an answer. Answers after the first are dropped.
+type Forwarder struct {
+	nc         *nats.Conn
+	subjects   Subjects
+	retryAfter time.Duration
+	log        *slog.Logger
+	inbox      string // "_INBOX.<nuid>.": the reply subject is inbox + token
+	sub        *nats.Subscription
+
+	// Lock order: mu, then a lane's mu; never the other way.
+	mu      sync.Mutex
+	dirty   []*lane            // guarded by mu: lanes holding requests
+	flights map[uint64]*flight // guarded by mu: messages waiting for their answer
+	next    uint64             // guarded by mu: the last token used
+
+	sent, messages, retried, unavailable, timedOut atomic.Uint64
+}
+
+// lane gathers the requests of one method until the next flush.
+type lane struct {
+	subject    string
+	idempotent bool
+	mu         sync.Mutex
+	calls      []*call // guarded by mu
+	buf        []byte  // guarded by mu: the calls as request entries
+	dirty      bool    // guarded by mu: listed, or about to be, in Forwarder.dirty
+}
+
+// call is one forwarded request.
+type call struct {
+	deadline time.Time
+	done     func([]byte, error) service.Flusher // guarded by Forwarder.mu once in a flight; nil once answered
+}
+
+// flight is one message sent and waiting for its answer.
+type flight struct {
+	token uint64
+	lane  *lane
+	msg   *nats.Msg // kept for a retry
+	calls []*call
+	timer *time.Timer
+}
+
+// ForwarderOptions configure a Forwarder.
+type ForwarderOptions struct {
+	Prefix     string        // subject prefix (DefaultPrefix when empty)
+	RetryAfter time.Duration // DefaultRetryAfter when 0
+	Log        *slog.Logger
+}
+
+// NewForwarder subscribes to its reply inbox on nc.
+func NewForwarder(nc *nats.Conn, o ForwarderOptions) (*Forwarder, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if err := CheckPrefix(o.Prefix); err != nil {
+		return nil, err
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{
+		nc:         nc,
+		subjects:   Subjects{o.Prefix},
+		retryAfter: o.RetryAfter,
+		log:        o.Log,
+		inbox:      nc.NewInbox() + ".",
+		flights:    make(map[uint64]*flight),
+	}
+	sub, err := nc.Subscribe(f.inbox+"*", f.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("NATS reply inbox: %w", err)
+	}
+	// The inbox takes every answer of this gateway: let it queue up to
+	// the server-wide in-flight bound rather than drop answers as a slow
+	// consumer.
+	if err := sub.SetPendingLimits(1<<20, 256<<20); err != nil {
+		return nil, err
+	}
+	f.sub = sub
+	// Answers in flight are lost with the connection: say so at once
+	// instead of letting every caller wait for its deadline.
+	prev := nc.Opts.DisconnectedErrCB
+	nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+		if prev != nil {
+			prev(c, err)
+		}
+		f.FailAll("lost the connection to NATS; the request may or may not have run")
+	})
+	return f, nil
+}
+
+// Stub turns the definition of a method served by workers into the
+// gateway's registry entry: same name, listing and JSON codec, served by
+// forwarding in batches. m's handler is not kept.
+func (f *Forwarder) Stub(m service.Method) service.Method {
+	ln := &lane{subject: f.subjects.Service(m.Name), idempotent: m.Idempotent}
+	m.Handler = nil
+	m.Inline = false
+	m.Batcher = f
+	m.Async = func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
+		f.enqueue(ln, req.Payload, deadline, done)
+	}
+	return m
+}
+
+// FallbackName is the name the fallback goes by in metrics and logs.
+const FallbackName = "(forwarded)"
+
+// Fallback is the registry's fallback (service.Registry.SetFallback):
+// methods unknown to the gateway go to "<prefix>.svc.<method>" too, so a
+// worker can offer methods the gateway was not built with. They are sent
+// at once, one per message, are not idempotent to the gateway, and are not
+// reachable from JSON doors, which need the method's codec.
+func (f *Forwarder) Fallback() service.Method {
+	return service.Method{
+		Name: FallbackName,
+		Async: func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
+			name := string(req.Method)
+			if !validSubject(name) {
+				f.answerNow(done, wire.CodeUnknownMethod, "unknown method "+name)
+				return
+			}
+			ln := &lane{subject: f.subjects.Service(name)}
+			f.send(ln, []*call{{deadline: deadline, done: done}}, appendRequestEntry(nil, deadline.UnixMilli(), req.Payload))
+		},
+	}
+}
+
+// enqueue adds a request to its lane. A deadline that has passed, or a
+// connection that is down, is noticed when the lane is sent.
+func (f *Forwarder) enqueue(ln *lane, payload []byte, deadline time.Time, done func([]byte, error) service.Flusher) {
+	ln.mu.Lock()
+	ln.calls = append(ln.calls, &call{deadline: deadline, done: done})
+	ln.buf = appendRequestEntry(ln.buf, deadline.UnixMilli(), payload)
+	var calls []*call
+	var buf []byte
+	list := false
+	if len(ln.calls) >= maxBatch {
+		calls, buf = ln.take() // full: send now, flush or not
+	} else if !ln.dirty {
+		ln.dirty, list = true, true
+	}
+	ln.mu.Unlock()
+	switch {
+	case calls != nil:
+		f.send(ln, calls, buf)
+	case list:
+		f.mu.Lock()
+		f.dirty = append(f.dirty, ln)
+		f.mu.Unlock()
+	}
+}
+
+// take empties the lane. Call it with ln.mu held.
+func (ln *lane) take() ([]*call, []byte) {
+	calls, buf := ln.calls, ln.buf
+	ln.calls, ln.buf = nil, nil
+	return calls, buf
+}
+
+// send turns a lane's requests into a flight and publishes it.
+func (f *Forwarder) send(ln *lane, calls []*call, buf []byte) {
+	f.mu.Lock()
+	fl := f.flightLocked(ln, calls, buf)
+	f.mu.Unlock()
+	f.publish(fl)
+}
+
+// Flush sends every lane's requests, each lane as one message.
+func (f *Forwarder) Flush() {
+	f.mu.Lock()
+	if len(f.dirty) == 0 {
+		f.mu.Unlock()
+		return
+	}
+	var small [8]*flight
+	fls := small[:0]
+	for _, ln := range f.dirty {
+		ln.mu.Lock()
+		calls, buf := ln.take()
+		ln.dirty = false
+		ln.mu.Unlock()
+		if len(calls) > 0 {
+			fls = append(fls, f.flightLocked(ln, calls, buf))
+		}
+	}
+	clear(f.dirty)
+	f.dirty = f.dirty[:0]
+	f.mu.Unlock()
+	for _, fl := range fls {
+		f.publish(fl)
+	}
+}
+
+// flightLocked registers and times a new flight of a lane's requests.
+func (f *Forwarder) flightLocked(ln *lane, calls []*call, buf []byte) *flight {
+	f.next++
+	fl := &flight{token: f.next, lane: ln, calls: calls}
+	fl.msg = &nats.Msg{Subject: ln.subject, Reply: f.inbox + strconv.FormatUint(fl.token, 10)}
+	if len(calls) == 1 {
+		// One request travels in the plain format.
+		fl.msg.Data = buf[reqEntryHeader:]
+		fl.msg.Header = nats.Header{DeadlineHeader: []string{strconv.FormatInt(calls[0].deadline.UnixMilli(), 10)}}
+	} else {
+		fl.msg.Data = buf
+		fl.msg.Header = nats.Header{BatchHeader: []string{strconv.Itoa(len(calls))}}
+	}
+	f.flights[fl.token] = fl
+	fl.timer = time.AfterFunc(f.waitLocked(fl, time.Now()), func() { f.expire(fl) })
+	return fl
+}
+
+// waitLocked returns how long until fl's timer must fire: at the earliest
+// deadline of its unanswered calls, or at the retry for idempotent ones.
+func (f *Forwarder) waitLocked(fl *flight, now time.Time) time.Duration {
+	var first time.Time
+	for _, c := range fl.calls {
+		if c.done != nil && (first.IsZero() || c.deadline.Before(first)) {
+			first = c.deadline
+		}
+	}
+	d := first.Sub(now)
+	if fl.lane.idempotent {
+		d = min(d, f.retryAfter)
+	}
+	return max(d, 0)
+}
+
+// publish sends a flight's message.
+func (f *Forwarder) publish(fl *flight) {
+	f.sent.Add(uint64(len(fl.calls)))
+	f.messages.Add(1)
+	if !f.nc.IsConnected() {
+		f.finish(fl, func(int) (wire.Code, string, []byte) {
+			return wire.CodeUnavailable, "no connection to NATS; no worker can be reached", nil
+		})
+		return
+	}
+	if err := f.nc.PublishMsg(fl.msg); err != nil {
+		code, msg := wire.CodeUnavailable, "cannot reach NATS: "+err.Error()
+		if errors.Is(err, nats.ErrMaxPayload) {
+			code, msg = wire.CodeBadPayload, "payload larger than the NATS server's max_payload"
+		}
+		f.finish(fl, func(int) (wire.Code, string, []byte) { return code, msg, nil })
+	}
+}
+
+// finish answers every unanswered call of a flight, if it is still
+// waiting, with what answer returns for the call's index.
+func (f *Forwarder) finish(fl *flight, answer func(i int) (wire.Code, string, []byte)) {
+	f.mu.Lock()
+	if f.flights[fl.token] != fl {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.flights, fl.token)
+	fl.timer.Stop()
+	dones := make([]func([]byte, error) service.Flusher, len(fl.calls))
+	for i, c := range fl.calls {
+		dones[i], c.done = c.done, nil
+	}
+	f.mu.Unlock()
+	var small [8]service.Flusher
+	fs := flushers(small[:0])
+	for i, done := range dones {
+		if done == nil {
+			continue
+		}
+		code, msg, payload := answer(i)
+		fs = f.deliver(fs, done, code, msg, payload)
+	}
+	fs.flush()
+}
+
+// deliver calls done with a payload (code 0) or a protocol error, and
+// adds the Flusher it returns to fs unless it is there already.
+func (f *Forwarder) deliver(fs flushers, done func([]byte, error) service.Flusher, code wire.Code, msg string, payload []byte) flushers {
+	var fl service.Flusher
+	switch code {
+	case 0:
+		fl = done(payload, nil)
+	case wire.CodeUnavailable:
+		f.unavailable.Add(1)
+		fl = done(nil, &wire.Error{Code: code, Msg: msg})
+	case wire.CodeTimeout:
+		f.timedOut.Add(1)
+		fl = done(nil, &wire.Error{Code: code, Msg: msg})
+	default:
+		fl = done(nil, &wire.Error{Code: code, Msg: msg})
+	}
+	if fl == nil || slices.Contains(fs, fl) {
+		return fs
+	}
+	return append(fs, fl)
+}
+
+// flushers are the Flushers a group of answers returned.
+type flushers []service.Flusher
+
+// flush writes a group of answers: one Flush per connection.
+func (fs flushers) flush() {
+	for _, fl := range fs {
+		fl.Flush()
+	}
+}
+
+// answerNow answers a request that is never sent.
+func (f *Forwarder) answerNow(done func([]byte, error) service.Flusher, code wire.Code, msg string) {
+	var small [1]service.Flusher
+	f.deliver(small[:0], done, code, msg, nil).flush()
+}
+
+// onReply answers the calls of the flight a message answers.
+func (f *Forwarder) onReply(m *nats.Msg) {
+	token, err := strconv.ParseUint(m.Subject[len(f.inbox):], 10, 64)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	fl := f.flights[token]
+	f.mu.Unlock()
+	if fl == nil { // answered already: a retry's twin, or too late
+		return
+	}
+	switch {
+	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		msg := "no worker serves " + fl.method()
+		f.finish(fl, func(int) (wire.Code, string, []byte) { return wire.CodeUnavailable, msg, nil })
+		return
+	}
+	if err, ok := replyError(m.Header); ok { // the worker refused the whole message
+		var we *wire.Error
+		errors.As(err, &we)
+		f.finish(fl, func(int) (wire.Code, string, []byte) { return we.Code, we.Msg, nil })
+		return
+	}
+	if len(fl.calls) == 1 && m.Header.Get(BatchHeader) == "" {
+		f.finish(fl, func(int) (wire.Code, string, []byte) { return 0, "", m.Data })
+		return
+	}
+	// A batch: decode every answer first, so that a malformed one fails
+	// the whole message instead of answering some calls wrongly.
+	codes := make([]wire.Code, len(fl.calls))
+	bodies := make([][]byte, len(fl.calls))
+	rest := m.Data
+	for i := range fl.calls {
+		if codes[i], bodies[i], rest, err = nextResponseEntry(rest); err != nil {
+			break
+		}
+		if codes[i] != 0 && (!codes[i].Known() || codes[i].ClosesConn()) {
+			codes[i] = wire.CodeInternal
+		}
+	}
+	if err != nil || len(rest) != 0 || batchCount(m.Header.Get(BatchHeader)) != len(fl.calls) {
+		f.log.Warn("malformed answer batch from a worker", slog.String("method", fl.method()))
+		f.finish(fl, func(int) (wire.Code, string, []byte) {
+			return wire.CodeInternal, "malformed answer from a worker", nil
+		})
+		return
+	}
+	f.finish(fl, func(i int) (wire.Code, string, []byte) {
+		if codes[i] == 0 {
+			return 0, "", bodies[i]
+		}
+		return codes[i], string(bodies[i]), nil
+	})
+}
+
+// method returns the method name of a flight, from its subject.
+func (fl *flight) method() string {
+	s := fl.msg.Subject
+	for i := 0; i+5 <= len(s); i++ {
+		if s[i:i+5] == ".svc." {
+			return s[i+5:]
+		}
+	}
+	return s
+}
+
+// expire runs when a flight's timer fires: calls past their deadline get
+// TIMEOUT; idempotent ones still in time are sent again.
+func (f *Forwarder) expire(fl *flight) {
+	now := time.Now()
+	f.mu.Lock()
+	if f.flights[fl.token] != fl {
+		f.mu.Unlock()
+		return
+	}
+	var late []func([]byte, error) service.Flusher
+	left := 0
+	for _, c := range fl.calls {
+		if c.done == nil {
+			continue
+		}
+		if !now.Before(c.deadline) {
+			late = append(late, c.done)
+			c.done = nil
+		} else {
+			left++
+		}
+	}
+	retry := false
+	if left == 0 {
+		delete(f.flights, fl.token)
+	} else {
+		fl.timer.Reset(f.waitLocked(fl, now))
+		retry = fl.lane.idempotent
+	}
+	f.mu.Unlock()
+	msg := "no worker answered " + fl.method() + " in time"
+	var fs flushers
+	for _, done := range late {
+		fs = f.deliver(fs, done, wire.CodeTimeout, msg, nil)
+	}
+	fs.flush()
+	if retry {
+		f.retried.Add(uint64(left))
+		f.log.Debug("sending again requests no worker answered", slog.String("method", fl.method()), slog.Int("requests", left))
+		if err := f.nc.PublishMsg(fl.msg); err != nil {
+			f.finish(fl, func(int) (wire.Code, string, []byte) {
+				return wire.CodeUnavailable, "cannot reach NATS: " + err.Error(), nil
+			})
+		}
+	}
+}
+
+// FailAll answers every request not yet answered UNAVAILABLE: NATS is
+// gone, and their answers with it.
+func (f *Forwarder) FailAll(why string) {
+	f.mu.Lock()
+	var dones []func([]byte, error) service.Flusher
+	for t, fl := range f.flights {
+		fl.timer.Stop()
+		delete(f.flights, t)
+		for _, c := range fl.calls {
+			if c.done != nil {
+				dones = append(dones, c.done)
+				c.done = nil
+			}
+		}
+	}
+	for _, ln := range f.dirty {
+		ln.mu.Lock()
+		calls, _ := ln.take()
+		ln.dirty = false
+		ln.mu.Unlock()
+		for _, c := range calls {
+			dones = append(dones, c.done)
+		}
+	}
+	clear(f.dirty)
+	f.dirty = f.dirty[:0]
+	f.mu.Unlock()
+	var fs flushers
+	for _, done := range dones {
+		fs = f.deliver(fs, done, wire.CodeUnavailable, why, nil)
+	}
+	fs.flush()
+}
+
+// Waiting returns the number of requests not yet answered.
+func (f *Forwarder) Waiting() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, fl := range f.flights {
+		for _, c := range fl.calls {
+			if c.done != nil {
+				n++
+			}
+		}
+	}
+	for _, ln := range f.dirty {
+		ln.mu.Lock()
+		n += len(ln.calls)
+		ln.mu.Unlock()
+	}
+	return n
+}
+
+// ForwardStats are a forwarder's counters since it started.
+type ForwardStats struct {
+	Sent        uint64 `json:"sent"`        // requests sent (retries not counted)
+	Messages    uint64 `json:"messages"`    // NATS messages they went in: Sent/Messages is the mean batch
+	Retried     uint64 `json:"retried"`     // requests sent again
+	Unavailable uint64 `json:"unavailable"` // answered UNAVAILABLE
+	TimedOut    uint64 `json:"timed_out"`   // answered TIMEOUT
+	Waiting     int    `json:"waiting"`     // not answered yet
+}
+
+// Stats returns the forwarder's counters.
+func (f *Forwarder) Stats() ForwardStats {
+	return ForwardStats{
+		Sent: f.sent.Load(), Messages: f.messages.Load(), Retried: f.retried.Load(), Unavailable: f.unavailable.Load(),
+		TimedOut: f.timedOut.Load(), Waiting: f.Waiting(),
+	}
+}
+
+// Close stops taking answers; requests not yet answered get UNAVAILABLE.
+// Shut the server down first, so that there are none.
+func (f *Forwarder) Close() {
+	_ = f.sub.Unsubscribe() // fails only when the connection is closed already
+	f.FailAll("the gateway is closing")
+}

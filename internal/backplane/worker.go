@@ -1,0 +1,328 @@
+package backplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// WorkerOptions configure a Worker.
+type WorkerOptions struct {
+	Prefix   string            // subject prefix (DefaultPrefix when empty)
+	Version  string            // SemVer, shown by "nats micro info"
+	Metadata map[string]string // shown by "nats micro info"; "services" is a good key
+	Log      *slog.Logger
+}
+
+// Worker serves a registry's methods to gateways over NATS: each method is
+// an endpoint of the micro service "nexo-worker" on "<prefix>.svc.<method>"
+// in the queue group "nexo", so every request goes to one worker.
+//
+// Inline methods run on the endpoint's subscription goroutine, one at a
+// time per method; others run on a goroutine each, bounded by their
+// deadline. A request whose deadline has passed when it reaches the worker
+// is not run: it is answered TIMEOUT.
+type Worker struct {
+	nc      *nats.Conn
+	svc     micro.Service
+	log     *slog.Logger
+	caller  service.Caller
+	ctx     context.Context // cancelled when Stop gives up waiting
+	cancel  context.CancelFunc
+	running sync.WaitGroup // handlers running now
+	expired atomic.Uint64
+	served  map[string]*atomic.Uint64 // by subject: requests, counting each of a batch
+}
+
+// EndpointData is the Data of a worker endpoint's micro stats: micro counts
+// messages, and a batch is one message of many requests.
+type EndpointData struct {
+	Requests uint64 `json:"requests"`
+}
+
+// NewWorker registers the registry's methods on nc. Methods that are
+// themselves served elsewhere (Async) are left out: a worker never
+// forwards.
+func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if err := CheckPrefix(o.Prefix); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{nc: nc, log: o.Log, caller: service.Caller{Door: "nats", Remote: "nats"}, served: make(map[string]*atomic.Uint64)}
+	subjects := Subjects{o.Prefix}
+	for _, name := range reg.Names(true) {
+		w.served[subjects.Service(name)] = new(atomic.Uint64)
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        WorkerService,
+		Version:     o.Version,
+		Description: "nexo service worker",
+		Metadata:    o.Metadata,
+		QueueGroup:  QueueGroup,
+		StatsHandler: func(e *micro.Endpoint) any {
+			if n := w.served[e.Subject]; n != nil {
+				return EndpointData{Requests: n.Load()}
+			}
+			return nil
+		},
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			w.log.Warn("worker subscription error", slog.String("subject", e.Subject), slog.String("err", e.Description))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker service: %w", err)
+	}
+	w.svc = svc
+	n := 0
+	for _, name := range reg.Names(true) {
+		m := reg.Get(name)
+		if m.Async != nil {
+			continue
+		}
+		err := svc.AddEndpoint(endpointName(name), w.handler(m, w.served[subjects.Service(name)]),
+			micro.WithEndpointSubject(subjects.Service(name)),
+			micro.WithEndpointMetadata(map[string]string{"method": name, "summary": m.Summary}))
+		if err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("worker endpoint %s: %w", name, err)
+		}
+		n++
+	}
+	if n == 0 {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("worker: no method to serve")
+	}
+	return w, nil
+}
+
+// endpointName makes a micro endpoint name of a method name: micro allows
+// only letters, digits, - and _.
+func endpointName(method string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, method)
+}
+
+// handler serves one method's endpoint.
+func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.HandlerFunc {
+	var buf []byte // answers of inline calls: the subscription delivers one message at a time
+	return func(r micro.Request) {
+		w.running.Add(1)
+		n := batchCount(r.Headers().Get(BatchHeader))
+		served.Add(uint64(max(n, 1)))
+		if n != 0 {
+			if m.Inline {
+				buf = w.serveBatch(r, m, n, buf[:0])
+				w.running.Done()
+			} else {
+				go func() {
+					defer w.running.Done()
+					w.serveBatch(r, m, n, nil)
+				}()
+			}
+			return
+		}
+		deadline, ok := deadline(r.Headers())
+		if ok && !time.Now().Before(deadline) {
+			w.expired.Add(1)
+			w.respond(r, m, nil, &wire.Error{Code: wire.CodeTimeout, Msg: "the deadline passed before a worker took the request"})
+			w.running.Done()
+			return
+		}
+		if m.Inline {
+			out, err := m.Call(w.ctx, service.Request{Payload: r.Data(), Caller: &w.caller}, buf[:0])
+			w.respond(r, m, out, err)
+			buf = keep(out)
+			w.running.Done()
+			return
+		}
+		go func() {
+			defer w.running.Done()
+			out, err := w.call(m, r.Data(), deadline, nil)
+			w.respond(r, m, out, err)
+		}()
+	}
+}
+
+// keep returns a buffer to reuse for the next answer, unless it grew large.
+func keep(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
+}
+
+// call runs a handler within a deadline (zero: DefaultTimeout).
+func (w *Worker) call(m *service.Method, payload []byte, deadline time.Time, dst []byte) ([]byte, error) {
+	req := service.Request{Payload: payload, Caller: &w.caller}
+	if m.Inline {
+		return m.Call(w.ctx, req, dst)
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(service.DefaultTimeout)
+	}
+	ctx, cancel := context.WithDeadline(w.ctx, deadline)
+	defer cancel()
+	out, err := m.Call(ctx, req, dst)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // too late: the gateway has answered TIMEOUT
+	}
+	return out, err
+}
+
+// serveBatch answers a batch of n requests with one message, in order.
+// Inline methods run one after the other; others run concurrently.
+func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byte) []byte {
+	type entry struct {
+		deadline int64
+		payload  []byte
+	}
+	entries := make([]entry, 0, n)
+	rest := r.Data()
+	for range n {
+		d, p, tail, err := nextRequestEntry(rest)
+		if err != nil {
+			w.respond(r, m, nil, &wire.Error{Code: wire.CodeBadPayload, Msg: "malformed request batch"})
+			return out
+		}
+		entries = append(entries, entry{d, p})
+		rest = tail
+	}
+	if len(rest) != 0 {
+		w.respond(r, m, nil, &wire.Error{Code: wire.CodeBadPayload, Msg: "malformed request batch"})
+		return out
+	}
+	now := time.Now().UnixMilli()
+	results := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		if e.deadline != 0 && e.deadline <= now {
+			w.expired.Add(1)
+			errs[i] = &wire.Error{Code: wire.CodeTimeout, Msg: "the deadline passed before a worker took the request"}
+			continue
+		}
+		var dl time.Time
+		if e.deadline != 0 {
+			dl = time.UnixMilli(e.deadline)
+		}
+		if m.Inline {
+			// Each answer is appended to out at once: results alias it.
+			start := len(out)
+			var err error
+			out, err = m.Call(w.ctx, service.Request{Payload: e.payload, Caller: &w.caller}, out)
+			results[i], errs[i] = out[start:len(out):len(out)], err
+			continue
+		}
+		wg.Go(func() { results[i], errs[i] = w.call(m, e.payload, dl, nil) })
+	}
+	wg.Wait()
+	// Answers of inline calls sit in out; the batch follows them there.
+	start := len(out)
+	for i := range n {
+		if errs[i] != nil {
+			code, msg := w.failure(m, errs[i])
+			out = appendResponseEntry(out, code, []byte(msg))
+		} else {
+			out = appendResponseEntry(out, 0, results[i])
+		}
+	}
+	if err := r.Respond(out[start:], micro.WithHeaders(micro.Headers{BatchHeader: []string{strconv.Itoa(n)}})); err != nil {
+		w.log.Debug("cannot answer a batch", slog.String("method", m.Name), slog.Any("err", err))
+	}
+	return keep(out)
+}
+
+// respond sends a handler's answer, or its error as micro error headers
+// carrying the protocol code.
+func (w *Worker) respond(r micro.Request, m *service.Method, out []byte, err error) {
+	if err == nil {
+		err = r.Respond(out)
+	} else {
+		code, msg := w.failure(m, err)
+		err = r.Error(errCode(code), msg, nil)
+	}
+	if err != nil {
+		w.log.Debug("cannot answer a request", slog.String("method", m.Name), slog.Any("err", err))
+	}
+}
+
+// failure turns a handler's error into its protocol code and message, and
+// logs internal errors, whose text stays here.
+func (w *Worker) failure(m *service.Method, err error) (wire.Code, string) {
+	code := service.CodeOf(err)
+	if code == wire.CodeInternal {
+		w.log.Error("handler failed", slog.String("method", m.Name), slog.Any("err", err))
+	}
+	msg := service.ErrorMessage(code, err)
+	if msg == "" {
+		msg = code.String()
+	}
+	return code, msg
+}
+
+// Expired returns how many requests arrived past their deadline and were
+// not run.
+func (w *Worker) Expired() uint64 { return w.expired.Load() }
+
+// Info returns the worker's micro service description.
+func (w *Worker) Info() micro.Info { return w.svc.Info() }
+
+// Stop drains the worker: it stops taking requests (NATS sends new ones to
+// the other workers), finishes and answers the ones it has, then drains and
+// closes the connection. When ctx ends first, running handlers are
+// cancelled and the connection is closed.
+func (w *Worker) Stop(ctx context.Context) error {
+	stopErr := w.svc.Stop() // drains the endpoint subscriptions
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for w.nc.NumSubscriptions() > 0 && !w.nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			w.cancel()
+			w.nc.Close()
+			return fmt.Errorf("worker drain: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	idle := make(chan struct{})
+	go func() { w.running.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		w.cancel()
+	}
+	closed := make(chan struct{})
+	w.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := w.nc.Drain(); err != nil {
+		w.nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		w.nc.Close()
+	}
+	w.cancel()
+	return stopErr
+}
