@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/wire"
 )
 
 func (m *Main) clients(ctx context.Context, args []string) error {
@@ -16,6 +19,7 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door; the caller must be on loopback)")
 	asJSON := fs.Bool("json", false, "print the raw JSON list")
 	closedRows := fs.Int("closed", 10, "show this many recently closed sessions (0: all)")
+	cluster := fs.Bool("cluster", false, "list the clients of every gateway of the cluster, the gateways and the workers (the server must run with --nats)")
 	cf := addConnFlags(fs)
 	if err := m.parse(fs, args); err != nil {
 		return err
@@ -31,13 +35,23 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	raw, err := c.Call(ctx, "sys.clients", nil)
+	method := "sys.clients"
+	if *cluster {
+		method = "sys.cluster"
+	}
+	raw, err := c.Call(ctx, method, nil)
 	if err != nil {
+		if *cluster && errors.Is(err, wire.CodeUnknownMethod) {
+			return fmt.Errorf("%s is not part of a cluster: start it with --nats", *addr)
+		}
 		return describeError(err)
 	}
 	if *asJSON {
 		_, err := fmt.Fprintln(m.Stdout, string(raw))
 		return err
+	}
+	if *cluster {
+		return m.printCluster(raw, c.ID())
 	}
 	var snap server.Snapshot
 	if err := json.Unmarshal(raw, &snap); err != nil {
@@ -71,6 +85,46 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s\t%d\t%d\n",
 				ci.ID, ci.Door, dash(ci.Name), ci.Remote, since(now, ci.ClosedAt), ci.Reason, ci.Requests, ci.Errors)
 		}
+	}
+	return tw.Flush()
+}
+
+// printCluster prints sys.cluster: the gateways, every gateway's clients
+// and the workers.
+func (m *Main) printCluster(raw []byte, self uint64) error {
+	var cl backplane.Cluster
+	if err := json.Unmarshal(raw, &cl); err != nil {
+		return fmt.Errorf("sys.cluster: %w", err)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	t := cl.Totals
+	fmt.Fprintf(tw, "cluster: %d gateways, %d workers, %d clients, %d requests answered (gathered in %.0f ms)\n\n",
+		t.Gateways, t.Workers, t.Clients, t.Requests, cl.TookMS)
+	fmt.Fprintln(tw, "GATEWAY\tCLIENTS\tREQUESTS\tFORWARDED\tBATCHES\tRETRIED\tUNAVAILABLE\tTIMED OUT\tUPTIME")
+	for _, g := range cl.Gateways {
+		f := g.Forward
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Gateway, g.Stats.Clients, g.Stats.Requests,
+			f.Sent, f.Messages, f.Retried, f.Unavailable, f.TimedOut, time.Duration(g.Stats.UptimeS*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "GATEWAY\tID\tDOOR\tNAME\tREMOTE\tCONNECTED\tRTT\tIN FLIGHT\tREQUESTS\tERRORS")
+	for _, ci := range cl.Clients {
+		name := ci.Name
+		if ci.Identity != "" {
+			name += " <" + ci.Identity + ">"
+		}
+		if ci.ID == self {
+			name += " (this command)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s ago\t%s\t%d\t%d\t%d\n", ci.Gateway, ci.ID, ci.Door, dash(name), ci.Remote,
+			since(now, ci.ConnectedAt), rtt(ci.HeartbeatRTT), ci.InFlight, ci.Requests, ci.Errors)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "WORKER\tHOST\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
+	for _, w := range cl.Workers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s ago\n", w.ID, dash(w.Metadata["host"]), dash(w.Metadata["services"]),
+			w.Requests, w.Errors, since(now, w.Started))
 	}
 	return tw.Flush()
 }

@@ -237,7 +237,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		addHTTP("web", *webAddr, web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: origins}))
 	}
 	if *adminAddr != "" {
-		addHTTP("admin", *adminAddr, admin.Handler(admin.Options{Server: srv, Token: token, Pprof: *pprofOn, Log: log}))
+		ao := admin.Options{Server: srv, Token: token, Pprof: *pprofOn, Log: log}
+		if gw != nil {
+			ao.Cluster = func(ctx context.Context) (any, error) { return gw.Cluster(ctx) }
+		}
+		addHTTP("admin", *adminAddr, admin.Handler(ao))
 	}
 	var lc net.ListenConfig
 	lns := make([]net.Listener, 0, len(doors))

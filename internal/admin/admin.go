@@ -3,6 +3,7 @@
 // Prometheus metrics.
 //
 //	GET    /api/clients?door=ws&offset=0&limit=100
+//	GET    /api/clients?scope=cluster   (every gateway's clients, over NATS)
 //	GET    /api/clients/{id}
 //	DELETE /api/clients/{id}?reason=...
 //	GET    /api/closed
@@ -17,6 +18,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
@@ -39,6 +41,9 @@ type Options struct {
 	// Pprof mounts net/http/pprof under /debug/pprof/.
 	Pprof bool
 	Log   *slog.Logger
+	// Cluster, when set, answers /api/clients?scope=cluster with the view
+	// of every gateway (a gateway's backplane.Gateway.Cluster).
+	Cluster func(ctx context.Context) (any, error)
 }
 
 // MaxLimit bounds a page of /api/clients.
@@ -105,6 +110,15 @@ func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
 
 func (a *api) clients(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	switch q.Get("scope") {
+	case "", "local":
+	case "cluster":
+		a.cluster(w, r)
+		return
+	default:
+		fail(w, http.StatusBadRequest, "scope must be local or cluster")
+		return
+	}
 	offset, err1 := intParam(q.Get("offset"), 0)
 	limit, err2 := intParam(q.Get("limit"), 100)
 	if err1 != nil || err2 != nil || offset < 0 || limit < 1 || limit > MaxLimit {
@@ -120,6 +134,20 @@ func (a *api) clients(w http.ResponseWriter, r *http.Request) {
 		p.Clients = all[offset:min(len(all), offset+limit)]
 	}
 	reply(w, http.StatusOK, p)
+}
+
+// cluster answers the whole cluster's view, gathered over NATS.
+func (a *api) cluster(w http.ResponseWriter, r *http.Request) {
+	if a.o.Cluster == nil {
+		fail(w, http.StatusNotFound, "this server is not part of a cluster: start it with --nats")
+		return
+	}
+	v, err := a.o.Cluster(r.Context())
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "cannot gather the cluster view: "+err.Error())
+		return
+	}
+	reply(w, http.StatusOK, v)
 }
 
 func (a *api) client(w http.ResponseWriter, r *http.Request) {

@@ -92,6 +92,12 @@ func FastConfig() server.Config {
 type Options struct {
 	// OriginPatterns for the web door's WebSocket.
 	OriginPatterns []string
+	// Services, when set, registers the services instead of the math,
+	// sys.echo and test methods (a gateway's stubs, say). The server's own
+	// methods (sys.info, sys.clients, sys.subscribe, ...) are always there.
+	Services func(srv *server.Server, reg *service.Registry) error
+	// Cluster answers the admin door's /api/clients?scope=cluster.
+	Cluster func(ctx context.Context) (any, error)
 }
 
 // Start runs a server with the math, sys and test methods on every door. It
@@ -114,7 +120,14 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ms := range [][]service.Method{calc.Methods(), sys.Methods(), sys.ServerMethods(srv, reg, srv.Config().Version), srv.Methods(), {SleepMethod(), PanicMethod()}} {
+	services := [][]service.Method{calc.Methods(), sys.Methods(), {SleepMethod(), PanicMethod()}}
+	if opts.Services != nil {
+		if err := opts.Services(srv, reg); err != nil {
+			t.Fatal(err)
+		}
+		services = nil
+	}
+	for _, ms := range append(services, sys.ServerMethods(srv, reg, srv.Config().Version), srv.Methods()) {
 		if err := reg.Register(ms...); err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +143,7 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	s := &Server{Server: srv, Native: native.Addr().String(), Legacy: leg.Addr().String(),
 		Web: webLn.Addr().String(), Admin: adminLn.Addr().String(), Reg: reg, errc: make(chan error, 2)}
 	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: opts.OriginPatterns}), ReadHeaderTimeout: 5 * time.Second}
-	adminSrv := &http.Server{Handler: admin.Handler(admin.Options{Server: srv, Token: cfg.AdminToken, Log: log}), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(admin.Options{Server: srv, Token: cfg.AdminToken, Log: log, Cluster: opts.Cluster}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { s.errc <- srv.ServeNative(native) }()
 	go func() { s.errc <- srv.ServeLegacy(leg) }()
 	go func() { _ = webSrv.Serve(webLn) }()     // returns ErrServerClosed at cleanup

@@ -1,0 +1,113 @@
+package backplane
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/nexo-project/nexo/wire"
+)
+
+func TestBatchEntries(t *testing.T) {
+	payloads := [][]byte{{}, []byte("a"), bytes.Repeat([]byte{0xff}, 300)}
+	var req, resp []byte
+	for i, p := range payloads {
+		req = appendRequestEntry(req, int64(1700000000000+i), p)
+		resp = appendResponseEntry(resp, wire.Code(i), p)
+	}
+	rest := req
+	for i, want := range payloads {
+		d, p, tail, err := nextRequestEntry(rest)
+		if err != nil || d != int64(1700000000000+i) || !bytes.Equal(p, want) {
+			t.Fatalf("request %d: %d %q %v", i, d, p, err)
+		}
+		if cap(p) != len(p) {
+			t.Errorf("request %d: the payload may be appended to in place (cap %d > len %d)", i, cap(p), len(p))
+		}
+		rest = tail
+	}
+	if len(rest) != 0 {
+		t.Fatalf("%d bytes left", len(rest))
+	}
+	rest = resp
+	for i, want := range payloads {
+		c, b, tail, err := nextResponseEntry(rest)
+		if err != nil || c != wire.Code(i) || !bytes.Equal(b, want) {
+			t.Fatalf("answer %d: %v %q %v", i, c, b, err)
+		}
+		rest = tail
+	}
+
+	bad := []struct {
+		name string
+		b    []byte
+		resp bool
+	}{
+		{"empty request", nil, false},
+		{"short request header", make([]byte, reqEntryHeader-1), false},
+		{"request longer than the rest", appendRequestEntry(nil, 1, []byte("abc"))[:reqEntryHeader+2], false},
+		{"empty answer", nil, true},
+		{"short answer header", make([]byte, respEntryHeader-1), true},
+		{"answer longer than the rest", appendResponseEntry(nil, 0, []byte("abc"))[:respEntryHeader+1], true},
+		{"length of 4 GiB", []byte{0, 0, 0xff, 0xff, 0xff, 0xff}, true},
+	}
+	for _, tt := range bad {
+		var err error
+		if tt.resp {
+			_, _, _, err = nextResponseEntry(tt.b)
+		} else {
+			_, _, _, err = nextRequestEntry(tt.b)
+		}
+		if err != errBadBatch {
+			t.Errorf("%s: %v, want errBadBatch", tt.name, err)
+		}
+	}
+
+	for _, tt := range []struct {
+		v    string
+		want int
+	}{{"", 0}, {"1", 1}, {"1024", 1024}, {"1025", -1}, {"0", -1}, {"-3", -1}, {"x", -1}} {
+		if got := batchCount(tt.v); got != tt.want {
+			t.Errorf("batchCount(%q) = %d, want %d", tt.v, got, tt.want)
+		}
+	}
+}
+
+// FuzzBatch feeds arbitrary bytes to both batch decoders: they must not
+// panic, must stay within the input, and what they accept must encode back
+// to the same bytes.
+func FuzzBatch(f *testing.F) {
+	f.Add(appendRequestEntry(appendRequestEntry(nil, 5, []byte("xy")), 0, nil))
+	f.Add(appendResponseEntry(appendResponseEntry(nil, 0, []byte("ok")), wire.CodeOverflow, []byte("overflow")))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out []byte
+		rest := b
+		for len(rest) > 0 {
+			d, p, tail, err := nextRequestEntry(rest)
+			if err != nil {
+				break
+			}
+			if len(tail) >= len(rest) {
+				t.Fatal("no progress")
+			}
+			out = appendRequestEntry(out, d, p)
+			rest = tail
+		}
+		if !bytes.Equal(out, b[:len(b)-len(rest)]) {
+			t.Fatalf("request entries re-encode to %x, want %x", out, b[:len(b)-len(rest)])
+		}
+		out, rest = nil, b
+		for len(rest) > 0 {
+			c, body, tail, err := nextResponseEntry(rest)
+			if err != nil {
+				break
+			}
+			out = appendResponseEntry(out, c, body)
+			rest = tail
+		}
+		if !bytes.Equal(out, b[:len(b)-len(rest)]) {
+			t.Fatalf("answer entries re-encode to %x, want %x", out, b[:len(b)-len(rest)])
+		}
+	})
+}

@@ -1,0 +1,501 @@
+package backplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/legacy"
+	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// TestCluster: 2 gateways and 3 workers; pipelined clients on both
+// gateways get every answer right, errors included, through every door;
+// the load spreads over the workers and travels in batches.
+func TestCluster(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	workers := []*Worker{startWorker(t, ns.URL()), startWorker(t, ns.URL()), startWorker(t, ns.URL())}
+	gws := []*gateway{startGateway(t, ns.URL(), "gw-a", 0), startGateway(t, ns.URL(), "gw-b", 0)}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		c, _ := nexotest.Hello(t, gws[i%2].Native, fmt.Sprintf("load-%d", i))
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		wg.Go(func() {
+			n, err := pipeline(c, 40, 64, func() op { return randomOp(r) }, nil)
+			if err == nil && n != 40*64 {
+				err = fmt.Errorf("%d answers, want %d", n, 40*64)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+
+	c, _ := nexotest.Hello(t, gws[0].Native, "checks")
+	if f := roundTrip(t, c, 1, 5000, "sys.echo", []byte("through NATS")); f.Type != wire.TypeResponse || string(f.Body) != "through NATS" {
+		t.Errorf("sys.echo: %s", nexotest.String(f))
+	}
+	// A method no worker serves: UNAVAILABLE, not a wait for the deadline.
+	start := time.Now()
+	if f := roundTrip(t, c, 2, 10000, "nobody.serves", nil); errorCode(f) != wire.CodeUnavailable {
+		t.Errorf("unknown method: %s, want UNAVAILABLE", nexotest.String(f))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("UNAVAILABLE took %v: it waited for the deadline", d)
+	}
+	// A name that cannot be a NATS subject is never sent.
+	if f := roundTrip(t, c, 3, 5000, "bad..name", nil); errorCode(f) != wire.CodeUnknownMethod {
+		t.Errorf("bad subject: %s, want UNKNOWN_METHOD", nexotest.String(f))
+	}
+	// The server's own methods are answered by the gateway itself.
+	var info struct{ Methods []string }
+	if f := roundTrip(t, c, 4, 5000, "sys.info", nil); f.Type != wire.TypeResponse || json.Unmarshal(f.Body, &info) != nil ||
+		!slices.Contains(info.Methods, "math.add") || !slices.Contains(info.Methods, "sys.info") {
+		t.Errorf("sys.info: %s", nexotest.String(f))
+	}
+
+	// JSON-RPC over HTTP and the legacy door reach the workers too.
+	resp, err := http.Post("http://"+gws[1].Web+"/rpc", "application/json",
+		strings.NewReader(`[{"jsonrpc":"2.0","method":"math.mul","params":[6,7],"id":1},{"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":2}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte(`"result":42`)) || !bytes.Contains(body, []byte("DIVISION_BY_ZERO")) {
+		t.Errorf("/rpc through a gateway: %s", body)
+	}
+	lc := nexotest.Dial(t, gws[1].Legacy)
+	if got := lc.LegacyLine(legacy.Append(nil, binary.LittleEndian, "SUMA", 40, 2)); got != "42\n" {
+		t.Errorf("legacy 40+2 through a gateway = %q", got)
+	}
+
+	var served uint64
+	for i, w := range workers {
+		n := workerRequests(w)
+		if n == 0 {
+			t.Errorf("worker %d served nothing: the load did not spread", i)
+		}
+		served += n
+	}
+	var sent, messages uint64
+	for _, g := range gws {
+		st := g.gw.Stats()
+		sent, messages = sent+st.Sent, messages+st.Messages
+		if st.Waiting != 0 || st.Retried != 0 || st.TimedOut != 0 {
+			t.Errorf("%s: %+v", g.gw.Name(), st)
+		}
+	}
+	if served < 8*40*64 || messages*4 > sent {
+		t.Errorf("workers served %d requests; gateways sent %d in %d messages: want ≥ %d requests and batches of 4 or more on average",
+			served, sent, messages, 8*40*64)
+	}
+	t.Logf("%d requests in %d messages (%.1f per batch)", sent, messages, float64(sent)/float64(messages))
+}
+
+// workerRequests sums the requests a worker served, from its micro stats.
+func workerRequests(w *Worker) uint64 {
+	var n uint64
+	for _, e := range w.svc.Stats().Endpoints {
+		var d EndpointData
+		if json.Unmarshal(e.Data, &d) == nil {
+			n += d.Requests
+		}
+	}
+	return n
+}
+
+// TestDeadlines: a request whose deadline passes while a worker has it is
+// answered TIMEOUT by the gateway; a worker does not run a request whose
+// deadline passed before it got there.
+func TestDeadlines(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	var ran atomicCounter
+	startWorker(t, ns.URL(), ran.method())
+	g := startGateway(t, ns.URL(), "gw", 0)
+	c, _ := nexotest.Hello(t, g.Native, "deadlines")
+
+	start := time.Now()
+	if f := roundTrip(t, c, 1, 100, "test.sleep", nexotest.Ms(2000)); errorCode(f) != wire.CodeTimeout {
+		t.Errorf("sleep 2s with a 100 ms deadline: %s, want TIMEOUT", nexotest.String(f))
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("TIMEOUT came after %v, not at the deadline", d)
+	}
+
+	// Straight to the worker, as any NATS client may: a deadline in the
+	// past is refused without running the handler.
+	nc := dialNATS(t, ns.URL())
+	msg := &nats.Msg{Subject: "nexo.svc.test.count", Header: nats.Header{DeadlineHeader: []string{fmt.Sprint(time.Now().Add(-time.Second).UnixMilli())}}}
+	reply, err := nc.RequestMsg(msg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Header.Get(micro.ErrorCodeHeader) != "10" || ran.n.Load() != 0 {
+		t.Errorf("expired request: headers %v, ran %d times; want error code 10 (TIMEOUT) and no run", reply.Header, ran.n.Load())
+	}
+	// In time, and without any header at all: it runs.
+	if reply, err := nc.Request("nexo.svc.test.count", nil, 5*time.Second); err != nil || string(reply.Data) != "1" {
+		t.Errorf("plain request: %v %v", reply, err)
+	}
+	// A batch with one expired entry and one in time.
+	b := appendRequestEntry(nil, time.Now().Add(-time.Second).UnixMilli(), nil)
+	b = appendRequestEntry(b, time.Now().Add(time.Minute).UnixMilli(), nil)
+	reply, err = nc.RequestMsg(&nats.Msg{Subject: "nexo.svc.test.count", Data: b, Header: nats.Header{BatchHeader: []string{"2"}}}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code1, _, rest, err1 := nextResponseEntry(reply.Data)
+	code2, body2, _, err2 := nextResponseEntry(rest)
+	if err1 != nil || err2 != nil || code1 != wire.CodeTimeout || code2 != 0 || string(body2) != "2" {
+		t.Errorf("batch answers: %v %v %q (%v %v); want TIMEOUT, then 2", code1, code2, body2, err1, err2)
+	}
+	// A batch whose count does not match its entries is refused whole.
+	reply, err = nc.RequestMsg(&nats.Msg{Subject: "nexo.svc.test.count", Data: b, Header: nats.Header{BatchHeader: []string{"3"}}}, 5*time.Second)
+	if err != nil || reply.Header.Get(micro.ErrorCodeHeader) != "5" {
+		t.Errorf("short batch: %v %v, want BAD_PAYLOAD", reply, err)
+	}
+}
+
+// atomicCounter is "test.count": inline, answers how many times it ran.
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) method() service.Method {
+	return service.Method{Name: "test.count", Inline: true,
+		Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
+			return fmt.Appendf(dst, "%d", c.n.Add(1)), nil
+		}}
+}
+
+// TestNoWorkers: without workers every forwarded request is answered
+// UNAVAILABLE at once, batches included.
+func TestNoWorkers(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	g := startGateway(t, ns.URL(), "lonely", 0)
+	c, _ := nexotest.Hello(t, g.Native, "nobody")
+	var b []byte
+	for id := uint32(1); id <= 20; id++ {
+		b = wire.AppendRequestDeadline(b, id, 20000, "math.add", calc.AppendOperands(nil, 1, 2))
+	}
+	start := time.Now()
+	c.Send(b)
+	for range 20 {
+		if f := c.Read(); errorCode(f) != wire.CodeUnavailable {
+			t.Fatalf("%s, want UNAVAILABLE", nexotest.String(f))
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v; no responders must be known at once", d)
+	}
+	if st := g.gw.Stats(); st.Unavailable != 20 || st.Waiting != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestWorkerKilled: kill -9 a worker process during a pipelined load of
+// idempotent requests. Every request is answered exactly once and
+// correctly: the ones the dead worker held are sent again to another.
+func TestWorkerKilled(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	victim := startChildWorker(t, ns.URL())
+	startChildWorker(t, ns.URL())
+	startChildWorker(t, ns.URL())
+	g := startGateway(t, ns.URL(), "gw", 200*time.Millisecond)
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	counts := make([]int, 6)
+	for i := range 6 {
+		c, _ := nexotest.Hello(t, g.Native, fmt.Sprintf("load-%d", i))
+		r := rand.New(rand.NewPCG(uint64(i), 9))
+		wg.Go(func() {
+			next := func() op { return randomOp(r) }
+			if i%2 == 1 { // half the clients call the slow method, so the victim holds requests when it dies
+				next = func() op { a, b := r.Int64N(1000), r.Int64N(1000); return op{"test.slowadd", a, b, a + b, 0} }
+			}
+			var err error
+			counts[i], err = pipeline(c, 1<<30, 32, next, &stop)
+			if err == nil {
+				err = silence(c, time.Second) // a late twin of an answer would show here
+			}
+			errs <- err
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	total := 0
+	for i, n := range counts {
+		if n == 0 {
+			t.Errorf("client %d got no answer", i)
+		}
+		total += n
+	}
+	st := g.gw.Stats()
+	t.Logf("%d answers; gateway %+v", total, st)
+	if st.Retried == 0 {
+		t.Error("no request was sent again: the kill did not catch a worker with requests in hand")
+	}
+	if st.Waiting != 0 || st.TimedOut != 0 || st.Unavailable != 0 {
+		t.Errorf("gateway stats %+v: want nothing waiting, timed out or unavailable", st)
+	}
+}
+
+// TestNATSRestart: while NATS is down, requests get UNAVAILABLE or
+// TIMEOUT, never a hang; once it is back, gateways and workers reconnect
+// by themselves and requests are served again.
+func TestNATSRestart(t *testing.T) {
+	addr := freePort(t)
+	ns := startNATS(t, addr)
+	startWorker(t, ns.URL())
+	g := startGateway(t, ns.URL(), "gw", 0)
+	c, _ := nexotest.Hello(t, g.Native, "through the outage")
+	id := uint32(0)
+	add := func(deadlineMS uint32) wire.Frame {
+		id++
+		return roundTrip(t, c, id, deadlineMS, "math.add", calc.AppendOperands(nil, 20, 22))
+	}
+	if f := add(5000); f.Type != wire.TypeResponse {
+		t.Fatalf("before the outage: %s", nexotest.String(f))
+	}
+
+	ns.Stop()
+	for range 20 {
+		start := time.Now()
+		f := add(2000)
+		if code := errorCode(f); code != wire.CodeUnavailable && code != wire.CodeTimeout {
+			t.Fatalf("during the outage: %s, want UNAVAILABLE or TIMEOUT", nexotest.String(f))
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("an answer during the outage took %v", d)
+		}
+	}
+	// The cluster view says so too.
+	resp, err := http.Get("http://" + g.Admin + "/api/clients?scope=cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("cluster view during the outage: %s, want 503", resp.Status)
+	}
+
+	startNATS(t, addr) // same address: nobody is told
+	nexotest.WaitFor(t, 20*time.Second, "service to resume", func() bool {
+		return add(2000).Type == wire.TypeResponse
+	})
+}
+
+// TestClusterClients: the cluster's client list, asked of either gateway,
+// names every connected client and its gateway while clients come and go.
+func TestClusterClients(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	w := startWorker(t, ns.URL())
+	gws := []*gateway{startGateway(t, ns.URL(), "gw-a", 0), startGateway(t, ns.URL(), "gw-b", 0)}
+	conns := map[string]*nexotest.Conn{}
+	want := func() []string { // "gateway/name", sorted
+		var out []string
+		for k := range conns {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	ask := func(via *gateway) Cluster {
+		c, _ := nexotest.Hello(t, via.Native, "")
+		defer c.Close()
+		f := roundTrip(t, c, 1, 10000, "sys.cluster", nil)
+		var cl Cluster
+		if f.Type != wire.TypeResponse || json.Unmarshal(f.Body, &cl) != nil {
+			t.Fatalf("sys.cluster: %s", nexotest.String(f))
+		}
+		return cl
+	}
+	got := func(cl Cluster) []string {
+		var out []string
+		for _, ci := range cl.Clients {
+			if ci.Name != "" { // the asking connection has no name
+				out = append(out, ci.Gateway+"/"+ci.Name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for step := range 12 {
+		if len(conns) > 0 && r.IntN(3) == 0 {
+			for k, c := range conns { // one leaves
+				c.Close()
+				delete(conns, k)
+				break
+			}
+		} else {
+			gi := r.IntN(2)
+			name := fmt.Sprintf("client-%d", step)
+			c, _ := nexotest.Hello(t, gws[gi].Native, name)
+			conns[[]string{"gw-a", "gw-b"}[gi]+"/"+name] = c
+		}
+		via := gws[step%2]
+		nexotest.WaitFor(t, 10*time.Second, "the cluster list to match", func() bool {
+			cl := ask(via)
+			return slices.Equal(got(cl), want()) && cl.Totals.Gateways == 2 && cl.Totals.Workers == 1
+		})
+	}
+	c := conns[want()[0]]
+	if f := roundTrip(t, c, 1, 5000, "math.add", calc.AppendOperands(nil, 1, 2)); f.Type != wire.TypeResponse {
+		t.Fatal(nexotest.String(f))
+	}
+	cl := ask(gws[0])
+	if len(cl.Workers) != 1 || cl.Workers[0].ID != w.Info().ID || cl.Workers[0].Requests == 0 ||
+		!slices.ContainsFunc(cl.Workers[0].Endpoints, func(e WorkerEndpoint) bool { return e.Method == "math.add" && e.Requests > 0 }) {
+		t.Errorf("workers: %+v", cl.Workers)
+	}
+	if cl.Totals.Clients != len(cl.Clients) || len(cl.Gateways) != 2 || cl.Gateways[0].Gateway != "gw-a" {
+		t.Errorf("totals %+v, gateways %d", cl.Totals, len(cl.Gateways))
+	}
+
+	// The admin door serves the same view.
+	resp, err := http.Get("http://" + gws[1].Admin + "/api/clients?scope=cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaHTTP Cluster
+	err = json.NewDecoder(resp.Body).Decode(&viaHTTP)
+	resp.Body.Close()
+	if err != nil || !slices.Equal(got(viaHTTP), want()) {
+		t.Errorf("/api/clients?scope=cluster: %v, %v; want %v", got(viaHTTP), err, want())
+	}
+	// Only admins see it: a caller that is not gets UNKNOWN_METHOD, as
+	// for sys.clients.
+	if (&service.Caller{}).Trusted() {
+		t.Fatal("an empty caller is trusted")
+	}
+	out, err := gws[0].gw.Methods()[0].Handler(context.Background(), service.Request{Caller: &service.Caller{}}, nil)
+	if err == nil {
+		t.Errorf("sys.cluster answered an untrusted caller: %s", out)
+	}
+}
+
+// TestDrain: a worker told to stop finishes and answers the requests it
+// holds; a gateway shutting down waits for its forwarded requests.
+func TestDrain(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	w := startWorker(t, ns.URL())
+	g := startGateway(t, ns.URL(), "gw", 0)
+	c, _ := nexotest.Hello(t, g.Native, "patient")
+	var b []byte
+	for id := uint32(1); id <= 10; id++ {
+		b = wire.AppendRequestDeadline(b, id, 10000, "test.sleep", nexotest.Ms(300))
+	}
+	c.Send(b)
+	nexotest.WaitFor(t, 5*time.Second, "the worker to hold the requests", func() bool { return workerRequests(w) == 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Stop(ctx) }()
+	for range 10 {
+		if f := c.Read(); f.Type != wire.TypeResponse || string(f.Body) != "slept" {
+			t.Fatalf("during the worker's drain: %s", nexotest.String(f))
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("worker stop: %v", err)
+	}
+
+	w2 := startWorker(t, ns.URL())
+	c2, _ := nexotest.Hello(t, g.Native, "patient too")
+	c2.Send(wire.AppendRequestDeadline(nil, 1, 10000, "test.sleep", nexotest.Ms(300)))
+	nexotest.WaitFor(t, 5*time.Second, "the worker to hold the request", func() bool { return workerRequests(w2) == 1 })
+	shut := make(chan error, 1)
+	go func() { shut <- g.Shutdown(ctx) }()
+	f := c2.Read()
+	if f.Type == wire.TypeGoodbye { // the server says it is going, then finishes what it holds
+		f = c2.Read()
+	}
+	if f.Type != wire.TypeResponse || string(f.Body) != "slept" {
+		t.Fatalf("during the gateway's drain: %s", nexotest.String(f))
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("gateway shutdown: %v", err)
+	}
+}
+
+// TestDiscovery: what "nats micro ls" and "nats micro info" ask for finds
+// the workers with their methods, and the gateways.
+func TestDiscovery(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	startWorker(t, ns.URL())
+	startGateway(t, ns.URL(), "gw", 0)
+	nc := dialNATS(t, ns.URL())
+	pings, err := Gather(context.Background(), nc, "$SRV.PING", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range pings {
+		var p micro.Ping
+		if json.Unmarshal(b, &p) == nil {
+			names = append(names, p.Name)
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{GatewayService, WorkerService}) {
+		t.Errorf("$SRV.PING: %v", names)
+	}
+	infos, err := Gather(context.Background(), nc, "$SRV.INFO."+WorkerService, nil)
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("$SRV.INFO: %d answers, %v", len(infos), err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(infos[0], &info); err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for _, e := range info.Endpoints {
+		subjects = append(subjects, e.Subject)
+		if e.QueueGroup != QueueGroup {
+			t.Errorf("%s: queue group %q", e.Subject, e.QueueGroup)
+		}
+	}
+	for _, want := range []string{"nexo.svc.math.add", "nexo.svc.math.div", "nexo.svc.sys.echo"} {
+		if !slices.Contains(subjects, want) {
+			t.Errorf("worker endpoints %v lack %s", subjects, want)
+		}
+	}
+}
