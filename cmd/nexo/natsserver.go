@@ -18,3 +18,6 @@ func startEmbeddedNATS(addr string, log *slog.Logger) (url, listen string, stop 
 	}
 	return ns.URL(), ns.Addr().String(), ns.Stop, nil
 }
+
+// natsServerBuilt says whether --nats-embedded works in this binary.
+const natsServerBuilt = true

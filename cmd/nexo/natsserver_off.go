@@ -10,3 +10,6 @@ func startEmbeddedNATS(string, *slog.Logger) (url, listen string, stop func(), e
 	return "", "", nil, usageError{"--nats-embedded: this nexo was built without the NATS server; " +
 		"build it with 'go build -tags natsserver ./cmd/nexo', or run nats-server and give --nats"}
 }
+
+// natsServerBuilt says whether --nats-embedded works in this binary.
+const natsServerBuilt = false

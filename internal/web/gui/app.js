@@ -1,5 +1,6 @@
-// The nexo GUI: a calculator, the automatic client, live charts and the
-// live client list, all over one WebSocket through nexo.js.
+// The nexo GUI: a calculator, the automatic client, live charts, the live
+// client list and, on a gateway (nexo serve --nats), the whole cluster, all
+// over one WebSocket through nexo.js.
 import { connect, NexoError, MAX_SAFE } from "/nexo.js";
 
 const $ = (id) => document.getElementById(id);
@@ -52,7 +53,11 @@ async function run() {
     } catch (e) {
       console.warn("subscribe failed", e);
     }
+    // A gateway shows the cluster to admins: sys.cluster, every 2 s.
+    let clusterTimer = null;
+    if (w.admin && (await pollCluster())) clusterTimer = setInterval(pollCluster, 2000);
     const { code, reason } = await client.closed;
+    clearInterval(clusterTimer);
     client = null;
     setState("disconnected", `disconnected (${reason || "code " + code})`);
     await countdown();
@@ -247,6 +252,65 @@ function onClients(ev) {
     cell(tr, new Date(c.closed_at).toLocaleTimeString());
     cell(tr, c.requests.toLocaleString());
     cell(tr, c.reason);
+    return tr;
+  }));
+}
+
+// ---- cluster --------------------------------------------------------------
+
+// pollCluster shows sys.cluster; it returns false when this server is not a
+// gateway, so that the panel stays hidden.
+async function pollCluster() {
+  if (!client) return false;
+  try {
+    onCluster(await client.call("sys.cluster"));
+    $("cluster-section").hidden = false;
+    return true;
+  } catch (e) {
+    if (e instanceof NexoError && e.name === "UNKNOWN_METHOD") {
+      $("cluster-section").hidden = true;
+      return false;
+    }
+    $("cluster-totals").textContent = `(cannot gather: ${explain(e)})`;
+    return true;
+  }
+}
+
+function onCluster(c) {
+  const t = c.totals;
+  $("cluster-totals").textContent = `(${t.gateways} gateways · ${t.workers} workers · ${t.clients} clients)`;
+  $("gateways").tBodies[0].replaceChildren(...c.gateways.map((g) => {
+    const tr = document.createElement("tr");
+    cell(tr, g.gateway);
+    cell(tr, g.stats.clients);
+    cell(tr, g.stats.requests.toLocaleString());
+    cell(tr, g.forward.sent.toLocaleString());
+    cell(tr, g.forward.retried.toLocaleString());
+    cell(tr, g.forward.unavailable.toLocaleString());
+    cell(tr, g.forward.timed_out.toLocaleString());
+    return tr;
+  }));
+  $("workers").tBodies[0].replaceChildren(...c.workers.map((w) => {
+    const tr = document.createElement("tr");
+    const md = w.metadata || {};
+    cell(tr, w.id);
+    cell(tr, md.host || "");
+    cell(tr, md.services || "");
+    cell(tr, (w.endpoints || []).map((e) => e.method).join(", "));
+    cell(tr, w.requests.toLocaleString());
+    cell(tr, w.errors.toLocaleString());
+    cell(tr, ago(w.started));
+    return tr;
+  }));
+  $("cluster-clients").tBodies[0].replaceChildren(...c.clients.map((k) => {
+    const tr = document.createElement("tr");
+    cell(tr, k.gateway);
+    cell(tr, k.id);
+    cell(tr, k.door);
+    cell(tr, k.name || "");
+    cell(tr, k.remote || "");
+    cell(tr, new Date(k.connected_at).toLocaleTimeString());
+    cell(tr, k.requests.toLocaleString());
     return tr;
   }));
 }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/natsembed"
+	"github.com/nexo-project/nexo/internal/nexotest"
+)
+
+// startWorker runs `nexo worker` in-process until the test ends.
+func startWorker(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &nexotest.SyncBuffer{}
+	ready := make(chan struct{}, 1)
+	m := &Main{Stdout: logs, Stderr: logs, Getenv: func(string) string { return "" },
+		Listening: func(door, _ string) {
+			if door == "worker" {
+				ready <- struct{}{}
+			}
+		}}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, append([]string{"worker"}, args...)) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("worker: %v\n%s", err, logs)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("worker did not start\n%s", logs)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker returned %v", err)
+		}
+		if !strings.Contains(logs.String(), "nexo worker stopped") {
+			t.Errorf("no clean stop in the worker's log:\n%s", logs)
+		}
+	})
+}
+
+// TestClusterCommands: `nexo serve --nats --services none` is a pure
+// gateway, `nexo worker` serves it, and `nexo clients --cluster` shows both.
+func TestClusterCommands(t *testing.T) {
+	ns, err := natsembed.Start("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	startWorker(t, "--nats", ns.URL(), "--services", "math")
+	gw := serve(t, nil, "--nats", ns.URL(), "--services", "none", "--name", "gw-one")
+
+	out, errOut, err := run(nil, "call", "--addr", gw["native"], "math.mul", "6", "7")
+	if err != nil || strings.TrimSpace(out) != "42" {
+		t.Fatalf("math.mul through the gateway: %q %q %v", out, errOut, err)
+	}
+	// sys.echo is in no worker's services: no responders, at once.
+	if _, _, err := run(nil, "call", "--addr", gw["native"], "sys.echo", "x"); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") {
+		t.Errorf("sys.echo with no worker for it: %v, want UNAVAILABLE", err)
+	}
+	out, _, err = run(nil, "clients", "--cluster", "--addr", gw["native"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1 gateways, 1 workers", "gw-one", "math", "(this command)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("clients --cluster lacks %q:\n%s", want, out)
+		}
+	}
+
+	single := serve(t, nil)
+	if _, _, err := run(nil, "clients", "--cluster", "--addr", single["native"]); err == nil || !strings.Contains(err.Error(), "not part of a cluster") {
+		t.Errorf("clients --cluster on a lone server: %v", err)
+	}
+}
+
+// TestClusterFlags: settings that cannot work are refused with a reason.
+func TestClusterFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--services", "none"}, "needs --nats"},
+		{[]string{"serve", "--services", "math"}, "needs --nats"},
+		{[]string{"serve", "--services", "math,bogus", "--nats", "nats://127.0.0.1:1"}, `unknown service "bogus"`},
+		{[]string{"serve", "--nats", "nats://127.0.0.1:1", "--nats-prefix", "a..b"}, "--nats-prefix"},
+		{[]string{"worker", "--services", "none"}, "at least one service"},
+		{[]string{"worker", "extra"}, "no arguments"},
+	}
+	for _, tt := range tests {
+		_, _, err := run(nil, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
+		}
+		if _, ok := err.(usageError); !ok {
+			t.Errorf("%q: %T is not a usage error (exit status 2)", tt.args, err)
+		}
+	}
+	if !natsServerBuilt {
+		_, _, err := run(nil, "serve", "--nats-embedded", "127.0.0.1:0")
+		if err == nil || !strings.Contains(err.Error(), "-tags natsserver") {
+			t.Errorf("--nats-embedded without the NATS server built in: %v", err)
+		}
+	}
+}
+
+// TestBrowserCluster: on a gateway the GUI shows every gateway's clients
+// and the workers with the requests they handled.
+func TestBrowserCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	ctx := browserContext(t)
+	ns, err := natsembed.Start("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	startWorker(t, "--nats", ns.URL())
+	gwA := serve(t, nil, "--nats", ns.URL(), "--services", "none", "--name", "gw-a")
+	gwB := serve(t, nil, "--nats", ns.URL(), "--services", "none", "--name", "gw-b")
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(cctx, gwB["native"], &client.Options{Name: "native-on-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := c.Add(cctx, 40, 2); err != nil || n != 42 {
+		t.Fatalf("add through gw-b: %d, %v", n, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+gwA["web"]+"/"),
+		poll(`!document.querySelector("#cluster-section").hidden`),
+		poll(`document.querySelector("#cluster-totals").textContent.includes("2 gateways · 1 workers")`),
+		poll(`[...document.querySelectorAll("#cluster-clients tbody tr")].some(r => r.textContent.includes("gw-b") && r.textContent.includes("native-on-b"))`),
+		poll(`[...document.querySelectorAll("#cluster-clients tbody tr")].some(r => r.textContent.includes("gw-a") && r.textContent.includes("gui"))`),
+		poll(`[...document.querySelectorAll("#workers tbody tr")].some(r => r.textContent.includes("math.add"))`),
+	); err != nil {
+		t.Fatalf("cluster panel: %v\n%s", err, text(ctx, t, "#cluster-section"))
+	}
+	// A lone server has no cluster panel.
+	single := serve(t, nil)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+single["web"]+"/"), poll(`document.body.dataset.state === "connected"`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the GUI asks sys.cluster once after connecting
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#cluster-section").hidden`))
+	if err != nil || !hidden {
+		t.Errorf("a lone server shows a cluster panel (%v)", err)
+	}
+}
