@@ -49,6 +49,9 @@ type Forwarder struct {
 	flights map[uint64]*flight // guarded by mu: messages waiting for their answer
 	next    uint64             // guarded by mu: the last token used
 
+	holders atomic.Int64 // doors in the middle of a burst (Hold)
+	held    atomic.Int64 // requests queued since the last flush
+
 	sent, messages, retried, unavailable, timedOut atomic.Uint64
 }
 
@@ -57,9 +60,28 @@ type lane struct {
 	subject    string
 	idempotent bool
 	mu         sync.Mutex
-	calls      []*call // guarded by mu
-	buf        []byte  // guarded by mu: the calls as request entries
-	dirty      bool    // guarded by mu: listed, or about to be, in Forwarder.dirty
+	next       *batch // guarded by mu: the requests queued, or nil
+	dirty      bool   // guarded by mu: listed, or about to be, in Forwarder.dirty
+}
+
+// batch is the requests of one message: their calls and their encoding.
+// Batches are recycled, so that the hot path does not grow a buffer per
+// message.
+type batch struct {
+	calls []call
+	buf   []byte // the calls as request entries
+}
+
+var batches = sync.Pool{New: func() any { return &batch{calls: make([]call, 0, 32), buf: make([]byte, 0, 1024)} }}
+
+// recycle returns b to the pool unless it grew large.
+func (b *batch) recycle() {
+	if cap(b.calls) > maxBatch || cap(b.buf) > 256<<10 {
+		return
+	}
+	clear(b.calls) // drop the callbacks
+	b.calls, b.buf = b.calls[:0], b.buf[:0]
+	batches.Put(b)
 }
 
 // call is one forwarded request.
@@ -72,9 +94,23 @@ type call struct {
 type flight struct {
 	token uint64
 	lane  *lane
-	msg   *nats.Msg // kept for a retry
-	calls []*call
+	msg   *nats.Msg // its Data is b.buf, kept for a retry
+	b     *batch    // guarded by Forwarder.mu once registered: nil once recycled
+	calls []call    // b.calls: the calls' done fields are guarded by Forwarder.mu
 	timer *time.Timer
+	// sending is set while a goroutine publishes msg (which reads b.buf):
+	// the flight's batch is recycled only when it is neither sending nor
+	// waiting.
+	sending bool // guarded by Forwarder.mu
+}
+
+// recycleLocked returns a flight's batch to the pool. Call it with
+// Forwarder.mu held, once the flight is neither waiting nor sending.
+func (fl *flight) recycleLocked() {
+	if fl.b != nil {
+		fl.b.recycle()
+		fl.b, fl.calls, fl.msg.Data = nil, nil, nil
+	}
 }
 
 // ForwarderOptions configure a Forwarder.
@@ -160,8 +196,10 @@ func (f *Forwarder) Fallback() service.Method {
 				f.answerNow(done, wire.CodeUnknownMethod, "unknown method "+name)
 				return
 			}
-			ln := &lane{subject: f.subjects.Service(name)}
-			f.send(ln, []*call{{deadline: deadline, done: done}}, appendRequestEntry(nil, deadline.UnixMilli(), req.Payload))
+			b := batches.Get().(*batch)
+			b.calls = append(b.calls, call{deadline: deadline, done: done})
+			b.buf = appendRequestEntry(b.buf, deadline.UnixMilli(), req.Payload)
+			f.send(&lane{subject: f.subjects.Service(name)}, b)
 		},
 	}
 }
@@ -169,21 +207,24 @@ func (f *Forwarder) Fallback() service.Method {
 // enqueue adds a request to its lane. A deadline that has passed, or a
 // connection that is down, is noticed when the lane is sent.
 func (f *Forwarder) enqueue(ln *lane, payload []byte, deadline time.Time, done func([]byte, error) service.Flusher) {
+	f.held.Add(1)
 	ln.mu.Lock()
-	ln.calls = append(ln.calls, &call{deadline: deadline, done: done})
-	ln.buf = appendRequestEntry(ln.buf, deadline.UnixMilli(), payload)
-	var calls []*call
-	var buf []byte
-	list := false
-	if len(ln.calls) >= maxBatch {
-		calls, buf = ln.take() // full: send now, flush or not
+	if ln.next == nil {
+		ln.next = batches.Get().(*batch)
+	}
+	b := ln.next
+	b.calls = append(b.calls, call{deadline: deadline, done: done})
+	b.buf = appendRequestEntry(b.buf, deadline.UnixMilli(), payload)
+	full, list := false, false
+	if len(b.calls) >= maxBatch {
+		ln.next, full = nil, true // send now, flush or not
 	} else if !ln.dirty {
 		ln.dirty, list = true, true
 	}
 	ln.mu.Unlock()
 	switch {
-	case calls != nil:
-		f.send(ln, calls, buf)
+	case full:
+		f.send(ln, b)
 	case list:
 		f.mu.Lock()
 		f.dirty = append(f.dirty, ln)
@@ -191,23 +232,35 @@ func (f *Forwarder) enqueue(ln *lane, payload []byte, deadline time.Time, done f
 	}
 }
 
-// take empties the lane. Call it with ln.mu held.
-func (ln *lane) take() ([]*call, []byte) {
-	calls, buf := ln.calls, ln.buf
-	ln.calls, ln.buf = nil, nil
-	return calls, buf
-}
-
-// send turns a lane's requests into a flight and publishes it.
-func (f *Forwarder) send(ln *lane, calls []*call, buf []byte) {
+// send turns a batch of a lane into a flight and publishes it.
+func (f *Forwarder) send(ln *lane, b *batch) {
 	f.mu.Lock()
-	fl := f.flightLocked(ln, calls, buf)
+	fl := f.flightLocked(ln, b)
 	f.mu.Unlock()
 	f.publish(fl)
 }
 
+// flushAt is how many queued requests make a Release send them although
+// other doors still hold the forwarder: under a steady load bursts may
+// overlap without end.
+const flushAt = 256
+
+// Hold tells the forwarder a door is in the middle of a burst: requests
+// wait for its Release.
+func (f *Forwarder) Hold() { f.holders.Add(1) }
+
+// Release ends a door's burst. The last door to release sends everything
+// queued, so that the bursts of many connections go out in the same
+// messages; so does any door once flushAt requests are queued.
+func (f *Forwarder) Release() {
+	if f.holders.Add(-1) == 0 || f.held.Load() >= flushAt {
+		f.Flush()
+	}
+}
+
 // Flush sends every lane's requests, each lane as one message.
 func (f *Forwarder) Flush() {
+	f.held.Store(0)
 	f.mu.Lock()
 	if len(f.dirty) == 0 {
 		f.mu.Unlock()
@@ -217,11 +270,11 @@ func (f *Forwarder) Flush() {
 	fls := small[:0]
 	for _, ln := range f.dirty {
 		ln.mu.Lock()
-		calls, buf := ln.take()
-		ln.dirty = false
+		b := ln.next
+		ln.next, ln.dirty = nil, false
 		ln.mu.Unlock()
-		if len(calls) > 0 {
-			fls = append(fls, f.flightLocked(ln, calls, buf))
+		if b != nil {
+			fls = append(fls, f.flightLocked(ln, b))
 		}
 	}
 	clear(f.dirty)
@@ -232,18 +285,19 @@ func (f *Forwarder) Flush() {
 	}
 }
 
-// flightLocked registers and times a new flight of a lane's requests.
-func (f *Forwarder) flightLocked(ln *lane, calls []*call, buf []byte) *flight {
+// flightLocked registers and times a new flight of a lane's batch, marked
+// as sending.
+func (f *Forwarder) flightLocked(ln *lane, b *batch) *flight {
 	f.next++
-	fl := &flight{token: f.next, lane: ln, calls: calls}
+	fl := &flight{token: f.next, lane: ln, b: b, calls: b.calls, sending: true}
 	fl.msg = &nats.Msg{Subject: ln.subject, Reply: f.inbox + strconv.FormatUint(fl.token, 10)}
-	if len(calls) == 1 {
+	if len(b.calls) == 1 {
 		// One request travels in the plain format.
-		fl.msg.Data = buf[reqEntryHeader:]
-		fl.msg.Header = nats.Header{DeadlineHeader: []string{strconv.FormatInt(calls[0].deadline.UnixMilli(), 10)}}
+		fl.msg.Data = b.buf[reqEntryHeader:]
+		fl.msg.Header = nats.Header{DeadlineHeader: []string{strconv.FormatInt(b.calls[0].deadline.UnixMilli(), 10)}}
 	} else {
-		fl.msg.Data = buf
-		fl.msg.Header = nats.Header{BatchHeader: []string{strconv.Itoa(len(calls))}}
+		fl.msg.Data = b.buf
+		fl.msg.Header = nats.Header{BatchHeader: []string{strconv.Itoa(len(b.calls))}}
 	}
 	f.flights[fl.token] = fl
 	fl.timer = time.AfterFunc(f.waitLocked(fl, time.Now()), func() { f.expire(fl) })
@@ -254,8 +308,8 @@ func (f *Forwarder) flightLocked(ln *lane, calls []*call, buf []byte) *flight {
 // deadline of its unanswered calls, or at the retry for idempotent ones.
 func (f *Forwarder) waitLocked(fl *flight, now time.Time) time.Duration {
 	var first time.Time
-	for _, c := range fl.calls {
-		if c.done != nil && (first.IsZero() || c.deadline.Before(first)) {
+	for i := range fl.calls {
+		if c := &fl.calls[i]; c.done != nil && (first.IsZero() || c.deadline.Before(first)) {
 			first = c.deadline
 		}
 	}
@@ -266,23 +320,33 @@ func (f *Forwarder) waitLocked(fl *flight, now time.Time) time.Duration {
 	return max(d, 0)
 }
 
-// publish sends a flight's message.
+// publish sends a flight's message; the flight is marked as sending.
 func (f *Forwarder) publish(fl *flight) {
 	f.sent.Add(uint64(len(fl.calls)))
 	f.messages.Add(1)
+	f.resend(fl)
+}
+
+// resend publishes a flight marked as sending, then unmarks it and
+// recycles its batch if it was answered meanwhile.
+func (f *Forwarder) resend(fl *flight) {
 	if !f.nc.IsConnected() {
 		f.finish(fl, func(int) (wire.Code, string, []byte) {
 			return wire.CodeUnavailable, "no connection to NATS; no worker can be reached", nil
 		})
-		return
-	}
-	if err := f.nc.PublishMsg(fl.msg); err != nil {
+	} else if err := f.nc.PublishMsg(fl.msg); err != nil {
 		code, msg := wire.CodeUnavailable, "cannot reach NATS: "+err.Error()
 		if errors.Is(err, nats.ErrMaxPayload) {
 			code, msg = wire.CodeBadPayload, "payload larger than the NATS server's max_payload"
 		}
 		f.finish(fl, func(int) (wire.Code, string, []byte) { return code, msg, nil })
 	}
+	f.mu.Lock()
+	fl.sending = false
+	if f.flights[fl.token] != fl {
+		fl.recycleLocked()
+	}
+	f.mu.Unlock()
 }
 
 // finish answers every unanswered call of a flight, if it is still
@@ -296,8 +360,11 @@ func (f *Forwarder) finish(fl *flight, answer func(i int) (wire.Code, string, []
 	delete(f.flights, fl.token)
 	fl.timer.Stop()
 	dones := make([]func([]byte, error) service.Flusher, len(fl.calls))
-	for i, c := range fl.calls {
-		dones[i], c.done = c.done, nil
+	for i := range fl.calls {
+		dones[i], fl.calls[i].done = fl.calls[i].done, nil
+	}
+	if !fl.sending {
+		fl.recycleLocked()
 	}
 	f.mu.Unlock()
 	var small [8]service.Flusher
@@ -358,6 +425,10 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 	}
 	f.mu.Lock()
 	fl := f.flights[token]
+	n := 0
+	if fl != nil {
+		n = len(fl.calls) // fl.calls goes back to the pool once the flight is answered
+	}
 	f.mu.Unlock()
 	if fl == nil { // answered already: a retry's twin, or too late
 		return
@@ -374,16 +445,16 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 		f.finish(fl, func(int) (wire.Code, string, []byte) { return we.Code, we.Msg, nil })
 		return
 	}
-	if len(fl.calls) == 1 && m.Header.Get(BatchHeader) == "" {
+	if n == 1 && m.Header.Get(BatchHeader) == "" {
 		f.finish(fl, func(int) (wire.Code, string, []byte) { return 0, "", m.Data })
 		return
 	}
 	// A batch: decode every answer first, so that a malformed one fails
 	// the whole message instead of answering some calls wrongly.
-	codes := make([]wire.Code, len(fl.calls))
-	bodies := make([][]byte, len(fl.calls))
+	codes := make([]wire.Code, n)
+	bodies := make([][]byte, n)
 	rest := m.Data
-	for i := range fl.calls {
+	for i := range n {
 		if codes[i], bodies[i], rest, err = nextResponseEntry(rest); err != nil {
 			break
 		}
@@ -391,7 +462,7 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 			codes[i] = wire.CodeInternal
 		}
 	}
-	if err != nil || len(rest) != 0 || batchCount(m.Header.Get(BatchHeader)) != len(fl.calls) {
+	if err != nil || len(rest) != 0 || batchCount(m.Header.Get(BatchHeader)) != n {
 		f.log.Warn("malformed answer batch from a worker", slog.String("method", fl.method()))
 		f.finish(fl, func(int) (wire.Code, string, []byte) {
 			return wire.CodeInternal, "malformed answer from a worker", nil
@@ -428,7 +499,8 @@ func (f *Forwarder) expire(fl *flight) {
 	}
 	var late []func([]byte, error) service.Flusher
 	left := 0
-	for _, c := range fl.calls {
+	for i := range fl.calls {
+		c := &fl.calls[i]
 		if c.done == nil {
 			continue
 		}
@@ -442,9 +514,13 @@ func (f *Forwarder) expire(fl *flight) {
 	retry := false
 	if left == 0 {
 		delete(f.flights, fl.token)
+		if !fl.sending {
+			fl.recycleLocked()
+		}
 	} else {
 		fl.timer.Reset(f.waitLocked(fl, now))
-		retry = fl.lane.idempotent
+		retry = fl.lane.idempotent && !fl.sending
+		fl.sending = fl.sending || retry
 	}
 	f.mu.Unlock()
 	msg := "no worker answered " + fl.method() + " in time"
@@ -456,11 +532,7 @@ func (f *Forwarder) expire(fl *flight) {
 	if retry {
 		f.retried.Add(uint64(left))
 		f.log.Debug("sending again requests no worker answered", slog.String("method", fl.method()), slog.Int("requests", left))
-		if err := f.nc.PublishMsg(fl.msg); err != nil {
-			f.finish(fl, func(int) (wire.Code, string, []byte) {
-				return wire.CodeUnavailable, "cannot reach NATS: " + err.Error(), nil
-			})
-		}
+		f.resend(fl)
 	}
 }
 
@@ -472,20 +544,26 @@ func (f *Forwarder) FailAll(why string) {
 	for t, fl := range f.flights {
 		fl.timer.Stop()
 		delete(f.flights, t)
-		for _, c := range fl.calls {
-			if c.done != nil {
+		for i := range fl.calls {
+			if c := &fl.calls[i]; c.done != nil {
 				dones = append(dones, c.done)
 				c.done = nil
 			}
 		}
+		if !fl.sending {
+			fl.recycleLocked()
+		}
 	}
 	for _, ln := range f.dirty {
 		ln.mu.Lock()
-		calls, _ := ln.take()
-		ln.dirty = false
+		b := ln.next
+		ln.next, ln.dirty = nil, false
 		ln.mu.Unlock()
-		for _, c := range calls {
-			dones = append(dones, c.done)
+		if b != nil {
+			for _, c := range b.calls {
+				dones = append(dones, c.done)
+			}
+			b.recycle()
 		}
 	}
 	clear(f.dirty)
@@ -512,7 +590,9 @@ func (f *Forwarder) Waiting() int {
 	}
 	for _, ln := range f.dirty {
 		ln.mu.Lock()
-		n += len(ln.calls)
+		if ln.next != nil {
+			n += len(ln.next.calls)
+		}
 		ln.mu.Unlock()
 	}
 	return n

@@ -229,6 +229,7 @@ func (s *session) handleRequest(f wire.Frame) {
 		if m.Batcher != nil && m.Batcher != s.batcher {
 			s.flushForwarded()
 			s.batcher = m.Batcher
+			s.batcher.Hold()
 		}
 		m.Async(service.Request{Method: req.Method, Payload: req.Payload, Caller: &s.caller}, start.Add(timeout),
 			func(resp []byte, err error) service.Flusher {
@@ -244,11 +245,11 @@ func (s *session) handleRequest(f wire.Frame) {
 // writer: a forwarder's goroutine must not block on a slow client.
 func (s *session) Flush() { s.out.FlushAsync() }
 
-// flushForwarded sends the requests of this burst that a batching
-// forwarder holds back.
+// flushForwarded releases the batcher this burst held, so that it can send
+// the requests it holds back.
 func (s *session) flushForwarded() {
 	if s.batcher != nil {
-		s.batcher.Flush()
+		s.batcher.Release()
 		s.batcher = nil
 	}
 }

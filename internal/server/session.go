@@ -44,7 +44,7 @@ type session struct {
 	connectedAt time.Time
 	ws          *wsConn // WebSocket sessions only
 
-	batcher service.Flusher // owned by the reader: holds this burst's forwarded requests
+	batcher service.Batcher // owned by the reader: held for this burst's forwarded requests
 
 	lastSeen atomic.Int64  // unix ns of the last input
 	pingSent atomic.Int64  // unix ns of the last PING (heartbeat loop)

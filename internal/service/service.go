@@ -72,8 +72,16 @@ type Handler func(ctx context.Context, req Request, dst []byte) ([]byte, error)
 // so that answers that arrive together (one NATS message) share one write.
 type AsyncHandler func(req Request, deadline time.Time, done func(payload []byte, err error) Flusher)
 
-// Flusher sends what an asynchronous handler has held back.
+// Flusher writes or sends what was held back.
 type Flusher interface{ Flush() }
+
+// Batcher holds back the requests of asynchronous methods while any door
+// is in the middle of a burst, and sends them together when the last one
+// releases it (or sooner, when enough are held).
+type Batcher interface {
+	Hold()
+	Release()
+}
 
 // DefaultTimeout bounds an asynchronous call made through Call with a
 // context that has no deadline.
@@ -90,9 +98,10 @@ type Method struct {
 	// which waits for the answer.
 	Async AsyncHandler
 	// Batcher, when set with Async, may hold requests back so as to send
-	// many together: a door calls its Flush once it has no more requests
-	// at hand (the end of a read burst), and Call flushes at once.
-	Batcher Flusher
+	// many together. A door calls Hold before it passes the first request
+	// of a burst and Release once it has no more requests at hand; Call
+	// does both around its one request.
+	Batcher Batcher
 	// Inline marks a handler that is cheap and never blocks. The server runs
 	// it on the connection's reader without a goroutine or a per-request
 	// context; a slow handler must leave this false, so that it runs
@@ -223,12 +232,15 @@ func (m *Method) wait(ctx context.Context, req Request, dst []byte) ([]byte, err
 		err     error
 	}
 	ch := make(chan result, 1)
+	if m.Batcher != nil {
+		m.Batcher.Hold()
+	}
 	m.Async(req, deadline, func(p []byte, err error) Flusher {
 		ch <- result{append([]byte(nil), p...), err}
 		return nil
 	})
 	if m.Batcher != nil {
-		m.Batcher.Flush()
+		m.Batcher.Release()
 	}
 	select {
 	case r := <-ch:
