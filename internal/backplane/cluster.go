@@ -58,6 +58,10 @@ func NewGateway(nc *nats.Conn, srv *server.Server, o GatewayOptions) (*Gateway, 
 		return nil, err
 	}
 	g := &Gateway{Forwarder: f, name: o.Name, nc: nc, srv: srv, subjects: Subjects{o.Prefix}}
+	if err := srv.RegisterMetrics(forwardCollector{f, nc}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
 	// Gateways are a micro service too, so "nats micro ls" shows them; the
 	// queries go to every gateway, so no queue group.
 	g.svc, err = micro.AddService(nc, micro.Config{

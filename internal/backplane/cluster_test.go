@@ -215,6 +215,17 @@ func TestNoWorkers(t *testing.T) {
 	if st := g.gw.Stats(); st.Unavailable != 20 || st.Waiting != 0 {
 		t.Errorf("stats %+v", st)
 	}
+	resp, err := http.Get("http://" + g.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`nexo_forward_failures_total{code="UNAVAILABLE"} 20`, "nexo_forward_requests_total 20", "nexo_nats_connected 1"} {
+		if !bytes.Contains(metrics, []byte(want+"\n")) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 // TestWorkerKilled: kill -9 a worker process during a pipelined load of

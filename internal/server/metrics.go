@@ -254,3 +254,7 @@ func newRegistry(srv *Server) *prometheus.Registry {
 
 // Gatherer returns the server's Prometheus metrics, for /metrics.
 func (s *Server) Gatherer() prometheus.Gatherer { return s.promReg }
+
+// RegisterMetrics adds the metrics of a component that serves through this
+// server (a gateway's forwarder) to /metrics.
+func (s *Server) RegisterMetrics(c prometheus.Collector) error { return s.promReg.Register(c) }
