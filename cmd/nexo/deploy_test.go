@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestKubernetesManifests: the flags and NEXO_* variables that
+// deploy/kubernetes gives each command are flags that command has.
+func TestKubernetesManifests(t *testing.T) {
+	for _, file := range []string{"gateway.yaml", "worker.yaml"} {
+		args, envs := manifestArgs(t, "../../deploy/kubernetes/"+file)
+		if len(args) < 2 {
+			t.Fatalf("%s: no container args found", file)
+		}
+		// -h after the flags: parsing stops with ErrHelp only if every flag
+		// before it is known and has a valid value.
+		var help strings.Builder
+		m := &Main{Stdout: &help, Stderr: &help, Getenv: func(string) string { return "" }}
+		if err := m.Run(t.Context(), append(args, "-h")); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: %q: %v", file, args, err)
+		}
+		for _, env := range envs {
+			name := "-" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "NEXO_")), "_", "-") + " "
+			if !strings.Contains(help.String(), name) {
+				t.Errorf("%s: %s names no flag of %s (want %q in its usage)", file, env, args[0], name)
+			}
+		}
+	}
+}
+
+// manifestArgs reads a manifest's container args and its NEXO_* variables.
+func manifestArgs(t *testing.T, path string) (args, envs []string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inArgs := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "args:":
+			inArgs = true
+		case inArgs && strings.HasPrefix(line, "- "):
+			args = append(args, strings.TrimPrefix(line, "- "))
+		default:
+			inArgs = false
+		}
+		if v, ok := strings.CutPrefix(line, "- name: NEXO_"); ok {
+			envs = append(envs, "NEXO_"+strings.Fields(v)[0])
+		}
+	}
+	return args, envs
+}
