@@ -23,9 +23,9 @@ const DefaultRetryAfter = time.Second
 // Forwarder sends requests to workers over NATS without blocking a
 // goroutine per request.
 //
-// Requests of one method wait in a lane until the door flushes (the end of
-// its read burst); the lane then goes out as one message, a batch when it
-// holds more than one request (see BatchHeader). All answers arrive on one
+// Requests of one method wait in a lane while any door is in the middle of
+// a read burst (Hold, Release); the lane then goes out as one message, a
+// batch when it holds more than one request (see BatchHeader). All answers arrive on one
 // wildcard inbox subscription and are matched to their message by the last
 // token of the reply subject.
 //
