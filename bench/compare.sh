@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Measures nexo beside Redis in one run on this machine and prints a table.
+# Measures nexo beside its peers in one run on this machine and prints a
+# table of ratios.
 #
 #   bench/compare.sh [seconds per scenario, default 10]
 #
-# It builds nexo, starts `nexo serve` on free loopback ports, drives it with
-# `nexo bench` (math.add, 50 connections, 1 and 16 pipelined), then starts a
-# local redis-server (installed from Debian when missing) and drives it with
-# `redis-benchmark -t ping` at the same concurrency. Both load generators and
-# both servers share this machine's cores, one pair at a time.
+# Servers, one at a time, each on free loopback ports:
+#   - nexo serve (sessions, heartbeats, metrics: everything on), driven by
+#     `nexo bench` (math.add);
+#   - bench/baseline, a deliberately minimal Go server for math.add
+#     (goroutine per connection, one write per burst), driven by the same
+#     `nexo bench`: the Go "limit";
+#   - Debian's redis-server (installed when missing), driven by
+#     `redis-benchmark -t ping`.
+# Scenarios: 50 connections with 1 and 16 requests outstanding each, and one
+# connection with one request, where server and load tool share one CPU
+# (taskset -c 0) so that latency, not parallelism, is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -15,40 +22,56 @@ out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 go build -o "$out/nexo" ./cmd/nexo
+go build -o "$out/baseline" ./bench/baseline
+scenarios=("50 1" "50 16" "1 1")
+results="$out/results.jsonl"
 
-"$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr 127.0.0.1:7391 --admin-addr 127.0.0.1:7392 --log-level warn &
-sleep 0.5
-declare -A nexo
-for p in 1 16; do
-  nexo[$p]=$("$out/nexo" bench --addr 127.0.0.1:7390 -c 50 -p "$p" -d "${secs}s" --json)
-done
-kill %1; wait %1 2>/dev/null || true
-
-redis-server --port 6390 --save '' --appendonly no --daemonize yes --logfile "$out/redis.log" >/dev/null
-sleep 0.5
-declare -A redis
-for p in 1 16; do
+for s in "${scenarios[@]}"; do
+  set -- $s
+  c=$1 p=$2
+  pin=() # one connection: server and load tool share CPU 0
+  [ "$c" = 1 ] && pin=(taskset -c 0)
+  for server in nexo baseline; do
+    if [ "$server" = nexo ]; then
+      "${pin[@]}" "$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr "" --admin-addr 127.0.0.1:7392 --log-level warn &
+    else
+      "${pin[@]}" "$out/baseline" -addr 127.0.0.1:7390 2>/dev/null &
+    fi
+    pid=$!
+    sleep 0.5
+    j=$("${pin[@]}" "$out/nexo" bench --addr 127.0.0.1:7390 -c "$c" -p "$p" -d "${secs}s" --json)
+    printf '{"server":"%s","c":%d,"p":%d,"r":%s}\n' "$server" "$c" "$p" "$j" >>"$results"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+  "${pin[@]}" redis-server --port 6390 --save '' --appendonly no --daemonize yes --logfile "$out/redis.log" >/dev/null
+  sleep 0.5
   # About as many requests as nexo served in the same time, so both run ~secs.
-  n=$(printf '%s' "${nexo[$p]}" | python3 -c 'import json,sys; print(max(100000, int(json.load(sys.stdin)["ops"])))')
-  redis[$p]=$(redis-benchmark -p 6390 -t ping -c 50 -P "$p" -n "$n" --csv | tail -n +2)
+  n=$(grep '"server":"nexo","c":'"$c"',"p":'"$p"',' "$results" | python3 -c 'import json,sys; print(max(20000, int(json.loads(sys.stdin.read())["r"]["ops"])))')
+  csv=$("${pin[@]}" redis-benchmark -p 6390 -t ping -c "$c" -P "$p" -n "$n" --csv | tail -n +2 | tr '\n' ';')
+  printf '{"server":"redis","c":%d,"p":%d,"csv":"%s"}\n' "$c" "$p" "${csv//\"/}" >>"$results"
+  redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
+  sleep 0.3
 done
 
-python3 - "${nexo[1]}" "${nexo[16]}" "${redis[1]}" "${redis[16]}" <<'PY'
-import csv, io, json, sys
-nexo = {1: json.loads(sys.argv[1]), 16: json.loads(sys.argv[2])}
-def best(text):
-    rows = list(csv.reader(io.StringIO(text)))
-    # columns: test, rps, avg, min, p50, p95, p99, max (ms)
-    return max(rows, key=lambda r: float(r[1]))
-redis = {1: best(sys.argv[3]), 16: best(sys.argv[4])}
-print("| scenario | nexo ops/s | Redis ops/s | nexo / Redis | nexo p50 / p99 µs | Redis p50 / p99 µs |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
-for p in (1, 16):
-    n, r = nexo[p], redis[p]
-    print("| c=50 p=%d | %.0f | %.0f (%s) | %.2f | %.0f / %.0f | %.0f / %.0f |" % (
-        p, n["ops_per_sec"], float(r[1]), r[0], n["ops_per_sec"] / float(r[1]),
-        n["p50_us"], n["p99_us"], float(r[4]) * 1000, float(r[6]) * 1000))
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def get(server, c, p):
+    for r in rows:
+        if r["server"] == server and r["c"] == c and r["p"] == p:
+            if server != "redis":
+                x = r["r"]
+                return x["ops_per_sec"], x["p50_us"], x["p99_us"]
+            # redis-benchmark CSV: test, rps, avg, min, p50, p95, p99, max (ms); the better of the PING tests
+            best = max((l.split(",") for l in r["csv"].split(";") if l), key=lambda f: float(f[1]))
+            return float(best[1]), float(best[4]) * 1000, float(best[6]) * 1000
+print("| scenario | nexo ops/s | baseline ops/s | Redis ops/s | nexo / baseline | nexo / Redis | p50 / p99 µs: nexo | baseline | Redis |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for c, p in ((50, 1), (50, 16), (1, 1)):
+    n, b, r = get("nexo", c, p), get("baseline", c, p), get("redis", c, p)
+    print("| c=%d p=%d%s | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |" % (
+        c, p, " (1 CPU)" if c == 1 else "", n[0], b[0], r[0], n[0] / b[0], n[0] / r[0], n[1], n[2], b[1], b[2], r[1], r[2]))
 PY
