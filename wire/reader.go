@@ -5,21 +5,35 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 )
 
-// initialReadBuf is the first size of a Reader's buffer. It grows to fit the
-// largest frame seen, never past the max frame.
-const initialReadBuf = 8 << 10
+// Buffer sizes of a Reader. A Reader waits for data in a small array of its
+// own, so that an idle connection holds no read buffer: a connection that
+// sends small bursts (one request at a time, heartbeats) never needs more.
+// A burst that fills the small array moves to a large buffer, taken from a
+// pool; it goes back to the pool once a later burst fits the small array
+// again, so a connection that turns idle gives it back within one heartbeat.
+const (
+	smallReadBuf   = 128
+	initialReadBuf = 8 << 10
+)
 
-// Reader reads frames from a byte stream. It reads ahead into one buffer, so
-// a burst of pipelined frames costs one read, and it never allocates more
-// than the max frame because a peer claimed a large length.
+// bigBufs recycles the large buffers of Readers (initialReadBuf bytes).
+var bigBufs = sync.Pool{New: func() any { b := make([]byte, initialReadBuf); return &b }}
+
+// Reader reads frames from a byte stream. It reads ahead, so a burst of
+// pipelined frames costs one read, and it never allocates more than the max
+// frame because a peer claimed a large length.
 type Reader struct {
-	rd   io.Reader
-	max  int
-	buf  []byte
-	r, w int // unread data is buf[r:w]
-	err  error
+	rd    io.Reader
+	max   int
+	buf   []byte // small[:], a pooled initialReadBuf buffer (big), or a larger one
+	big   *[]byte
+	r, w  int // unread data is buf[r:w]
+	burst int // bytes read since the buffer was last empty
+	err   error
+	small [smallReadBuf]byte
 }
 
 // NewReader returns a Reader that accepts frames whose length field is at
@@ -59,20 +73,38 @@ func (r *Reader) fill(n int) error {
 	if r.w-r.r >= n {
 		return nil
 	}
-	if r.buf == nil {
-		r.buf = make([]byte, max(initialReadBuf, min(n, 4+r.max)))
-	}
-	if len(r.buf)-r.r < n {
-		if len(r.buf) < n {
-			// Grow to fit this frame; the size is bounded by the max frame.
-			nb := make([]byte, min(max(n, 2*len(r.buf)), 4+r.max))
-			r.w = copy(nb, r.buf[r.r:r.w])
-			r.r = 0
-			r.buf = nb
-		} else {
-			r.w = copy(r.buf, r.buf[r.r:r.w])
-			r.r = 0
+	if r.w == r.r {
+		// Empty: the last burst is over. Keep a large buffer only if that
+		// burst needed one.
+		if r.burst <= smallReadBuf {
+			r.dropBig()
 		}
+		r.r, r.w, r.burst = 0, 0, 0
+	}
+	if r.buf == nil {
+		r.buf = r.small[:]
+	}
+	if len(r.buf)-r.r < n || (r.burst >= smallReadBuf && len(r.buf) == smallReadBuf) {
+		// Too little room, or the small array filled up and more of the
+		// burst is likely waiting: move to a larger buffer, whose size is
+		// bounded by the max frame.
+		size := min(max(n, 2*len(r.buf), initialReadBuf), 4+r.max)
+		if size <= len(r.buf) {
+			r.w = copy(r.buf, r.buf[r.r:r.w]) // compacting makes room
+		} else {
+			var nb []byte
+			var big *[]byte
+			if size == initialReadBuf {
+				big = bigBufs.Get().(*[]byte)
+				nb = *big
+			} else {
+				nb = make([]byte, size)
+			}
+			r.w = copy(nb, r.buf[r.r:r.w])
+			r.dropBig()
+			r.buf, r.big = nb, big
+		}
+		r.r = 0
 	}
 	for r.w-r.r < n {
 		if r.err != nil {
@@ -80,11 +112,25 @@ func (r *Reader) fill(n int) error {
 		}
 		m, err := r.rd.Read(r.buf[r.w:])
 		r.w += m
+		r.burst += m
 		if err != nil {
 			r.err = err
 		}
 	}
 	return nil
+}
+
+// dropBig gives up a large buffer: to the pool if it came from there. The
+// Reader then uses its small array.
+func (r *Reader) dropBig() {
+	if len(r.buf) == smallReadBuf && r.big == nil {
+		return
+	}
+	if r.big != nil {
+		bigBufs.Put(r.big)
+		r.big = nil
+	}
+	r.buf = r.small[:]
 }
 
 // ReadFrame reads the next frame. The frame's Body is valid until the next

@@ -338,3 +338,65 @@ func BenchmarkDecodeResponse(b *testing.B) {
 		}
 	}
 }
+
+// burstReader hands out one queued burst per Read call, as a socket does
+// when a client writes bursts with pauses in between.
+type burstReader struct{ bursts [][]byte }
+
+func (b *burstReader) Read(p []byte) (int, error) {
+	if len(b.bursts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.bursts[0])
+	if b.bursts[0] = b.bursts[0][n:]; len(b.bursts[0]) == 0 {
+		b.bursts = b.bursts[1:]
+	}
+	return n, nil
+}
+
+// TestReaderBuffers: a Reader waits in its small array, moves to a large
+// buffer for a burst that does not fit, and gives the large buffer back
+// once a burst fits the small array again, so an idle connection holds no
+// read buffer.
+func TestReaderBuffers(t *testing.T) {
+	small := AppendRequest(nil, 1, "math.add", make([]byte, 16))
+	var big []byte
+	for i := range 64 {
+		big = AppendRequest(big, uint32(i+2), "math.add", make([]byte, 16))
+	}
+	huge := AppendFrame(nil, TypeRequest, 0, 99, append([]byte{1, 'x'}, make([]byte, 20000)...))
+	br := &burstReader{bursts: [][]byte{small, big, small, huge, small}}
+	r := NewReader(br, 0)
+	read := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := r.ReadFrame(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	steps := []struct {
+		name   string
+		frames int
+		bigBuf bool // a large buffer is held after the burst
+	}{
+		{"a small burst", 1, false},
+		{"a burst of 64 pipelined requests", 64, true},
+		{"a small burst again", 1, true}, // the large buffer goes back at the next wait
+		{"a frame of 20 KB", 1, true},
+		{"a small burst after it", 1, true},
+	}
+	for _, st := range steps {
+		read(st.frames)
+		if got := len(r.buf) > smallReadBuf; got != st.bigBuf {
+			t.Errorf("after %s: large buffer %v (len %d), want %v", st.name, got, len(r.buf), st.bigBuf)
+		}
+	}
+	// The next wait, for data that never comes, happens in the small array.
+	if _, err := r.ReadFrame(); err != io.EOF {
+		t.Fatalf("end: %v, want EOF", err)
+	}
+	if len(r.buf) != smallReadBuf || r.big != nil {
+		t.Errorf("waiting with a buffer of %d bytes (pooled %v), want the small array", len(r.buf), r.big != nil)
+	}
+}

@@ -19,12 +19,30 @@ import (
 // a client has authenticated. A larger one is answered FRAME_TOO_LARGE.
 const MaxHelloFrame = 4 << 10
 
-// handleNative runs one native connection: handshake, then the session.
+// handleNative runs one native connection: the handshake here, then the
+// session's reader on a goroutine of its own. That goroutine starts with a
+// small stack, while the handshake's (TLS, JSON) grows this one's: an idle
+// connection then holds little more stack than a blocked read needs.
 func (s *Server) handleNative(c net.Conn) {
-	defer s.leave(remoteIP(c.RemoteAddr()))
+	ip := remoteIP(c.RemoteAddr())
+	sess, rd := s.handshakeNative(c)
+	if sess == nil {
+		s.leave(ip)
+		return
+	}
+	go func() {
+		defer s.leave(ip)
+		sess.end(sess.readNative(rd))
+	}()
+}
+
+// handshakeNative reads and checks HELLO, then registers the session and
+// sends WELCOME. It returns nil when the connection was refused (and
+// closed).
+func (s *Server) handshakeNative(c net.Conn) (*session, *wire.Reader) {
 	if !s.trackHandshake(c, true) {
 		_ = c.Close()
-		return
+		return nil, nil
 	}
 	// Before HELLO a peer is untrusted: one deadline covers the TLS
 	// handshake and the HELLO, and the reader accepts no frame over
@@ -42,16 +60,16 @@ func (s *Server) handleNative(c net.Conn) {
 		s.log.Debug("handshake failed", slog.String(keyRemote, c.RemoteAddr().String()), slog.Any(keyError, err))
 		if we, ok := errors.AsType[*wire.Error](err); ok {
 			refuse(c, fatalReply(DoorNative, we.Code, we.Msg), s.cfg.Linger)
-			return
+			return nil, nil
 		}
 		_ = c.Close()
-		return
+		return nil, nil
 	}
 	ok, admin := s.Credentials(isLoopback(c.RemoteAddr()), hello.Token)
 	if !ok {
 		s.AuthFailed(c.RemoteAddr().String(), DoorNative, "invalid or missing token in HELLO")
 		refuse(c, fatalReply(DoorNative, wire.CodeUnauthorized, "invalid or missing token"), s.cfg.Linger)
-		return
+		return nil, nil
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	rd.SetMaxFrame(s.cfg.MaxFrame)
@@ -68,7 +86,7 @@ func (s *Server) handleNative(c net.Conn) {
 	_ = sess.out.Commit(append(sess.out.Begin(), welcome...))
 	s.register(sess)
 	sess.out.Flush()
-	sess.end(sess.readNative(rd))
+	return sess, rd
 }
 
 // tlsIdentity completes the TLS handshake of a TLS connection (within the
@@ -133,7 +151,7 @@ func (s *session) readNative(rd *wire.Reader) error {
 		case wire.TypePong:
 			s.handlePong(f)
 		case wire.TypeGoodbye:
-			s.log.Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
+			s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
 			s.beginDrain(reasonClientGoodbye, "")
 		default:
 			return s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
@@ -159,7 +177,7 @@ func (s *session) readFailed(err error) error {
 		err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}
 	}
 	if we, ok := errors.AsType[*wire.Error](err); ok {
-		s.log.Info("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
+		s.logger().Info("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
 		s.refuseAndClose(fatalReply(s.door, we.Code, we.Msg), reasonForCode(we.Code))
 	}
 	return err

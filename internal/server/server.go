@@ -199,7 +199,7 @@ func (s *Server) Kick(id uint64, reason string) bool {
 	if sess == nil {
 		return false
 	}
-	sess.log.Info("kicking client", slog.String(keyReason, reason))
+	sess.logger().Info("kicking client", slog.String(keyReason, reason))
 	sess.beginDrain(reasonKicked, "kicked: "+reason)
 	return true
 }
@@ -319,7 +319,7 @@ func (s *Server) trackHandshake(c net.Conn, add bool) bool {
 func (s *Server) register(sess *session) {
 	s.table.add(sess)
 	s.hub.changed()
-	sess.log.Info("client connected", slog.String("name", sess.caller.Name))
+	sess.logger().Info("client connected", slog.String("name", sess.caller.Name))
 	if s.shutting.Load() {
 		sess.beginDrain(reasonServerShutdown, "server shutting down")
 	}
@@ -358,7 +358,7 @@ func (s *Server) checkLiveness(sessions []*session, now time.Time) {
 		switch sess.door {
 		case DoorNative, DoorWS:
 			if silent > deadAfter {
-				sess.log.Info("heartbeat timeout", slog.Duration("silent", time.Duration(silent).Round(time.Millisecond)))
+				sess.logger().Info("heartbeat timeout", slog.Duration("silent", time.Duration(silent).Round(time.Millisecond)))
 				sess.close(reasonHeartbeatTimeout)
 				continue
 			}

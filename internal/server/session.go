@@ -37,7 +37,6 @@ type session struct {
 	door        string
 	conn        net.Conn
 	caller      service.Caller
-	log         *slog.Logger
 	ctx         context.Context // cancelled, with the closeReason as cause, when the session closes
 	cancel      context.CancelCauseFunc
 	out         *batch.Writer
@@ -70,12 +69,18 @@ func (srv *Server) newSession(c net.Conn, door, name string) *session {
 	remote := c.RemoteAddr().String()
 	lb := isLoopback(c.RemoteAddr())
 	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.IsAdmin(lb, "")}
-	s.log = srv.log.With(slog.Uint64(keyClientID, s.id), slog.String(keyDoor, door), slog.String(keyRemote, remote))
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.out = batch.New(c, batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed})
 	s.lastSeen.Store(now.UnixNano())
 	s.pingSent.Store(now.UnixNano())
 	return s
+}
+
+// logger returns the server's logger with this session's attributes. It is
+// built per message, not kept: sessions log rarely, and an idle connection
+// should not hold a logger of its own.
+func (s *session) logger() *slog.Logger {
+	return s.srv.log.With(slog.Uint64(keyClientID, s.id), slog.String(keyDoor, s.door), slog.String(keyRemote, s.caller.Remote))
 }
 
 func isLoopback(a net.Addr) bool {
@@ -121,7 +126,7 @@ func (s *session) close(r closeReason) {
 // socket broke.
 func (s *session) writeFailed(err error) {
 	if errors.Is(err, batch.ErrOverflow) || errors.Is(err, os.ErrDeadlineExceeded) {
-		s.log.Warn("slow consumer", slog.Any(keyError, err))
+		s.logger().Warn("slow consumer", slog.Any(keyError, err))
 		s.close(reasonSlowConsumer)
 		return
 	}
@@ -208,7 +213,7 @@ func (s *session) end(readErr error) {
 		m.closed(reason)
 		m.closedIn[doorIndex(s.door)].Add(s.bytesIn.Load())
 		m.closedOut[doorIndex(s.door)].Add(s.out.Written())
-		s.log.Info("client disconnected", slog.String(keyReason, reason.String()),
+		s.logger().Info("client disconnected", slog.String(keyReason, reason.String()),
 			slog.Uint64("requests", s.requests.Load()), slog.Duration("connected", time.Since(s.connectedAt).Round(time.Millisecond)))
 	}
 }
@@ -216,6 +221,6 @@ func (s *session) end(readErr error) {
 // logHandlerError logs what the client is not told.
 func (s *session) logHandlerError(method string, code wire.Code, err error) {
 	if code == wire.CodeInternal {
-		s.log.Error("handler failed", slog.String("method", method), slog.Any(keyError, err))
+		s.logger().Error("handler failed", slog.String("method", method), slog.Any(keyError, err))
 	}
 }
