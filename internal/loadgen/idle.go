@@ -39,12 +39,12 @@ type IdleResult struct {
 	Addr        string  `json:"addr"`
 	Connections int     `json:"connections"` // asked for
 	Sources     int     `json:"sources"`
-	Up          int     `json:"up"`           // welcomed by the server
-	Failed      int     `json:"failed"`       // could not connect or were refused
-	Dropped     int     `json:"dropped"`      // closed by the server while holding
-	Pings       uint64  `json:"pings"`        // PINGs answered while holding
-	ConnectS    float64 `json:"connect_s"`    // how long connecting took
-	HoldS       float64 `json:"hold_s"`       // how long the clients were held
+	Up          int     `json:"up"`        // welcomed by the server
+	Failed      int     `json:"failed"`    // could not connect or were refused
+	Dropped     int     `json:"dropped"`   // closed by the server while holding
+	Pings       uint64  `json:"pings"`     // PINGs answered while holding
+	ConnectS    float64 `json:"connect_s"` // how long connecting took
+	HoldS       float64 `json:"hold_s"`    // how long the clients were held
 	FirstError  string  `json:"first_error,omitempty"`
 }
 
