@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -14,7 +15,11 @@ import (
 
 func (m *Main) bench(ctx context.Context, args []string) error {
 	fs := m.flags("bench", "")
-	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
+	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door")
+	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets) or web (JSON-RPC over the WebSocket /ws)")
+	rate := fs.Float64("r", 0, "target `rate` in requests per second over all connections, with latency corrected for coordinated omission; 0: closed loop")
+	hgrm := fs.String("hgrm", "", "write the latency percentile distribution to this `file` (HdrHistogram .hgrm, µs)")
+	plot := fs.String("plot", "", "write a latency-by-percentile chart to this SVG `file`")
 	conns := fs.Int("c", 50, "connections")
 	pipeline := fs.Int("p", 1, "requests outstanding per connection")
 	duration := fs.Duration("d", 10*time.Second, "how long to run")
@@ -33,7 +38,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if *idle {
 		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON)
 	}
-	cfg := loadgen.Config{Addr: *addr, Method: *method, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
+	cfg := loadgen.Config{Addr: *addr, Door: *door, Rate: *rate, Method: *method, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
 	live := isTerminal(m.Stdout) && !*asJSON
 	if live {
 		cfg.Progress = func(elapsed time.Duration, ops, errs uint64) {
@@ -47,17 +52,49 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := writeReports(res, *hgrm, *plot); err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(m.Stdout)
 		return enc.Encode(res)
 	}
-	fmt.Fprintf(m.Stdout, "nexo bench: %s %s, %d connections x %d pipelined, %.1fs\n",
-		res.Addr, res.Method, res.Connections, res.Pipeline, res.DurationS)
+	load := "closed loop"
+	if res.Rate > 0 {
+		load = fmt.Sprintf("target %.0f ops/s, latency from the scheduled send (coordinated omission corrected)", res.Rate)
+	}
+	fmt.Fprintf(m.Stdout, "nexo bench: %s %s door, %s, %d connections x %d pipelined, %.1fs, %s\n",
+		res.Addr, res.Door, res.Method, res.Connections, res.Pipeline, res.DurationS, load)
+	fmt.Fprintf(m.Stdout, "  on %s: %d CPUs, GOMAXPROCS %d, %s, started %s\n",
+		res.Host, res.NumCPU, res.GOMAXPROCS, res.GoVersion, res.Start.UTC().Format(time.RFC3339))
 	fmt.Fprintf(m.Stdout, "  ops      %d (%d errors)\n", res.Ops, res.Errors)
 	fmt.Fprintf(m.Stdout, "  ops/s    %.0f\n", res.OpsPerSec)
 	fmt.Fprintf(m.Stdout, "  latency  p50 %.1fµs  p90 %.1fµs  p99 %.1fµs  p99.9 %.1fµs  max %.1fµs\n",
 		res.P50us, res.P90us, res.P99us, res.P999us, res.MaxUs)
 	return nil
+}
+
+// writeReports writes the latency distribution and chart, when asked for.
+func writeReports(res loadgen.Result, hgrm, plot string) error {
+	write := func(path string, f func(io.Writer) error) error {
+		if path == "" {
+			return nil
+		}
+		out, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := f(out); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	}
+	title := fmt.Sprintf("nexo bench %s %s door: %d×%d, %.0f ops/s, p99 %.0f µs", res.Method, res.Door, res.Connections, res.Pipeline, res.OpsPerSec, res.P99us)
+	return errors.Join(
+		write(hgrm, func(w io.Writer) error { return loadgen.WriteHgrm(w, res.Histogram()) }),
+		write(plot, func(w io.Writer) error { return loadgen.WritePlotSVG(w, title, res.Histogram()) }),
+	)
 }
 
 // benchIdle runs the capacity test: many idle clients held for a while.

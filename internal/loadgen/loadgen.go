@@ -1,17 +1,27 @@
-// Package loadgen is the closed-loop load generator behind `nexo bench`.
+// Package loadgen is the load generator behind `nexo bench`.
 //
-// Each connection keeps a fixed number of requests outstanding: it sends
-// them, and for every answer it receives it sends a new request, so the
+// Closed loop (the default): each connection keeps a fixed number of
+// requests outstanding; for every answer it sends a new request, so the
 // offered load follows the server's pace. Answers are read in bursts and the
 // replacement requests of a burst go out in one write, as a pipelining
-// client would do. Latencies go into an HDR histogram.
+// client would do.
+//
+// At a target rate (Config.Rate), each connection sends on a fixed schedule
+// instead, with up to Pipeline requests outstanding, and a request's latency
+// counts from the moment the schedule said to send it. A server that falls
+// behind therefore shows in the latencies, instead of slowing the load
+// generator down and hiding its own stall (coordinated omission).
+//
+// Latencies go into an HDR histogram. The native, legacy and web doors can
+// be driven.
 package loadgen
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +29,6 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -27,6 +36,8 @@ import (
 // Config describes a run.
 type Config struct {
 	Addr        string        // server address
+	Door        string        // DoorNative (default), DoorLegacy or DoorWeb
+	Rate        float64       // target requests per second over all connections; 0: closed loop
 	Method      string        // default "math.add"
 	Payload     []byte        // default: operands 1 and 2 for math.*, empty otherwise
 	Connections int           // default 50
@@ -37,24 +48,50 @@ type Config struct {
 	Progress func(elapsed time.Duration, ops, errs uint64)
 }
 
-// Result is what a run measured. Latencies are in microseconds.
+// Result is what a run was and what it measured. Latencies are in
+// microseconds.
 type Result struct {
-	Addr        string  `json:"addr"`
-	Method      string  `json:"method"`
-	Connections int     `json:"connections"`
-	Pipeline    int     `json:"pipeline"`
-	DurationS   float64 `json:"duration_s"`
-	Ops         uint64  `json:"ops"`
-	OpsPerSec   float64 `json:"ops_per_sec"`
-	Errors      uint64  `json:"errors"`
-	P50us       float64 `json:"p50_us"`
-	P90us       float64 `json:"p90_us"`
-	P99us       float64 `json:"p99_us"`
-	P999us      float64 `json:"p999_us"`
-	MaxUs       float64 `json:"max_us"`
+	// The run's configuration and where it ran.
+	Addr        string    `json:"addr"`
+	Door        string    `json:"door"`
+	Method      string    `json:"method"`
+	Connections int       `json:"connections"`
+	Pipeline    int       `json:"pipeline"`
+	Rate        float64   `json:"rate,omitempty"`         // target ops/s; 0: closed loop
+	COCorrected bool      `json:"co_corrected,omitempty"` // latencies count from the scheduled send time
+	Start       time.Time `json:"start"`
+	Host        string    `json:"host"`
+	NumCPU      int       `json:"num_cpu"`
+	GOMAXPROCS  int       `json:"gomaxprocs"`
+	GoVersion   string    `json:"go_version"`
+
+	// What it measured.
+	DurationS float64 `json:"duration_s"`
+	Ops       uint64  `json:"ops"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	Errors    uint64  `json:"errors"`
+	P50us     float64 `json:"p50_us"`
+	P90us     float64 `json:"p90_us"`
+	P99us     float64 `json:"p99_us"`
+	P999us    float64 `json:"p999_us"`
+	MaxUs     float64 `json:"max_us"`
+
+	hist *hdrhistogram.Histogram
 }
 
+// Histogram returns the run's latency histogram, in nanoseconds.
+func (r Result) Histogram() *hdrhistogram.Histogram { return r.hist }
+
 func (c *Config) defaults() error {
+	if c.Door == "" {
+		c.Door = DoorNative
+	}
+	if c.Door != DoorNative && c.Door != DoorLegacy && c.Door != DoorWeb {
+		return fmt.Errorf("loadgen: door %q: want native, legacy or web", c.Door)
+	}
+	if c.Rate < 0 {
+		return errors.New("loadgen: negative rate")
+	}
 	if c.Method == "" {
 		c.Method = "math.add"
 	}
@@ -93,14 +130,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// Connect everybody before the clock starts.
 	conns := make([]*worker, cfg.Connections)
 	for i := range conns {
-		w, err := dial(ctx, cfg, i)
+		c, err := dialCodec(ctx, cfg, i)
 		if err != nil {
 			for _, w := range conns[:i] {
-				w.conn.Close()
+				w.c.close()
 			}
-			return Result{}, err
+			return Result{}, fmt.Errorf("connection %d: %w", i, err)
 		}
-		conns[i] = w
+		conns[i] = &worker{cfg: cfg, c: c, hist: newHistogram(), sent: make([]int64, cfg.Pipeline)}
 	}
 	var ops, errs atomic.Uint64
 	start := time.Now()
@@ -108,12 +145,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	runCtx, cancel := context.WithDeadline(ctx, stop)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, w := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.run(runCtx, &ops, &errs)
-		}()
+	for i, w := range conns {
+		wg.Go(func() {
+			if cfg.Rate > 0 {
+				// Stagger the connections' schedules over one interval.
+				interval := time.Duration(float64(cfg.Connections) / cfg.Rate * float64(time.Second))
+				w.paced(runCtx, start.Add(interval*time.Duration(i)/time.Duration(cfg.Connections)), interval, &ops, &errs)
+			} else {
+				w.run(runCtx, &ops, &errs)
+			}
+		})
 	}
 	if cfg.Progress != nil {
 		go func() {
@@ -142,11 +183,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			firstErr = w.err
 		}
 	}
+	host, _ := os.Hostname()
 	res := Result{
-		Addr: cfg.Addr, Method: cfg.Method, Connections: cfg.Connections, Pipeline: cfg.Pipeline,
+		Addr: cfg.Addr, Door: cfg.Door, Method: cfg.Method, Connections: cfg.Connections, Pipeline: cfg.Pipeline,
+		Rate: cfg.Rate, COCorrected: cfg.Rate > 0, Start: start, Host: host,
+		NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
 		DurationS: elapsed.Seconds(), Ops: ops.Load(), Errors: errs.Load(),
 		P50us: us(h.ValueAtQuantile(50)), P90us: us(h.ValueAtQuantile(90)), P99us: us(h.ValueAtQuantile(99)),
-		P999us: us(h.ValueAtQuantile(99.9)), MaxUs: us(h.Max()),
+		P999us: us(h.ValueAtQuantile(99.9)), MaxUs: us(h.Max()), hist: h,
 	}
 	if elapsed > 0 {
 		res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
@@ -162,33 +206,18 @@ func us(ns int64) float64 { return float64(ns) / 1e3 }
 // worker drives one connection.
 type worker struct {
 	cfg  Config
-	conn net.Conn
-	rd   *wire.Reader
+	c    codec
 	hist *hdrhistogram.Histogram
-	sent []int64 // unix ns when the request in each slot went out
+	sent []int64 // unix ns when the request in each slot went out (or was due)
 	out  []byte
 	err  error
 }
 
-func dial(ctx context.Context, cfg Config, i int) (*worker, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("connection %d: %w", i, err)
-	}
-	_, rd, err := client.Handshake(ctx, conn, &client.Options{Name: fmt.Sprintf("bench-%d", i)})
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("connection %d: %w", i, err)
-	}
-	return &worker{cfg: cfg, conn: conn, rd: rd, hist: newHistogram(), sent: make([]int64, cfg.Pipeline)}, nil
-}
-
 // run keeps Pipeline requests outstanding until ctx ends, then collects the
-// answers still due and says GOODBYE. The id of a request is its slot + 1.
+// answers still due and says GOODBYE.
 func (w *worker) run(ctx context.Context, ops, errs *atomic.Uint64) {
-	defer w.conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = w.conn.SetReadDeadline(time.Now().Add(2 * time.Second)) })
+	defer w.c.close()
+	stop := context.AfterFunc(ctx, func() { w.c.endReads(time.Now().Add(2 * time.Second)) })
 	defer stop()
 	now := time.Now().UnixNano()
 	for slot := range w.sent {
@@ -200,55 +229,151 @@ func (w *worker) run(ctx context.Context, ops, errs *atomic.Uint64) {
 		return
 	}
 	for outstanding > 0 {
-		f, err := w.rd.ReadFrame()
+		slot, failed, goodbye, err := w.c.answer(&w.out)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.err = err
 			}
 			return
 		}
-		now := time.Now().UnixNano()
-		switch f.Type {
-		case wire.TypeResponse, wire.TypeError:
-			slot := int(f.ID) - 1
-			if slot < 0 || slot >= len(w.sent) {
-				w.err = fmt.Errorf("answer to unknown id %d", f.ID)
+		bye = bye || goodbye
+		if slot >= 0 {
+			if slot >= len(w.sent) {
+				w.err = fmt.Errorf("answer to unknown id %d", slot+1)
 				return
 			}
 			outstanding--
-			if bye || ctx.Err() != nil {
-				break // the run is over: collect, do not count
+			if !bye && ctx.Err() == nil { // after the run: collect, do not count
+				now := time.Now().UnixNano()
+				_ = w.hist.RecordValue(now - w.sent[slot]) // values past a minute are clipped; none are expected
+				ops.Add(1)
+				if failed {
+					errs.Add(1)
+				}
+				w.send(slot, now)
+				outstanding++
 			}
-			_ = w.hist.RecordValue(now - w.sent[slot]) // values past a minute are clipped; none are expected
-			ops.Add(1)
-			if f.Type == wire.TypeError {
-				errs.Add(1)
-			}
-			w.send(slot, now)
-			outstanding++
-		case wire.TypePing:
-			w.out = wire.AppendFrame(w.out, wire.TypePong, 0, f.ID, f.Body)
-		case wire.TypeGoodbye:
-			bye = true
 		}
-		if !w.rd.HasFrame() && w.flush() != nil {
+		if !w.c.more() && w.flush() != nil {
 			return
 		}
 	}
-	w.out = wire.AppendGoodbye(w.out[:0], "bench done")
+	w.out = w.c.goodbye(w.out[:0])
 	_ = w.flush()
+}
+
+// paced sends on a schedule, one request every interval from first, with
+// up to Pipeline outstanding; latencies count from the scheduled time. A
+// reader goroutine takes the answers and frees their slots.
+func (w *worker) paced(ctx context.Context, first time.Time, interval time.Duration, ops, errs *atomic.Uint64) {
+	defer w.c.close()
+	free := make(chan int, len(w.sent))
+	for slot := range w.sent {
+		free <- slot
+	}
+	var mu sync.Mutex // the writer: the sender's requests and the reader's PONGs
+	readerDone := make(chan struct{})
+	outstanding := atomic.Int64{}
+	go func() {
+		defer close(readerDone)
+		var pong []byte
+		for {
+			slot, failed, _, err := w.c.answer(&pong)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.err = err
+				}
+				return
+			}
+			if len(pong) > 0 {
+				mu.Lock()
+				err := w.c.write(pong)
+				mu.Unlock()
+				pong = pong[:0]
+				if err != nil {
+					return
+				}
+			}
+			if slot < 0 || slot >= len(w.sent) {
+				continue
+			}
+			outstanding.Add(-1)
+			if ctx.Err() == nil {
+				_ = w.hist.RecordValue(time.Now().UnixNano() - atomic.LoadInt64(&w.sent[slot]))
+				ops.Add(1)
+				if failed {
+					errs.Add(1)
+				}
+			}
+			free <- slot
+			if ctx.Err() != nil && outstanding.Load() == 0 {
+				return
+			}
+		}
+	}()
+	due := first
+	timer := time.NewTimer(time.Until(due))
+	defer timer.Stop()
+send:
+	for {
+		select {
+		case <-ctx.Done():
+			break send
+		case <-timer.C:
+		}
+		// Send everything due now that has a free slot; a request that
+		// waited for a slot keeps its scheduled time.
+		mu.Lock()
+		now := time.Now()
+		for !due.After(now) {
+			var slot int
+			select {
+			case slot = <-free:
+			default:
+				goto full
+			}
+			atomic.StoreInt64(&w.sent[slot], due.UnixNano())
+			outstanding.Add(1)
+			w.out = w.c.request(w.out, slot)
+			due = due.Add(interval)
+		}
+	full:
+		err := w.flush()
+		mu.Unlock()
+		if err != nil {
+			break send
+		}
+		wait := time.Until(due)
+		if wait <= 0 {
+			// Behind schedule and every slot busy: wait for an answer.
+			select {
+			case slot := <-free:
+				free <- slot
+			case <-ctx.Done():
+				break send
+			}
+			wait = 0
+		}
+		timer.Reset(wait)
+	}
+	w.c.endReads(time.Now().Add(2 * time.Second))
+	<-readerDone
+	mu.Lock()
+	w.out = w.c.goodbye(w.out[:0])
+	_ = w.flush()
+	mu.Unlock()
 }
 
 func (w *worker) send(slot int, now int64) {
 	w.sent[slot] = now
-	w.out = wire.AppendRequest(w.out, uint32(slot+1), w.cfg.Method, w.cfg.Payload)
+	w.out = w.c.request(w.out, slot)
 }
 
 func (w *worker) flush() error {
 	if len(w.out) == 0 {
 		return nil
 	}
-	_, err := w.conn.Write(w.out)
+	err := w.c.write(w.out)
 	w.out = w.out[:0]
 	if err != nil {
 		w.err = err
