@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
@@ -43,7 +42,10 @@ const codeSlots = 16
 
 // durationBuckets suit nexo's requests: microseconds in-process, up to
 // seconds for slow handlers and backends.
-var durationBuckets = prometheus.ExponentialBucketsRange(2e-6, 10, 28)
+var durationBuckets = prometheus.ExponentialBucketsRange(2e-6, 10, nBuckets)
+
+// nBuckets is the number of durationBuckets.
+const nBuckets = 28
 
 // metrics are the server's counters. The hot path only touches atomics and
 // pre-resolved histograms; the Prometheus collector reads the atomics at
@@ -58,27 +60,35 @@ type metrics struct {
 	closedIn  [len(doors)]atomic.Uint64
 	closedOut [len(doors)]atomic.Uint64
 
-	methods  sync.Map // method name -> *methodStat
-	duration *prometheus.HistogramVec
-	all      prometheus.Histogram // every request, for the live p99
-	rtt      prometheus.Histogram
+	methods sync.Map // method name -> *methodStat
+	all     durHist  // every request, for the live p99
+	rtt     prometheus.Histogram
 }
 
-// methodStat counts one method's requests by result code.
+// methodStat counts one method's requests by result code, and their
+// durations; both sharded (see shards).
 type methodStat struct {
-	codes [codeSlots]atomic.Uint64
-	dur   prometheus.Observer
+	codes [shards]codeShard
+	dur   durHist
+}
+
+// codeShard is one shard of a method's counters by result code.
+type codeShard struct {
+	n [codeSlots]atomic.Uint64
+	_ [64]byte
+}
+
+// count returns the requests answered with a result code, all shards.
+func (st *methodStat) count(slot int) uint64 {
+	var n uint64
+	for i := range st.codes {
+		n += st.codes[i].n[slot].Load()
+	}
+	return n
 }
 
 func newMetrics() *metrics {
 	return &metrics{
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "nexo_request_duration_seconds", Help: "Time from reading a request to queueing its answer, by method.",
-			Buckets: durationBuckets,
-		}, []string{"method"}),
-		all: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "nexo_all_request_duration_seconds", Buckets: durationBuckets,
-		}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "nexo_heartbeat_rtt_seconds", Help: "Heartbeat PING to PONG round trip.",
 			Buckets: prometheus.ExponentialBucketsRange(20e-6, 10, 20),
@@ -97,30 +107,33 @@ func (m *metrics) stat(name string) *methodStat {
 	if v, ok := m.methods.Load(name); ok {
 		return v.(*methodStat)
 	}
-	v, _ := m.methods.LoadOrStore(name, &methodStat{dur: m.duration.WithLabelValues(name)})
+	v, _ := m.methods.LoadOrStore(name, &methodStat{})
 	return v.(*methodStat)
 }
 
-// observe counts one answered request. meth is nil for an unknown method;
-// start is when the request was read.
-func (m *metrics) observe(meth *service.Method, code wire.Code, start time.Time) {
-	m.observeDuration(meth, code, time.Since(start))
+// statOf returns the counters of a method (nil: an unknown one).
+func (m *metrics) statOf(meth *service.Method) *methodStat {
+	if meth == nil {
+		return m.stat(unknownMethod)
+	}
+	return m.stat(meth.Name)
 }
 
-func (m *metrics) observeDuration(meth *service.Method, code wire.Code, d time.Duration) {
-	name := unknownMethod
-	if meth != nil {
-		name = meth.Name
-	}
-	st := m.stat(name)
+// observe counts one answered request in a shard; start is when the
+// request was read.
+func (m *metrics) observe(shard int, meth *service.Method, code wire.Code, start time.Time) {
+	m.record(shard, m.statOf(meth), code, time.Since(start))
+}
+
+// record counts one answered request of a method in a shard.
+func (m *metrics) record(shard int, st *methodStat, code wire.Code, d time.Duration) {
 	slot := int(code)
 	if slot >= codeSlots {
 		slot = codeSlots - 1
 	}
-	st.codes[slot].Add(1)
-	sec := d.Seconds()
-	st.dur.Observe(sec)
-	m.all.Observe(sec)
+	st.codes[shard%shards].n[slot].Add(1)
+	st.dur.observe(shard, d)
+	m.all.observe(shard, d)
 }
 
 // requests returns the total of answered requests, all methods and codes.
@@ -128,8 +141,8 @@ func (m *metrics) requests() uint64 {
 	var n uint64
 	m.methods.Range(func(_, v any) bool {
 		st := v.(*methodStat)
-		for i := range st.codes {
-			n += st.codes[i].Load()
+		for i := range codeSlots {
+			n += st.count(i)
 		}
 		return true
 	})
@@ -139,14 +152,13 @@ func (m *metrics) requests() uint64 {
 // bucketCounts appends the cumulative bucket counts of every request's
 // duration and then their total, for the live p99.
 func (m *metrics) bucketCounts(dst []uint64) []uint64 {
-	var pb dto.Metric
-	if m.all.Write(&pb) != nil || pb.Histogram == nil {
-		return dst
+	counts, total, _ := m.all.snapshot()
+	var c uint64
+	for i := range durationBuckets {
+		c += counts[i]
+		dst = append(dst, c)
 	}
-	for _, b := range pb.Histogram.Bucket {
-		dst = append(dst, b.GetCumulativeCount())
-	}
-	return append(dst, pb.Histogram.GetSampleCount())
+	return append(dst, total)
 }
 
 // codeName is the label value of a result code.
@@ -159,16 +171,19 @@ func codeName(slot int) string {
 
 // collector exposes the server's counters to Prometheus.
 type collector struct {
-	srv                                   *Server
-	requests, clients, accepted, rejected *prometheus.Desc
-	closed, bytesIn, bytesOut, buildInfo  *prometheus.Desc
-	authFailures                          *prometheus.Desc
+	srv                                  *Server
+	requests, duration                   *prometheus.Desc
+	clients, accepted, rejected          *prometheus.Desc
+	closed, bytesIn, bytesOut, buildInfo *prometheus.Desc
+	authFailures                         *prometheus.Desc
 }
 
 func newCollector(srv *Server) *collector {
 	return &collector{
-		srv:       srv,
-		requests:  prometheus.NewDesc("nexo_requests_total", "Requests answered, by method and result code.", []string{"method", "code"}, nil),
+		srv:      srv,
+		requests: prometheus.NewDesc("nexo_requests_total", "Requests answered, by method and result code.", []string{"method", "code"}, nil),
+		duration: prometheus.NewDesc("nexo_request_duration_seconds", "Time from reading a request to queueing its answer, by method.",
+			[]string{"method"}, nil),
 		clients:   prometheus.NewDesc("nexo_clients", "Clients connected now, by door.", []string{"door"}, nil),
 		accepted:  prometheus.NewDesc("nexo_connections_accepted_total", "Connections accepted, by door.", []string{"door"}, nil),
 		rejected:  prometheus.NewDesc("nexo_connections_rejected_total", "Connections refused over a limit, by door.", []string{"door"}, nil),
@@ -183,7 +198,7 @@ func newCollector(srv *Server) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures} {
+	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures} {
 		ch <- d
 	}
 }
@@ -193,11 +208,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	m := c.srv.metrics
 	m.methods.Range(func(k, v any) bool {
 		st := v.(*methodStat)
-		for i := range st.codes {
-			if n := st.codes[i].Load(); n > 0 {
+		for i := range codeSlots {
+			if n := st.count(i); n > 0 {
 				ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(n), k.(string), codeName(i))
 			}
 		}
+		counts, total, sum := st.dur.snapshot()
+		ch <- prometheus.MustNewConstHistogram(c.duration, total, sum, cumulative(counts), k.(string))
 		return true
 	})
 	var clients [len(doors)]int
@@ -244,7 +261,6 @@ func newRegistry(srv *Server) *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(
 		newCollector(srv),
-		srv.metrics.duration,
 		srv.metrics.rtt,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -127,6 +127,7 @@ func readHello(rd *wire.Reader) (wire.Hello, error) {
 func (s *session) readNative(rd *wire.Reader) error {
 	busy := false // holding an in-flight unit for the current burst
 	defer func() {
+		s.settle(time.Now())
 		s.flushForwarded()
 		if busy {
 			s.release()
@@ -158,13 +159,17 @@ func (s *session) readNative(rd *wire.Reader) error {
 		}
 		if !rd.HasFrame() {
 			s.flushForwarded()
-			s.lastSeen.Store(time.Now().UnixNano())
+			now := time.Now()
+			s.settle(now)
+			s.lastSeen.Store(now.UnixNano())
 			_ = s.out.Flush() // a failed writer has closed the session already
 			busy = false
 			s.release()
 		} else if s.out.Len() >= flushAt {
 			s.flushForwarded()
-			s.lastSeen.Store(time.Now().UnixNano())
+			now := time.Now()
+			s.settle(now)
+			s.lastSeen.Store(now.UnixNano())
 			_ = s.out.Flush()
 		}
 	}
@@ -188,6 +193,7 @@ func (s *session) readFailed(err error) error {
 func (s *session) handleRequest(f wire.Frame) {
 	s.requests.Add(1)
 	start := time.Now()
+	s.settle(start)                  // the previous inline request ended here
 	req, err := wire.ParseRequest(f) // ReadFrame validated it: cannot fail
 	if err != nil {
 		s.replyError(f.ID, nil, wire.CodeBadFrame, err.Error(), start)
@@ -221,7 +227,9 @@ func (s *session) handleRequest(f wire.Frame) {
 			b = wire.FinishFrame(b, at)
 		}
 		_ = s.out.Commit(b)
-		s.srv.metrics.observe(m, code, start)
+		// Counted when the next clock reading is taken (the next request,
+		// or the end of the burst): one reading per request, not two.
+		s.unsettled = pendingObs{st: s.statFor(m), code: code, start: start}
 		return
 	}
 	// The reader holds one unit of the in-flight count; the rest are
@@ -262,6 +270,31 @@ func (s *session) handleRequest(f wire.Frame) {
 // Flush writes the answers a forwarder delivered, from a goroutine of the
 // writer: a forwarder's goroutine must not block on a slow client.
 func (s *session) Flush() { s.out.FlushAsync() }
+
+// pendingObs is an inline request answered but not yet counted: its
+// duration ends at the next clock reading of the reader.
+type pendingObs struct {
+	st    *methodStat // nil: nothing pending
+	code  wire.Code
+	start time.Time
+}
+
+// settle counts the pending inline request, if any, as ending at now.
+func (s *session) settle(now time.Time) {
+	if p := s.unsettled; p.st != nil {
+		s.srv.metrics.record(s.shard(), p.st, p.code, now.Sub(p.start))
+		s.unsettled.st = nil
+	}
+}
+
+// statFor returns a method's counters, remembering the last method asked:
+// connections mostly call the same method again and again.
+func (s *session) statFor(m *service.Method) *methodStat {
+	if m != s.lastMethod || s.lastStat == nil {
+		s.lastMethod, s.lastStat = m, s.srv.metrics.statOf(m)
+	}
+	return s.lastStat
+}
 
 // flushForwarded releases the batcher this burst held, so that it can send
 // the requests it holds back.
@@ -305,7 +338,7 @@ func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, s
 			_ = s.out.Flush() // failures close the session
 		}
 	}
-	s.srv.metrics.observe(m, code, start)
+	s.srv.metrics.observe(s.shard(), m, code, start)
 }
 
 // replyError queues a request-level ERROR and counts it against the
@@ -313,7 +346,7 @@ func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, s
 func (s *session) replyError(id uint32, m *service.Method, code wire.Code, msg string, start time.Time) {
 	s.errors.Add(1)
 	_ = s.out.Commit(wire.AppendError(s.out.Begin(), id, code, msg))
-	s.srv.metrics.observe(m, code, start)
+	s.srv.metrics.observe(s.shard(), m, code, start)
 }
 
 // sendPing queues a PING whose body is the send time, so the PONG tells the

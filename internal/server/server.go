@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -124,7 +125,7 @@ func (s *Server) Accepting() bool { return !s.shutting.Load() }
 // Observe counts a request answered outside a session (POST /rpc): the
 // method (nil when unknown), its result code and its duration.
 func (s *Server) Observe(m *service.Method, code wire.Code, d time.Duration) {
-	s.metrics.observeDuration(m, code, d)
+	s.metrics.record(rand.IntN(shards), s.metrics.statOf(m), code, d)
 }
 
 // Config returns the configuration in force, defaults filled in.

@@ -44,6 +44,10 @@ type session struct {
 	ws          *wsConn // WebSocket sessions only
 
 	batcher service.Batcher // owned by the reader: held for this burst's forwarded requests
+	// owned by the reader: metrics of inline requests
+	unsettled  pendingObs
+	lastMethod *service.Method
+	lastStat   *methodStat
 
 	lastSeen atomic.Int64  // unix ns of the last input
 	pingSent atomic.Int64  // unix ns of the last PING (heartbeat loop)
@@ -75,6 +79,9 @@ func (srv *Server) newSession(c net.Conn, door, name string) *session {
 	s.pingSent.Store(now.UnixNano())
 	return s
 }
+
+// shard is the metrics shard of this session's requests.
+func (s *session) shard() int { return int(s.id % shards) }
 
 // logger returns the server's logger with this session's attributes. It is
 // built per message, not kept: sessions log rarely, and an idle connection
