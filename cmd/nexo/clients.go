@@ -120,6 +120,9 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s ago\t%s\t%d\t%d\t%d\n", ci.Gateway, ci.ID, ci.Door, dash(name), ci.Remote,
 			since(now, ci.ConnectedAt), rtt(ci.HeartbeatRTT), ci.InFlight, ci.Requests, ci.Errors)
 	}
+	if cl.Truncated {
+		fmt.Fprintf(tw, "(%d of %d clients listed: each gateway lists at most %d)\n", len(cl.Clients), t.Clients, backplane.MaxGatewayClients)
+	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "WORKER\tHOST\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
 	for _, w := range cl.Workers {

@@ -63,6 +63,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	nf := addNATSFlags(fs, "")
 	natsEmbedded := fs.String("nats-embedded", "", "run a NATS server in this process on `address` (127.0.0.1:4222) for workers on this machine; --nats defaults to it")
 	natsRetry := fs.Duration("nats-retry-after", backplane.DefaultRetryAfter, "send a forwarded idempotent request again after this long without an answer")
+	reuse := fs.Bool("reuseport", false, "share the doors' ports with other nexo processes started with --reuseport (SO_REUSEPORT): the kernel spreads connections over them")
 	gwName := fs.String("name", "", "this gateway's `name` in the cluster view (default HOST-PID)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
@@ -244,6 +245,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		addHTTP("admin", *adminAddr, admin.Handler(ao))
 	}
 	var lc net.ListenConfig
+	if *reuse {
+		if err := reusePort(&lc); err != nil {
+			return usageError{err.Error()}
+		}
+	}
 	lns := make([]net.Listener, 0, len(doors))
 	for _, d := range doors {
 		ln, err := lc.Listen(ctx, "tcp", d.addr)

@@ -79,7 +79,10 @@ func NewGateway(nc *nats.Conn, srv *server.Server, o GatewayOptions) (*Gateway, 
 		name string
 		body func() any
 	}{
-		{"clients", func() any { return GatewayClients{Gateway: g.name, Clients: srv.Clients().Clients} }},
+		{"clients", func() any {
+			all := srv.Clients().Clients
+			return GatewayClients{Gateway: g.name, Total: len(all), Clients: all[:min(len(all), MaxGatewayClients)]}
+		}},
 		{"stats", func() any { return GatewayStats{Gateway: g.name, Stats: srv.Stats(), Forward: f.Stats()} }},
 	} {
 		err := g.svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(ep.body()) }),
@@ -103,10 +106,16 @@ func (g *Gateway) Close() {
 	g.Forwarder.Close()
 }
 
+// MaxGatewayClients bounds the clients one gateway lists in its answer to
+// "<prefix>.admin.clients" (those with the lowest ids), so that the answer
+// stays well under NATS's message size; Total still counts them all.
+const MaxGatewayClients = 1000
+
 // GatewayClients is a gateway's answer to "<prefix>.admin.clients".
 type GatewayClients struct {
 	Gateway string              `json:"gateway"`
-	Clients []server.ClientInfo `json:"clients"`
+	Total   int                 `json:"total"`   // connected now
+	Clients []server.ClientInfo `json:"clients"` // at most MaxGatewayClients of them, by id
 }
 
 // GatewayStats is a gateway's answer to "<prefix>.admin.stats".
@@ -157,7 +166,10 @@ type Cluster struct {
 	Clients  []ClusterClient `json:"clients"`
 	Workers  []WorkerInfo    `json:"workers"`
 	Totals   ClusterTotals   `json:"totals"`
-	TookMS   float64         `json:"took_ms"` // how long gathering took
+	// Truncated says some gateway had more clients than it lists
+	// (MaxGatewayClients); Totals.Clients counts them all.
+	Truncated bool    `json:"truncated,omitempty"`
+	TookMS    float64 `json:"took_ms"` // how long gathering took
 }
 
 // Cluster gathers the clients and totals of every gateway, this one
@@ -197,6 +209,8 @@ func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
 		for _, ci := range gc.Clients {
 			c.Clients = append(c.Clients, ClusterClient{Gateway: gc.Gateway, ClientInfo: ci})
 		}
+		c.Totals.Clients += max(gc.Total, len(gc.Clients))
+		c.Truncated = c.Truncated || gc.Total > len(gc.Clients)
 	}
 	for _, b := range stats {
 		var gs GatewayStats
@@ -230,7 +244,7 @@ func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
 		return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.ID, b.ID))
 	})
 	slices.SortFunc(c.Workers, func(a, b WorkerInfo) int { return cmp.Compare(a.ID, b.ID) })
-	c.Totals.Gateways, c.Totals.Workers, c.Totals.Clients = len(c.Gateways), len(c.Workers), len(c.Clients)
+	c.Totals.Gateways, c.Totals.Workers = len(c.Gateways), len(c.Workers)
 	if c.Clients == nil {
 		c.Clients = []ClusterClient{}
 	}

@@ -510,3 +510,22 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTruncated: a gateway with more clients than it may list
+// lists MaxGatewayClients of them, and the totals still count every one.
+func TestClusterTruncated(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	g := startGateway(t, ns.URL(), "crowded", 0)
+	n := MaxGatewayClients + 5
+	for i := range n { // from two addresses: one may open at most 1000
+		c := nexotest.DialFrom(t, []string{"127.0.0.1", "127.0.0.2"}[i%2], g.Native)
+		c.Hello(wire.Hello{Name: "crowd"})
+	}
+	cl, err := g.gw.Cluster(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cl.Truncated || len(cl.Clients) != MaxGatewayClients || cl.Totals.Clients != n {
+		t.Errorf("truncated %v, %d listed, %d counted; want true, %d, %d", cl.Truncated, len(cl.Clients), cl.Totals.Clients, MaxGatewayClients, n)
+	}
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"net"
+)
+
+// reusePort is Linux-only here.
+func reusePort(*net.ListenConfig) error {
+	return errors.New("--reuseport needs Linux")
+}
