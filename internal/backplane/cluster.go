@@ -107,8 +107,9 @@ func (g *Gateway) Close() {
 }
 
 // MaxGatewayClients bounds the clients one gateway lists in its answer to
-// "<prefix>.admin.clients" (those with the lowest ids), so that the answer
-// stays well under NATS's message size; Total still counts them all.
+// "<prefix>.admin.clients" (those with the lowest ids), and the clients of
+// the whole cluster view, so that answers stay well under NATS's message
+// size and a client's max frame; the totals still count them all.
 const MaxGatewayClients = 1000
 
 // GatewayClients is a gateway's answer to "<prefix>.admin.clients".
@@ -244,6 +245,9 @@ func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
 		return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.ID, b.ID))
 	})
 	slices.SortFunc(c.Workers, func(a, b WorkerInfo) int { return cmp.Compare(a.ID, b.ID) })
+	if len(c.Clients) > MaxGatewayClients { // the whole view stays one modest frame
+		c.Clients, c.Truncated = c.Clients[:MaxGatewayClients], true
+	}
 	c.Totals.Gateways, c.Totals.Workers = len(c.Gateways), len(c.Workers)
 	if c.Clients == nil {
 		c.Clients = []ClusterClient{}

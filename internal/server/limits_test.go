@@ -16,6 +16,7 @@ import (
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -322,5 +323,36 @@ func TestHelloLimit(t *testing.T) {
 	ok.Send(wire.AppendRequest(nil, 1, "sys.echo", payload))
 	if f := ok.Read(); f.Type != wire.TypeResponse || len(f.Body) != len(payload) {
 		t.Fatalf("64 KiB echo after HELLO: %v %d bytes", f.Type, len(f.Body))
+	}
+}
+
+// TestAnswerTooLarge: an answer longer than the max frame the client was
+// told is not sent: the client gets INTERNAL for that request, and the
+// connection goes on.
+func TestAnswerTooLarge(t *testing.T) {
+	cfg := FastConfig()
+	cfg.MaxFrame = 4096
+	big := func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
+		return append(dst, make([]byte, 5000)...), nil
+	}
+	srv := StartWith(t, cfg, Options{Services: func(_ *server.Server, reg *service.Registry) error {
+		return reg.Register(
+			service.Method{Name: "test.big", Inline: true, Handler: big},
+			service.Method{Name: "test.bigslow", Handler: big},
+			service.Method{Name: "test.fits", Inline: true, Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
+				return append(dst, make([]byte, 4096-8)...), nil // length field exactly the max frame
+			}},
+		)
+	}})
+	c, _ := Hello(t, srv.Native, "big")
+	for id, method := range map[uint32]string{1: "test.big", 2: "test.bigslow"} {
+		c.Send(wire.AppendRequest(nil, id, method, nil))
+		if got := c.ExpectError(id, wire.CodeInternal); got == "" {
+			t.Errorf("%s: no message", method)
+		}
+	}
+	c.Send(wire.AppendRequest(nil, 3, "test.fits", nil))
+	if f := c.Read(); f.Type != wire.TypeResponse || len(f.Body) != 4096-8 {
+		t.Fatalf("an answer of exactly the max frame: %s", String(f))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,11 @@ import (
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
 )
+
+// errAnswerTooLarge replaces an answer longer than the max frame, which
+// the client was told it need not accept: it gets INTERNAL, and the log
+// says why.
+var errAnswerTooLarge = errors.New("answer longer than the max frame")
 
 // MaxHelloFrame is the largest HELLO frame accepted: the frame limit before
 // a client has authenticated. A larger one is answered FRAME_TOO_LARGE.
@@ -217,6 +223,9 @@ func (s *session) handleRequest(f wire.Frame) {
 	if m.Inline {
 		b, at := wire.StartFrame(s.out.Begin(), wire.TypeResponse, 0, req.ID)
 		b, err := m.Call(s.ctx, service.Request{Payload: req.Payload, Caller: &s.caller}, b)
+		if err == nil && len(b)-at-4 > s.srv.cfg.MaxFrame {
+			err = fmt.Errorf("%w: %d bytes", errAnswerTooLarge, len(b)-at-4)
+		}
 		var code wire.Code
 		if err != nil {
 			code = service.CodeOf(err)
@@ -323,6 +332,9 @@ func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, 
 func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, start time.Time, write bool) {
 	defer s.srv.async.Add(-1)
 	defer s.release()
+	if err == nil && wire.HeaderLen-4+len(resp) > s.srv.cfg.MaxFrame {
+		err = fmt.Errorf("%w: %d bytes", errAnswerTooLarge, wire.HeaderLen-4+len(resp))
+	}
 	b := s.out.Begin()
 	var code wire.Code
 	if err != nil {
