@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,51 @@ func TestBrowserCluster(t *testing.T) {
 	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#cluster-section").hidden`))
 	if err != nil || !hidden {
 		t.Errorf("a lone server shows a cluster panel (%v)", err)
+	}
+}
+
+// TestReusePort: two servers with --reuseport share the native port and
+// the kernel spreads connections over both; without it the second one
+// cannot listen.
+func TestReusePort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	a := serve(t, nil, "--reuseport", "--native-addr", addr)
+	b := serve(t, nil, "--reuseport", "--native-addr", addr)
+	if a["native"] != addr || b["native"] != addr {
+		t.Fatalf("native doors %s and %s, want both %s", a["native"], b["native"], addr)
+	}
+	// 40 connections held open at once: each server gets some of them.
+	var conns []*client.Client
+	for range 40 {
+		c, err := client.Dial(t.Context(), addr, &client.Options{Name: "spread"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	ids := map[uint64]int{}
+	for _, c := range conns {
+		ids[c.ID()]++
+		c.Close()
+	}
+	// Each server numbers its clients from 1: ids seen twice came from two
+	// servers.
+	twice := 0
+	for _, n := range ids {
+		if n == 2 {
+			twice++
+		}
+	}
+	if twice == 0 {
+		t.Errorf("client ids %v: every connection went to one server", ids)
+	}
+	if _, _, err := run(nil, "serve", "--native-addr", addr, "--legacy-addr", "", "--web-addr", "", "--admin-addr", ""); err == nil ||
+		!strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("a server without --reuseport on a shared port: %v", err)
 	}
 }
