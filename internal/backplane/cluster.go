@@ -309,10 +309,7 @@ func (g *Gateway) Methods() []service.Method {
 	return []service.Method{{
 		Name: "sys.cluster", Summary: "clients of every gateway, gateway totals and workers (JSON); admins only",
 		Idempotent: true, Hidden: true,
-		JSON: &service.JSONCodec{
-			Params: func(_, dst []byte) ([]byte, error) { return dst, nil },
-			Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
-		},
+		JSON: service.NoParamsJSON,
 		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
 			if !req.Caller.Trusted() {
 				return dst, service.ErrNotPermitted

@@ -7,6 +7,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,6 +134,20 @@ type JSONCodec struct {
 // ErrBadParams means JSON params do not fit the method (JSON-RPC invalid
 // params).
 var ErrBadParams = errors.New("service: invalid params")
+
+// NoParamsJSON is the codec of methods that take no params and whose
+// payload is JSON already (sys.info, sys.clients, sys.cluster): empty
+// params ([], {}, null or none) pass, anything else is ErrBadParams; the
+// result passes through.
+var NoParamsJSON = &JSONCodec{
+	Params: func(params, dst []byte) ([]byte, error) {
+		if p := bytes.TrimSpace(params); len(p) > 0 && string(p) != "[]" && string(p) != "{}" && string(p) != "null" {
+			return dst, fmt.Errorf("%w: this method takes no params", ErrBadParams)
+		}
+		return dst, nil
+	},
+	Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
+}
 
 // Registry maps method names to methods. Register everything before the
 // server starts: lookups take no lock.

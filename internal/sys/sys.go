@@ -4,7 +4,6 @@
 package sys
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -54,7 +53,7 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 	return []service.Method{
 		{
 			Name: "sys.info", Summary: "server name, version, uptime, clients and methods (JSON)", Inline: true, Idempotent: true,
-			JSON: rawJSON,
+			JSON: service.NoParamsJSON,
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				info := Info{
 					Server:    "nexo/" + version,
@@ -70,7 +69,7 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 		},
 		{
 			Name: "sys.clients", Summary: "connected and recently closed clients (JSON); admins only",
-			Idempotent: true, Hidden: true, JSON: rawJSON,
+			Idempotent: true, Hidden: true, JSON: service.NoParamsJSON,
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				if !req.Caller.Trusted() {
 					return dst, service.ErrNotPermitted
@@ -97,13 +96,3 @@ var echoJSON = &service.JSONCodec{
 	},
 }
 
-// rawJSON is for methods without params whose payload is JSON already.
-var rawJSON = &service.JSONCodec{
-	Params: func(params, dst []byte) ([]byte, error) {
-		if p := bytes.TrimSpace(params); len(p) > 0 && string(p) != "[]" && string(p) != "{}" && string(p) != "null" {
-			return dst, fmt.Errorf("%w: this method takes no params", service.ErrBadParams)
-		}
-		return dst, nil
-	},
-	Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
-}
