@@ -11,39 +11,12 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/natsembed"
-	"github.com/nexo-project/nexo/internal/nexotest"
 )
 
 // startWorker runs `nexo worker` in-process until the test ends.
 func startWorker(t *testing.T, args ...string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &nexotest.SyncBuffer{}
-	ready := make(chan struct{}, 1)
-	m := &Main{Stdout: logs, Stderr: logs, Getenv: func(string) string { return "" },
-		Listening: func(door, _ string) {
-			if door == "worker" {
-				ready <- struct{}{}
-			}
-		}}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, append([]string{"worker"}, args...)) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("worker: %v\n%s", err, logs)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("worker did not start\n%s", logs)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker returned %v", err)
-		}
-		if !strings.Contains(logs.String(), "nexo worker stopped") {
-			t.Errorf("no clean stop in the worker's log:\n%s", logs)
-		}
-	})
+	inProcess(t, 1, nil, "nexo worker stopped", append([]string{"worker"}, args...)...)
 }
 
 // TestClusterCommands: `nexo serve --nats --services none` is a pure

@@ -36,10 +36,19 @@ func serve(t *testing.T, env map[string]string, args ...string) map[string]strin
 // serveDoors is serve for a server with n doors listening.
 func serveDoors(t *testing.T, n int, env map[string]string, args ...string) map[string]string {
 	t.Helper()
+	return inProcess(t, n, env, "nexo stopped", append([]string{"serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0",
+		"--web-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
+}
+
+// inProcess runs a long-running nexo command in-process until the test
+// ends, and returns the addresses it reported once n are listening. At the
+// end it must return nil and log stopped.
+func inProcess(t *testing.T, n int, env map[string]string, stopped string, args ...string) map[string]string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := map[string]string{}
 	var mu sync.Mutex
-	ready := make(chan struct{}, n)
+	ready := make(chan struct{}, n+4)
 	logs := &nexotest.SyncBuffer{}
 	m := &Main{Stdout: logs, Stderr: logs, Getenv: func(k string) string { return env[k] },
 		Listening: func(door, addr string) {
@@ -49,26 +58,25 @@ func serveDoors(t *testing.T, n int, env map[string]string, args ...string) map[
 			ready <- struct{}{}
 		}}
 	done := make(chan error, 1)
-	go func() {
-		done <- m.Run(ctx, append([]string{"serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "127.0.0.1:0",
-			"--web-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...))
-	}()
+	go func() { done <- m.Run(ctx, args) }()
 	for range n {
 		select {
 		case <-ready:
 		case err := <-done:
-			t.Fatalf("serve: %v\n%s", err, logs)
-		case <-time.After(5 * time.Second):
-			t.Fatal("serve did not start")
+			cancel()
+			t.Fatalf("%s: %v\n%s", args[0], err, logs)
+		case <-time.After(10 * time.Second):
+			cancel()
+			t.Fatalf("%s did not start\n%s", args[0], logs)
 		}
 	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
+			t.Errorf("%s returned %v", args[0], err)
 		}
-		if !strings.Contains(logs.String(), "nexo stopped") {
-			t.Errorf("no clean stop in the log:\n%s", logs)
+		if !strings.Contains(logs.String(), stopped) {
+			t.Errorf("no clean stop (%q) in the log of %s:\n%s", stopped, args[0], logs)
 		}
 	})
 	mu.Lock()
