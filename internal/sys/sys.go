@@ -95,4 +95,3 @@ var echoJSON = &service.JSONCodec{
 		return append(dst, b...), err
 	},
 }
-
