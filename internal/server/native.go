@@ -16,6 +16,16 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
+// epoch anchors monoNow.
+var epoch = time.Now()
+
+// monoNow is time.Now for timing requests: it reads only the monotonic
+// clock, one vDSO call instead of two. Durations and deadlines use the
+// monotonic reading, so it mixes with time.Now; its wall-clock part
+// (process start plus monotonic time since) must not be compared with the
+// wall clock.
+func monoNow() time.Time { return epoch.Add(time.Since(epoch)) }
+
 // errAnswerTooLarge replaces an answer longer than the max frame, which
 // the client was told it need not accept: it gets INTERNAL, and the log
 // says why.
@@ -133,7 +143,7 @@ func readHello(rd *wire.Reader) (wire.Hello, error) {
 func (s *session) readNative(rd *wire.Reader) error {
 	busy := false // holding an in-flight unit for the current burst
 	defer func() {
-		s.settle(time.Now())
+		s.settle(monoNow())
 		s.flushForwarded()
 		if busy {
 			s.release()
@@ -165,7 +175,7 @@ func (s *session) readNative(rd *wire.Reader) error {
 		}
 		if !rd.HasFrame() {
 			s.flushForwarded()
-			now := time.Now()
+			now := time.Now() // wall clock too: lastSeen is compared with it
 			s.settle(now)
 			s.lastSeen.Store(now.UnixNano())
 			_ = s.out.Flush() // a failed writer has closed the session already
@@ -173,7 +183,7 @@ func (s *session) readNative(rd *wire.Reader) error {
 			s.release()
 		} else if s.out.Len() >= flushAt {
 			s.flushForwarded()
-			now := time.Now()
+			now := time.Now() // wall clock too: lastSeen is compared with it
 			s.settle(now)
 			s.lastSeen.Store(now.UnixNano())
 			_ = s.out.Flush()
@@ -198,7 +208,7 @@ func (s *session) readFailed(err error) error {
 // goroutine of their own.
 func (s *session) handleRequest(f wire.Frame) {
 	s.requests.Add(1)
-	start := time.Now()
+	start := monoNow()
 	s.settle(start)                  // the previous inline request ended here
 	req, err := wire.ParseRequest(f) // ReadFrame validated it: cannot fail
 	if err != nil {
@@ -266,7 +276,9 @@ func (s *session) handleRequest(f wire.Frame) {
 			s.batcher = m.Batcher
 			s.batcher.Hold()
 		}
-		m.Async(service.Request{Method: req.Method, Payload: req.Payload, Caller: &s.caller}, start.Add(timeout),
+		// The deadline may travel to another machine as wall-clock time:
+		// take it from the wall clock, not from monoNow.
+		m.Async(service.Request{Method: req.Method, Payload: req.Payload, Caller: &s.caller}, time.Now().Add(timeout),
 			func(resp []byte, err error) service.Flusher {
 				s.answer(m, id, resp, err, start, false)
 				return s
