@@ -295,6 +295,7 @@ func TestNATSRestart(t *testing.T) {
 	addr := freePort(t)
 	ns := startNATS(t, addr)
 	startWorker(t, ns.URL())
+	leaving := startWorker(t, ns.URL())
 	g := startGateway(t, ns.URL(), "gw", 0)
 	c, _ := nexotest.Hello(t, g.Native, "through the outage")
 	id := uint32(0)
@@ -307,6 +308,15 @@ func TestNATSRestart(t *testing.T) {
 	}
 
 	ns.Stop()
+	// A worker told to stop while NATS is away stops at once: there is
+	// nobody to answer and nothing to drain.
+	nexotest.WaitFor(t, 5*time.Second, "the worker to notice", func() bool { return !leaving.nc.IsConnected() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stopStart := time.Now()
+	if err := leaving.Stop(ctx); err != nil || time.Since(stopStart) > 5*time.Second {
+		t.Errorf("stopping a worker without NATS: %v after %v", err, time.Since(stopStart))
+	}
 	for range 20 {
 		start := time.Now()
 		f := add(2000)

@@ -293,6 +293,14 @@ func (w *Worker) Info() micro.Info { return w.svc.Info() }
 // closes the connection. When ctx ends first, running handlers are
 // cancelled and the connection is closed.
 func (w *Worker) Stop(ctx context.Context) error {
+	if !w.nc.IsConnected() {
+		// Nothing can be answered without NATS, and a drain would wait
+		// for a connection that may not come back.
+		w.cancel()
+		w.running.Wait()
+		w.nc.Close()
+		return nil
+	}
 	stopErr := w.svc.Stop() // drains the endpoint subscriptions
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
