@@ -144,6 +144,10 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 		Web: webLn.Addr().String(), Admin: adminLn.Addr().String(), Reg: reg, errc: make(chan error, 2)}
 	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: opts.OriginPatterns}), ReadHeaderTimeout: 5 * time.Second}
 	adminSrv := &http.Server{Handler: admin.Handler(admin.Options{Server: srv, Token: cfg.AdminToken, Log: log, Cluster: opts.Cluster}), ReadHeaderTimeout: 5 * time.Second}
+	// Start the server's own loops here, not in the first serve goroutine:
+	// a server started after this one then counts them in its goroutine
+	// baseline, whether or not those goroutines have run yet.
+	srv.Start()
 	go func() { s.errc <- srv.ServeNative(native) }()
 	go func() { s.errc <- srv.ServeLegacy(leg) }()
 	go func() { _ = webSrv.Serve(webLn) }()     // returns ErrServerClosed at cleanup
