@@ -102,11 +102,10 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("worker takes no arguments, got %q", fs.Args())}
 	}
-	level := new(slog.LevelVar)
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
+	log, _, err := m.logger(*logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
 	sel, err := parseServices(*services)
 	if err != nil {
 		return err

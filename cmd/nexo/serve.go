@@ -73,11 +73,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
-	level := new(slog.LevelVar)
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
+	log, level, err := m.logger(*logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
 	token := *adminToken
 	if *adminTokenFile != "" {
 		b, err := os.ReadFile(*adminTokenFile)
@@ -324,6 +323,16 @@ wait:
 	}
 	log.Info("nexo stopped")
 	return serveErr
+}
+
+// logger is a long-running command's logger: text on stderr at the level
+// of --log-level, which the returned LevelVar can change later.
+func (m *Main) logger(levelText string) (*slog.Logger, *slog.LevelVar, error) {
+	level := new(slog.LevelVar)
+	if err := level.UnmarshalText([]byte(levelText)); err != nil {
+		return nil, nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", levelText)}
+	}
+	return slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level})), level, nil
 }
 
 // onCommandLine reports whether args set the flag.
