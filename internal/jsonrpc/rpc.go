@@ -93,6 +93,21 @@ func (r *RPC) Handle(ctx context.Context, caller *service.Caller, msg []byte) ([
 	return r.handle(msg, func(req json.RawMessage) (response, bool) { return r.call(ctx, caller, req) })
 }
 
+// Inline reports whether msg is one call to an inline method (cheap, never
+// blocking), which a door may then run on its reader instead of a
+// goroutine of its own. It reads only the method name; anything else,
+// batches and malformed messages included, is not inline.
+func (r *RPC) Inline(msg []byte) bool {
+	var m struct {
+		Method string `json:"method"`
+	}
+	if len(msg) == 0 || msg[0] != '{' || json.Unmarshal(msg, &m) != nil {
+		return false
+	}
+	meth := r.reg.Get(m.Method)
+	return meth != nil && meth.Inline
+}
+
 // Refuse answers every call in msg with the native code, without running
 // any: it is how a door says BUSY or SHUTTING_DOWN. Notifications get
 // nothing, as always.

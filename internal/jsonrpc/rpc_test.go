@@ -228,3 +228,30 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestInline: only a single call to an inline method may run on a door's
+// reader; anything else goes to a goroutine.
+func TestInline(t *testing.T) {
+	reg := service.NewRegistry()
+	slow := service.Method{Name: "test.slow", Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) { return dst, nil }}
+	if err := reg.Register(append(calc.Methods(), slow)...); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRPC(reg, 0)
+	for _, tt := range []struct {
+		msg  string
+		want bool
+	}{
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`, true},
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2]}`, true}, // a notification
+		{`{"jsonrpc":"2.0","method":"test.slow","id":1}`, false},
+		{`{"jsonrpc":"2.0","method":"no.such","id":1}`, false},
+		{`[{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}]`, false},
+		{`{"jsonrpc":"2.0","method":`, false},
+		{``, false},
+	} {
+		if got := r.Inline([]byte(tt.msg)); got != tt.want {
+			t.Errorf("Inline(%s) = %v, want %v", tt.msg, got, tt.want)
+		}
+	}
+}

@@ -162,6 +162,11 @@ func (s *session) readWS(rpc *jsonrpc.RPC) error {
 			s.replyWS(rpc.Refuse(msg, wire.CodeBusy, "too many requests in flight on this connection"))
 		case s.srv.async.Load() >= int64(s.srv.cfg.MaxInFlightTotal):
 			s.replyWS(rpc.Refuse(msg, wire.CodeBusy, "too many requests in flight on this server"))
+		case rpc.Inline(msg):
+			// Cheap and never blocking: answered here, without a goroutine.
+			s.acquire()
+			s.replyWS(rpc.Handle(s.ctx, &s.caller, msg))
+			s.release()
 		default:
 			s.acquire()
 			s.srv.async.Add(1)

@@ -523,3 +523,22 @@ func TestClientTokens(t *testing.T) {
 		t.Errorf("POST /rpc from a blocked address: %d", code)
 	}
 }
+
+// TestWebSocketInlineNotHeldBack: a cheap call answered on the reader
+// does not wait behind a slow one in flight on the same socket.
+func TestWebSocketInlineNotHeldBack(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	w.send(`{"jsonrpc":"2.0","method":"test.sleep","params":[500],"id":1}`)
+	w.send(`{"jsonrpc":"2.0","method":"math.add","params":[40,2],"id":2}`)
+	if m := w.next(); string(m.ID) != "2" || string(m.Result) != "42" {
+		t.Fatalf("first answer %+v, want math.add's 42 before the sleep ends", m)
+	}
+	if m := w.next(); string(m.ID) != "1" || string(m.Result) != `"slept"` {
+		t.Fatalf("second answer %+v, want the sleep", m)
+	}
+}
