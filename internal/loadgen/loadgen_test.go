@@ -60,10 +60,12 @@ func TestRateCorrectsOmission(t *testing.T) {
 	if !corrected.COCorrected || corrected.Ops > uint64(paced.Rate*paced.Duration.Seconds())+1 {
 		t.Errorf("paced run: %d ops in %v at %v/s", corrected.Ops, paced.Duration, paced.Rate)
 	}
-	if corrected.MaxUs < 3*closed.MaxUs {
-		t.Errorf("max latency %v µs paced vs %v µs closed: the queue behind the slow server is not counted", corrected.MaxUs, closed.MaxUs)
+	// The median, not the maximum: one scheduling hiccup can stretch a
+	// maximum, but the queue stretches half of all paced requests.
+	if corrected.P50us < 3*closed.P50us {
+		t.Errorf("median latency %v µs paced vs %v µs closed: the queue behind the slow server is not counted", corrected.P50us, closed.P50us)
 	}
-	t.Logf("closed loop: max %.0f µs; paced: max %.0f µs", closed.MaxUs, corrected.MaxUs)
+	t.Logf("closed loop: p50 %.0f µs, max %.0f µs; paced: p50 %.0f µs, max %.0f µs", closed.P50us, closed.MaxUs, corrected.P50us, corrected.MaxUs)
 
 	var hgrm, svg bytes.Buffer
 	if err := WriteHgrm(&hgrm, corrected.Histogram()); err != nil || !strings.Contains(hgrm.String(), "Percentile") {
