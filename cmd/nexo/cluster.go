@@ -96,13 +96,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	healthAddr := fs.String("health-addr", "", "serve /livez and /readyz (ready while connected to NATS) on this `address`; empty turns it off")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in hand may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("worker takes no arguments, got %q", fs.Args())}
-	}
-	log, _, err := m.logger(*logLevel)
+	log, _, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return err
 	}

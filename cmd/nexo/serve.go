@@ -67,13 +67,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	gwName := fs.String("name", "", "this gateway's `name` in the cluster view (default HOST-PID)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
-	}
-	log, level, err := m.logger(*logLevel)
+	log, level, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return err
 	}
@@ -325,12 +319,19 @@ wait:
 	return serveErr
 }
 
-// logger is a long-running command's logger: text on stderr at the level
-// of --log-level, which the returned LevelVar can change later.
-func (m *Main) logger(levelText string) (*slog.Logger, *slog.LevelVar, error) {
+// parseDaemon parses the flags of a long-running command (serve, worker),
+// which takes no arguments, and returns its logger: text on stderr at the
+// level of --log-level, which the returned LevelVar can change later.
+func (m *Main) parseDaemon(fs *flag.FlagSet, args []string, levelText *string) (*slog.Logger, *slog.LevelVar, error) {
+	if err := m.parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, usageError{fmt.Sprintf("%s takes no arguments, got %q", fs.Name(), fs.Args())}
+	}
 	level := new(slog.LevelVar)
-	if err := level.UnmarshalText([]byte(levelText)); err != nil {
-		return nil, nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", levelText)}
+	if err := level.UnmarshalText([]byte(*levelText)); err != nil {
+		return nil, nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *levelText)}
 	}
 	return slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level})), level, nil
 }
