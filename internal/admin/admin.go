@@ -150,10 +150,19 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, v)
 }
 
-func (a *api) client(w http.ResponseWriter, r *http.Request) {
+// pathID reads the {id} of the path; a malformed one is answered 400.
+func pathID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {
 		fail(w, http.StatusBadRequest, "the id must be a positive integer")
+		return 0, false
+	}
+	return id, true
+}
+
+func (a *api) client(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
 		return
 	}
 	c, ok := a.o.Server.Client(id)
@@ -165,9 +174,8 @@ func (a *api) client(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) kick(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil {
-		fail(w, http.StatusBadRequest, "the id must be a positive integer")
+	id, ok := pathID(w, r)
+	if !ok {
 		return
 	}
 	reason := r.URL.Query().Get("reason")
