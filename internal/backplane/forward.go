@@ -268,21 +268,27 @@ func (f *Forwarder) Flush() {
 	}
 	var small [8]*flight
 	fls := small[:0]
+	f.takeDirtyLocked(func(ln *lane, b *batch) { fls = append(fls, f.flightLocked(ln, b)) })
+	f.mu.Unlock()
+	for _, fl := range fls {
+		f.publish(fl)
+	}
+}
+
+// takeDirtyLocked empties every listed lane, passing each queued batch to
+// take, and clears the list. Call it with f.mu held.
+func (f *Forwarder) takeDirtyLocked(take func(*lane, *batch)) {
 	for _, ln := range f.dirty {
 		ln.mu.Lock()
 		b := ln.next
 		ln.next, ln.dirty = nil, false
 		ln.mu.Unlock()
 		if b != nil {
-			fls = append(fls, f.flightLocked(ln, b))
+			take(ln, b)
 		}
 	}
 	clear(f.dirty)
 	f.dirty = f.dirty[:0]
-	f.mu.Unlock()
-	for _, fl := range fls {
-		f.publish(fl)
-	}
 }
 
 // flightLocked registers and times a new flight of a lane's batch, marked
@@ -554,20 +560,12 @@ func (f *Forwarder) FailAll(why string) {
 			fl.recycleLocked()
 		}
 	}
-	for _, ln := range f.dirty {
-		ln.mu.Lock()
-		b := ln.next
-		ln.next, ln.dirty = nil, false
-		ln.mu.Unlock()
-		if b != nil {
-			for _, c := range b.calls {
-				dones = append(dones, c.done)
-			}
-			b.recycle()
+	f.takeDirtyLocked(func(_ *lane, b *batch) {
+		for _, c := range b.calls {
+			dones = append(dones, c.done)
 		}
-	}
-	clear(f.dirty)
-	f.dirty = f.dirty[:0]
+		b.recycle()
+	})
 	f.mu.Unlock()
 	var fs flushers
 	for _, done := range dones {
