@@ -175,7 +175,7 @@ type collector struct {
 	requests, duration                   *prometheus.Desc
 	clients, accepted, rejected          *prometheus.Desc
 	closed, bytesIn, bytesOut, buildInfo *prometheus.Desc
-	authFailures                         *prometheus.Desc
+	authFailures, parked                 *prometheus.Desc
 }
 
 func newCollector(srv *Server) *collector {
@@ -193,12 +193,14 @@ func newCollector(srv *Server) *collector {
 		buildInfo: prometheus.NewDesc("nexo_build_info", "Always 1; the labels tell the build.", []string{"version", "goversion"}, nil),
 		authFailures: prometheus.NewDesc("nexo_auth_failures_total",
 			"Authentications refused (wrong or missing token, or an address over its failure limit), by door.", []string{"door"}, nil),
+		parked: prometheus.NewDesc("nexo_parked_clients",
+			"Idle native clients that hold no goroutine: the server's poller waits for their input.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures} {
+	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures, c.parked} {
 		ch <- d
 	}
 }
@@ -238,6 +240,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.srv.cfg.Version, runtime.Version())
+	var parked int
+	if p := c.srv.poll.Load(); p != nil {
+		parked = p.count()
+	}
+	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(parked))
 }
 
 // bytesByDoor returns the bytes received and sent per door: closed

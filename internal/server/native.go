@@ -40,16 +40,14 @@ const MaxHelloFrame = 4 << 10
 // small stack, while the handshake's (TLS, JSON) grows this one's: an idle
 // connection then holds little more stack than a blocked read needs.
 func (s *Server) handleNative(c net.Conn) {
-	ip := remoteIP(c.RemoteAddr())
 	sess, rd := s.handshakeNative(c)
 	if sess == nil {
-		s.leave(ip)
+		s.leave(remoteIP(c.RemoteAddr()))
 		return
 	}
-	go func() {
-		defer s.leave(ip)
-		sess.end(sess.readNative(rd))
-	}()
+	sess.rd = rd
+	sess.raw = parkable(c)
+	go sess.runNative()
 }
 
 // handshakeNative reads and checks HELLO, then registers the session and
@@ -138,11 +136,17 @@ func readHello(rd *wire.Reader) (wire.Hello, error) {
 }
 
 // readNative is the session's reader: it reads frames until the connection
-// ends and returns why. Inline requests are answered into the batch writer
-// as they come; the batch is written once no whole frame is left buffered.
-func (s *session) readNative(rd *wire.Reader) error {
-	busy := false // holding an in-flight unit for the current burst
+// ends and returns why, or until it parks the connection after a burst
+// without requests (parked). Inline requests are answered into the
+// batch writer as they come; the batch is written once no whole frame is
+// left buffered.
+func (s *session) readNative(rd *wire.Reader) (parked bool, err error) {
+	busy := false      // holding an in-flight unit for the current burst
+	requested := false // the current burst carried a request
 	defer func() {
+		if parked {
+			return // the session may have another reader already
+		}
 		s.settle(monoNow())
 		s.flushForwarded()
 		if busy {
@@ -152,7 +156,7 @@ func (s *session) readNative(rd *wire.Reader) error {
 	for {
 		f, err := rd.ReadFrame()
 		if err != nil {
-			return s.readFailed(err)
+			return false, s.readFailed(err)
 		}
 		if !busy {
 			busy = true
@@ -162,6 +166,7 @@ func (s *session) readNative(rd *wire.Reader) error {
 		s.bytesIn.Add(uint64(wire.HeaderLen + len(f.Body)))
 		switch f.Type {
 		case wire.TypeRequest:
+			requested = true
 			s.handleRequest(f)
 		case wire.TypePing:
 			_ = s.out.Commit(wire.AppendFrame(s.out.Begin(), wire.TypePong, 0, f.ID, f.Body))
@@ -171,7 +176,7 @@ func (s *session) readNative(rd *wire.Reader) error {
 			s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
 			s.beginDrain(reasonClientGoodbye, "")
 		default:
-			return s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
+			return false, s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
 		if !rd.HasFrame() {
 			s.flushForwarded()
@@ -181,6 +186,10 @@ func (s *session) readNative(rd *wire.Reader) error {
 			_ = s.out.Flush() // a failed writer has closed the session already
 			busy = false
 			s.release()
+			if !requested && s.park(rd) {
+				return true, nil
+			}
+			requested = false
 		} else if s.out.Len() >= flushAt {
 			s.flushForwarded()
 			now := time.Now() // wall clock too: lastSeen is compared with it

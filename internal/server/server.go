@@ -64,9 +64,10 @@ type Server struct {
 	handshaking map[net.Conn]struct{}     // guarded by mu
 	hbOnce      sync.Once
 	stopOnce    sync.Once
-	hbStop      chan struct{} // closed by Shutdown
-	hbDone      chan struct{} // closed when the heartbeat loop exits
-	pubDone     chan struct{} // closed when the publish loop exits
+	hbStop      chan struct{}          // closed by Shutdown
+	hbDone      chan struct{}          // closed when the heartbeat loop exits
+	pubDone     chan struct{}          // closed when the publish loop exits
+	poll        atomic.Pointer[poller] // parked idle connections; nil where there is no poller
 	started     time.Time
 }
 
@@ -98,11 +99,16 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Start starts the server's timers (heartbeats, published statistics).
-// The Serve methods call it; a server used only through ServeWebSocket
-// calls it once itself. It is idempotent.
+// Start starts the server's timers (heartbeats, published statistics) and
+// the poller of idle connections. The Serve methods call it; a server used
+// only through ServeWebSocket calls it once itself. It is idempotent.
 func (s *Server) Start() {
 	s.hbOnce.Do(func() {
+		if p, err := newPoller(); err == nil {
+			s.poll.Store(p)
+		} else {
+			s.log.Debug("idle connections keep their goroutines", slog.Any(keyError, err))
+		}
 		go s.heartbeatLoop()
 		go s.publishLoop()
 	})
@@ -403,6 +409,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.stopOnce.Do(func() { close(s.hbStop) })
 		<-s.hbDone
 		<-s.pubDone
+		if p := s.poll.Load(); p != nil {
+			p.close()
+		}
 	}()
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()

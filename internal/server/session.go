@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -42,6 +43,11 @@ type session struct {
 	out         *batch.Writer
 	connectedAt time.Time
 	ws          *wsConn // WebSocket sessions only
+
+	// native sessions only
+	rd    *wire.Reader    // owned by the reader goroutine of the moment
+	raw   syscall.RawConn // nil: the connection cannot park
+	state atomic.Uint32   // readerRunning or readerParked
 
 	batcher service.Batcher // owned by the reader: held for this burst's forwarded requests
 	// owned by the reader: metrics of inline requests
@@ -127,6 +133,7 @@ func (s *session) close(r closeReason) {
 	s.cancel(closeReason(s.reason.Load()))
 	s.out.Close()
 	_ = s.conn.Close() // a second close reports an error we do not need
+	s.wake()           // a parked session's reader sees the close and ends it
 }
 
 // writeFailed is the writer's OnError: the peer stopped reading or the
@@ -181,6 +188,7 @@ func (s *session) tryFinish() {
 	}
 	s.out.CloseWrite()
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger)) // fails only when already closed
+	s.wake()                                                     // a parked session's reader must see the peer close, or the linger end
 }
 
 // refuseAndClose answers a fatal protocol error and ends the session: the

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"syscall"
+
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Idle native connections hold no goroutine. A reader whose burst carried
+// no request (an idle client answering a heartbeat PING, typically) parks
+// its connection: it hands the socket to the server's poller and exits.
+// The poller waits for input on every parked socket at once, on one
+// goroutine, and starts a reader again when input comes. Closing or
+// draining a parked session starts its reader too, so that the reader
+// always sees its connection's end and calls end. An idle client then
+// costs its session and socket, not a goroutine stack.
+//
+// Only plain TCP connections park (a TLS connection may hold decrypted
+// input the socket no longer shows), and only where the poller exists
+// (Linux, epoll).
+
+// Reader states of a parkable session.
+const (
+	readerRunning uint32 = iota // a goroutine reads the connection
+	readerParked                // the poller waits for input on the socket
+)
+
+// parkable returns the raw socket of a connection that can park, or nil.
+func parkable(c any) syscall.RawConn {
+	sc, ok := c.(syscall.Conn) // *net.TCPConn; *tls.Conn is not one
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// runNative is a native session's reader goroutine, first started after
+// the handshake and again each time a parked connection wakes. It returns
+// without ending the session when it parked the connection.
+func (s *session) runNative() {
+	parked, err := s.readNative(s.rd)
+	if parked {
+		return
+	}
+	s.end(err)
+	s.srv.leave(remoteIP(s.conn.RemoteAddr()))
+}
+
+// park hands the connection to the poller after a burst without requests.
+// It reports whether it did; the reader must then return at once, for
+// another reader may already be running.
+func (s *session) park(rd *wire.Reader) bool {
+	if s.raw == nil || rd.HasFrame() || s.draining.Load() {
+		return false
+	}
+	p := s.srv.poll.Load()
+	if p == nil {
+		return false
+	}
+	s.state.Store(readerParked)
+	if !p.park(s) {
+		// Not parked. Unless a wake took the session meanwhile (and
+		// started another reader), this reader goes on.
+		return !s.state.CompareAndSwap(readerParked, readerRunning)
+	}
+	// A drain or close that came before the state said parked did not
+	// wake the session: look again now that it does.
+	if s.draining.Load() || s.ctx.Err() != nil {
+		s.wake()
+	}
+	return true
+}
+
+// wake starts a reader for a parked session: input came, or the session
+// is closing or draining and its reader must see that. It does nothing
+// when a reader runs.
+func (s *session) wake() {
+	if s.state.CompareAndSwap(readerParked, readerRunning) {
+		s.srv.poll.Load().forget(s.id)
+		go s.runNative()
+	}
+}
