@@ -8,7 +8,10 @@
 # Each count runs a fresh `nexo serve` (heartbeats every 5 s, metrics on)
 # and a `nexo bench --idle` process holding the clients from 127.0.0.1-4.
 # Memory is read from /proc/PID/status (VmRSS) after two forced GCs
-# (/debug/pprof/heap?gc=1), minus the server's RSS before any client came.
+# (/debug/pprof/heap?gc=1), minus the server's RSS before any client came;
+# then again after the runtime returned its free memory to the system
+# (POST /debug/free-memory): the Go allocator otherwise keeps free pages up
+# to its next heap goal (GOGC) mapped.
 # This machine caps every process at 20,000 open files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +32,11 @@ serve() {
   sleep 0.5
 }
 
-echo "| clients | server RSS MiB | RSS per client KiB | heap per client KiB | stacks per client KiB | server CPU, idle (heartbeats) |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| clients | server RSS MiB | RSS per client KiB | RSS per client, free memory returned, KiB | heap per client KiB | stacks per client KiB | server CPU, idle (heartbeats) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in $counts; do
   serve
+  curl -s -X POST localhost:7393/debug/free-memory >/dev/null
   base=$(rss "$srv")
   "$out/nexo" bench --idle --addr 127.0.0.1:7390 --connections "$n" --sources 4 -d 40s --json >"$out/idle.json" 2>/dev/null &
   idle=$!
@@ -41,11 +45,13 @@ for n in $counts; do
   for _ in 1 2; do curl -s 'localhost:7393/debug/pprof/heap?gc=1' >/dev/null; done
   r=$(rss "$srv")
   heap=$(metric go_memstats_heap_inuse_bytes) stack=$(metric go_memstats_stack_inuse_bytes)
+  curl -s -X POST localhost:7393/debug/free-memory >/dev/null
+  freed=$(rss "$srv")
   c0=$(cpu "$srv"); sleep 10; c1=$(cpu "$srv")
   hz=$(getconf CLK_TCK)
   python3 -c "
-n, base, r, heap, stack, ticks, hz = $n, $base, $r, $heap, $stack, $((c1 - c0)), $hz
-print('| %d | %.1f | %.2f | %.2f | %.2f | %.1f%% of one core |' % (n, r / 1024, (r - base) / n, heap / 1024 / n, stack / 1024 / n, 100 * ticks / hz / 10))"
+n, base, r, freed, heap, stack, ticks, hz = $n, $base, $r, $freed, $heap, $stack, $((c1 - c0)), $hz
+print('| %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f%% of one core |' % (n, r / 1024, (r - base) / n, (freed - base) / n, heap / 1024 / n, stack / 1024 / n, 100 * ticks / hz / 10))"
   kill "$idle" "$srv"; wait "$idle" "$srv" 2>/dev/null || true
 done
 

@@ -9,7 +9,7 @@
 //	GET    /api/closed
 //	GET    /api/stats
 //	GET    /livez, /readyz, /metrics
-//	/debug/pprof/ (only with Options.Pprof)
+//	/debug/pprof/, POST /debug/free-memory (only with Options.Pprof)
 //
 // When a token is configured, /api and /debug need "Authorization: Bearer
 // <token>" (compared in constant time); a missing or wrong one gets 401.
@@ -24,6 +24,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,7 +40,9 @@ type Options struct {
 	Server *server.Server
 	// Token, when set, is required for /api and /debug.
 	Token string
-	// Pprof mounts net/http/pprof under /debug/pprof/.
+	// Pprof mounts net/http/pprof under /debug/pprof/, and
+	// /debug/free-memory, which returns the memory the Go runtime holds
+	// free to the system (for measuring what clients really cost).
 	Pprof bool
 	Log   *slog.Logger
 	// Cluster, when set, answers /api/clients?scope=cluster with the view
@@ -78,11 +82,38 @@ func Handler(o Options) http.Handler {
 		mux.Handle("/debug/pprof/profile", a.auth(pprof.Profile))
 		mux.Handle("/debug/pprof/symbol", a.auth(pprof.Symbol))
 		mux.Handle("/debug/pprof/trace", a.auth(pprof.Trace))
+		mux.Handle("POST /debug/free-memory", a.auth(freeMemory))
 	}
 	return mux
 }
 
 type api struct{ o Options }
+
+// Freed is the answer of POST /debug/free-memory: the Go heap before and
+// after returning its free memory to the system.
+type Freed struct {
+	HeapInuse      uint64 `json:"heap_inuse_bytes"`
+	StackInuse     uint64 `json:"stack_inuse_bytes"`
+	ReleasedBefore uint64 `json:"heap_released_before_bytes"`
+	ReleasedAfter  uint64 `json:"heap_released_after_bytes"`
+}
+
+// freeMemory runs a GC and returns every free page to the system
+// (debug.FreeOSMemory). The runtime otherwise keeps free memory up to its
+// next heap goal (GOGC) mapped, so RSS after a burst of connections says
+// more about the allocator's headroom than about what clients hold.
+func freeMemory(w http.ResponseWriter, _ *http.Request) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	debug.FreeOSMemory()
+	runtime.ReadMemStats(&after)
+	reply(w, http.StatusOK, Freed{
+		HeapInuse:      after.HeapInuse,
+		StackInuse:     after.StackInuse,
+		ReleasedBefore: before.HeapReleased,
+		ReleasedAfter:  after.HeapReleased,
+	})
+}
 
 // auth requires the token, when one is configured.
 func (a *api) auth(h http.HandlerFunc) http.Handler {

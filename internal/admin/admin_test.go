@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,34 @@ func TestToken(t *testing.T) {
 		if code := get(t, tt.method, base+tt.path, tt.token, nil); code != tt.code {
 			t.Errorf("%s %s with %q: %d, want %d", tt.method, tt.path, tt.token, code, tt.code)
 		}
+	}
+}
+
+// TestDebug: with Pprof, /debug/pprof/ and POST /debug/free-memory are
+// served behind the token; free-memory reports the heap it released.
+func TestDebug(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	hs := httptest.NewServer(admin.Handler(admin.Options{Server: srv.Server, Token: "t0ken", Pprof: true}))
+	defer hs.Close()
+	for _, tt := range []struct {
+		method, path, token string
+		code                int
+	}{
+		{"GET", "/debug/pprof/", "t0ken", 200},
+		{"GET", "/debug/pprof/", "", 401},
+		{"POST", "/debug/free-memory", "", 401},
+		{"GET", "/debug/free-memory", "t0ken", 405},
+	} {
+		if code := get(t, tt.method, hs.URL+tt.path, tt.token, nil); code != tt.code {
+			t.Errorf("%s %s with %q: %d, want %d", tt.method, tt.path, tt.token, code, tt.code)
+		}
+	}
+	var freed admin.Freed
+	if code := get(t, "POST", hs.URL+"/debug/free-memory", "t0ken", &freed); code != 200 {
+		t.Fatalf("free-memory: %d", code)
+	}
+	if freed.HeapInuse == 0 || freed.StackInuse == 0 || freed.ReleasedAfter < freed.ReleasedBefore {
+		t.Errorf("free-memory answered %+v", freed)
 	}
 }
 
