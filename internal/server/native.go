@@ -36,9 +36,11 @@ var errAnswerTooLarge = errors.New("answer longer than the max frame")
 const MaxHelloFrame = 4 << 10
 
 // handleNative runs one native connection: the handshake here, then the
-// session's reader on a goroutine of its own. That goroutine starts with a
-// small stack, while the handshake's (TLS, JSON) grows this one's: an idle
-// connection then holds little more stack than a blocked read needs.
+// session's reader on a goroutine of its own, which starts with a small
+// stack while the handshake's (TLS, JSON) grew this one's. A client that
+// sent nothing after its HELLO is parked at once instead: it gets a reader
+// when its first request comes, so a crowd of idle clients never holds a
+// goroutine each, not even while it connects.
 func (s *Server) handleNative(c net.Conn) {
 	sess, rd := s.handshakeNative(c)
 	if sess == nil {
@@ -47,7 +49,9 @@ func (s *Server) handleNative(c net.Conn) {
 	}
 	sess.rd = rd
 	sess.raw = parkable(c)
-	go sess.runNative()
+	if !sess.park(rd) {
+		go sess.runNative()
+	}
 }
 
 // handshakeNative reads and checks HELLO, then registers the session and

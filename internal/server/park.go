@@ -6,9 +6,11 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
-// Idle native connections hold no goroutine. A reader whose burst carried
-// no request (an idle client answering a heartbeat PING, typically) parks
-// its connection: it hands the socket to the server's poller and exits.
+// Idle native connections hold no goroutine. A connection is parked right
+// after its handshake, unless requests came with the HELLO, and a reader
+// whose burst carried no request (an idle client answering a heartbeat
+// PING, typically) parks its connection again: it hands the socket to the
+// server's poller and exits.
 // The poller waits for input on every parked socket at once, on one
 // goroutine, and starts a reader again when input comes. Closing or
 // draining a parked session starts its reader too, so that the reader
@@ -50,9 +52,9 @@ func (s *session) runNative() {
 	s.srv.leave(remoteIP(s.conn.RemoteAddr()))
 }
 
-// park hands the connection to the poller after a burst without requests.
-// It reports whether it did; the reader must then return at once, for
-// another reader may already be running.
+// park hands the connection to the poller, after the handshake or after a
+// burst without requests. It reports whether it did; the caller must then
+// leave the session alone, for another reader may already be running.
 func (s *session) park(rd *wire.Reader) bool {
 	if s.raw == nil || rd.HasFrame() || s.draining.Load() {
 		return false
