@@ -11,7 +11,8 @@
 #     (goroutine per connection, one write per burst), driven by the same
 #     `nexo bench`: the Go "limit";
 #   - Debian's redis-server (installed when missing), driven by
-#     `redis-benchmark -t ping`.
+#     `redis-benchmark -t ping`, and again by `nexo bench --door redis`
+#     (PINGs), so that one client measures both servers' latency.
 # Scenarios: 50 connections with 1 and 16 requests outstanding each, and one
 # connection with one request, where server and load tool share one CPU
 # (taskset -c 0) so that latency, not parallelism, is measured.
@@ -52,6 +53,8 @@ for s in "${scenarios[@]}"; do
   n=$(grep '"server":"nexo","c":'"$c"',"p":'"$p"',' "$results" | python3 -c 'import json,sys; print(max(20000, int(json.loads(sys.stdin.read())["r"]["ops"])))')
   csv=$("${pin[@]}" redis-benchmark -p 6390 -t ping -c "$c" -P "$p" -n "$n" --csv | tail -n +2 | tr '\n' ';')
   printf '{"server":"redis","c":%d,"p":%d,"csv":"%s"}\n' "$c" "$p" "${csv//\"/}" >>"$results"
+  j=$("${pin[@]}" "$out/nexo" bench --door redis --addr 127.0.0.1:6390 -c "$c" -p "$p" -d "${secs}s" --json)
+  printf '{"server":"redis-nb","c":%d,"p":%d,"r":%s}\n' "$c" "$p" "$j" >>"$results"
   redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
   sleep 0.3
 done
@@ -74,4 +77,13 @@ for c, p in ((50, 1), (50, 16), (1, 1)):
     n, b, r = get("nexo", c, p), get("baseline", c, p), get("redis", c, p)
     print("| c=%d p=%d%s | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |" % (
         c, p, " (1 CPU)" if c == 1 else "", n[0], b[0], r[0], n[0] / b[0], n[0] / r[0], n[1], n[2], b[1], b[2], r[1], r[2]))
+print()
+print("Redis driven by the same client as nexo (nexo bench --door redis):")
+print()
+print("| scenario | nexo ops/s | Redis ops/s | nexo / Redis | p50 / p99 µs: nexo | Redis | p99 nexo / Redis |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for c, p in ((50, 1), (50, 16), (1, 1)):
+    n, r = get("nexo", c, p), get("redis-nb", c, p)
+    print("| c=%d p=%d%s | %.0f | %.0f | %.2f | %.0f / %.0f | %.0f / %.0f | %.2f |" % (
+        c, p, " (1 CPU)" if c == 1 else "", n[0], r[0], n[0] / r[0], n[1], n[2], r[1], r[2], n[2] / r[2]))
 PY

@@ -16,7 +16,7 @@ import (
 func (m *Main) bench(ctx context.Context, args []string) error {
 	fs := m.flags("bench", "")
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door")
-	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets) or web (JSON-RPC over the WebSocket /ws)")
+	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets), web (JSON-RPC over the WebSocket /ws), or redis (PINGs to a redis-server, for comparison)")
 	rate := fs.Float64("r", 0, "target `rate` in requests per second over all connections, with latency corrected for coordinated omission; 0: closed loop")
 	hgrm := fs.String("hgrm", "", "write the latency percentile distribution to this `file` (HdrHistogram .hgrm, µs)")
 	plot := fs.String("plot", "", "write a latency-by-percentile chart to this SVG `file`")

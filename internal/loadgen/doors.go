@@ -24,6 +24,10 @@ const (
 	DoorNative = "native"
 	DoorLegacy = "legacy"
 	DoorWeb    = "web" // JSON-RPC 2.0 over the WebSocket /ws
+	// DoorRedis sends Redis PINGs (RESP) instead of the method: it drives
+	// a redis-server with this same load generator, so that latencies of
+	// nexo and Redis are measured by one client.
+	DoorRedis = "redis"
 )
 
 // codec speaks one door's protocol for a connection of the load generator.
@@ -60,7 +64,14 @@ func dialCodec(ctx context.Context, cfg Config, i int) (codec, error) {
 			return nil, err
 		}
 		a, b := legacyOperands(cfg.Payload)
-		return &legacyCodec{c: c, br: bufio.NewReaderSize(c, 16<<10), packet: legacy.Append(nil, binary.LittleEndian, cmd, a, b)}, nil
+		return newLineCodec(c, legacy.Append(nil, binary.LittleEndian, cmd, a, b), "ERROR"), nil
+	case DoorRedis:
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", cfg.Addr)
+		if err != nil {
+			return nil, err
+		}
+		return newLineCodec(c, []byte("*1\r\n$4\r\nPING\r\n"), "-"), nil
 	case DoorWeb:
 		ws, _, err := websocket.Dial(ctx, "ws://"+cfg.Addr+"/ws?name=bench-"+strconv.Itoa(i), nil)
 		if err != nil {
@@ -120,23 +131,30 @@ func (n *nativeCodec) goodbye(out []byte) []byte { return wire.AppendGoodbye(out
 func (n *nativeCodec) endReads(t time.Time)      { _ = n.c.SetReadDeadline(t) }
 func (n *nativeCodec) close()                    { _ = n.c.Close() }
 
-// legacyCodec is the seed's struct packets: answers are lines, in order.
-type legacyCodec struct {
-	c      net.Conn
-	br     *bufio.Reader
-	packet []byte
-	mu     sync.Mutex // a paced run sends and reads on two goroutines
-	fifo   []int      // guarded by mu: slots sent and not answered, oldest first
+// lineCodec sends one fixed packet per request and reads answers that are
+// lines, in order: the seed's struct packets on the legacy door, and RESP
+// PINGs to Redis.
+type lineCodec struct {
+	c         net.Conn
+	br        *bufio.Reader
+	packet    []byte
+	errPrefix []byte     // the start of an error line
+	mu        sync.Mutex // a paced run sends and reads on two goroutines
+	fifo      []int      // guarded by mu: slots sent and not answered, oldest first
 }
 
-func (l *legacyCodec) request(out []byte, slot int) []byte {
+func newLineCodec(c net.Conn, packet []byte, errPrefix string) *lineCodec {
+	return &lineCodec{c: c, br: bufio.NewReaderSize(c, 16<<10), packet: packet, errPrefix: []byte(errPrefix)}
+}
+
+func (l *lineCodec) request(out []byte, slot int) []byte {
 	l.mu.Lock()
 	l.fifo = append(l.fifo, slot)
 	l.mu.Unlock()
 	return append(out, l.packet...)
 }
 
-func (l *legacyCodec) answer(*[]byte) (int, bool, bool, error) {
+func (l *lineCodec) answer(*[]byte) (int, bool, bool, error) {
 	line, err := l.br.ReadSlice('\n')
 	if err != nil {
 		return -1, false, false, err
@@ -144,22 +162,22 @@ func (l *legacyCodec) answer(*[]byte) (int, bool, bool, error) {
 	l.mu.Lock()
 	if len(l.fifo) == 0 {
 		l.mu.Unlock()
-		return -1, false, false, fmt.Errorf("legacy answer %q to no request", line)
+		return -1, false, false, fmt.Errorf("answer %q to no request", line)
 	}
 	slot := l.fifo[0]
 	l.fifo = l.fifo[1:]
 	l.mu.Unlock()
-	return slot, bytes.HasPrefix(line, []byte("ERROR")), false, nil
+	return slot, bytes.HasPrefix(line, l.errPrefix), false, nil
 }
 
-func (l *legacyCodec) more() bool { return bytes.IndexByte(peekAll(l.br), '\n') >= 0 }
-func (l *legacyCodec) write(out []byte) error {
+func (l *lineCodec) more() bool { return bytes.IndexByte(peekAll(l.br), '\n') >= 0 }
+func (l *lineCodec) write(out []byte) error {
 	_, err := l.c.Write(out)
 	return err
 }
-func (l *legacyCodec) goodbye(out []byte) []byte { return out }
-func (l *legacyCodec) endReads(t time.Time)      { _ = l.c.SetReadDeadline(t) }
-func (l *legacyCodec) close()                    { _ = l.c.Close() }
+func (l *lineCodec) goodbye(out []byte) []byte { return out }
+func (l *lineCodec) endReads(t time.Time)      { _ = l.c.SetReadDeadline(t) }
+func (l *lineCodec) close()                    { _ = l.c.Close() }
 
 func peekAll(br *bufio.Reader) []byte {
 	b, _ := br.Peek(br.Buffered())

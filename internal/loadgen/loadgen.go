@@ -36,7 +36,7 @@ import (
 // Config describes a run.
 type Config struct {
 	Addr        string        // server address
-	Door        string        // DoorNative (default), DoorLegacy or DoorWeb
+	Door        string        // DoorNative (default), DoorLegacy, DoorWeb or DoorRedis
 	Rate        float64       // target requests per second over all connections; 0: closed loop
 	Method      string        // default "math.add"
 	Payload     []byte        // default: operands 1 and 2 for math.*, empty otherwise
@@ -86,8 +86,8 @@ func (c *Config) defaults() error {
 	if c.Door == "" {
 		c.Door = DoorNative
 	}
-	if c.Door != DoorNative && c.Door != DoorLegacy && c.Door != DoorWeb {
-		return fmt.Errorf("loadgen: door %q: want native, legacy or web", c.Door)
+	if c.Door != DoorNative && c.Door != DoorLegacy && c.Door != DoorWeb && c.Door != DoorRedis {
+		return fmt.Errorf("loadgen: door %q: want native, legacy, web or redis", c.Door)
 	}
 	if c.Rate < 0 {
 		return errors.New("loadgen: negative rate")
