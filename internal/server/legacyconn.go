@@ -83,7 +83,7 @@ func (s *session) readLegacy(dec *legacy.Decoder) error {
 			s.errors.Add(1)
 		}
 		_ = s.out.Commit(b)
-		s.srv.metrics.observe(s.shard(), m, code, start)
+		s.srv.metrics.observe(s.shard(), m, code, time.Since(start))
 		if failed != nil {
 			s.logHandlerError(method, service.CodeOf(failed), failed)
 		}

@@ -16,15 +16,27 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
-// epoch anchors monoNow.
+// epoch anchors mono readings.
 var epoch = time.Now()
 
-// monoNow is time.Now for timing requests: it reads only the monotonic
-// clock, one vDSO call instead of two. Durations and deadlines use the
-// monotonic reading, so it mixes with time.Now; its wall-clock part
-// (process start plus monotonic time since) must not be compared with the
-// wall clock.
-func monoNow() time.Time { return epoch.Add(time.Since(epoch)) }
+// mono is a reading of the monotonic clock for timing requests: the time
+// since epoch. It costs one vDSO call, where time.Now makes two (wall and
+// monotonic), and its arithmetic is an integer's.
+type mono time.Duration
+
+// monoNow reads the monotonic clock.
+func monoNow() mono { return mono(time.Since(epoch)) }
+
+// monoOf is the mono reading of a time taken with time.Now.
+func monoOf(t time.Time) mono { return mono(t.Sub(epoch)) }
+
+// since is the time elapsed from m until now.
+func (m mono) since() time.Duration { return time.Since(epoch) - time.Duration(m) }
+
+// add is the time d after m, as a time.Time whose monotonic reading is
+// right (its wall-clock part, process start plus m, must not be compared
+// with the wall clock).
+func (m mono) add(d time.Duration) time.Time { return epoch.Add(time.Duration(m) + d) }
 
 // errAnswerTooLarge replaces an answer longer than the max frame, which
 // the client was told it need not accept: it gets INTERNAL, and the log
@@ -145,12 +157,14 @@ func readHello(rd *wire.Reader) (wire.Hello, error) {
 // batch writer as they come; the batch is written once no whole frame is
 // left buffered.
 func (s *session) readNative(rd *wire.Reader) (parked bool, err error) {
-	busy := false      // holding an in-flight unit for the current burst
-	requested := false // the current burst carried a request
+	busy := false       // holding an in-flight unit for the current burst
+	var in, reqs uint64 // bytes and requests of the burst, counted at its end
 	defer func() {
 		if parked {
 			return // the session may have another reader already
 		}
+		s.bytesIn.Add(in)
+		s.requests.Add(reqs)
 		s.settle(monoNow())
 		s.flushForwarded()
 		if busy {
@@ -165,12 +179,11 @@ func (s *session) readNative(rd *wire.Reader) (parked bool, err error) {
 		if !busy {
 			busy = true
 			s.acquire()
-			s.lastSeen.Store(time.Now().UnixNano())
 		}
-		s.bytesIn.Add(uint64(wire.HeaderLen + len(f.Body)))
+		in += uint64(wire.HeaderLen + len(f.Body))
 		switch f.Type {
 		case wire.TypeRequest:
-			requested = true
+			reqs++
 			s.handleRequest(f)
 		case wire.TypePing:
 			_ = s.out.Commit(wire.AppendFrame(s.out.Begin(), wire.TypePong, 0, f.ID, f.Body))
@@ -183,25 +196,32 @@ func (s *session) readNative(rd *wire.Reader) (parked bool, err error) {
 			return false, s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
 		if !rd.HasFrame() {
-			s.flushForwarded()
-			now := time.Now() // wall clock too: lastSeen is compared with it
-			s.settle(now)
-			s.lastSeen.Store(now.UnixNano())
-			_ = s.out.Flush() // a failed writer has closed the session already
+			idle := reqs == 0
+			s.burstDone(in, reqs)
+			in, reqs = 0, 0
 			busy = false
 			s.release()
-			if !requested && s.park(rd) {
+			if idle && s.park(rd) {
 				return true, nil
 			}
-			requested = false
 		} else if s.out.Len() >= flushAt {
-			s.flushForwarded()
-			now := time.Now() // wall clock too: lastSeen is compared with it
-			s.settle(now)
-			s.lastSeen.Store(now.UnixNano())
-			_ = s.out.Flush()
+			s.burstDone(in, reqs)
+			in, reqs = 0, 0
 		}
 	}
+}
+
+// burstDone ends a burst of input, or a part of a long one: it counts the
+// burst's bytes and requests, lets forwarded requests go, counts the last
+// inline request, and writes the answers.
+func (s *session) burstDone(in, reqs uint64) {
+	s.bytesIn.Add(in)
+	s.requests.Add(reqs)
+	s.flushForwarded()
+	now := time.Now() // wall clock too: lastSeen is compared with it
+	s.settle(monoOf(now))
+	s.lastSeen.Store(now.UnixNano())
+	_ = s.out.Flush() // a failed writer has closed the session already
 }
 
 // readFailed handles the error that ended a reader: a malformed frame is
@@ -220,7 +240,6 @@ func (s *session) readFailed(err error) error {
 // handleRequest answers one REQUEST: inline methods at once, others on a
 // goroutine of their own.
 func (s *session) handleRequest(f wire.Frame) {
-	s.requests.Add(1)
 	start := monoNow()
 	s.settle(start)                  // the previous inline request ended here
 	req, err := wire.ParseRequest(f) // ReadFrame validated it: cannot fail
@@ -298,7 +317,7 @@ func (s *session) handleRequest(f wire.Frame) {
 			})
 		return
 	}
-	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), start, start.Add(timeout))
+	go s.runAsync(m, req.ID, append([]byte(nil), req.Payload...), start, start.add(timeout))
 }
 
 // Flush writes the answers a forwarder delivered, from a goroutine of the
@@ -310,13 +329,13 @@ func (s *session) Flush() { s.out.FlushAsync() }
 type pendingObs struct {
 	st    *methodStat // nil: nothing pending
 	code  wire.Code
-	start time.Time
+	start mono
 }
 
 // settle counts the pending inline request, if any, as ending at now.
-func (s *session) settle(now time.Time) {
+func (s *session) settle(now mono) {
 	if p := s.unsettled; p.st != nil {
-		s.srv.metrics.record(s.shard(), p.st, p.code, now.Sub(p.start))
+		s.srv.metrics.record(s.shard(), p.st, p.code, time.Duration(now-p.start))
 		s.unsettled.st = nil
 	}
 }
@@ -340,7 +359,7 @@ func (s *session) flushForwarded() {
 }
 
 // runAsync serves one request on its own goroutine and writes the answer.
-func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, deadline time.Time) {
+func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start mono, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
 	if err == nil && ctx.Err() != nil {
@@ -354,7 +373,7 @@ func (s *session) runAsync(m *service.Method, id uint32, payload []byte, start, 
 // gives back its in-flight unit. write says whether to write from the
 // calling goroutine; otherwise the answer waits for Flush, so that answers
 // delivered together by a forwarder share one write.
-func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, start time.Time, write bool) {
+func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, start mono, write bool) {
 	defer s.srv.async.Add(-1)
 	defer s.release()
 	if err == nil && wire.HeaderLen-4+len(resp) > s.srv.cfg.MaxFrame {
@@ -375,15 +394,15 @@ func (s *session) answer(m *service.Method, id uint32, resp []byte, err error, s
 			_ = s.out.Flush() // failures close the session
 		}
 	}
-	s.srv.metrics.observe(s.shard(), m, code, start)
+	s.srv.metrics.observe(s.shard(), m, code, start.since())
 }
 
 // replyError queues a request-level ERROR and counts it against the
 // method (nil when unknown); the connection stays open.
-func (s *session) replyError(id uint32, m *service.Method, code wire.Code, msg string, start time.Time) {
+func (s *session) replyError(id uint32, m *service.Method, code wire.Code, msg string, start mono) {
 	s.errors.Add(1)
 	_ = s.out.Commit(wire.AppendError(s.out.Begin(), id, code, msg))
-	s.srv.metrics.observe(s.shard(), m, code, start)
+	s.srv.metrics.observe(s.shard(), m, code, start.since())
 }
 
 // sendPing queues a PING whose body is the send time, so the PONG tells the
