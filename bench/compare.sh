@@ -2,7 +2,7 @@
 # Measures nexo beside its peers in one run on this machine and prints a
 # table of ratios.
 #
-#   bench/compare.sh [seconds per scenario, default 10]
+#   bench/compare.sh [seconds per scenario, default 10] [rounds, default 3]
 #
 # Servers, one at a time, each on free loopback ports:
 #   - nexo serve (sessions, heartbeats, metrics: everything on), driven by
@@ -16,9 +16,12 @@
 # Scenarios: 50 connections with 1 and 16 requests outstanding each, and one
 # connection with one request, where server and load tool share one CPU
 # (taskset -c 0) so that latency, not parallelism, is measured.
+# Every round runs every scenario on every server; the table shows the
+# median of the rounds, which one noisy run cannot move much.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+rounds=${2:-3}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
 
@@ -30,47 +33,52 @@ go build -o "$out/baseline" ./bench/baseline
 scenarios=("50 1" "50 16" "1 1")
 results="$out/results.jsonl"
 
-for s in "${scenarios[@]}"; do
-  set -- $s
-  c=$1 p=$2
-  pin=() # one connection: server and load tool share CPU 0
-  [ "$c" = 1 ] && pin=(taskset -c 0)
-  for server in nexo baseline; do
-    if [ "$server" = nexo ]; then
-      "${pin[@]}" "$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr "" --admin-addr 127.0.0.1:7392 --log-level warn &
-    else
-      "${pin[@]}" "$out/baseline" -addr 127.0.0.1:7390 2>/dev/null &
-    fi
-    pid=$!
+for round in $(seq "$rounds"); do
+  for s in "${scenarios[@]}"; do
+    set -- $s
+    c=$1 p=$2
+    pin=() # one connection: server and load tool share CPU 0
+    [ "$c" = 1 ] && pin=(taskset -c 0)
+    for server in nexo baseline; do
+      if [ "$server" = nexo ]; then
+        "${pin[@]}" "$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr "" --admin-addr 127.0.0.1:7392 --log-level warn &
+      else
+        "${pin[@]}" "$out/baseline" -addr 127.0.0.1:7390 2>/dev/null &
+      fi
+      pid=$!
+      sleep 0.5
+      j=$("${pin[@]}" "$out/nexo" bench --addr 127.0.0.1:7390 -c "$c" -p "$p" -d "${secs}s" --json)
+      printf '{"server":"%s","c":%d,"p":%d,"r":%s}\n' "$server" "$c" "$p" "$j" >>"$results"
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+    done
+    "${pin[@]}" redis-server --port 6390 --save '' --appendonly no --daemonize yes --logfile "$out/redis.log" >/dev/null
     sleep 0.5
-    j=$("${pin[@]}" "$out/nexo" bench --addr 127.0.0.1:7390 -c "$c" -p "$p" -d "${secs}s" --json)
-    printf '{"server":"%s","c":%d,"p":%d,"r":%s}\n' "$server" "$c" "$p" "$j" >>"$results"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    # About as many requests as nexo served in the same time, so both run ~secs.
+    n=$(grep '"server":"nexo","c":'"$c"',"p":'"$p"',' "$results" | tail -n 1 | python3 -c 'import json,sys; print(max(20000, int(json.loads(sys.stdin.read())["r"]["ops"])))')
+    csv=$("${pin[@]}" redis-benchmark -p 6390 -t ping -c "$c" -P "$p" -n "$n" --csv | tail -n +2 | tr '\n' ';')
+    printf '{"server":"redis","c":%d,"p":%d,"csv":"%s"}\n' "$c" "$p" "${csv//\"/}" >>"$results"
+    j=$("${pin[@]}" "$out/nexo" bench --door redis --addr 127.0.0.1:6390 -c "$c" -p "$p" -d "${secs}s" --json)
+    printf '{"server":"redis-nb","c":%d,"p":%d,"r":%s}\n' "$c" "$p" "$j" >>"$results"
+    redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
+    sleep 0.3
   done
-  "${pin[@]}" redis-server --port 6390 --save '' --appendonly no --daemonize yes --logfile "$out/redis.log" >/dev/null
-  sleep 0.5
-  # About as many requests as nexo served in the same time, so both run ~secs.
-  n=$(grep '"server":"nexo","c":'"$c"',"p":'"$p"',' "$results" | python3 -c 'import json,sys; print(max(20000, int(json.loads(sys.stdin.read())["r"]["ops"])))')
-  csv=$("${pin[@]}" redis-benchmark -p 6390 -t ping -c "$c" -P "$p" -n "$n" --csv | tail -n +2 | tr '\n' ';')
-  printf '{"server":"redis","c":%d,"p":%d,"csv":"%s"}\n' "$c" "$p" "${csv//\"/}" >>"$results"
-  j=$("${pin[@]}" "$out/nexo" bench --door redis --addr 127.0.0.1:6390 -c "$c" -p "$p" -d "${secs}s" --json)
-  printf '{"server":"redis-nb","c":%d,"p":%d,"r":%s}\n' "$c" "$p" "$j" >>"$results"
-  redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
-  sleep 0.3
 done
 
 python3 - "$results" <<'PY'
 import json, sys
+import statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
+def one(r):
+    if r["server"] != "redis":
+        x = r["r"]
+        return x["ops_per_sec"], x["p50_us"], x["p99_us"]
+    # redis-benchmark CSV: test, rps, avg, min, p50, p95, p99, max (ms); the better of the PING tests
+    best = max((l.split(",") for l in r["csv"].split(";") if l), key=lambda f: float(f[1]))
+    return float(best[1]), float(best[4]) * 1000, float(best[6]) * 1000
 def get(server, c, p):
-    for r in rows:
-        if r["server"] == server and r["c"] == c and r["p"] == p:
-            if server != "redis":
-                x = r["r"]
-                return x["ops_per_sec"], x["p50_us"], x["p99_us"]
-            # redis-benchmark CSV: test, rps, avg, min, p50, p95, p99, max (ms); the better of the PING tests
-            best = max((l.split(",") for l in r["csv"].split(";") if l), key=lambda f: float(f[1]))
-            return float(best[1]), float(best[4]) * 1000, float(best[6]) * 1000
+    """The median over the rounds of ops/s, p50 and p99, each on its own."""
+    runs = [one(r) for r in rows if r["server"] == server and r["c"] == c and r["p"] == p]
+    return tuple(statistics.median(x[i] for x in runs) for i in range(3))
 print("| scenario | nexo ops/s | baseline ops/s | Redis ops/s | nexo / baseline | nexo / Redis | p50 / p99 µs: nexo | baseline | Redis |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c, p in ((50, 1), (50, 16), (1, 1)):
