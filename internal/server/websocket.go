@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -142,11 +143,22 @@ var errBinaryMessage = errors.New("binary WebSocket message")
 // goroutine, so that a slow call does not hold back the others; answers are
 // written as they are ready, in any order, as JSON-RPC allows.
 func (s *session) readWS(rpc *jsonrpc.RPC) error {
+	var buf []byte // the message being handled, reused when it was small
 	for {
-		typ, msg, err := s.ws.ws.Read(s.ctx)
+		// No context to watch: closing the session closes the WebSocket,
+		// which ends a Read, and a context would cost a callback per message.
+		typ, r, err := s.ws.ws.Reader(context.Background())
 		if err != nil {
 			return err
 		}
+		if cap(buf) > keepMessage {
+			buf = nil
+		}
+		buf, err = readMessage(r, buf[:0])
+		if err != nil {
+			return err
+		}
+		msg := buf
 		now := time.Now()
 		s.lastSeen.Store(now.UnixNano())
 		s.bytesIn.Add(uint64(len(msg)))
@@ -170,11 +182,36 @@ func (s *session) readWS(rpc *jsonrpc.RPC) error {
 		default:
 			s.acquire()
 			s.srv.async.Add(1)
+			msg := bytes.Clone(msg) // buf is the next message's
 			go func() {
 				defer s.srv.async.Add(-1)
 				defer s.release()
 				s.replyWS(rpc.Handle(s.ctx, &s.caller, msg))
 			}()
+		}
+	}
+}
+
+// keepMessage is the largest message buffer a WebSocket reader keeps for
+// the next message.
+const keepMessage = 64 << 10
+
+// readMessage reads a message to its end, appending to b.
+func readMessage(r io.Reader, b []byte) ([]byte, error) {
+	if b == nil {
+		b = make([]byte, 0, 512)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
 		}
 	}
 }
@@ -217,28 +254,29 @@ type wsConn struct {
 	remote net.Addr
 
 	mu       sync.Mutex
-	deadline time.Time // guarded by mu: write deadline
-	goodbye  string    // guarded by mu: close reason for CloseWrite
-	timer    *time.Timer
+	deadline time.Time   // guarded by mu: write deadline
+	goodbye  string      // guarded by mu: close reason for CloseWrite
+	timer    *time.Timer // guarded by mu: closes the connection at the read deadline
+	wtimer   *time.Timer // guarded by mu: fires at the write deadline
+
+	writing  atomic.Bool // a Write is under way
+	timedOut atomic.Bool // a Write outlived its deadline and the connection was closed
 }
 
 // Write sends each message of p; a message ends at '\n' (JSON-RPC output
 // never holds a raw newline).
+//
+// The write deadline is kept by one timer (see SetWriteDeadline), not by a
+// context per write: a context with a deadline costs a timer and a
+// callback for every message.
 func (w *wsConn) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	dl := w.deadline
-	w.mu.Unlock()
-	ctx := context.Background()
-	if !dl.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl)
-		defer cancel()
-	}
+	w.writing.Store(true)
+	defer w.writing.Store(false)
 	n := 0
 	for len(p) > 0 {
 		msg, rest, _ := bytes.Cut(p, []byte{'\n'})
-		if err := w.ws.Write(ctx, websocket.MessageText, msg); err != nil {
-			if ctx.Err() != nil {
+		if err := w.ws.Write(context.Background(), websocket.MessageText, msg); err != nil {
+			if w.timedOut.Load() {
 				return n, os.ErrDeadlineExceeded
 			}
 			return n, err
@@ -285,6 +323,9 @@ func (w *wsConn) Close() error {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+	if w.wtimer != nil {
+		w.wtimer.Stop()
+	}
 	w.mu.Unlock()
 	return w.ws.CloseNow()
 }
@@ -316,10 +357,34 @@ func (w *wsConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-// SetWriteDeadline bounds the writes that follow.
+// SetWriteDeadline bounds the writes that follow: a write still under way
+// at t fails, and the connection is closed.
 func (w *wsConn) SetWriteDeadline(t time.Time) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.deadline = t
-	w.mu.Unlock()
+	switch {
+	case t.IsZero():
+		if w.wtimer != nil {
+			w.wtimer.Stop()
+		}
+	case w.wtimer == nil:
+		w.wtimer = time.AfterFunc(time.Until(t), w.writeDeadline)
+	default:
+		w.wtimer.Reset(time.Until(t))
+	}
 	return nil
+}
+
+// writeDeadline runs when the write deadline passes: a write still under
+// way has stalled, and the connection is closed under it.
+func (w *wsConn) writeDeadline() {
+	w.mu.Lock()
+	dl := w.deadline
+	w.mu.Unlock()
+	if dl.IsZero() || time.Now().Before(dl) || !w.writing.Load() {
+		return // moved, or nothing is being written
+	}
+	w.timedOut.Store(true)
+	_ = w.ws.CloseNow()
 }

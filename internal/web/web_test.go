@@ -542,3 +542,55 @@ func TestWebSocketInlineNotHeldBack(t *testing.T) {
 		t.Fatalf("second answer %+v, want the sleep", m)
 	}
 }
+
+// TestWebSocketSlowConsumer: a WebSocket client that sends and never reads
+// is closed once a write to it stalls for the write timeout, and another
+// client is served all along.
+func TestWebSocketSlowConsumer(t *testing.T) {
+	cfg := nexotest.FastConfig()
+	cfg.WriteTimeout = 300 * time.Millisecond
+	cfg.MaxPending = 256 << 20 // the stalled write, not the backlog, must end it
+	srv := nexotest.Start(t, cfg)
+	w, _, err := dialWS(t, srv, "?name=stuck", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	other, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.welcome()
+	big := `{"jsonrpc":"2.0","method":"sys.echo","params":["` + strings.Repeat("x", 60000) + `"],"id":1}`
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; ; i++ {
+		if closedWith(srv, "stuck", "slow consumer") {
+			break
+		}
+		if i < 2000 { // about 120 MB of answers: far past what the sockets buffer
+			if err := w.c.Write(ctx, websocket.MessageText, []byte(big)); err != nil {
+				break // the server closed the connection
+			}
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the client that does not read was not closed as a slow consumer")
+		}
+	}
+	nexotest.WaitFor(t, 5*time.Second, "slow consumer closed", func() bool { return closedWith(srv, "stuck", "slow consumer") })
+	if m := other.call("math.add", "[40,2]"); string(m.Result) != "42" {
+		t.Errorf("the other client got %+v", m)
+	}
+}
+
+// closedWith reports whether a client of that name closed with that reason.
+func closedWith(srv *nexotest.Server, name, reason string) bool {
+	for _, ci := range srv.Clients().Closed {
+		if ci.Name == name {
+			return ci.Reason == reason
+		}
+	}
+	return false
+}
