@@ -93,19 +93,37 @@ func (r *RPC) Handle(ctx context.Context, caller *service.Caller, msg []byte) ([
 	return r.handle(msg, func(req json.RawMessage) (response, bool) { return r.call(ctx, caller, req) })
 }
 
-// Inline reports whether msg is one call to an inline method (cheap, never
-// blocking), which a door may then run on its reader instead of a
-// goroutine of its own. It reads only the method name; anything else,
-// batches and malformed messages included, is not inline.
-func (r *RPC) Inline(msg []byte) bool {
-	var m struct {
-		Method string `json:"method"`
+// HandleInline runs msg at once when it is one valid call (or
+// notification) of an inline method, cheap and never blocking, and reports
+// whether it did; its answer is then what Handle would give. Anything else
+// (batches, other methods, malformed messages) is left alone: the door
+// passes it to Handle on a goroutine of its own. A door's reader uses it
+// to answer cheap calls without a goroutine, parsing each message once.
+func (r *RPC) HandleInline(ctx context.Context, caller *service.Caller, msg []byte) ([]byte, Tally, bool) {
+	msg = bytes.TrimSpace(msg)
+	if len(msg) == 0 || msg[0] != '{' {
+		return nil, Tally{}, false
 	}
-	if len(msg) == 0 || msg[0] != '{' || json.Unmarshal(msg, &m) != nil {
-		return false
+	req, _, ok := parseCall(msg)
+	if !ok {
+		return nil, Tally{}, false
 	}
-	meth := r.reg.Get(m.Method)
-	return meth != nil && meth.Inline
+	if m := r.reg.Get(*req.Method); m == nil || !m.Inline {
+		return nil, Tally{}, false
+	}
+	id := req.ID
+	if id == nil {
+		id = null
+	}
+	resp := r.run(ctx, caller, *req.Method, req.Params, id)
+	t := Tally{Calls: 1}
+	if resp.Error != nil {
+		t.Errors = 1
+	}
+	if req.ID == nil {
+		return nil, t, true
+	}
+	return marshal(resp), t, true
 }
 
 // Refuse answers every call in msg with the native code, without running
@@ -215,8 +233,11 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 		r.observe(m, wire.CodeBadPayload, start)
 		return errorResponse(id, codeInvalidParams, err.Error(), wire.CodeBadPayload.String())
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
+	if !m.Inline { // inline methods never block: no timer for them
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
 	out, err := m.Call(ctx, service.Request{Payload: payload, Caller: caller}, nil)
 	if err == nil {
 		var result []byte

@@ -205,7 +205,8 @@ func TestObserve(t *testing.T) {
 }
 
 // FuzzHandle: any message gets either no answer (notifications) or valid
-// JSON, and never a panic.
+// JSON, and never a panic; HandleInline, when it takes a message, answers
+// it as Handle does.
 func FuzzHandle(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","method":"math.div","params":[7,2],"id":1}`,
@@ -219,6 +220,9 @@ func FuzzHandle(f *testing.F) {
 	r := newRPC(f)
 	caller := &service.Caller{Door: "http", Loopback: true, Admin: true}
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		if _, _, ok := r.HandleInline(context.Background(), caller, msg); ok {
+			checkInline(t, r, msg, true) // the same answer as Handle's
+		}
 		out, _ := r.Handle(context.Background(), caller, msg)
 		if out != nil && !json.Valid(out) {
 			t.Fatalf("invalid JSON answer %q to %q", out, msg)
@@ -230,7 +234,7 @@ func FuzzHandle(f *testing.F) {
 }
 
 // TestInline: only a single call to an inline method may run on a door's
-// reader; anything else goes to a goroutine.
+// reader, and its answer is Handle's; anything else goes to a goroutine.
 func TestInline(t *testing.T) {
 	reg := service.NewRegistry()
 	slow := service.Method{Name: "test.slow", Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) { return dst, nil }}
@@ -243,15 +247,35 @@ func TestInline(t *testing.T) {
 		want bool
 	}{
 		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`, true},
-		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2]}`, true}, // a notification
+		{` {"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":"x"} `, true},
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1],"id":2}`, true}, // answered: invalid params
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2]}`, true},      // a notification
+		{`{"jsonrpc":"1.0","method":"math.add","params":[1,2],"id":1}`, false},
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":{}}`, false},
 		{`{"jsonrpc":"2.0","method":"test.slow","id":1}`, false},
 		{`{"jsonrpc":"2.0","method":"no.such","id":1}`, false},
 		{`[{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}]`, false},
 		{`{"jsonrpc":"2.0","method":`, false},
 		{``, false},
 	} {
-		if got := r.Inline([]byte(tt.msg)); got != tt.want {
-			t.Errorf("Inline(%s) = %v, want %v", tt.msg, got, tt.want)
-		}
+		checkInline(t, r, []byte(tt.msg), tt.want)
+	}
+}
+
+// checkInline checks that HandleInline takes msg or not as want says, and
+// that when it does, it answers as Handle does.
+func checkInline(t *testing.T, r *RPC, msg []byte, want bool) {
+	t.Helper()
+	caller := &service.Caller{Door: "ws", Loopback: true}
+	out, tally, ok := r.HandleInline(context.Background(), caller, msg)
+	if ok != want {
+		t.Errorf("HandleInline(%s) took it: %v, want %v", msg, ok, want)
+	}
+	if !ok {
+		return
+	}
+	wantOut, wantTally := r.Handle(context.Background(), caller, msg)
+	if !bytes.Equal(out, wantOut) || tally != wantTally {
+		t.Errorf("HandleInline(%s) = %s %+v; Handle gives %s %+v", msg, out, tally, wantOut, wantTally)
 	}
 }

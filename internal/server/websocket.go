@@ -174,13 +174,15 @@ func (s *session) readWS(rpc *jsonrpc.RPC) error {
 			s.replyWS(rpc.Refuse(msg, wire.CodeBusy, "too many requests in flight on this connection"))
 		case s.srv.async.Load() >= int64(s.srv.cfg.MaxInFlightTotal):
 			s.replyWS(rpc.Refuse(msg, wire.CodeBusy, "too many requests in flight on this server"))
-		case rpc.Inline(msg):
-			// Cheap and never blocking: answered here, without a goroutine.
-			s.acquire()
-			s.replyWS(rpc.Handle(s.ctx, &s.caller, msg))
-			s.release()
 		default:
 			s.acquire()
+			// One call of a cheap method is answered here, without a
+			// goroutine; anything else runs on a goroutine of its own.
+			if out, t, ok := rpc.HandleInline(s.ctx, &s.caller, msg); ok {
+				s.replyWS(out, t)
+				s.release()
+				continue
+			}
 			s.srv.async.Add(1)
 			msg := bytes.Clone(msg) // buf is the next message's
 			go func() {
