@@ -20,8 +20,11 @@ import (
 
 // Gathering replies from many processes: a query is published once and
 // every gateway (or worker) answers. NATS does not say how many will, so a
-// gather ends MaxGather after it began, or Quiet after the last reply,
-// whichever is first.
+// gather ends MaxGather after it began, or after a quiet time without
+// replies, whichever is first. The quiet time is Quiet, or as long as the
+// first reply took if that is longer: busy processes answer late and far
+// apart (a gateway holding 15,000 clients on a loaded machine may take
+// hundreds of milliseconds), and a fixed 100 ms would miss some.
 const (
 	MaxGather = 2 * time.Second
 	Quiet     = 100 * time.Millisecond
@@ -266,7 +269,8 @@ func (g *Gateway) method(subject string) string {
 }
 
 // Gather publishes a query and collects the replies: until MaxGather has
-// passed, Quiet has passed since the last reply, or ctx ends.
+// passed, the quiet time (Quiet, or the first reply's delay if longer) has
+// passed since the last reply, or ctx ends.
 func Gather(ctx context.Context, nc *nats.Conn, subject string, data []byte) ([][]byte, error) {
 	inbox := nc.NewInbox()
 	ch := make(chan *nats.Msg, 64)
@@ -278,10 +282,12 @@ func Gather(ctx context.Context, nc *nats.Conn, subject string, data []byte) ([]
 	if err := nc.PublishRequest(subject, inbox, data); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	end := time.NewTimer(MaxGather)
 	defer end.Stop()
 	quiet := time.NewTimer(MaxGather)
 	defer quiet.Stop()
+	wait := Quiet
 	var out [][]byte
 	for {
 		select {
@@ -289,8 +295,11 @@ func Gather(ctx context.Context, nc *nats.Conn, subject string, data []byte) ([]
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				return out, nil // nobody listens
 			}
+			if len(out) == 0 {
+				wait = max(Quiet, time.Since(start))
+			}
 			out = append(out, m.Data)
-			quiet.Reset(Quiet)
+			quiet.Reset(wait)
 		case <-quiet.C:
 			return out, nil
 		case <-end.C:

@@ -521,6 +521,36 @@ func TestDiscovery(t *testing.T) {
 	}
 }
 
+// TestGatherSlow: when the first reply is late, later ones may come further
+// apart than Quiet and are still gathered; a reply after the quiet time is
+// not waited for.
+func TestGatherSlow(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	responder := dialNATS(t, ns.URL())
+	for _, delay := range []time.Duration{300 * time.Millisecond, 300*time.Millisecond + 2*Quiet, 1500 * time.Millisecond} {
+		_, err := responder.Subscribe("test.gather", func(m *nats.Msg) {
+			go func() {
+				time.Sleep(delay)
+				_ = m.Respond([]byte(delay.String()))
+			}()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := responder.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := Gather(context.Background(), dialNATS(t, ns.URL()), "test.gather", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || time.Since(start) > 1200*time.Millisecond {
+		t.Errorf("gathered %q in %v; want the two replies 200 ms apart, and not the one 1.2 s later", got, time.Since(start))
+	}
+}
+
 // TestClusterTruncated: a gateway with more clients than it may list
 // lists MaxGatewayClients of them, and the totals still count every one.
 func TestClusterTruncated(t *testing.T) {
