@@ -258,7 +258,13 @@ func TestWorkerKilled(t *testing.T) {
 			errs <- err
 		})
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Kill the victim while it serves slow requests: it holds them for
+	// 20 ms each, and more keep coming.
+	select {
+	case <-victim.busy:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the victim never served a slow request")
+	}
 	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,17 @@
 package backplane
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +41,8 @@ func TestMain(m *testing.M) {
 
 // runChildWorker serves the test methods until it is killed.
 func runChildWorker(url string) {
+	var once sync.Once
+	onSlowAdd = func() { once.Do(func() { fmt.Println("busy") }) }
 	nc, err := Connect(ConnectOptions{URL: url, Name: "child worker"})
 	if err == nil {
 		err = WaitConnected(context.Background(), nc)
@@ -56,6 +61,11 @@ func runChildWorker(url string) {
 	select {}
 }
 
+// onSlowAdd, when set, runs as each test.slowadd starts: a child worker
+// says "busy" the first time, so that a test can kill it with requests in
+// hand.
+var onSlowAdd func()
+
 // slowAdd is "test.slowadd": math.add after 20 ms, on its own goroutine,
 // idempotent, so that a worker killed under load has requests in hand.
 func slowAdd() service.Method {
@@ -63,6 +73,9 @@ func slowAdd() service.Method {
 	return service.Method{
 		Name: "test.slowadd", Idempotent: true,
 		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
+			if onSlowAdd != nil {
+				onSlowAdd()
+			}
 			select {
 			case <-time.After(20 * time.Millisecond):
 			case <-ctx.Done():
@@ -167,8 +180,15 @@ func startGateway(t testing.TB, url, name string, retryAfter time.Duration) *gat
 	return g
 }
 
+// childWorker is a worker process. busy is closed once it has begun
+// serving a test.slowadd.
+type childWorker struct {
+	*exec.Cmd
+	busy chan struct{}
+}
+
 // startChildWorker runs a worker process; it is killed when the test ends.
-func startChildWorker(t testing.TB, url string) *exec.Cmd {
+func startChildWorker(t testing.TB, url string) childWorker {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+url)
@@ -184,18 +204,25 @@ func startChildWorker(t testing.TB, url string) *exec.Cmd {
 		_ = cmd.Process.Kill() // killed already by some tests
 		_ = cmd.Wait()
 	})
-	buf := make([]byte, 6)
-	done := make(chan error, 1)
-	go func() { _, err := out.Read(buf); done <- err }()
+	lines := bufio.NewScanner(out)
+	ready := make(chan bool, 1)
+	busy := make(chan struct{})
+	go func() {
+		ready <- lines.Scan() && lines.Text() == "ready"
+		if lines.Scan() && lines.Text() == "busy" {
+			close(busy)
+		}
+		_, _ = io.Copy(io.Discard, out) // until the process ends
+	}()
 	select {
-	case err := <-done:
-		if err != nil || string(buf) != "ready\n" {
-			t.Fatalf("child worker: %q, %v", buf, err)
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("child worker did not say ready: %v", lines.Err())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("child worker did not start")
 	}
-	return cmd
+	return childWorker{Cmd: cmd, busy: busy}
 }
 
 // op is one math request and its expected answer.
