@@ -620,6 +620,8 @@ func TestClientList(t *testing.T) {
 		cl := srv.Clients().Closed
 		return len(cl) == 1 && cl[0].Reason == "kicked" && srv.ClientCount() == 1
 	})
+	// The close is counted just after the session leaves the list.
+	WaitFor(t, 5*time.Second, "the kick counted", func() bool { return srv.Stats().Closed["kicked"] == 1 })
 	if st := srv.Stats(); st.Closed["kicked"] != 1 || st.Clients != 1 {
 		t.Errorf("stats %+v", st)
 	}
