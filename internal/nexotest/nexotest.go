@@ -428,3 +428,41 @@ func (s *Server) WaitInFlight(t testing.TB, n int64) {
 		return false
 	})
 }
+
+// ClosedWith reports whether the latest closed client of that name closed
+// with that reason.
+func (s *Server) ClosedWith(name, reason string) bool {
+	for _, ci := range s.Clients().Closed {
+		if ci.Name == name {
+			return ci.Reason == reason
+		}
+	}
+	return false
+}
+
+// Metric returns the value of a counter or gauge of the server's metrics:
+// the series whose first label has the value label, or the only series
+// when label is "".
+func (s *Server) Metric(t testing.TB, name, label string) float64 {
+	t.Helper()
+	mfs, err := s.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if label != "" && (len(m.Label) == 0 || m.Label[0].GetValue() != label) {
+				continue
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
+	}
+	t.Fatalf("no metric %s{%s}", name, label)
+	return 0
+}

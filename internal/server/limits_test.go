@@ -119,7 +119,7 @@ func TestTokens(t *testing.T) {
 		t.Errorf("blocked address: %q", msg)
 	}
 	DialFrom(t, "127.0.0.2", srv.Native).Hello(wire.Hello{Token: "alpha"})
-	if n := authFailures(t, srv); n != 4 {
+	if n := srv.Metric(t, "nexo_auth_failures_total", server.DoorNative); n != 4 {
 		t.Errorf("nexo_auth_failures_total{door=native} = %v, want 4", n)
 	}
 }
@@ -133,26 +133,6 @@ func TestAuthWindow(t *testing.T) {
 	Dial(t, srv.Native).ExpectError(0, wire.CodeUnauthorized) // blocked
 	time.Sleep(350 * time.Millisecond)
 	Dial(t, srv.Native).Hello(wire.Hello{Token: "alpha"})
-}
-
-func authFailures(t *testing.T, srv *Server) float64 {
-	t.Helper()
-	mfs, err := srv.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "nexo_auth_failures_total" {
-			continue
-		}
-		for _, m := range mf.Metric {
-			if m.Label[0].GetValue() == server.DoorNative {
-				return m.Counter.GetValue()
-			}
-		}
-	}
-	t.Fatal("no nexo_auth_failures_total")
-	return 0
 }
 
 // TestLegacyAllow: the legacy door closes connections from networks not

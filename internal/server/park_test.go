@@ -38,7 +38,7 @@ func TestParkIdle(t *testing.T) {
 	allParked := func(want int) {
 		t.Helper()
 		WaitFor(t, 5*time.Second, "idle clients parked", func() bool {
-			return gauge(t, srv, "nexo_parked_clients") == float64(want) && readers() == 0
+			return srv.Metric(t, "nexo_parked_clients", "") == float64(want) && readers() == 0
 		})
 	}
 	allParked(n)
@@ -71,7 +71,7 @@ func TestParkIdle(t *testing.T) {
 	// check, though no reader is there to notice.
 	pong(t, raw)
 	allParked(n + 1)
-	WaitFor(t, 5*time.Second, "silent parked client closed", func() bool { return closedWith(srv, "raw", "heartbeat timeout") })
+	WaitFor(t, 5*time.Second, "silent parked client closed", func() bool { return srv.ClosedWith("raw", "heartbeat timeout") })
 	raw.ExpectClosed()
 
 	// A kicked parked client gets its GOODBYE and the session ends.
@@ -111,30 +111,4 @@ func pong(t *testing.T, c *Conn) {
 			return
 		}
 	}
-}
-
-// closedWith reports whether a client of that name closed with that reason.
-func closedWith(srv *Server, name, reason string) bool {
-	for _, ci := range srv.Clients().Closed {
-		if ci.Name == name {
-			return ci.Reason == reason
-		}
-	}
-	return false
-}
-
-// gauge returns the value of an unlabelled gauge of the server's metrics.
-func gauge(t *testing.T, srv *Server, name string) float64 {
-	t.Helper()
-	mfs, err := srv.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.Metric[0].Gauge.GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

@@ -565,7 +565,7 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := 0; ; i++ {
-		if closedWith(srv, "stuck", "slow consumer") {
+		if srv.ClosedWith("stuck", "slow consumer") {
 			break
 		}
 		if i < 2000 { // about 120 MB of answers: far past what the sockets buffer
@@ -579,18 +579,8 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 			t.Fatal("the client that does not read was not closed as a slow consumer")
 		}
 	}
-	nexotest.WaitFor(t, 5*time.Second, "slow consumer closed", func() bool { return closedWith(srv, "stuck", "slow consumer") })
+	nexotest.WaitFor(t, 5*time.Second, "slow consumer closed", func() bool { return srv.ClosedWith("stuck", "slow consumer") })
 	if m := other.call("math.add", "[40,2]"); string(m.Result) != "42" {
 		t.Errorf("the other client got %+v", m)
 	}
-}
-
-// closedWith reports whether a client of that name closed with that reason.
-func closedWith(srv *nexotest.Server, name, reason string) bool {
-	for _, ci := range srv.Clients().Closed {
-		if ci.Name == name {
-			return ci.Reason == reason
-		}
-	}
-	return false
 }
