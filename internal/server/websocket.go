@@ -143,7 +143,7 @@ var errBinaryMessage = errors.New("binary WebSocket message")
 // goroutine, so that a slow call does not hold back the others; answers are
 // written as they are ready, in any order, as JSON-RPC allows.
 func (s *session) readWS(rpc *jsonrpc.RPC) error {
-	var buf []byte // the message being handled, reused when it was small
+	var buf bytes.Buffer // the message being handled, reused when it was small
 	for {
 		// No context to watch: closing the session closes the WebSocket,
 		// which ends a Read, and a context would cost a callback per message.
@@ -151,14 +151,14 @@ func (s *session) readWS(rpc *jsonrpc.RPC) error {
 		if err != nil {
 			return err
 		}
-		if cap(buf) > keepMessage {
-			buf = nil
+		if buf.Cap() > keepMessage {
+			buf = bytes.Buffer{}
 		}
-		buf, err = readMessage(r, buf[:0])
-		if err != nil {
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
 			return err
 		}
-		msg := buf
+		msg := buf.Bytes()
 		now := time.Now()
 		s.lastSeen.Store(now.UnixNano())
 		s.bytesIn.Add(uint64(len(msg)))
@@ -197,26 +197,6 @@ func (s *session) readWS(rpc *jsonrpc.RPC) error {
 // keepMessage is the largest message buffer a WebSocket reader keeps for
 // the next message.
 const keepMessage = 64 << 10
-
-// readMessage reads a message to its end, appending to b.
-func readMessage(r io.Reader, b []byte) ([]byte, error) {
-	if b == nil {
-		b = make([]byte, 0, 512)
-	}
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // grow
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
 
 // replyWS counts a handled message and queues its answer, if any.
 func (s *session) replyWS(out []byte, t jsonrpc.Tally) {
