@@ -111,19 +111,8 @@ func (r *RPC) HandleInline(ctx context.Context, caller *service.Caller, msg []by
 	if m := r.reg.Get(*req.Method); m == nil || !m.Inline {
 		return nil, Tally{}, false
 	}
-	id := req.ID
-	if id == nil {
-		id = null
-	}
-	resp := r.run(ctx, caller, *req.Method, req.Params, id)
-	t := Tally{Calls: 1}
-	if resp.Error != nil {
-		t.Errors = 1
-	}
-	if req.ID == nil {
-		return nil, t, true
-	}
-	return marshal(resp), t, true
+	out, t := handleOne(func() (response, bool) { return r.runCall(ctx, caller, req) })
+	return out, t, true
 }
 
 // Refuse answers every call in msg with the native code, without running
@@ -177,10 +166,21 @@ func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]b
 	if !json.Valid(msg) {
 		return marshal(errorResponse(null, codeParseError, "parse error: not valid JSON", "")), Tally{1, 1}
 	}
-	if resp, ok := one(msg); ok {
-		return marshal(resp), t
+	return handleOne(func() (response, bool) { return do(msg) })
+}
+
+// handleOne answers a message that is one call: do runs it and reports
+// false for a notification.
+func handleOne(do func() (response, bool)) ([]byte, Tally) {
+	resp, ok := do()
+	t := Tally{Calls: 1}
+	if resp.Error != nil {
+		t.Errors = 1
 	}
-	return nil, t
+	if !ok {
+		return nil, t
+	}
+	return marshal(resp), t
 }
 
 // parseCall checks the envelope of one call. When it is not a valid call,
@@ -213,12 +213,16 @@ func (r *RPC) call(ctx context.Context, caller *service.Caller, msg json.RawMess
 	if !ok {
 		return resp, true
 	}
+	return r.runCall(ctx, caller, req)
+}
+
+// runCall runs a parsed call; ok is false for a notification.
+func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request) (response, bool) {
 	id := req.ID
 	if id == nil {
 		id = null
 	}
-	resp = r.run(ctx, caller, *req.Method, req.Params, id)
-	return resp, req.ID != nil
+	return r.run(ctx, caller, *req.Method, req.Params, id), req.ID != nil
 }
 
 func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, params json.RawMessage, id json.RawMessage) response {
