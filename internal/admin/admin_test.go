@@ -116,11 +116,7 @@ func TestToken(t *testing.T) {
 	cfg := nexotest.FastConfig()
 	cfg.AdminToken = "t0ken"
 	srv := nexotest.Start(t, cfg)
-	base := "http://" + srv.Admin
-	for _, tt := range []struct {
-		method, path, token string
-		code                int
-	}{
+	expectCodes(t, "http://"+srv.Admin, []codeCase{
 		{"GET", "/api/clients", "", 401},
 		{"GET", "/api/clients", "wrong", 401},
 		{"GET", "/api/clients", "t0ken", 200},
@@ -132,7 +128,19 @@ func TestToken(t *testing.T) {
 		{"GET", "/readyz", "", 200},
 		{"GET", "/metrics", "", 200},
 		{"GET", "/debug/pprof/", "t0ken", 404}, // off unless asked for
-	} {
+	})
+}
+
+// codeCase is a request and the status it must get.
+type codeCase struct {
+	method, path, token string
+	code                int
+}
+
+// expectCodes sends each request to base and checks its status.
+func expectCodes(t *testing.T, base string, cases []codeCase) {
+	t.Helper()
+	for _, tt := range cases {
 		if code := get(t, tt.method, base+tt.path, tt.token, nil); code != tt.code {
 			t.Errorf("%s %s with %q: %d, want %d", tt.method, tt.path, tt.token, code, tt.code)
 		}
@@ -145,19 +153,12 @@ func TestDebug(t *testing.T) {
 	srv := nexotest.Start(t, nexotest.FastConfig())
 	hs := httptest.NewServer(admin.Handler(admin.Options{Server: srv.Server, Token: "t0ken", Pprof: true}))
 	defer hs.Close()
-	for _, tt := range []struct {
-		method, path, token string
-		code                int
-	}{
+	expectCodes(t, hs.URL, []codeCase{
 		{"GET", "/debug/pprof/", "t0ken", 200},
 		{"GET", "/debug/pprof/", "", 401},
 		{"POST", "/debug/free-memory", "", 401},
 		{"GET", "/debug/free-memory", "t0ken", 405},
-	} {
-		if code := get(t, tt.method, hs.URL+tt.path, tt.token, nil); code != tt.code {
-			t.Errorf("%s %s with %q: %d, want %d", tt.method, tt.path, tt.token, code, tt.code)
-		}
-	}
+	})
 	var freed admin.Freed
 	if code := get(t, "POST", hs.URL+"/debug/free-memory", "t0ken", &freed); code != 200 {
 		t.Fatalf("free-memory: %d", code)
