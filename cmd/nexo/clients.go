@@ -10,7 +10,7 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/backplane"
-	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -53,7 +53,7 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 	if *cluster {
 		return m.printCluster(raw, c.ID())
 	}
-	var snap server.Snapshot
+	var snap status.Snapshot
 	if err := json.Unmarshal(raw, &snap); err != nil {
 		return fmt.Errorf("sys.clients: %w", err)
 	}

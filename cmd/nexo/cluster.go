@@ -9,52 +9,22 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/nexo-project/nexo/internal/backplane"
-	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/service"
-	"github.com/nexo-project/nexo/internal/sys"
 )
 
-// catalog is every service this binary can run, by the name --services
-// takes. Adding a service is one line here.
-func catalog() map[string][]service.Method {
-	return map[string][]service.Method{
-		"math": calc.Methods(),
-		"sys":  sys.Methods(),
-	}
-}
-
 // parseServices parses --services: "all", "none", or a comma-separated list
-// of catalog names.
+// of the services this binary ships.
 func parseServices(list string) (map[string]bool, error) {
-	cat := catalog()
-	names := make([]string, 0, len(cat))
-	for n := range cat {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	sel := make(map[string]bool)
-	switch strings.TrimSpace(list) {
-	case "all":
-		for _, n := range names {
-			sel[n] = true
-		}
-		return sel, nil
-	case "none":
-		return sel, nil
-	}
-	for n := range strings.SplitSeq(list, ",") {
-		n = strings.TrimSpace(n)
-		if _, ok := cat[n]; !ok {
-			return nil, usageError{fmt.Sprintf("--services: unknown service %q; want all, none or a list of %s", n, strings.Join(names, ", "))}
-		}
-		sel[n] = true
+	sel, err := catalog.Parse(list)
+	if err != nil {
+		return nil, usageError{"--services: " + err.Error()}
 	}
 	return sel, nil
 }
@@ -108,16 +78,15 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		return usageError{"--services none: a worker needs at least one service"}
 	}
 	reg := service.NewRegistry()
+	if err := catalog.Register(reg, catalog.Options{Select: sel}); err != nil {
+		return err
+	}
 	var names []string
-	for n, ms := range catalog() {
+	for _, n := range catalog.Names() {
 		if sel[n] {
-			if err := reg.Register(ms...); err != nil {
-				return err
-			}
 			names = append(names, n)
 		}
 	}
-	slices.Sort(names)
 	name := defaultName()
 	nc, err := nf.connect("nexo-worker "+name, log)
 	if err != nil {

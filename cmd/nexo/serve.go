@@ -22,14 +22,54 @@ import (
 
 	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/backplane"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/certs"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
-	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/internal/web"
 )
 
+// serveSettings are serve's flags, parsed and checked.
+type serveSettings struct {
+	cfg                                     server.Config
+	nativeAddr, legacyAddr, webAddr, admAdr string
+	origins                                 []string
+	pprof, reuse                            bool
+	tls                                     *tls.Config
+	mtls                                    bool
+	services                                map[string]bool
+	servicesText                            string
+	nats                                    natsFlags
+	natsEmbedded                            string
+	natsRetry                               time.Duration
+	gatewayName                             string
+	drain                                   time.Duration
+	log                                     *slog.Logger
+	level                                   *slog.LevelVar
+	fs                                      *flag.FlagSet
+	args                                    []string
+}
+
+// serve runs the server: parse the settings, build the server and its
+// doors, listen, and run until a signal drains it.
 func (m *Main) serve(ctx context.Context, args []string) error {
+	set, err := m.parseServe(args)
+	if err != nil {
+		return err
+	}
+	p, err := m.buildServe(set)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	if err := p.listen(ctx, set); err != nil {
+		return err
+	}
+	return m.runServe(ctx, set, p)
+}
+
+// parseServe reads serve's flags, environment and config file.
+func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	fs := m.flags("serve", "")
 	d := server.DefaultConfig()
 	fs.String("config", "", "TOML `file` of settings named like these flags; flags and NEXO_* win over it")
@@ -59,7 +99,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate `file`: serve TLS on the native, web and admin doors")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA `file`: require client certificates it signed (mutual TLS)")
-	services := fs.String("services", "all", "services to run in this process: all, none, or a comma-separated list of math, sys; with --nats the others go to workers")
+	services := fs.String("services", "all", "services to run in this process: all, none, or a comma-separated list of "+strings.Join(catalog.Names(), ", ")+"; with --nats the others go to workers")
 	nf := addNATSFlags(fs, "")
 	natsEmbedded := fs.String("nats-embedded", "", "run a NATS server in this process on `address` (127.0.0.1:4222) for workers on this machine; --nats defaults to it")
 	natsRetry := fs.Duration("nats-retry-after", backplane.DefaultRetryAfter, "send a forwarded idempotent request again after this long without an answer")
@@ -69,33 +109,47 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
 	log, level, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	token := *adminToken
 	if *adminTokenFile != "" {
 		b, err := os.ReadFile(*adminTokenFile)
 		if err != nil {
-			return usageError{"--admin-token-file: " + err.Error()}
+			return nil, usageError{"--admin-token-file: " + err.Error()}
 		}
 		token = strings.TrimSpace(string(b))
 		if token == "" {
-			return usageError{"--admin-token-file " + *adminTokenFile + " is empty"}
+			return nil, usageError{"--admin-token-file " + *adminTokenFile + " is empty"}
 		}
 	}
-
 	clientTokens, err := readTokens(*tokens, *tokenFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	allow, err := parseNetworks(*legacyAllow)
 	if err != nil {
-		return usageError{"--legacy-allow: " + err.Error()}
+		return nil, usageError{"--legacy-allow: " + err.Error()}
 	}
 	tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey, *tlsClientCA)
 	if err != nil {
-		return usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
-
+	if *nativeAddr == "" && *legacyAddr == "" && *webAddr == "" {
+		return nil, usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
+	}
+	sel, err := parseServices(*services)
+	if err != nil {
+		return nil, err
+	}
+	if *nf.url == "" && *natsEmbedded == "" && len(sel) < len(catalog.Names()) {
+		return nil, usageError{"--services " + *services + " needs --nats or --nats-embedded: workers must serve the other services"}
+	}
+	var origins []string
+	for o := range strings.SplitSeq(*wsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
 	// Fields the flags do not set keep their zero value, which means the
 	// server's default (MaxPending, for one, follows MaxFrame).
 	cfg := server.Config{
@@ -116,165 +170,186 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		AuthFailures:      *authFailures,
 		AuthWindow:        *authWindow,
 	}
-	if *nativeAddr == "" && *legacyAddr == "" && *webAddr == "" {
-		return usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
+	if err := cfg.Validate(); err != nil {
+		return nil, usageError{"bad configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}
 	}
+	return &serveSettings{
+		cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
+		origins: origins, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
+		services: sel, servicesText: *services, nats: nf, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
+		gatewayName: *gwName, drain: *drain, log: log, level: level, fs: fs, args: args,
+	}, nil
+}
 
-	sel, err := parseServices(*services)
-	if err != nil {
-		return err
+// door is one listener of serve.
+type door struct {
+	name, addr string
+	serve      func(net.Listener) error
+	tls        bool // wrapped in TLS when --tls-cert is given
+	ln         net.Listener
+}
+
+// process is a built server: everything serve runs, not yet listening.
+type process struct {
+	srv     *server.Server
+	reg     *service.Registry
+	doors   []*door
+	https   []*http.Server
+	closers []func() // run in reverse order when serve ends
+}
+
+func (p *process) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
 	}
-	if *nf.url == "" && *natsEmbedded == "" && len(sel) < len(catalog()) {
-		return usageError{"--services " + *services + " needs --nats or --nats-embedded: workers must serve the other services"}
-	}
-	reg := service.NewRegistry()
-	srv, err := server.New(cfg, reg, log)
-	if err != nil {
-		return usageError{"bad configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}
-	}
-	if *natsEmbedded != "" {
-		url, addr, stop, err := startEmbeddedNATS(*natsEmbedded, log)
+}
+
+// buildServe builds the server, its registry, the NATS gateway when asked,
+// and every door's handler.
+func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
+	log := set.log
+	p = &process{reg: service.NewRegistry()}
+	defer func() {
 		if err != nil {
-			return err
+			p.close()
 		}
-		defer stop()
-		if *nf.url == "" {
-			*nf.url = url
+	}()
+	if p.srv, err = server.New(set.cfg, p.reg, log); err != nil {
+		return p, usageError{"bad configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}
+	}
+	natsURL := *set.nats.url
+	if set.natsEmbedded != "" {
+		url, addr, stop, err := startEmbeddedNATS(set.natsEmbedded, log)
+		if err != nil {
+			return p, err
+		}
+		p.closers = append(p.closers, stop)
+		if natsURL == "" {
+			natsURL = url
+			*set.nats.url = url
 		}
 		log.Info("listening", slog.String("door", "nats"), slog.String("addr", addr))
 		if m.Listening != nil {
 			m.Listening("nats", addr)
 		}
 	}
-	var gw *backplane.Gateway
-	if *nf.url != "" {
-		name := *gwName
+	co := catalog.Options{Select: set.services, Server: p.srv, Version: version}
+	var ao admin.Options
+	if natsURL != "" {
+		name := set.gatewayName
 		if name == "" {
 			name = defaultName()
 		}
-		nc, err := nf.connect("nexo-gateway "+name, log)
+		nc, err := set.nats.connect("nexo-gateway "+name, log)
 		if err != nil {
-			return err
+			return p, err
 		}
-		defer nc.Close()
-		if gw, err = backplane.NewGateway(nc, srv, backplane.GatewayOptions{
-			Name: name, Prefix: *nf.prefix, Version: version, RetryAfter: *natsRetry, Log: log,
-		}); err != nil {
-			return err
+		p.closers = append(p.closers, nc.Close)
+		gw, err := backplane.NewGateway(nc, p.srv, backplane.GatewayOptions{
+			Name: name, Prefix: *set.nats.prefix, Version: version, RetryAfter: set.natsRetry, Log: log,
+		})
+		if err != nil {
+			return p, err
 		}
 		// Runs after the server has drained, so nothing is waiting for a
-		// worker any more; nc.Close (deferred above) then flushes.
-		defer gw.Close()
+		// worker any more; nc.Close (closed after it) then flushes.
+		p.closers = append(p.closers, gw.Close)
+		co.Gateway = gw
+		co.Cluster = func(ctx context.Context) (any, error) { return gw.Cluster(ctx) }
+		ao.Cluster, ao.Collectors = co.Cluster, append(ao.Collectors, gw.Collector())
 	}
 	// The services chosen run here; with NATS the others are stubs that
 	// forward, and so is any method this binary does not know.
-	for n, ms := range catalog() {
-		if !sel[n] {
-			for i := range ms {
-				ms[i] = gw.Stub(ms[i])
-			}
-		}
-		if err := reg.Register(ms...); err != nil {
-			return err
-		}
-	}
-	if err := errors.Join(
-		reg.Register(sys.ServerMethods(srv, reg, version)...),
-		reg.Register(srv.Methods()...),
-	); err != nil {
-		return err
-	}
-	if gw != nil {
-		if err := errors.Join(reg.SetFallback(gw.Fallback()), reg.Register(gw.Methods()...)); err != nil {
-			return err
-		}
+	if err := catalog.Register(p.reg, co); err != nil {
+		return p, err
 	}
 
-	type door struct {
-		name, addr string
-		serve      func(net.Listener) error
-		tls        bool // wrapped in TLS when --tls-cert is given
+	if set.nativeAddr != "" {
+		p.doors = append(p.doors, &door{name: server.DoorNative, addr: set.nativeAddr, serve: p.srv.ServeNative, tls: true})
 	}
-	var doors []door
-	if *nativeAddr != "" {
-		doors = append(doors, door{server.DoorNative, *nativeAddr, srv.ServeNative, true})
+	if set.legacyAddr != "" {
+		// legacy clients speak plain TCP
+		p.doors = append(p.doors, &door{name: server.DoorLegacy, addr: set.legacyAddr, serve: p.srv.ServeLegacy})
 	}
-	if *legacyAddr != "" {
-		doors = append(doors, door{server.DoorLegacy, *legacyAddr, srv.ServeLegacy, false}) // legacy clients speak plain TCP
+	if set.webAddr != "" {
+		p.addHTTP("web", set.webAddr, web.Handler(web.Options{Server: p.srv, OriginPatterns: set.origins, Log: log}), log)
 	}
-	var https []*http.Server
-	addHTTP := func(name, addr string, h http.Handler) {
-		hs := &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	if set.admAdr != "" {
+		ao.Server, ao.Pprof, ao.Log = p.srv, set.pprof, log
+		h, err := admin.Handler(ao)
+		if err != nil {
+			return p, err
 		}
-		https = append(https, hs)
-		doors = append(doors, door{name, addr, func(ln net.Listener) error {
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return server.ErrServerClosed
-		}, true})
+		p.addHTTP("admin", set.admAdr, h, log)
 	}
-	if *webAddr != "" {
-		var origins []string
-		for o := range strings.SplitSeq(*wsOrigins, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				origins = append(origins, o)
-			}
+	return p, nil
+}
+
+// addHTTP adds a door served by an HTTP server.
+func (p *process) addHTTP(name, addr string, h http.Handler, log *slog.Logger) {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	p.https = append(p.https, hs)
+	p.doors = append(p.doors, &door{name: name, addr: addr, tls: true, serve: func(ln net.Listener) error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
 		}
-		addHTTP("web", *webAddr, web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: origins}))
-	}
-	if *adminAddr != "" {
-		ao := admin.Options{Server: srv, Token: token, Pprof: *pprofOn, Log: log}
-		if gw != nil {
-			ao.Cluster = func(ctx context.Context) (any, error) { return gw.Cluster(ctx) }
-		}
-		addHTTP("admin", *adminAddr, admin.Handler(ao))
-	}
+		return server.ErrServerClosed
+	}})
+}
+
+// listen opens every door's listener, or none.
+func (p *process) listen(ctx context.Context, set *serveSettings) error {
 	var lc net.ListenConfig
-	if *reuse {
+	if set.reuse {
 		if err := reusePort(&lc); err != nil {
 			return usageError{err.Error()}
 		}
 	}
-	lns := make([]net.Listener, 0, len(doors))
-	for _, d := range doors {
+	for i, d := range p.doors {
 		ln, err := lc.Listen(ctx, "tcp", d.addr)
 		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
+			for _, d := range p.doors[:i] {
+				d.ln.Close()
 			}
 			return fmt.Errorf("%s door: %w", d.name, err)
 		}
-		if tlsConf != nil && d.tls {
-			ln = tls.NewListener(ln, tlsConf)
+		if set.tls != nil && d.tls {
+			ln = tls.NewListener(ln, set.tls)
 		}
-		lns = append(lns, ln)
+		d.ln = ln
 	}
+	return nil
+}
+
+// runServe serves every door until a signal or a failed door, then drains.
+func (m *Main) runServe(ctx context.Context, set *serveSettings, p *process) error {
+	log, cfg := set.log, set.cfg
 	log.Info("nexo starting", slog.String("version", version), slog.Duration("heartbeat", cfg.Heartbeat),
-		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Bool("admin_token", token != ""),
-		slog.Int("client_tokens", len(clientTokens)), slog.Bool("tls", tlsConf != nil), slog.Bool("mtls", *tlsClientCA != ""),
-		slog.String("nats", *nf.url),
-		slog.Any("methods", reg.Names(true)))
-	if *legacyAddr != "" && (len(clientTokens) > 0 || tlsConf != nil) && len(allow) == 0 {
+		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Bool("admin_token", cfg.AdminToken != ""),
+		slog.Int("client_tokens", len(cfg.Tokens)), slog.Bool("tls", set.tls != nil), slog.Bool("mtls", set.mtls),
+		slog.String("nats", *set.nats.url),
+		slog.Any("methods", p.reg.Names(true)))
+	if set.legacyAddr != "" && (len(cfg.Tokens) > 0 || set.tls != nil) && len(cfg.LegacyAllow) == 0 {
 		log.Warn("the legacy door cannot authenticate or encrypt, and accepts every network; " +
 			"restrict it with --legacy-allow or turn it off with --legacy-addr \"\"")
 	}
-	srv.Start()
-	errc := make(chan error, len(doors))
-	for i, d := range doors {
-		addr := lns[i].Addr().String()
-		log.Info("listening", slog.String("door", d.name), slog.String("addr", addr), slog.Bool("tls", tlsConf != nil && d.tls))
+	p.srv.Start()
+	errc := make(chan error, len(p.doors))
+	for _, d := range p.doors {
+		addr := d.ln.Addr().String()
+		log.Info("listening", slog.String("door", d.name), slog.String("addr", addr), slog.Bool("tls", set.tls != nil && d.tls))
 		if m.Listening != nil {
 			m.Listening(d.name, addr)
 		}
-		go func() { errc <- d.serve(lns[i]) }()
+		go func() { errc <- d.serve(d.ln) }()
 	}
 	notifySystemd(log, daemon.SdNotifyReady)
 
@@ -286,28 +361,28 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("signal received; draining", slog.Duration("drain_timeout", *drain))
+			log.Info("signal received; draining", slog.Duration("drain_timeout", set.drain))
 			break wait
 		case serveErr = <-errc:
 			log.Error("a door failed; shutting down", slog.Any("err", serveErr))
 			break wait
 		case <-hup:
-			if onCommandLine(args, "log-level") {
+			if onCommandLine(set.args, "log-level") {
 				log.Info("SIGHUP: log level fixed on the command line; unchanged")
 				continue
 			}
-			m.reloadLogLevel(fs, log, level)
+			m.reloadLogLevel(set.fs, log, set.level)
 		}
 	}
 	notifySystemd(log, daemon.SdNotifyStopping)
-	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	sctx, cancel := context.WithTimeout(context.Background(), set.drain)
 	defer cancel()
 	// The server drains first, so /readyz turns 503 before anything closes
 	// and WebSocket clients get their GOODBYE; the HTTP servers then finish
 	// the calls in progress.
 	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(sctx) }()
-	for _, hs := range https {
+	go func() { done <- p.srv.Shutdown(sctx) }()
+	for _, hs := range p.https {
 		if err := hs.Shutdown(sctx); err != nil {
 			log.Warn("HTTP drain timed out", slog.Any("err", err))
 		}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/certs"
-	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/status"
 )
 
 // TestTLS: with a certificate, a key and a client CA, the native, web and
@@ -68,7 +68,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var snap server.Snapshot
+	var snap status.Snapshot
 	if err := json.Unmarshal(raw, &snap); err != nil || len(snap.Clients) == 0 || snap.Clients[0].Identity != "CN=alice,O=nexo dev" {
 		t.Errorf("client list %s: want identity CN=alice,O=nexo dev", raw)
 	}

@@ -11,16 +11,18 @@
 //	GET    /livez, /readyz, /metrics
 //	/debug/pprof/, POST /debug/free-memory (only with Options.Pprof)
 //
-// When a token is configured, /api and /debug need "Authorization: Bearer
-// <token>" (compared in constant time); a missing or wrong one gets 401.
+// When an admin token is configured, /api and /debug need "Authorization:
+// Bearer <token>", checked by the server's one authentication (digests
+// compared in constant time, failures charged to the address); a missing
+// or wrong one gets 401, and an address over its failure limit 429.
 // /livez, /readyz and /metrics stay open for probes and scrapers: they say
 // nothing about individual clients.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -28,18 +30,22 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
-	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/sys"
 )
+
+// Door is the admin listener's name in metrics (its authentication
+// failures).
+const Door = "admin"
 
 // Options configure the admin handler.
 type Options struct {
 	Server *server.Server
-	// Token, when set, is required for /api and /debug.
-	Token string
 	// Pprof mounts net/http/pprof under /debug/pprof/, and
 	// /debug/free-memory, which returns the memory the Go runtime holds
 	// free to the system (for measuring what clients really cost).
@@ -48,6 +54,8 @@ type Options struct {
 	// Cluster, when set, answers /api/clients?scope=cluster with the view
 	// of every gateway (a gateway's backplane.Gateway.Cluster).
 	Cluster func(ctx context.Context) (any, error)
+	// Collectors are more metrics for /metrics (a gateway's forwarder).
+	Collectors []prometheus.Collector
 }
 
 // MaxLimit bounds a page of /api/clients.
@@ -58,19 +66,24 @@ type Page struct {
 	Total   int                 `json:"total"` // clients matching the filter
 	Offset  int                 `json:"offset"`
 	Limit   int                 `json:"limit"`
-	Clients []server.ClientInfo `json:"clients"`
+	Clients []status.ClientInfo `json:"clients"`
 }
 
-// Handler returns the admin handler.
-func Handler(o Options) http.Handler {
+// Handler returns the admin handler. It fails when a collector cannot be
+// registered (two that describe the same metric).
+func Handler(o Options) (http.Handler, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	reg, err := Registry(o.Server, o.Collectors...)
+	if err != nil {
+		return nil, err
 	}
 	a := &api{o: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Server.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn)}))
 	mux.Handle("GET /api/clients", a.auth(a.clients))
 	mux.Handle("GET /api/clients/{id}", a.auth(a.client))
 	mux.Handle("DELETE /api/clients/{id}", a.auth(a.kick))
@@ -84,7 +97,7 @@ func Handler(o Options) http.Handler {
 		mux.Handle("/debug/pprof/trace", a.auth(pprof.Trace))
 		mux.Handle("POST /debug/free-memory", a.auth(freeMemory))
 	}
-	return mux
+	return mux, nil
 }
 
 type api struct{ o Options }
@@ -115,17 +128,20 @@ func freeMemory(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// auth requires the token, when one is configured.
+// auth requires the admin token, when one is configured, through the
+// server's one authentication.
 func (a *api) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.o.Token != "" {
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.o.Token)) != 1 {
-				a.o.Log.Warn("admin API: unauthorized", slog.String("remote", r.RemoteAddr), slog.String("path", r.URL.Path))
-				w.Header().Set("WWW-Authenticate", `Bearer realm="nexo admin"`)
-				fail(w, http.StatusUnauthorized, "missing or wrong admin token")
+		tok, _ := server.BearerToken(r)
+		if err := a.o.Server.AuthenticateAdmin(r.RemoteAddr, tok, Door); err != nil {
+			a.o.Log.Warn("admin API: unauthorized", slog.String("remote", r.RemoteAddr), slog.String("path", r.URL.Path))
+			if errors.Is(err, server.ErrAuthLimit) {
+				fail(w, http.StatusTooManyRequests, err.Error())
 				return
 			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nexo admin"`)
+			fail(w, http.StatusUnauthorized, "missing or wrong admin token")
+			return
 		}
 		h(w, r)
 	})
@@ -158,9 +174,9 @@ func (a *api) clients(w http.ResponseWriter, r *http.Request) {
 	}
 	all := a.o.Server.Clients().Clients
 	if door := q.Get("door"); door != "" {
-		all = slices.DeleteFunc(all, func(c server.ClientInfo) bool { return c.Door != door })
+		all = slices.DeleteFunc(all, func(c status.ClientInfo) bool { return c.Door != door })
 	}
-	p := Page{Total: len(all), Offset: offset, Limit: limit, Clients: []server.ClientInfo{}}
+	p := Page{Total: len(all), Offset: offset, Limit: limit, Clients: []status.ClientInfo{}}
 	if offset < len(all) {
 		p.Clients = all[offset:min(len(all), offset+limit)]
 	}
@@ -230,10 +246,7 @@ func (a *api) closed(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *api) stats(w http.ResponseWriter, _ *http.Request) {
-	reply(w, http.StatusOK, struct {
-		server.Stats
-		History []server.Sample `json:"history"`
-	}{a.o.Server.Stats(), a.o.Server.History()})
+	reply(w, http.StatusOK, sys.StatsReply{Stats: a.o.Server.Stats(), History: a.o.Server.History()})
 }
 
 func intParam(s string, def int) (int, error) {

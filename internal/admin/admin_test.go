@@ -18,7 +18,7 @@ import (
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/nexotest"
-	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -68,7 +68,7 @@ func TestClients(t *testing.T) {
 	if code := get(t, "GET", base+"/api/clients?offset=10", "", &p); code != 200 || p.Total != 6 || len(p.Clients) != 0 {
 		t.Errorf("past the end: %d %+v", code, p)
 	}
-	var one server.ClientInfo
+	var one status.ClientInfo
 	if code := get(t, "GET", fmt.Sprintf("%s/api/clients/%d", base, ids[3]), "", &one); code != 200 || one.Name != "n3" || one.Door != "native" {
 		t.Errorf("one client: %d %+v", code, one)
 	}
@@ -100,7 +100,7 @@ func TestKick(t *testing.T) {
 		t.Fatalf("got %v %q, want GOODBYE", f.Type, f.Body)
 	}
 	c.ExpectClosed()
-	var closed []server.ClosedInfo
+	var closed []status.ClosedInfo
 	nexotest.WaitFor(t, 2*time.Second, "the closed ring", func() bool {
 		get(t, "GET", base+"/api/closed", "", &closed)
 		return len(closed) > 0 && closed[0].ID == w.ClientID && closed[0].Reason == "kicked"
@@ -115,6 +115,7 @@ func TestKick(t *testing.T) {
 func TestToken(t *testing.T) {
 	cfg := nexotest.FastConfig()
 	cfg.AdminToken = "t0ken"
+	cfg.AuthFailures = 100 // TestAdminAuthLimit tests the limit
 	srv := nexotest.Start(t, cfg)
 	expectCodes(t, "http://"+srv.Admin, []codeCase{
 		{"GET", "/api/clients", "", 401},
@@ -129,6 +130,28 @@ func TestToken(t *testing.T) {
 		{"GET", "/metrics", "", 200},
 		{"GET", "/debug/pprof/", "t0ken", 404}, // off unless asked for
 	})
+}
+
+// TestAdminAuthLimit: the admin listener shares the server's one
+// authentication: wrong tokens are charged to the address, which is
+// refused (429), even with the right token, once it is over the limit;
+// and they count in nexo_auth_failures_total{door="admin"}.
+func TestAdminAuthLimit(t *testing.T) {
+	cfg := nexotest.FastConfig()
+	cfg.AdminToken = "t0ken"
+	cfg.AuthFailures = 3
+	srv := nexotest.Start(t, cfg)
+	expectCodes(t, "http://"+srv.Admin, []codeCase{
+		{"GET", "/api/clients", "t0ken", 200},
+		{"GET", "/api/clients", "wrong", 401},
+		{"GET", "/api/clients", "", 401},
+		{"GET", "/api/stats", "t0ken!", 401},
+		{"GET", "/api/clients", "t0ken", 429},
+		{"GET", "/livez", "", 200},
+	})
+	if n := srv.Metric(t, "nexo_auth_failures_total", admin.Door); n != 4 {
+		t.Errorf("nexo_auth_failures_total{door=admin} = %v, want 4 (3 wrong, 1 refused over the limit)", n)
+	}
 }
 
 // codeCase is a request and the status it must get.
@@ -150,8 +173,14 @@ func expectCodes(t *testing.T, base string, cases []codeCase) {
 // TestDebug: with Pprof, /debug/pprof/ and POST /debug/free-memory are
 // served behind the token; free-memory reports the heap it released.
 func TestDebug(t *testing.T) {
-	srv := nexotest.Start(t, nexotest.FastConfig())
-	hs := httptest.NewServer(admin.Handler(admin.Options{Server: srv.Server, Token: "t0ken", Pprof: true}))
+	cfg := nexotest.FastConfig()
+	cfg.AdminToken = "t0ken"
+	srv := nexotest.Start(t, cfg)
+	h, err := admin.Handler(admin.Options{Server: srv.Server, Pprof: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
 	defer hs.Close()
 	expectCodes(t, hs.URL, []codeCase{
 		{"GET", "/debug/pprof/", "t0ken", 200},

@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -46,13 +46,20 @@ type Gateway struct {
 	*Forwarder
 	name     string
 	nc       *nats.Conn
-	srv      *server.Server
+	local    Local
+	fwd      forwardCollector
 	subjects Subjects
 	svc      micro.Service
 }
 
-// NewGateway starts forwarding and answering on nc for srv.
-func NewGateway(nc *nats.Conn, srv *server.Server, o GatewayOptions) (*Gateway, error) {
+// Local is what a gateway tells the cluster about the server it runs in.
+type Local interface {
+	Clients() status.Snapshot
+	Stats() status.Stats
+}
+
+// NewGateway starts forwarding and answering on nc for the local server.
+func NewGateway(nc *nats.Conn, local Local, o GatewayOptions) (*Gateway, error) {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
@@ -60,11 +67,7 @@ func NewGateway(nc *nats.Conn, srv *server.Server, o GatewayOptions) (*Gateway, 
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{Forwarder: f, name: o.Name, nc: nc, srv: srv, subjects: Subjects{o.Prefix}}
-	if err := srv.RegisterMetrics(forwardCollector{f, nc}); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("gateway metrics: %w", err)
-	}
+	g := &Gateway{Forwarder: f, name: o.Name, nc: nc, local: local, fwd: forwardCollector{f, nc}, subjects: Subjects{o.Prefix}}
 	// Gateways are a micro service too, so "nats micro ls" shows them; the
 	// queries go to every gateway, so no queue group.
 	g.svc, err = micro.AddService(nc, micro.Config{
@@ -83,10 +86,10 @@ func NewGateway(nc *nats.Conn, srv *server.Server, o GatewayOptions) (*Gateway, 
 		body func() any
 	}{
 		{"clients", func() any {
-			all := srv.Clients().Clients
+			all := local.Clients().Clients
 			return GatewayClients{Gateway: g.name, Total: len(all), Clients: all[:min(len(all), MaxGatewayClients)]}
 		}},
-		{"stats", func() any { return GatewayStats{Gateway: g.name, Stats: srv.Stats(), Forward: f.Stats()} }},
+		{"stats", func() any { return GatewayStats{Gateway: g.name, Stats: local.Stats(), Forward: f.Stats()} }},
 	} {
 		err := g.svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(ep.body()) }),
 			micro.WithEndpointSubject(g.subjects.Admin(ep.name)))
@@ -119,20 +122,20 @@ const MaxGatewayClients = 1000
 type GatewayClients struct {
 	Gateway string              `json:"gateway"`
 	Total   int                 `json:"total"`   // connected now
-	Clients []server.ClientInfo `json:"clients"` // at most MaxGatewayClients of them, by id
+	Clients []status.ClientInfo `json:"clients"` // at most MaxGatewayClients of them, by id
 }
 
 // GatewayStats is a gateway's answer to "<prefix>.admin.stats".
 type GatewayStats struct {
 	Gateway string       `json:"gateway"`
-	Stats   server.Stats `json:"stats"`
+	Stats   status.Stats `json:"stats"`
 	Forward ForwardStats `json:"forward"`
 }
 
 // ClusterClient is one row of the cluster's client list.
 type ClusterClient struct {
 	Gateway string `json:"gateway"`
-	server.ClientInfo
+	status.ClientInfo
 }
 
 // WorkerInfo describes one worker, from its micro service stats.
@@ -310,25 +313,6 @@ func Gather(ctx context.Context, nc *nats.Conn, subject string, data []byte) ([]
 	}
 }
 
-// Methods returns the gateway's own method:
-//
-//   - sys.cluster: the clients of every gateway, each row naming its
-//     gateway, the gateways' totals and the workers (JSON); admins only.
-func (g *Gateway) Methods() []service.Method {
-	return []service.Method{{
-		Name: "sys.cluster", Summary: "clients of every gateway, gateway totals and workers (JSON); admins only",
-		Idempotent: true, Hidden: true,
-		JSON: service.NoParamsJSON,
-		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
-			if !req.Caller.Trusted() {
-				return dst, service.ErrNotPermitted
-			}
-			c, err := g.Cluster(ctx)
-			if err != nil {
-				return dst, err
-			}
-			b, err := json.Marshal(c)
-			return append(dst, b...), err
-		},
-	}}
-}
+// Collector returns the gateway's metrics (its forwarder's), for the admin
+// listener's /metrics.
+func (g *Gateway) Collector() prometheus.Collector { return g.fwd }

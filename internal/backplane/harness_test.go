@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/natsembed"
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
@@ -89,6 +91,7 @@ func slowAdd() service.Method {
 // testServices are the services workers run in these tests and gateways
 // forward.
 func testServices() []service.Method {
+	// The services nexo ships first, then the test methods.
 	return append(append(calc.Methods(), sys.Methods()...), nexotest.SleepMethod(), slowAdd())
 }
 
@@ -158,20 +161,23 @@ func startGateway(t testing.TB, url, name string, retryAfter time.Duration) *gat
 	nc := dialNATS(t, url)
 	g := &gateway{}
 	g.Server = nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{
-		Services: func(srv *server.Server, reg *service.Registry) error {
+		Catalog: func(srv *server.Server) (catalog.Options, error) {
 			var err error
 			g.gw, err = NewGateway(nc, srv, GatewayOptions{Name: name, Version: "0.0.1", RetryAfter: retryAfter})
 			if err != nil {
-				return err
+				return catalog.Options{}, err
 			}
-			for _, m := range testServices() {
-				if err := reg.Register(g.gw.Stub(m)); err != nil {
-					return err
-				}
+			// Nothing served here: the services nexo ships are stubs, the
+			// test methods too, and anything else goes to the fallback.
+			var extra []service.Method
+			for _, m := range testServices()[len(calc.Methods())+len(sys.Methods()):] {
+				extra = append(extra, g.gw.Stub(m))
 			}
-			return errors.Join(reg.SetFallback(g.gw.Fallback()), reg.Register(g.gw.Methods()...))
+			return catalog.Options{Select: map[string]bool{}, Gateway: g.gw, Extra: extra,
+				Cluster: func(ctx context.Context) (any, error) { return g.gw.Cluster(ctx) }}, nil
 		},
-		Cluster: func(ctx context.Context) (any, error) { return g.gw.Cluster(ctx) },
+		Cluster:    func(ctx context.Context) (any, error) { return g.gw.Cluster(ctx) },
+		Collectors: func() []prometheus.Collector { return []prometheus.Collector{g.gw.Collector()} },
 	})
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)

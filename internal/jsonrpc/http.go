@@ -3,7 +3,6 @@ package jsonrpc
 import (
 	"errors"
 	"io"
-	"net"
 	"net/http"
 
 	"github.com/nexo-project/nexo/internal/service"
@@ -18,13 +17,12 @@ type CallerFunc func(*http.Request) (*service.Caller, error)
 
 // Handler serves JSON-RPC over POST at any path it is mounted on. Each HTTP
 // request is a stateless caller with door "http"; it is not listed as a
-// client. who may be nil: callers are then admins when they connect from
-// loopback.
+// client. who may be nil: every request is then an anonymous caller, never
+// an admin.
 func (r *RPC) Handler(who CallerFunc) http.Handler {
 	if who == nil {
 		who = func(req *http.Request) (*service.Caller, error) {
-			lb := IsLoopback(req.RemoteAddr)
-			return &service.Caller{Door: "http", Remote: req.RemoteAddr, Loopback: lb, Admin: lb}, nil
+			return &service.Caller{Door: "http", Remote: req.RemoteAddr}, nil
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -60,14 +58,4 @@ func (r *RPC) serveHTTP(w http.ResponseWriter, req *http.Request, caller *servic
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(append(out, '\n')) // a client that hung up gets nothing; nothing to do
-}
-
-// IsLoopback reports whether an address ("host:port") is a loopback one.
-func IsLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

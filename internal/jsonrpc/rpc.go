@@ -267,6 +267,18 @@ func (r *RPC) observe(m *service.Method, code wire.Code, start time.Time) {
 	}
 }
 
+// ErrorCode is the JSON-RPC error code of a native code: the standard one
+// where it applies, -32000 minus the native code otherwise.
+func ErrorCode(code wire.Code) int {
+	switch code {
+	case wire.CodeUnknownMethod:
+		return codeMethodNotFound
+	case wire.CodeBadPayload:
+		return codeInvalidParams
+	}
+	return codeNativeBase - int(code)
+}
+
 func errorResponse(id json.RawMessage, code int, msg, name string) response {
 	e := &rpcError{Code: code, Message: msg}
 	if name != "" {

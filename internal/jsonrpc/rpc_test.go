@@ -14,6 +14,7 @@ import (
 
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -21,7 +22,13 @@ import (
 type source struct{}
 
 func (source) ClientCount() int { return 0 }
-func (source) Snapshot() any    { return map[string]any{"clients": []any{}} }
+func (source) Clients() status.Snapshot {
+	return status.Snapshot{Clients: []status.ClientInfo{}, Closed: []status.ClosedInfo{}}
+}
+func (source) Stats() status.Stats              { return status.Stats{} }
+func (source) History() []status.Sample         { return nil }
+func (source) Subscribe(uint64, []string) error { return nil }
+func (source) Kick(uint64, string) bool         { return false }
 
 func newRPC(t testing.TB) *RPC {
 	reg := service.NewRegistry()
@@ -149,7 +156,7 @@ func TestPrivileged(t *testing.T) {
 		t.Errorf("caller without admin: %s", remote)
 	}
 	local, _ := r.Handle(context.Background(), &service.Caller{Door: "http", Loopback: true, Admin: true}, msg)
-	if !strings.Contains(string(local), `"result":{"clients":[]}`) {
+	if !strings.Contains(string(local), `"result":{"clients":[],"closed":[]}`) {
 		t.Errorf("admin caller: %s", local)
 	}
 }

@@ -21,11 +21,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
-	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/internal/web"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -40,6 +42,8 @@ type Server struct {
 	Admin  string // admin listener address
 	Reg    *service.Registry
 	errc   chan error
+
+	metrics prometheus.Gatherer // what the admin door's /metrics serves
 }
 
 // SleepMethod is "test.sleep": it waits for the big-endian uint32 of
@@ -92,12 +96,16 @@ func FastConfig() server.Config {
 type Options struct {
 	// OriginPatterns for the web door's WebSocket.
 	OriginPatterns []string
-	// Services, when set, registers the services instead of the math,
-	// sys.echo and test methods (a gateway's stubs, say). The server's own
-	// methods (sys.info, sys.clients, sys.subscribe, ...) are always there.
-	Services func(srv *server.Server, reg *service.Registry) error
+	// Catalog, when set, says what the registry holds instead of every
+	// service nexo ships plus the test methods (a gateway's stubs, say).
+	// Its Server and Version are filled in: the server's own methods
+	// (sys.info, sys.clients, sys.subscribe, ...) are always there.
+	Catalog func(srv *server.Server) (catalog.Options, error)
 	// Cluster answers the admin door's /api/clients?scope=cluster.
 	Cluster func(ctx context.Context) (any, error)
+	// Collectors returns more metrics for the admin door's /metrics; it
+	// is called after Catalog.
+	Collectors func() []prometheus.Collector
 }
 
 // Start runs a server with the math, sys and test methods on every door. It
@@ -120,17 +128,19 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	services := [][]service.Method{calc.Methods(), sys.Methods(), {SleepMethod(), PanicMethod()}}
-	if opts.Services != nil {
-		if err := opts.Services(srv, reg); err != nil {
+	co := catalog.Options{Extra: []service.Method{SleepMethod(), PanicMethod()}}
+	if opts.Catalog != nil {
+		if co, err = opts.Catalog(srv); err != nil {
 			t.Fatal(err)
 		}
-		services = nil
 	}
-	for _, ms := range append(services, sys.ServerMethods(srv, reg, srv.Config().Version), srv.Methods()) {
-		if err := reg.Register(ms...); err != nil {
-			t.Fatal(err)
-		}
+	co.Server, co.Version = srv, srv.Config().Version
+	if err := catalog.Register(reg, co); err != nil {
+		t.Fatal(err)
+	}
+	var collectors []prometheus.Collector
+	if opts.Collectors != nil {
+		collectors = opts.Collectors()
 	}
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,8 +152,13 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	native, leg, webLn, adminLn := listen(), listen(), listen(), listen()
 	s := &Server{Server: srv, Native: native.Addr().String(), Legacy: leg.Addr().String(),
 		Web: webLn.Addr().String(), Admin: adminLn.Addr().String(), Reg: reg, errc: make(chan error, 2)}
-	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, Registry: reg, OriginPatterns: opts.OriginPatterns}), ReadHeaderTimeout: 5 * time.Second}
-	adminSrv := &http.Server{Handler: admin.Handler(admin.Options{Server: srv, Token: cfg.AdminToken, Log: log, Cluster: opts.Cluster}), ReadHeaderTimeout: 5 * time.Second}
+	adminHandler, err := admin.Handler(admin.Options{Server: srv, Log: log, Cluster: opts.Cluster, Collectors: collectors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.metrics, _ = admin.Registry(srv, collectors...) // the same collectors registered once already
+	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, OriginPatterns: opts.OriginPatterns, Log: log}), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second}
 	// Start the server's own loops here, not in the first serve goroutine:
 	// a server started after this one then counts them in its goroutine
 	// baseline, whether or not those goroutines have run yet.
@@ -445,7 +460,7 @@ func (s *Server) ClosedWith(name, reason string) bool {
 // when label is "".
 func (s *Server) Metric(t testing.TB, name, label string) float64 {
 	t.Helper()
-	mfs, err := s.Gatherer().Gather()
+	mfs, err := s.metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,21 +9,33 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nexo-project/nexo/wire"
 )
 
-// Admission: what a connection must pass before the server spends anything
-// on it. Every check here runs on the accept path (or before a WebSocket
-// upgrade) and costs a map lookup under a mutex.
+// Admission and authentication: what a connection or a request must pass
+// before the server spends anything on it, the same for every door and for
+// the admin listener. Each check costs a map lookup under a mutex.
 
-// refusal says why a connection was not admitted; "" means admitted.
-type refusal string
+// RefusedError says why a connection was not admitted, with the code a
+// door that can answer says it with.
+type RefusedError struct {
+	Code   wire.Code
+	Reason string
+}
 
-const (
-	admitted         refusal = ""
-	refusedTotal     refusal = "too many connections"
-	refusedPerIP     refusal = "too many connections from this address"
-	refusedAuthLimit refusal = "too many failed authentications from this address"
-	refusedNetwork   refusal = "address not allowed on this door"
+func (e *RefusedError) Error() string { return e.Reason }
+
+// Why connections are refused.
+var (
+	ErrTooManyConns = &RefusedError{wire.CodeBusy, "too many connections"}
+	ErrTooManyPerIP = &RefusedError{wire.CodeBusy, "too many connections from this address"}
+	// ErrAuthLimit refuses an address over its failed-authentication limit.
+	ErrAuthLimit = &RefusedError{wire.CodeUnauthorized, "too many failed authentications from this address"}
+	// ErrBadToken refuses a wrong or missing token.
+	ErrBadToken = &RefusedError{wire.CodeUnauthorized, "invalid or missing token"}
+
+	refusedNetwork = &RefusedError{wire.CodeUnauthorized, "address not allowed on this door"}
 )
 
 // maxRefusers bounds the goroutines that write a refusal and linger; past
@@ -40,6 +52,8 @@ type admission struct {
 	refusers atomic.Int32
 	tokens   [][sha256.Size]byte // client tokens, hashed; immutable
 	admin    *[sha256.Size]byte  // the admin token, hashed; nil when none
+	authLog  logLimiter          // failed authentications
+	limLog   logLimiter          // connections refused over a limit
 }
 
 // failLog is one address's failed authentications in the current window.
@@ -70,36 +84,68 @@ func remoteIP(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// admit counts a new connection from ip against the limits of every door.
-// When it returns admitted, leave must be called once the connection ends.
-func (s *Server) admit(ip netip.Addr, door string) refusal {
-	if door == DoorLegacy && len(s.cfg.LegacyAllow) > 0 && !allowed(s.cfg.LegacyAllow, ip) {
-		return refusedNetwork
+// ParseRemote parses a remote address as HTTP gives it ("ip:port") into
+// its IP, the zero Addr when it is not one.
+func ParseRemote(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// IsLoopback reports whether a remote address ("ip:port") is a loopback
+// one: the one loopback check of every door.
+func IsLoopback(remote string) bool { return ParseRemote(remote).IsLoopback() }
+
+func isLoopback(a net.Addr) bool { return remoteIP(a).IsLoopback() }
+
+// Admit counts a new connection from ip on a door against the server's
+// limits: open connections in all, from this address, and addresses over
+// their failed-authentication limit. When it returns nil, the door must
+// call Leave once the connection ends. Every door admits through it.
+func (s *Server) Admit(ip netip.Addr, door string) *RefusedError {
+	d := s.metrics.door(door)
+	why := s.admit(ip)
+	if why != nil {
+		if why == ErrAuthLimit {
+			d.authFailures.Add(1)
+		}
+		s.logRefusal(d, ip.String(), why)
+		return why
+	}
+	d.accepted.Add(1)
+	return nil
+}
+
+func (s *Server) admit(ip netip.Addr) *RefusedError {
+	if s.shutting.Load() {
+		return &RefusedError{wire.CodeShuttingDown, "server shutting down"}
 	}
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
-		return refusedTotal
+		return ErrTooManyConns
 	}
 	a := s.adm
 	a.mu.Lock()
 	if s.blockedLocked(ip) {
 		a.mu.Unlock()
 		s.conns.Add(-1)
-		return refusedAuthLimit
+		return ErrAuthLimit
 	}
 	n := a.perIP[ip]
 	if n >= int32(s.cfg.MaxConnsPerIP) {
 		a.mu.Unlock()
 		s.conns.Add(-1)
-		return refusedPerIP
+		return ErrTooManyPerIP
 	}
 	a.perIP[ip] = n + 1
 	a.mu.Unlock()
-	return admitted
+	return nil
 }
 
-// leave undoes a successful admit.
-func (s *Server) leave(ip netip.Addr) {
+// Leave undoes a successful Admit.
+func (s *Server) Leave(ip netip.Addr) {
 	a := s.adm
 	a.mu.Lock()
 	if n := a.perIP[ip] - 1; n > 0 {
@@ -120,40 +166,85 @@ func allowed(nets []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// Credentials checks the token a client presented ("" for none) and
-// reports whether it may connect and whether it is an admin. When client
-// tokens are configured, a client must present one of them or the admin
-// token. When any token is configured, a token presented must be one of
-// them: a wrong token is refused even where none is required. When no token
-// is configured at all, tokens are ignored. Tokens are compared as SHA-256
-// digests in constant time, so neither their contents nor their lengths
-// leak through timing.
-func (s *Server) Credentials(loopback bool, token string) (ok, admin bool) {
+// Authenticate is the one authentication of a client, on every door: it
+// checks the token a client presented ("" for none) from remote ("ip:port")
+// and reports whether the client is an admin. It refuses with ErrAuthLimit
+// an address over its failure limit, and with ErrBadToken a client whose
+// token does not pass, which is charged to its address.
+//
+// When client tokens are configured, a client must present one of them or
+// the admin token. When any token is configured, a token presented must be
+// one of them: a wrong token is refused even where none is required. When
+// no token is configured at all, tokens are ignored. A client is an admin
+// when it presented the admin token, or when no admin token is configured
+// and it connects from loopback.
+func (s *Server) Authenticate(remote, token, door string) (admin bool, err error) {
+	ip := ParseRemote(remote)
 	a := s.adm
-	admin = s.IsAdmin(loopback, token)
+	if s.blocked(ip) {
+		s.metrics.door(door).authFailures.Add(1)
+		return false, ErrAuthLimit
+	}
+	isAdmin, isClient := a.match(token)
+	ok := true
 	switch {
 	case token == "":
-		return len(a.tokens) == 0, admin
-	case len(a.tokens) == 0 && a.admin == nil:
-		return true, admin
+		ok = len(a.tokens) == 0
+	case len(a.tokens) > 0 || a.admin != nil:
+		ok = isAdmin || isClient
 	}
-	h := sha256.Sum256([]byte(token))
-	match := 0
-	for i := range a.tokens {
-		match |= subtle.ConstantTimeCompare(h[:], a.tokens[i][:])
+	if !ok {
+		s.authFailed(remote, ip, door, "invalid or missing token")
+		return false, ErrBadToken
 	}
-	if a.admin != nil {
-		match |= subtle.ConstantTimeCompare(h[:], a.admin[:])
+	if a.admin == nil {
+		return ip.IsLoopback(), nil
 	}
-	return match == 1, admin
+	return isAdmin, nil
 }
 
-// AuthBlocked reports whether an address has failed authentication too
-// often and is refused for the rest of its window.
-func (s *Server) AuthBlocked(remote string) bool {
+// AuthenticateAdmin is Authenticate for the admin listener: when an admin
+// token is configured, the request must present it; without one, the
+// listener's own address is its protection (loopback by default).
+func (s *Server) AuthenticateAdmin(remote, token, door string) error {
+	if s.adm.admin == nil {
+		return nil
+	}
+	admin, err := s.Authenticate(remote, token, door)
+	if err == nil && !admin {
+		s.authFailed(remote, ParseRemote(remote), door, "not the admin token")
+		return ErrBadToken
+	}
+	return err
+}
+
+// match compares a token with the admin token and the client tokens, as
+// SHA-256 digests in constant time, so that neither their contents nor
+// their lengths leak through timing.
+func (a *admission) match(token string) (admin, client bool) {
+	if token == "" {
+		return false, false
+	}
+	h := sha256.Sum256([]byte(token))
+	c := 0
+	for i := range a.tokens {
+		c |= subtle.ConstantTimeCompare(h[:], a.tokens[i][:])
+	}
+	return a.admin != nil && subtle.ConstantTimeCompare(h[:], a.admin[:]) == 1, c == 1
+}
+
+// isAdmin reports whether a caller that presented no token is an admin.
+func (s *Server) isAdmin(loopback bool, token string) bool {
+	admin, _ := s.adm.match(token)
+	return admin || (s.adm.admin == nil && loopback)
+}
+
+// blocked reports whether an address has failed authentication too often
+// and is refused for the rest of its window.
+func (s *Server) blocked(ip netip.Addr) bool {
 	s.adm.mu.Lock()
 	defer s.adm.mu.Unlock()
-	return s.blockedLocked(remoteIP(parseAddr(remote)))
+	return s.blockedLocked(ip)
 }
 
 // blockedLocked reports whether ip is over its failure limit in the
@@ -173,30 +264,20 @@ func (s *Server) blockedLocked(ip netip.Addr) bool {
 
 // logRefusal counts a connection refused on a door and logs it, at most
 // once a second.
-func (s *Server) logRefusal(door, remote string, why refusal) {
-	s.metrics.rejected[doorIndex(door)].Add(1)
-	if s.limLog.allow(time.Now()) {
-		s.log.Warn("connection refused", slog.String(keyDoor, door), slog.String(keyRemote, remote),
-			slog.String(keyReason, string(why)), slog.Uint64("not_logged", s.limLog.takeSuppressed()))
+func (s *Server) logRefusal(d *doorStats, remote string, why *RefusedError) {
+	d.rejected.Add(1)
+	if l := &s.adm.limLog; l.allow(time.Now()) {
+		s.log.Warn("connection refused", slog.String(keyDoor, d.name), slog.String(keyRemote, remote),
+			slog.String(keyReason, why.Reason), slog.Uint64("not_logged", l.takeSuppressed()))
 	}
 }
 
-// isAdminToken compares token with the admin token in constant time.
-func (a *admission) isAdminToken(token string) bool {
-	if a.admin == nil {
-		return false
-	}
-	h := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(h[:], a.admin[:]) == 1
-}
-
-// AuthFailed records a failed authentication from remote ("ip:port") on
-// a door: it is counted, logged (at most once a second per server, with
-// the count of those not logged), and charged to the address, which is
-// refused for the rest of the window once it has failed AuthFailures times.
-func (s *Server) AuthFailed(remote string, door string, why string) {
-	s.metrics.authFailures[doorIndex(door)].Add(1)
-	ip := remoteIP(parseAddr(remote))
+// authFailed records a failed authentication from ip on a door: it is
+// counted, logged (at most once a second per server, with the count of
+// those not logged), and charged to the address, which is refused for the
+// rest of the window once it has failed AuthFailures times.
+func (s *Server) authFailed(remote string, ip netip.Addr, door string, why string) {
+	s.metrics.door(door).authFailures.Add(1)
 	a := s.adm
 	now := time.Now()
 	a.mu.Lock()
@@ -216,9 +297,9 @@ func (s *Server) AuthFailed(remote string, door string, why string) {
 		blocked = f.n == s.cfg.AuthFailures
 	}
 	a.mu.Unlock()
-	if s.authLog.allow(now) {
+	if a.authLog.allow(now) {
 		s.log.Warn("authentication failed", slog.String(keyDoor, door), slog.String(keyRemote, remote),
-			slog.String(keyReason, why), slog.Bool("address_blocked", blocked), slog.Uint64("not_logged", s.authLog.takeSuppressed()))
+			slog.String(keyReason, why), slog.Bool("address_blocked", blocked), slog.Uint64("not_logged", a.authLog.takeSuppressed()))
 	}
 }
 

@@ -2,48 +2,32 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/nexo-project/nexo/wire"
+	"github.com/nexo-project/nexo/internal/status"
 )
 
 // Event topics a client can subscribe to with sys.subscribe.
 const (
-	// TopicStats carries a Sample every second.
+	// TopicStats carries a status.Sample every second.
 	TopicStats = "stats"
-	// TopicClients carries a ClientsEvent when clients come and go, and at
-	// most once a second while their counters change.
+	// TopicClients carries a status.ClientsEvent when clients come and go
+	// (within clientsEvery of the change), and every second while anyone
+	// listens.
 	TopicClients = "clients"
 )
 
-var topics = []string{TopicStats, TopicClients}
+// Topics lists the event topics.
+var Topics = []string{TopicStats, TopicClients}
 
-// Sample is one second of server activity, as published on TopicStats and
-// kept for the last few minutes (History).
-type Sample struct {
-	Time     time.Time      `json:"t"`
-	Requests float64        `json:"rps"`    // requests answered per second
-	P99      float64        `json:"p99_us"` // 99th percentile latency, microseconds (bucket estimate)
-	Clients  int            `json:"clients"`
-	Doors    map[string]int `json:"doors"` // connected clients by door
-}
-
-// ClientsEvent is the payload of TopicClients: the current list (at most
-// MaxEventClients rows, newest clients first), the total, and the recently
-// closed sessions. Remote addresses and identities are only sent to admins.
-type ClientsEvent struct {
-	Total   int            `json:"total"`
-	Doors   map[string]int `json:"doors"`
-	Clients []ClientInfo   `json:"clients"`
-	Closed  []ClosedInfo   `json:"closed"`
-}
-
-// MaxEventClients bounds the rows of a ClientsEvent; the admin API pages
-// through all of them.
-const MaxEventClients = 500
+// clientsEvery is the least time between two publications of the client
+// list after changes.
+const clientsEvery = 200 * time.Millisecond
 
 // historyLen is how many one-second samples History keeps (5 minutes).
 const historyLen = 300
@@ -52,37 +36,51 @@ const historyLen = 300
 type hub struct {
 	mu      sync.Mutex
 	subs    map[string]map[*session]struct{} // guarded by mu: topic -> subscribers
-	history []Sample                         // guarded by mu: oldest first, at most historyLen
-	dirty   bool                             // guarded by mu: the client list changed since the last event
+	history []status.Sample                  // guarded by mu: oldest first, at most historyLen
+	dirty   bool                             // guarded by mu: the client list changed since the last publication
 	kick    chan struct{}                    // wakes the publisher early when the list changes
 }
 
 func newHub() *hub {
 	h := &hub{subs: make(map[string]map[*session]struct{}), kick: make(chan struct{}, 1)}
-	for _, t := range topics {
+	for _, t := range Topics {
 		h.subs[t] = make(map[*session]struct{})
 	}
 	return h
 }
 
-// subscribe adds s to the topics; it returns false for an unknown topic.
-func (h *hub) subscribe(s *session, ts []string) bool {
+// Errors of Subscribe.
+var (
+	// ErrNoEvents refuses a client whose door carries no events, or that
+	// is not connected (any more).
+	ErrNoEvents = errors.New("server: events need a connected native or WebSocket client")
+	// ErrUnknownTopic refuses a topic that does not exist.
+	ErrUnknownTopic = fmt.Errorf("server: topics are %q", Topics)
+)
+
+// subscribe adds s to the topics. A session that has ended is refused:
+// it would be sent events forever.
+func (h *hub) subscribe(s *session, ts []string) error {
 	for _, t := range ts {
-		if !slices.Contains(topics, t) {
-			return false
+		if !slices.Contains(Topics, t) {
+			return ErrUnknownTopic
 		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if s.gone {
+		return ErrNoEvents
+	}
 	for _, t := range ts {
 		h.subs[t][s] = struct{}{}
 	}
-	return true
+	return nil
 }
 
-// forget removes a closed session from every topic.
+// forget removes a closed session from every topic, for good.
 func (h *hub) forget(s *session) {
 	h.mu.Lock()
+	s.gone = true
 	for _, m := range h.subs {
 		delete(m, s)
 	}
@@ -112,16 +110,51 @@ func (h *hub) changed() {
 	}
 }
 
+// takeDirty reports whether the list changed since the last call.
+func (h *hub) takeDirty() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d := h.dirty
+	h.dirty = false
+	return d
+}
+
+// Subscribe subscribes a connected client to event topics (sys.subscribe).
+// The clients topic sends the current list at once.
+func (s *Server) Subscribe(id uint64, topics []string) error {
+	sess := s.table.get(id)
+	if sess == nil {
+		return ErrNoEvents
+	}
+	if _, ok := sess.codec.AppendEvent(nil, "", nil); !ok {
+		return ErrNoEvents
+	}
+	if err := s.hub.subscribe(sess, topics); err != nil {
+		return err
+	}
+	if slices.Contains(topics, TopicClients) {
+		ev := s.table.snapshot().Event()
+		if !sess.caller.Admin {
+			ev = ev.Redact()
+		}
+		if b, err := json.Marshal(ev); err == nil {
+			sess.sendEvent(TopicClients, b)
+		}
+	}
+	return nil
+}
+
 // History returns the samples of the last minutes, oldest first.
-func (s *Server) History() []Sample {
+func (s *Server) History() []status.Sample {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	return slices.Clone(s.hub.history)
 }
 
-// publishLoop samples the server every second, publishes TopicStats, and
-// publishes TopicClients after changes (at most every 200ms) and every
-// second while anyone listens.
+// publishLoop samples the server every second and publishes TopicStats;
+// it publishes TopicClients every second while anyone listens, and after
+// a change within clientsEvery: at once when the last publication is
+// older, or as soon as it is.
 func (s *Server) publishLoop() {
 	defer close(s.pubDone)
 	tick := time.NewTicker(time.Second)
@@ -132,27 +165,50 @@ func (s *Server) publishLoop() {
 		lastBkt   = s.metrics.bucketCounts(nil)
 		bkt       []uint64
 		lastClist time.Time
+		later     *time.Timer // a publication put off to clientsEvery after the last
+		laterC    <-chan time.Time
 	)
+	publish := func(now time.Time) {
+		s.hub.takeDirty()
+		s.publishClients()
+		lastClist = now
+		if later != nil {
+			later.Stop()
+			later, laterC = nil, nil
+		}
+	}
+	defer func() {
+		if later != nil {
+			later.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-s.hbStop:
 			return
 		case <-s.hub.kick:
-			if time.Since(lastClist) >= 200*time.Millisecond {
-				s.publishClients()
-				lastClist = time.Now()
+			if wait := clientsEvery - time.Since(lastClist); wait <= 0 {
+				publish(time.Now())
+			} else if later == nil {
+				later = time.NewTimer(wait)
+				laterC = later.C
+			}
+		case <-laterC:
+			later, laterC = nil, nil
+			if s.hub.takeDirty() {
+				publish(time.Now())
 			}
 		case now := <-tick.C:
 			req := s.metrics.requests()
 			bkt = s.metrics.bucketCounts(bkt[:0])
 			dt := now.Sub(lastTime).Seconds()
-			sm := Sample{Time: now.Truncate(time.Millisecond), Doors: make(map[string]int)}
+			sm := status.Sample{Time: now.Truncate(time.Millisecond), Doors: make(map[string]int)}
 			if dt > 0 {
 				sm.Requests = math.Round(float64(req-lastReq) / dt)
 			}
 			sm.P99 = p99(lastBkt, bkt)
 			for _, sess := range s.table.appendLive(nil) {
-				sm.Doors[sess.door]++
+				sm.Doors[sess.door.name]++
 				sm.Clients++
 			}
 			lastReq, lastTime = req, now
@@ -169,8 +225,7 @@ func (s *Server) publishLoop() {
 					sess.sendEvent(TopicStats, b)
 				}
 			}
-			s.publishClients()
-			lastClist = now
+			publish(now)
 		}
 	}
 }
@@ -182,7 +237,7 @@ func (s *Server) publishClients() {
 	if len(subs) == 0 {
 		return
 	}
-	ev := s.clientsEvent()
+	ev := s.table.snapshot().Event()
 	full, err := json.Marshal(ev)
 	if err != nil {
 		return
@@ -194,39 +249,10 @@ func (s *Server) publishClients() {
 			continue
 		}
 		if redacted == nil {
-			redacted, _ = json.Marshal(ev.redact()) // marshals whenever full did
+			redacted, _ = json.Marshal(ev.Redact()) // marshals whenever full did
 		}
 		sess.sendEvent(TopicClients, redacted)
 	}
-}
-
-func (s *Server) clientsEvent() ClientsEvent {
-	snap := s.table.snapshot()
-	ev := ClientsEvent{Total: len(snap.Clients), Doors: make(map[string]int), Closed: snap.Closed}
-	for _, c := range snap.Clients {
-		ev.Doors[c.Door]++
-	}
-	slices.Reverse(snap.Clients) // newest first
-	ev.Clients = snap.Clients[:min(len(snap.Clients), MaxEventClients)]
-	if len(ev.Closed) > 50 {
-		ev.Closed = ev.Closed[:50]
-	}
-	return ev
-}
-
-// redact returns a copy without remote addresses and certificate
-// identities, for clients that are not admins.
-func (ev ClientsEvent) redact() ClientsEvent {
-	out := ev
-	out.Clients = slices.Clone(ev.Clients)
-	for i := range out.Clients {
-		out.Clients[i].Remote, out.Clients[i].Identity = "", ""
-	}
-	out.Closed = slices.Clone(ev.Closed)
-	for i := range out.Closed {
-		out.Closed[i].Remote, out.Closed[i].Identity = "", ""
-	}
-	return out
 }
 
 // p99 estimates the 99th percentile, in microseconds, of the requests
@@ -234,7 +260,7 @@ func (ev ClientsEvent) redact() ClientsEvent {
 // counts, then the total): the bucket holding it, interpolated linearly.
 // Past the last bucket it reports the last bound.
 func p99(before, after []uint64) float64 {
-	n := len(durationBuckets)
+	n := len(DurationBuckets)
 	if len(before) != n+1 || len(after) != n+1 {
 		return 0
 	}
@@ -245,7 +271,7 @@ func p99(before, after []uint64) float64 {
 	rank := math.Ceil(0.99 * float64(total))
 	var prevCount uint64
 	prevBound := 0.0
-	for i, ub := range durationBuckets {
+	for i, ub := range DurationBuckets {
 		c := after[i] - before[i]
 		if float64(c) >= rank {
 			frac := (rank - float64(prevCount)) / float64(c-prevCount) // c > prevCount: rank was above prevCount
@@ -253,32 +279,5 @@ func p99(before, after []uint64) float64 {
 		}
 		prevCount, prevBound = c, ub
 	}
-	return math.Round(durationBuckets[n-1] * 1e6)
-}
-
-// sendEvent queues an EVENT (native) or a JSON-RPC notification (ws).
-// Other doors have no events.
-func (s *session) sendEvent(topic string, payload []byte) {
-	var err error
-	switch s.door {
-	case DoorNative:
-		err = s.out.Commit(wire.AppendEvent(s.out.Begin(), topic, payload))
-	case DoorWS:
-		err = s.out.Commit(appendNotification(s.out.Begin(), "event."+topic, payload))
-	default:
-		return
-	}
-	if err == nil {
-		s.out.FlushAsync()
-	}
-}
-
-// appendNotification appends a JSON-RPC notification and the newline that
-// ends every message in a WebSocket session's output.
-func appendNotification(b []byte, method string, params []byte) []byte {
-	b = append(b, `{"jsonrpc":"2.0","method":"`...)
-	b = append(b, method...) // topics are plain ASCII names
-	b = append(b, `","params":`...)
-	b = append(b, params...)
-	return append(b, "}\n"...)
+	return math.Round(DurationBuckets[n-1] * 1e6)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
@@ -315,14 +316,14 @@ func TestAnswerTooLarge(t *testing.T) {
 	big := func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
 		return append(dst, make([]byte, 5000)...), nil
 	}
-	srv := StartWith(t, cfg, Options{Services: func(_ *server.Server, reg *service.Registry) error {
-		return reg.Register(
-			service.Method{Name: "test.big", Inline: true, Handler: big},
-			service.Method{Name: "test.bigslow", Handler: big},
-			service.Method{Name: "test.fits", Inline: true, Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
+	srv := StartWith(t, cfg, Options{Catalog: func(*server.Server) (catalog.Options, error) {
+		return catalog.Options{Select: map[string]bool{}, Extra: []service.Method{
+			{Name: "test.big", Inline: true, Handler: big},
+			{Name: "test.bigslow", Handler: big},
+			{Name: "test.fits", Inline: true, Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
 				return append(dst, make([]byte, 4096-8)...), nil // length field exactly the max frame
 			}},
-		)
+		}}, nil
 	}})
 	c, _ := Hello(t, srv.Native, "big")
 	for id, method := range map[uint32]string{1: "test.big", 2: "test.bigslow"} {

@@ -1,74 +1,80 @@
 package server
 
 import (
-	"runtime"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/wire"
 )
 
-// Door names, as shown in the client list and in metric labels.
-const (
-	DoorNative = "native"
-	DoorLegacy = "legacy"
-	DoorWS     = "ws"   // JSON-RPC over WebSocket
-	DoorHTTP   = "http" // JSON-RPC over POST /rpc: stateless, never listed
-)
+// The server's counters. The hot path only touches atomics, sharded so
+// that cores rarely share a cache line; Metrics turns them into a plain
+// snapshot, which the admin listener exposes to Prometheus. Nothing here
+// knows Prometheus.
 
-// doors lists every door, in metric order.
-var doors = [...]string{DoorNative, DoorLegacy, DoorWS, DoorHTTP}
-
-func doorIndex(door string) int {
-	for i, d := range doors {
-		if d == door {
-			return i
-		}
-	}
-	return 0
-}
-
-// unknownMethod is the method label of requests for methods that do not
+// unknownMethod is the method name of requests for methods that do not
 // exist: their names come from clients and must not become label values.
 const unknownMethod = "unknown"
 
 // codeSlots is one counter per result code; slot 0 is success.
 const codeSlots = 16
 
-// durationBuckets suit nexo's requests: microseconds in-process, up to
-// seconds for slow handlers and backends.
-var durationBuckets = prometheus.ExponentialBucketsRange(2e-6, 10, nBuckets)
+// DurationBuckets are the upper bounds, in seconds, of the request
+// duration histograms: microseconds in-process, up to seconds for slow
+// handlers and backends (28 bounds, exponential from 2µs to 10s).
+var DurationBuckets = exponentialRange(2e-6, 10, nBuckets)
 
-// nBuckets is the number of durationBuckets.
+// RTTBuckets are the upper bounds, in seconds, of the heartbeat round-trip
+// histogram (20 bounds, exponential from 20µs to 10s).
+var RTTBuckets = exponentialRange(20e-6, 10, 20)
+
+// nBuckets is the number of DurationBuckets.
 const nBuckets = 28
 
-// metrics are the server's counters. The hot path only touches atomics and
-// pre-resolved histograms; the Prometheus collector reads the atomics at
-// scrape time.
-type metrics struct {
-	accepted [len(doors)]atomic.Uint64
-	rejected [len(doors)]atomic.Uint64
-	// authFailures counts refused credentials (a wrong or missing token).
-	authFailures [len(doors)]atomic.Uint64
-	byReason     [len(reasonNames)]atomic.Uint64
-	// bytes of sessions that have closed; live sessions are summed at scrape
-	closedIn  [len(doors)]atomic.Uint64
-	closedOut [len(doors)]atomic.Uint64
+// exponentialRange returns n bounds growing by a constant factor from min
+// to max.
+func exponentialRange(min, max float64, n int) []float64 {
+	factor := math.Pow(max/min, 1/float64(n-1))
+	out := make([]float64, n)
+	v := min
+	for i := range out {
+		out[i] = v
+		v *= factor
+	}
+	return out
+}
 
-	methods sync.Map // method name -> *methodStat
-	rtt     prometheus.Histogram
+// metrics are the server's counters.
+type metrics struct {
+	byReason [len(reasonNames)]atomic.Uint64
+
+	mu       sync.Mutex
+	doors    atomic.Pointer[[]*doorStats] // copy on write under mu: every door seen, in order
+	methods  sync.Map                     // method name -> *methodStat
+	rtt      *durHist
+	rttNanos []int64
+}
+
+// doorStats are one door's counters.
+type doorStats struct {
+	name         string
+	accepted     atomic.Uint64 // connections admitted
+	rejected     atomic.Uint64 // connections refused over a limit
+	authFailures atomic.Uint64 // refused credentials
+	// bytes of sessions that have closed; live sessions are summed at
+	// snapshot time
+	closedIn, closedOut atomic.Uint64
 }
 
 // methodStat counts one method's requests by result code, and their
 // durations; both sharded (see shards).
 type methodStat struct {
 	codes [shards]codeShard
-	dur   durHist
+	dur   *durHist
 }
 
 // codeShard is one shard of a method's counters by result code.
@@ -87,13 +93,34 @@ func (st *methodStat) count(slot int) uint64 {
 }
 
 func newMetrics() *metrics {
-	return &metrics{
-		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "nexo_heartbeat_rtt_seconds", Help: "Heartbeat PING to PONG round trip.",
-			Buckets: prometheus.ExponentialBucketsRange(20e-6, 10, 20),
-		}),
-	}
+	m := &metrics{rtt: newDurHist(RTTBuckets)}
+	m.doors.Store(new([]*doorStats))
+	return m
 }
+
+// door returns the counters of a door, creating them once.
+func (m *metrics) door(name string) *doorStats {
+	for _, d := range *m.doors.Load() {
+		if d.name == name {
+			return d
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.doors.Load()
+	for _, d := range old {
+		if d.name == name {
+			return d
+		}
+	}
+	d := &doorStats{name: name}
+	list := append(slices.Clip(old), d)
+	m.doors.Store(&list)
+	return d
+}
+
+// doorList returns every door's counters.
+func (m *metrics) doorList() []*doorStats { return *m.doors.Load() }
 
 func (m *metrics) closed(r closeReason) {
 	if int(r) < len(m.byReason) {
@@ -106,7 +133,7 @@ func (m *metrics) stat(name string) *methodStat {
 	if v, ok := m.methods.Load(name); ok {
 		return v.(*methodStat)
 	}
-	v, _ := m.methods.LoadOrStore(name, &methodStat{})
+	v, _ := m.methods.LoadOrStore(name, &methodStat{dur: newDurHist(DurationBuckets)})
 	return v.(*methodStat)
 }
 
@@ -155,19 +182,103 @@ func (m *metrics) bucketCounts(dst []uint64) []uint64 {
 	var counts [nBuckets + 1]uint64
 	var total uint64
 	m.methods.Range(func(_, v any) bool {
-		c, n, _ := v.(*methodStat).dur.snapshot()
+		h := v.(*methodStat).dur.snapshot()
 		for i := range counts {
-			counts[i] += c[i]
+			counts[i] += h.Counts[i]
 		}
-		total += n
+		total += h.Count
 		return true
 	})
 	var c uint64
-	for i := range durationBuckets {
+	for i := range DurationBuckets {
 		c += counts[i]
 		dst = append(dst, c)
 	}
 	return append(dst, total)
+}
+
+// Metrics is a snapshot of the server's counters, for exposition.
+type Metrics struct {
+	Version string
+	Methods []MethodMetrics // by name
+	Doors   []DoorMetrics   // in the order the doors first served
+	Closed  map[string]uint64
+	Parked  int       // idle native clients that hold no goroutine
+	RTT     Histogram // heartbeat round trips, RTTBuckets
+}
+
+// MethodMetrics are one method's counters.
+type MethodMetrics struct {
+	Name     string
+	Codes    map[string]uint64 // requests by result code name ("OK" for success); only codes seen
+	Duration Histogram         // DurationBuckets
+}
+
+// DoorMetrics are one door's counters.
+type DoorMetrics struct {
+	Door                             string
+	Clients                          int // connected now
+	Accepted, Rejected, AuthFailures uint64
+	BytesIn, BytesOut                uint64
+}
+
+// Histogram is a snapshot of a histogram: per-bucket counts (not
+// cumulative; one more than the bounds, the last for +Inf), the total
+// count and the sum of the observations in seconds.
+type Histogram struct {
+	Counts []uint64
+	Count  uint64
+	Sum    float64
+}
+
+// Metrics returns a snapshot of the server's counters.
+func (s *Server) Metrics() Metrics {
+	m := s.metrics
+	out := Metrics{Version: s.cfg.Version, Closed: make(map[string]uint64), RTT: m.rtt.snapshot()}
+	m.methods.Range(func(k, v any) bool {
+		st := v.(*methodStat)
+		mm := MethodMetrics{Name: k.(string), Codes: make(map[string]uint64), Duration: st.dur.snapshot()}
+		for i := range codeSlots {
+			if n := st.count(i); n > 0 {
+				mm.Codes[codeName(i)] = n
+			}
+		}
+		out.Methods = append(out.Methods, mm)
+		return true
+	})
+	slices.SortFunc(out.Methods, func(a, b MethodMetrics) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	doors := m.doorList()
+	index := make(map[*doorStats]int, len(doors))
+	for i, d := range doors {
+		index[d] = i
+		out.Doors = append(out.Doors, DoorMetrics{Door: d.name, Accepted: d.accepted.Load(), Rejected: d.rejected.Load(),
+			AuthFailures: d.authFailures.Load(), BytesIn: d.closedIn.Load(), BytesOut: d.closedOut.Load()})
+	}
+	for _, sess := range s.table.appendLive(nil) {
+		if i, ok := index[sess.door]; ok {
+			dm := &out.Doors[i]
+			dm.Clients++
+			dm.BytesIn += sess.bytesIn.Load()
+			dm.BytesOut += sess.out.Written()
+		}
+	}
+	for r := range m.byReason {
+		if r != int(reasonNone) {
+			out.Closed[closeReason(r).String()] = m.byReason[r].Load()
+		}
+	}
+	if p := s.poll.Load(); p != nil {
+		out.Parked = p.count()
+	}
+	return out
 }
 
 // codeName is the label value of a result code.
@@ -177,116 +288,3 @@ func codeName(slot int) string {
 	}
 	return wire.Code(slot).String()
 }
-
-// collector exposes the server's counters to Prometheus.
-type collector struct {
-	srv                                  *Server
-	requests, duration                   *prometheus.Desc
-	clients, accepted, rejected          *prometheus.Desc
-	closed, bytesIn, bytesOut, buildInfo *prometheus.Desc
-	authFailures, parked                 *prometheus.Desc
-}
-
-func newCollector(srv *Server) *collector {
-	return &collector{
-		srv:      srv,
-		requests: prometheus.NewDesc("nexo_requests_total", "Requests answered, by method and result code.", []string{"method", "code"}, nil),
-		duration: prometheus.NewDesc("nexo_request_duration_seconds", "Time from reading a request to queueing its answer, by method.",
-			[]string{"method"}, nil),
-		clients:   prometheus.NewDesc("nexo_clients", "Clients connected now, by door.", []string{"door"}, nil),
-		accepted:  prometheus.NewDesc("nexo_connections_accepted_total", "Connections accepted, by door.", []string{"door"}, nil),
-		rejected:  prometheus.NewDesc("nexo_connections_rejected_total", "Connections refused over a limit, by door.", []string{"door"}, nil),
-		closed:    prometheus.NewDesc("nexo_connections_closed_total", "Sessions closed, by reason.", []string{"reason"}, nil),
-		bytesIn:   prometheus.NewDesc("nexo_received_bytes_total", "Bytes received from clients, by door.", []string{"door"}, nil),
-		bytesOut:  prometheus.NewDesc("nexo_sent_bytes_total", "Bytes sent to clients, by door.", []string{"door"}, nil),
-		buildInfo: prometheus.NewDesc("nexo_build_info", "Always 1; the labels tell the build.", []string{"version", "goversion"}, nil),
-		authFailures: prometheus.NewDesc("nexo_auth_failures_total",
-			"Authentications refused (wrong or missing token, or an address over its failure limit), by door.", []string{"door"}, nil),
-		parked: prometheus.NewDesc("nexo_parked_clients",
-			"Idle native clients that hold no goroutine: the server's poller waits for their input.", nil, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.clients, c.accepted, c.rejected, c.closed, c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures, c.parked} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	m := c.srv.metrics
-	m.methods.Range(func(k, v any) bool {
-		st := v.(*methodStat)
-		for i := range codeSlots {
-			if n := st.count(i); n > 0 {
-				ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(n), k.(string), codeName(i))
-			}
-		}
-		counts, total, sum := st.dur.snapshot()
-		ch <- prometheus.MustNewConstHistogram(c.duration, total, sum, cumulative(counts), k.(string))
-		return true
-	})
-	var clients [len(doors)]int
-	in, out := c.srv.bytesByDoor()
-	for _, s := range c.srv.table.appendLive(nil) {
-		clients[doorIndex(s.door)]++
-	}
-	for i, d := range doors {
-		if d != DoorHTTP {
-			ch <- prometheus.MustNewConstMetric(c.clients, prometheus.GaugeValue, float64(clients[i]), d)
-			ch <- prometheus.MustNewConstMetric(c.bytesIn, prometheus.CounterValue, float64(in[i]), d)
-			ch <- prometheus.MustNewConstMetric(c.bytesOut, prometheus.CounterValue, float64(out[i]), d)
-		}
-		ch <- prometheus.MustNewConstMetric(c.accepted, prometheus.CounterValue, float64(m.accepted[i].Load()), d)
-		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(m.rejected[i].Load()), d)
-		ch <- prometheus.MustNewConstMetric(c.authFailures, prometheus.CounterValue, float64(m.authFailures[i].Load()), d)
-	}
-	for r := range m.byReason {
-		if r != int(reasonNone) {
-			ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(m.byReason[r].Load()), closeReason(r).String())
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.srv.cfg.Version, runtime.Version())
-	var parked int
-	if p := c.srv.poll.Load(); p != nil {
-		parked = p.count()
-	}
-	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(parked))
-}
-
-// bytesByDoor returns the bytes received and sent per door: closed
-// sessions' totals plus the live sessions' counters.
-func (s *Server) bytesByDoor() (in, out [len(doors)]uint64) {
-	for i := range doors {
-		in[i] = s.metrics.closedIn[i].Load()
-		out[i] = s.metrics.closedOut[i].Load()
-	}
-	for _, sess := range s.table.appendLive(nil) {
-		i := doorIndex(sess.door)
-		in[i] += sess.bytesIn.Load()
-		out[i] += sess.out.Written()
-	}
-	return in, out
-}
-
-// newRegistry returns the Prometheus registry behind Gatherer: the
-// server's metrics plus the Go runtime's and the process's.
-func newRegistry(srv *Server) *prometheus.Registry {
-	r := prometheus.NewRegistry()
-	r.MustRegister(
-		newCollector(srv),
-		srv.metrics.rtt,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	return r
-}
-
-// Gatherer returns the server's Prometheus metrics, for /metrics.
-func (s *Server) Gatherer() prometheus.Gatherer { return s.promReg }
-
-// RegisterMetrics adds the metrics of a component that serves through this
-// server (a gateway's forwarder) to /metrics.
-func (s *Server) RegisterMetrics(c prometheus.Collector) error { return s.promReg.Register(c) }

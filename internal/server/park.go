@@ -2,8 +2,6 @@ package server
 
 import (
 	"syscall"
-
-	"github.com/nexo-project/nexo/wire"
 )
 
 // Idle native connections hold no goroutine. A connection is parked right
@@ -13,15 +11,15 @@ import (
 // server's poller and exits.
 // The poller waits for input on every parked socket at once, on one
 // goroutine, and starts a reader again when input comes. Closing or
-// draining a parked session starts its reader too, so that the reader
-// always sees its connection's end and calls end. An idle client then
-// costs its session and socket, not a goroutine stack.
+// draining a parked session starts its reader too (Codec.Wake), so that
+// the reader always sees its connection's end and calls end. An idle
+// client then costs its session and socket, not a goroutine stack.
 //
 // Only plain TCP connections park (a TLS connection may hold decrypted
 // input the socket no longer shows), and only where the poller exists
 // (Linux, epoll).
 
-// Reader states of a parkable session.
+// Reader states of a parkable connection.
 const (
 	readerRunning uint32 = iota // a goroutine reads the connection
 	readerParked                // the poller waits for input on the socket
@@ -40,49 +38,50 @@ func parkable(c any) syscall.RawConn {
 	return raw
 }
 
-// runNative is a native session's reader goroutine, first started after
-// the handshake and again each time a parked connection wakes. It returns
+// run is a native session's reader goroutine, first started after the
+// handshake and again each time a parked connection wakes. It returns
 // without ending the session when it parked the connection.
-func (s *session) runNative() {
-	parked, err := s.readNative(s.rd)
+func (n *nativeConn) run() {
+	parked, err := n.read()
 	if parked {
 		return
 	}
-	s.end(err)
-	s.srv.leave(remoteIP(s.conn.RemoteAddr()))
+	n.s.end(err)
+	n.s.srv.Leave(remoteIP(n.s.conn.RemoteAddr()))
 }
 
 // park hands the connection to the poller, after the handshake or after a
 // burst without requests. It reports whether it did; the caller must then
 // leave the session alone, for another reader may already be running.
-func (s *session) park(rd *wire.Reader) bool {
-	if s.raw == nil || rd.HasFrame() || s.draining.Load() {
+func (n *nativeConn) park() bool {
+	s := n.s
+	if n.raw == nil || n.rd.HasFrame() || s.draining.Load() {
 		return false
 	}
 	p := s.srv.poll.Load()
 	if p == nil {
 		return false
 	}
-	s.state.Store(readerParked)
-	if !p.park(s) {
+	n.state.Store(readerParked)
+	if !p.park(n) {
 		// Not parked. Unless a wake took the session meanwhile (and
 		// started another reader), this reader goes on.
-		return !s.state.CompareAndSwap(readerParked, readerRunning)
+		return !n.state.CompareAndSwap(readerParked, readerRunning)
 	}
 	// A drain or close that came before the state said parked did not
 	// wake the session: look again now that it does.
 	if s.draining.Load() || s.ctx.Err() != nil {
-		s.wake()
+		n.Wake()
 	}
 	return true
 }
 
-// wake starts a reader for a parked session: input came, or the session
+// Wake starts a reader for a parked session: input came, or the session
 // is closing or draining and its reader must see that. It does nothing
 // when a reader runs.
-func (s *session) wake() {
-	if s.state.CompareAndSwap(readerParked, readerRunning) {
-		s.srv.poll.Load().forget(s.id)
-		go s.runNative()
+func (n *nativeConn) Wake() {
+	if n.state.CompareAndSwap(readerParked, readerRunning) {
+		n.s.srv.poll.Load().forget(n.s.id)
+		go n.run()
 	}
 }

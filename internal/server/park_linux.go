@@ -15,9 +15,9 @@ type poller struct {
 	stop int // an eventfd that ends run
 
 	mu     sync.Mutex
-	parked map[uint64]*session // guarded by mu
-	closed bool                // guarded by mu
-	done   chan struct{}       // closed when run has returned
+	parked map[uint64]*nativeConn // guarded by mu
+	closed bool                   // guarded by mu
+	done   chan struct{}          // closed when run has returned
 }
 
 // stopKey is the event key of the stop eventfd; session ids start at 1.
@@ -39,7 +39,7 @@ func newPoller() (*poller, error) {
 		_ = unix.Close(stop)
 		return nil, err
 	}
-	p := &poller{epfd: epfd, stop: stop, parked: make(map[uint64]*session), done: make(chan struct{})}
+	p := &poller{epfd: epfd, stop: stop, parked: make(map[uint64]*nativeConn), done: make(chan struct{})}
 	go p.run()
 	return p, nil
 }
@@ -47,11 +47,11 @@ func newPoller() (*poller, error) {
 // park arms the session's socket and remembers the session until it
 // wakes. It reports false when the socket could not be armed (it is
 // closed, or the poller is).
-func (p *poller) park(s *session) bool {
+func (p *poller) park(n *nativeConn) bool {
 	ev := unix.EpollEvent{
 		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
-		Fd:     int32(uint32(s.id)), // the 64-bit event data holds the session id
-		Pad:    int32(uint32(s.id >> 32)),
+		Fd:     int32(uint32(n.s.id)), // the 64-bit event data holds the session id
+		Pad:    int32(uint32(n.s.id >> 32)),
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -61,7 +61,7 @@ func (p *poller) park(s *session) bool {
 	var err error
 	// Control holds the descriptor open while epoll_ctl runs, so a
 	// concurrent Close cannot hand its number to another socket first.
-	cerr := s.raw.Control(func(fd uintptr) {
+	cerr := n.raw.Control(func(fd uintptr) {
 		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
 		if errors.Is(err, unix.ENOENT) { // parked for the first time
 			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
@@ -70,7 +70,7 @@ func (p *poller) park(s *session) bool {
 	if cerr != nil || err != nil {
 		return false
 	}
-	p.parked[s.id] = s
+	p.parked[n.s.id] = n
 	return true
 }
 
@@ -110,7 +110,7 @@ func (p *poller) run() {
 			s := p.parked[id]
 			p.mu.Unlock()
 			if s != nil {
-				s.wake()
+				s.Wake()
 			}
 		}
 	}

@@ -1,12 +1,27 @@
-// Package server is nexo's back end: it accepts connections on its doors
-// (native and legacy), keeps one session per client with a unique id,
-// dispatches requests through one service registry, watches liveness with
-// heartbeats, and shuts down without losing an accepted request.
+// Package server is nexo's back end: the session core and the binary
+// doors. It accepts connections, keeps one session per client with a
+// unique id, admits and dispatches requests through one service registry,
+// watches liveness with heartbeats, and shuts down without losing an
+// accepted request.
 //
-// Lock order: a session's batch writer lock, then sessionTable.mu (an
-// inline handler such as sys.info runs under its session's writer lock and
-// may read the table). Server.mu is never held with either. Nothing takes a
-// writer lock while holding sessionTable.mu or Server.mu.
+// A door is a Codec (its wire format) plus a reader and a listener. The
+// native and legacy doors live here (native.go, legacy.go); the WebSocket
+// door lives with the web door (internal/web) and drives the same core
+// through Session. See docs/architecture.md.
+//
+// Lock order (a lock may be taken while holding those above it, never
+// the other way):
+//
+//	Server.mu            listeners and handshaking connections
+//	hub.mu               event subscriptions, samples; guards session.gone
+//	sessionTable.mu      live sessions and the ring of closed ones
+//	admission.mu         per-address connection counts and auth failures
+//	poller.mu            parked connections
+//	batch.Writer.mu      one session's pending output (leaf: the core only
+//	                     encodes under it, never runs a handler)
+//
+// No lock is held while a handler, a codec's reader or a callback runs,
+// except that codecs encode under batch.Writer.mu.
 package server
 
 import (
@@ -14,15 +29,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -36,27 +50,24 @@ const (
 	keyRemote   = "remote"
 	keyReason   = "reason"
 	keyError    = "err"
-	keyAddr     = "addr"
 )
 
 // Server serves the registry's methods to clients on any number of
 // listeners. Create it with New, call a Serve method per listener, and stop
 // it with Shutdown.
 type Server struct {
-	cfg     Config
-	reg     *service.Registry
-	log     *slog.Logger
-	table   *sessionTable
-	metrics *metrics
-	hub     *hub
-	promReg *prometheus.Registry
-	adm     *admission
-	authLog logLimiter // failed authentications
-	limLog  logLimiter // connections refused over a limit
+	cfg        Config
+	reg        *service.Registry
+	log        *slog.Logger
+	table      *sessionTable
+	metrics    *metrics
+	hub        *hub
+	adm        *admission
+	maxPayload int // the largest answer payload that fits in a frame
 
 	ids      atomic.Uint64 // last client id given out
 	conns    atomic.Int64  // open sockets on every door, handshaking included
-	async    atomic.Int64  // handler goroutines running
+	async    atomic.Int64  // requests served beside their readers, server-wide
 	shutting atomic.Bool
 
 	mu          sync.Mutex
@@ -88,6 +99,7 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 		metrics:     newMetrics(),
 		hub:         newHub(),
 		adm:         newAdmission(cfg),
+		maxPayload:  cfg.MaxFrame - (wire.HeaderLen - 4),
 		listeners:   make(map[net.Listener]struct{}),
 		handshaking: make(map[net.Conn]struct{}),
 		hbStop:      make(chan struct{}),
@@ -95,13 +107,13 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 		pubDone:     make(chan struct{}),
 		started:     time.Now(),
 	}
-	s.promReg = newRegistry(s)
 	return s, nil
 }
 
 // Start starts the server's timers (heartbeats, published statistics) and
 // the poller of idle connections. The Serve methods call it; a server used
-// only through ServeWebSocket calls it once itself. It is idempotent.
+// only through doors outside this package calls it once itself. It is
+// idempotent.
 func (s *Server) Start() {
 	s.hbOnce.Do(func() {
 		if p, err := newPoller(); err == nil {
@@ -114,16 +126,6 @@ func (s *Server) Start() {
 	})
 }
 
-// IsAdmin reports whether a caller is an administrator: it gave the admin
-// token (compared in constant time), or no token is configured and it
-// connected from loopback.
-func (s *Server) IsAdmin(loopback bool, token string) bool {
-	if s.cfg.AdminToken == "" {
-		return loopback
-	}
-	return s.adm.isAdminToken(token)
-}
-
 // Accepting reports whether the server accepts new clients: false once
 // Shutdown has begun. /readyz reports it.
 func (s *Server) Accepting() bool { return !s.shutting.Load() }
@@ -131,35 +133,21 @@ func (s *Server) Accepting() bool { return !s.shutting.Load() }
 // Observe counts a request answered outside a session (POST /rpc): the
 // method (nil when unknown), its result code and its duration.
 func (s *Server) Observe(m *service.Method, code wire.Code, d time.Duration) {
-	s.metrics.record(rand.IntN(shards), s.metrics.statOf(m), code, d)
+	s.metrics.observe(int(s.ids.Load()%shards), m, code, d)
 }
 
 // Config returns the configuration in force, defaults filled in.
 func (s *Server) Config() Config { return s.cfg }
 
+// Registry returns the registry the server dispatches to.
+func (s *Server) Registry() *service.Registry { return s.reg }
+
 // ClientCount returns the number of connected clients.
 func (s *Server) ClientCount() int { return s.table.count() }
 
-// Snapshot returns the client list: connected clients by id, and the
-// recently closed ones, newest first, with their reasons.
-func (s *Server) Snapshot() any { return s.table.snapshot() }
-
-// Stats are server-wide totals since the server started.
-type Stats struct {
-	Version  string            `json:"version"`
-	UptimeS  float64           `json:"uptime_s"`
-	Clients  int               `json:"clients"`        // connected now
-	Doors    map[string]int    `json:"doors"`          // connected now, by door
-	Accepted uint64            `json:"accepted"`       // connections accepted, all doors
-	Rejected uint64            `json:"rejected"`       // connections refused over a limit
-	Requests uint64            `json:"requests"`       // requests answered, all doors
-	Closed   map[string]uint64 `json:"closed"`         // sessions closed, by reason
-	Last     *Sample           `json:"last,omitempty"` // the last second
-}
-
 // Stats returns the server-wide totals.
-func (s *Server) Stats() Stats {
-	st := Stats{
+func (s *Server) Stats() status.Stats {
+	st := status.Stats{
 		Version:  s.cfg.Version,
 		UptimeS:  time.Since(s.started).Round(time.Millisecond).Seconds(),
 		Doors:    make(map[string]int),
@@ -167,12 +155,12 @@ func (s *Server) Stats() Stats {
 		Closed:   make(map[string]uint64),
 	}
 	for _, sess := range s.table.appendLive(nil) {
-		st.Doors[sess.door]++
+		st.Doors[sess.door.name]++
 		st.Clients++
 	}
-	for i := range doors {
-		st.Accepted += s.metrics.accepted[i].Load()
-		st.Rejected += s.metrics.rejected[i].Load()
+	for _, d := range s.metrics.doorList() {
+		st.Accepted += d.accepted.Load()
+		st.Rejected += d.rejected.Load()
 	}
 	for r := range s.metrics.byReason {
 		if n := s.metrics.byReason[r].Load(); n > 0 {
@@ -185,22 +173,22 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// Clients returns the client list; see Snapshot.
-func (s *Server) Clients() Snapshot { return s.table.snapshot() }
+// Clients returns the client list: connected clients by id, and the
+// recently closed ones, newest first, with their reasons.
+func (s *Server) Clients() status.Snapshot { return s.table.snapshot() }
 
 // Client returns one connected client's row of the list.
-func (s *Server) Client(id uint64) (ClientInfo, bool) {
+func (s *Server) Client(id uint64) (status.ClientInfo, bool) {
 	sess := s.table.get(id)
 	if sess == nil {
-		return ClientInfo{}, false
+		return status.ClientInfo{}, false
 	}
 	return sess.info(), true
 }
 
-// Kick ends a client's session: it gets GOODBYE with the reason (a native
-// GOODBYE frame, or event.goodbye and a close frame on a WebSocket), its
-// in-flight requests finish, then it is closed. It reports whether the
-// client was connected.
+// Kick ends a client's session: it gets the door's GOODBYE with the
+// reason, its in-flight requests finish, then it is closed. It reports
+// whether the client was connected.
 func (s *Server) Kick(id uint64, reason string) bool {
 	sess := s.table.get(id)
 	if sess == nil {
@@ -211,13 +199,24 @@ func (s *Server) Kick(id uint64, reason string) bool {
 	return true
 }
 
-// ServeNative accepts native-protocol connections on ln until Shutdown.
-func (s *Server) ServeNative(ln net.Listener) error { return s.serve(ln, DoorNative, s.handleNative) }
+// lookup returns the method a binary door calls by name: a registered
+// one, or the fallback (a gateway's forwarder), or nil.
+func (s *Server) lookup(name []byte) *service.Method {
+	if m := s.reg.Lookup(name); m != nil {
+		return m
+	}
+	return s.reg.Fallback()
+}
 
-// ServeLegacy accepts legacy-protocol connections on ln until Shutdown.
-func (s *Server) ServeLegacy(ln net.Listener) error { return s.serve(ln, DoorLegacy, s.handleLegacy) }
+// listener is what the accept loop needs of a door.
+type listener struct {
+	door   string
+	handle func(net.Conn)                                    // runs one admitted connection; must call Leave
+	fatal  func(b []byte, code wire.Code, msg string) []byte // last words to a refused connection
+	allow  []netip.Prefix                                    // when not empty, the only networks served
+}
 
-func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) error {
+func (s *Server) serve(ln net.Listener, l listener) error {
 	s.mu.Lock()
 	if s.shutting.Load() {
 		s.mu.Unlock()
@@ -232,6 +231,7 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 		s.mu.Unlock()
 	}()
 	s.Start()
+	door := s.metrics.door(l.door)
 
 	var delay time.Duration
 	for {
@@ -246,35 +246,29 @@ func (s *Server) serve(ln net.Listener, door string, handle func(net.Conn)) erro
 			// Out of descriptors or a transient failure: back off and try
 			// again, so the server survives and accepts once it can.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", slog.String(keyDoor, door), slog.Any(keyError, err), slog.Duration("delay", delay))
+			s.log.Warn("accept failed; retrying", slog.String(keyDoor, l.door), slog.Any(keyError, err), slog.Duration("delay", delay))
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		if why := s.admit(remoteIP(c.RemoteAddr()), door); why != admitted {
-			s.refuseConn(c, door, why)
+		ip := remoteIP(c.RemoteAddr())
+		if len(l.allow) > 0 && !allowed(l.allow, ip) {
+			s.logRefusal(door, c.RemoteAddr().String(), refusedNetwork)
+			_ = c.Close()
 			continue
 		}
-		s.metrics.accepted[doorIndex(door)].Add(1)
-		go handle(c)
+		if err := s.Admit(ip, l.door); err != nil {
+			s.refuseConn(c, l, err)
+			continue
+		}
+		go l.handle(c)
 	}
 }
 
 // refuseConn answers a connection that was not admitted and closes it: a
-// BUSY (or UNAUTHORIZED) reply when under the limits on refusers, nothing
-// at all for a network the door does not serve or once maxRefusers are
-// already busy.
-func (s *Server) refuseConn(c net.Conn, door string, why refusal) {
-	s.logRefusal(door, c.RemoteAddr().String(), why)
-	code := wire.CodeBusy
-	switch why {
-	case refusedNetwork:
-		_ = c.Close()
-		return
-	case refusedAuthLimit:
-		code = wire.CodeUnauthorized
-		s.metrics.authFailures[doorIndex(door)].Add(1)
-	}
+// BUSY (or UNAUTHORIZED) reply while under the limit on refusers, nothing
+// at all once maxRefusers are already busy.
+func (s *Server) refuseConn(c net.Conn, l listener, err *RefusedError) {
 	if s.adm.refusers.Add(1) > maxRefusers {
 		s.adm.refusers.Add(-1)
 		_ = c.Close()
@@ -282,7 +276,7 @@ func (s *Server) refuseConn(c net.Conn, door string, why refusal) {
 	}
 	go func() {
 		defer s.adm.refusers.Add(-1)
-		refuse(c, fatalReply(door, code, string(why)), min(s.cfg.Linger, time.Second))
+		refuse(c, l.fatal(nil, err.Code, err.Reason), min(s.cfg.Linger, time.Second))
 	}()
 }
 
@@ -333,7 +327,8 @@ func (s *Server) register(sess *session) {
 }
 
 // heartbeatLoop is the one timer behind every session's liveness: it sends
-// PINGs at the announced interval and closes sessions that fell silent.
+// heartbeats at the announced interval and closes sessions that fell
+// silent.
 func (s *Server) heartbeatLoop() {
 	defer close(s.hbDone)
 	hb := s.cfg.Heartbeat
@@ -346,42 +341,55 @@ func (s *Server) heartbeatLoop() {
 			return
 		case now := <-t.C:
 			buf = s.table.appendLive(buf[:0])
-			s.checkLiveness(buf, now)
+			for _, sess := range buf {
+				switch s.liveness(sess, now) {
+				case closeSilent:
+					sess.logger().Info("heartbeat timeout", slog.Duration("silent", now.Sub(time.Unix(0, sess.lastSeen.Load())).Round(time.Millisecond)))
+					sess.close(reasonHeartbeatTimeout)
+				case closeIdle:
+					sess.close(reasonIdleTimeout)
+				case pingNow:
+					sess.ping(now)
+				}
+			}
 			clear(buf) // drop references to closed sessions
 		}
 	}
 }
 
-// checkLiveness closes native and WebSocket sessions silent for over 2 intervals plus a
-// quarter (the check runs every quarter, so a dead client is gone within 2
-// intervals plus a grace of half an interval) and pings the others once per
-// interval. Legacy sessions cannot answer PINGs: they have an idle timeout.
-func (s *Server) checkLiveness(sessions []*session, now time.Time) {
+// verdict is what the liveness check says of a session.
+type verdict int
+
+const (
+	keep        verdict = iota
+	pingNow             // a heartbeat is due
+	closeSilent         // missed its heartbeats
+	closeIdle           // a door without heartbeats, idle too long
+)
+
+// liveness judges one session at now. A session of a door with heartbeats
+// silent for over 2 intervals plus a quarter is closed (the check runs
+// every quarter, so a dead client is gone within 2 intervals plus a grace
+// of half an interval); the others are pinged once per interval. A door
+// without heartbeats says so at its first ping (Codec.Ping), after 7/8 of
+// an interval, long before the 2¼ intervals of silence could close it;
+// from then on the idle timeout applies.
+func (s *Server) liveness(sess *session, now time.Time) verdict {
 	hb := s.cfg.Heartbeat
-	deadAfter := (2*hb + hb/4).Nanoseconds()
-	nowNS := now.UnixNano()
-	for _, sess := range sessions {
-		silent := nowNS - sess.lastSeen.Load()
-		switch sess.door {
-		case DoorNative, DoorWS:
-			if silent > deadAfter {
-				sess.logger().Info("heartbeat timeout", slog.Duration("silent", time.Duration(silent).Round(time.Millisecond)))
-				sess.close(reasonHeartbeatTimeout)
-				continue
-			}
-			if nowNS-sess.pingSent.Load() >= (hb - hb/8).Nanoseconds() {
-				if sess.ws != nil {
-					sess.pingWS(now)
-				} else {
-					sess.sendPing(now)
-				}
-			}
-		case DoorLegacy:
-			if silent > s.cfg.LegacyIdleTimeout.Nanoseconds() {
-				sess.close(reasonIdleTimeout)
-			}
+	silent := now.UnixNano() - sess.lastSeen.Load()
+	if sess.pingless.Load() {
+		if silent > s.cfg.LegacyIdleTimeout.Nanoseconds() {
+			return closeIdle
 		}
+		return keep
 	}
+	if silent > (2*hb + hb/4).Nanoseconds() {
+		return closeSilent
+	}
+	if now.UnixNano()-sess.pingSent.Load() >= (hb - hb/8).Nanoseconds() {
+		return pingNow
+	}
+	return keep
 }
 
 // Shutdown stops accepting, says GOODBYE to every client, lets in-flight

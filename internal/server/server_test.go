@@ -18,6 +18,7 @@ import (
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -598,7 +599,7 @@ func TestClientList(t *testing.T) {
 	})
 	c.Send(request(1, "sys.clients", nil))
 	f := c.Read()
-	var snap server.Snapshot
+	var snap status.Snapshot
 	if err := json.Unmarshal(f.Body, &snap); err != nil {
 		t.Fatalf("%v: %s", err, String(f))
 	}

@@ -2,20 +2,17 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/nexo-project/nexo/internal/batch"
 	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -23,40 +20,37 @@ import (
 // requests before it writes without waiting for the burst to end.
 const flushAt = 64 << 10
 
-// session is one client connection on any door.
+// session is one client connection on any door: the session core. Its
+// door's Codec says everything in the door's format; nothing here knows
+// which door it is.
 //
-// Lifecycle: the door's goroutine reads; inline requests are answered on it,
-// others on their own goroutines, all through out. A session ends hard
-// (close: heartbeat timeout, slow consumer, forced shutdown) or gracefully
-// (beginDrain: client GOODBYE, server shutdown, kick): no new requests, wait
-// for in-flight ones, write everything, half-close, then wait up to Linger
-// for the peer to close, so that no reset destroys the last responses.
+// Lifecycle: the door's reader decodes requests and hands them to the
+// core; inline requests are answered on the reader, others on their own
+// goroutines, all through out. A session ends hard (close: heartbeat
+// timeout, slow consumer, forced shutdown) or gracefully (beginDrain:
+// client GOODBYE, server shutdown, kick): no new requests, wait for
+// in-flight ones, write everything, half-close, then wait up to Linger for
+// the peer to close, so that no reset destroys the last responses.
 type session struct {
 	// set at construction
 	srv         *Server
 	id          uint64
-	door        string
-	conn        net.Conn
+	door        *doorStats // the door's counters; door.name is its name
+	conn        net.Conn   // what out writes to and close closes
+	codec       Codec
 	caller      service.Caller
 	ctx         context.Context // cancelled, with the closeReason as cause, when the session closes
 	cancel      context.CancelCauseFunc
 	out         *batch.Writer
 	connectedAt time.Time
-	ws          *wsConn // WebSocket sessions only
 
-	// native sessions only
-	rd    *wire.Reader    // owned by the reader goroutine of the moment
-	raw   syscall.RawConn // nil: the connection cannot park
-	state atomic.Uint32   // readerRunning or readerParked
-
-	batcher service.Batcher // owned by the reader: held for this burst's forwarded requests
-	// owned by the reader: metrics of inline requests
-	unsettled  pendingObs
-	lastMethod *service.Method
-	lastStat   *methodStat
+	// owned by the reader of the moment (the door hands the reader role
+	// from goroutine to goroutine with a happens-before edge)
+	rd readerState
 
 	lastSeen atomic.Int64  // unix ns of the last input
-	pingSent atomic.Int64  // unix ns of the last PING (heartbeat loop)
+	pingSent atomic.Int64  // unix ns of the last heartbeat (heartbeat loop)
+	pingless atomic.Bool   // the door has no heartbeats: an idle timeout applies
 	rtt      atomic.Int64  // ns of the last heartbeat round trip
 	inflight atomic.Int64  // requests being served, +1 while the reader works through a burst
 	requests atomic.Uint64 // requests received
@@ -65,24 +59,41 @@ type session struct {
 	reason   atomic.Uint32 // closeReason; the first one set wins
 	draining atomic.Bool   // set once: new requests get SHUTTING_DOWN
 	finished atomic.Bool   // set once: the final flush and half-close have begun
+	gone     bool          // guarded by srv.hub.mu: ended; never subscribe it again
 }
 
-func (srv *Server) newSession(c net.Conn, door, name string) *session {
+// readerState is what the reader of the moment owns: the burst under way
+// and the answers of inline requests not yet handed to the writer.
+type readerState struct {
+	busy       bool   // holding an in-flight unit for the current burst
+	in, reqs   uint64 // bytes and requests of the burst, counted at its end
+	pend       []byte // answers of inline requests, written at the end of the burst
+	scratch    []byte // a handler's payload before the codec frames it
+	batcher    service.Batcher
+	unsettled  pendingObs
+	lastMethod *service.Method
+	lastStat   *methodStat
+}
+
+// newSession returns a session on conn, not yet in the client list (see
+// register). newCodec builds the door's codec for it.
+func (srv *Server) newSession(c net.Conn, door, name string, newCodec func(*session) Codec) *session {
 	now := time.Now()
 	s := &session{
 		srv:         srv,
 		id:          srv.ids.Add(1),
-		door:        door,
+		door:        srv.metrics.door(door),
 		conn:        c,
 		connectedAt: now,
 	}
 	remote := c.RemoteAddr().String()
 	lb := isLoopback(c.RemoteAddr())
-	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.IsAdmin(lb, "")}
+	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.isAdmin(lb, "")}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.out = batch.New(c, batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed})
 	s.lastSeen.Store(now.UnixNano())
 	s.pingSent.Store(now.UnixNano())
+	s.codec = newCodec(s)
 	return s
 }
 
@@ -93,21 +104,14 @@ func (s *session) shard() int { return int(s.id % shards) }
 // built per message, not kept: sessions log rarely, and an idle connection
 // should not hold a logger of its own.
 func (s *session) logger() *slog.Logger {
-	return s.srv.log.With(slog.Uint64(keyClientID, s.id), slog.String(keyDoor, s.door), slog.String(keyRemote, s.caller.Remote))
-}
-
-func isLoopback(a net.Addr) bool {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.IsLoopback()
-	}
-	return false
+	return s.srv.log.With(slog.Uint64(keyClientID, s.id), slog.String(keyDoor, s.door.name), slog.String(keyRemote, s.caller.Remote))
 }
 
 // info returns the session's row of the client list.
-func (s *session) info() ClientInfo {
-	return ClientInfo{
+func (s *session) info() status.ClientInfo {
+	return status.ClientInfo{
 		ID:           s.id,
-		Door:         s.door,
+		Door:         s.door.name,
 		Remote:       s.caller.Remote,
 		Name:         s.caller.Name,
 		Identity:     s.caller.Identity,
@@ -133,7 +137,7 @@ func (s *session) close(r closeReason) {
 	s.cancel(closeReason(s.reason.Load()))
 	s.out.Close()
 	_ = s.conn.Close() // a second close reports an error we do not need
-	s.wake()           // a parked session's reader sees the close and ends it
+	s.codec.Wake()     // a parked session's reader sees the close and ends it
 }
 
 // writeFailed is the writer's OnError: the peer stopped reading or the
@@ -149,22 +153,15 @@ func (s *session) writeFailed(err error) {
 
 // beginDrain starts a graceful end: from now on requests get SHUTTING_DOWN,
 // the ones in flight finish, and then the session writes everything and
-// half-closes. goodbye, when not empty, is sent in a GOODBYE first.
+// half-closes. goodbye, when not empty, is said first.
 func (s *session) beginDrain(r closeReason, goodbye string) {
 	s.setReason(r)
 	if s.draining.Swap(true) {
 		return
 	}
 	if goodbye != "" {
-		switch s.door {
-		case DoorNative:
-			_ = s.out.Commit(wire.AppendGoodbye(s.out.Begin(), goodbye)) // a failed writer closes the session anyway
-			s.out.FlushAsync()
-		case DoorWS:
-			s.ws.setGoodbye(goodbye)
-			reason, _ := json.Marshal(map[string]string{"reason": goodbye}) // a string map always marshals
-			s.sendEvent("goodbye", reason)
-		}
+		_ = s.out.Commit(s.codec.AppendGoodbye(s.out.Begin(), goodbye)) // a failed writer closes the session anyway
+		s.out.FlushAsync()
 	}
 	s.tryFinish()
 }
@@ -188,24 +185,63 @@ func (s *session) tryFinish() {
 	}
 	s.out.CloseWrite()
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger)) // fails only when already closed
-	s.wake()                                                     // a parked session's reader must see the peer close, or the linger end
+	s.codec.Wake()                                               // a parked session's reader must see the peer close, or the linger end
+}
+
+// sendEvent queues an event of a topic, in the door's format; a door
+// without events gets nothing.
+func (s *session) sendEvent(topic string, payload []byte) {
+	b, ok := s.codec.AppendEvent(s.out.Begin(), topic, payload)
+	if s.out.Commit(b) == nil && ok {
+		s.out.FlushAsync()
+	}
+}
+
+// ping sends a heartbeat, or notes that the door has none.
+func (s *session) ping(now time.Time) {
+	s.pingSent.Store(now.UnixNano())
+	if !s.codec.Ping(now) {
+		s.pingless.Store(true)
+	}
+}
+
+// pong records a heartbeat answered after rtt.
+func (s *session) pong(rtt time.Duration) {
+	if rtt > 0 && rtt < time.Minute {
+		s.rtt.Store(int64(rtt))
+		s.srv.metrics.rtt.observe(s.shard(), rtt)
+	}
 }
 
 // refuseAndClose answers a fatal protocol error and ends the session: the
-// reply is written, the write side closed, and whatever the peer still sends
-// is discarded for up to Linger.
-func (s *session) refuseAndClose(reply []byte, r closeReason) {
+// door's last words are written, the write side closed, and whatever the
+// peer still sends is discarded for up to Linger.
+func (s *session) refuseAndClose(err *wire.Error) {
 	s.errors.Add(1)
-	s.setReason(r)
+	s.setReason(reasonForCode(err.Code))
 	s.draining.Store(true)
 	s.finished.Store(true)
-	_ = s.out.Commit(append(s.out.Begin(), reply...))
+	_ = s.out.Commit(s.codec.AppendFatal(s.out.Begin(), err.Code, err.Msg))
 	s.out.CloseWrite()
 	lingerDiscard(s.conn, s.srv.cfg.Linger)
 }
 
+// readFailed handles the error that ended a reader: a malformed frame is
+// answered and the connection closed; anything else passes through to end.
+func (s *session) readFailed(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}
+	}
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		s.logger().Info("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
+		s.refuseAndClose(we)
+	}
+	return err
+}
+
 // end runs when the reader stops: it closes the session with the right
-// reason and takes it out of the table.
+// reason and takes it out of the table. A clean end is the peer closing
+// its side; readErr says why otherwise.
 func (s *session) end(readErr error) {
 	r := reasonReadError
 	switch {
@@ -213,29 +249,23 @@ func (s *session) end(readErr error) {
 		// We closed the socket or ended the linger; the reason is set.
 	case errors.Is(readErr, io.EOF):
 		r = reasonClientClosed
-	case s.door == DoorWS:
-		switch websocket.CloseStatus(readErr) {
-		case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
-			r = reasonClientClosed
-		}
 	}
 	s.close(r)
 	reason := closeReason(s.reason.Load())
 	if s.srv.table.remove(s, reason) {
 		s.srv.hub.forget(s)
 		s.srv.hub.changed()
-		m := s.srv.metrics
-		m.closed(reason)
-		m.closedIn[doorIndex(s.door)].Add(s.bytesIn.Load())
-		m.closedOut[doorIndex(s.door)].Add(s.out.Written())
+		s.srv.metrics.closed(reason)
+		s.door.closedIn.Add(s.bytesIn.Load())
+		s.door.closedOut.Add(s.out.Written())
 		s.logger().Info("client disconnected", slog.String(keyReason, reason.String()),
 			slog.Uint64("requests", s.requests.Load()), slog.Duration("connected", time.Since(s.connectedAt).Round(time.Millisecond)))
 	}
 }
 
 // logHandlerError logs what the client is not told.
-func (s *session) logHandlerError(method string, code wire.Code, err error) {
+func (s *session) logHandlerError(m *service.Method, code wire.Code, err error) {
 	if code == wire.CodeInternal {
-		s.logger().Error("handler failed", slog.String("method", method), slog.Any(keyError, err))
+		s.logger().Error("handler failed", slog.String("method", m.Name), slog.Any(keyError, err))
 	}
 }

@@ -1,26 +1,41 @@
-// Package sys is the service every nexo process offers: sys.echo (the sys
-// service, which can run in a worker) and sys.info and the privileged
-// sys.clients (which describe the process holding the connection).
+// Package sys is every sys.* method, in one place:
+//
+//   - sys.echo returns its payload. It keeps no state, so it runs
+//     anywhere, a worker too (Methods).
+//   - sys.info, sys.clients, sys.subscribe, sys.stats and sys.kick
+//     describe or act on the process holding the client's connection
+//     (ServerMethods). A gateway always answers them itself; they are never
+//     forwarded.
+//   - sys.cluster describes every gateway of a cluster (ClusterMethod).
 package sys
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
 	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
 )
 
-// Source is what sys.info and sys.clients report on; the server implements
-// it.
+// Source is the server the server methods report on and act on.
 type Source interface {
 	// ClientCount returns the number of clients connected now.
 	ClientCount() int
-	// Snapshot returns the connected and recently closed clients, ready to
-	// be marshalled as JSON.
-	Snapshot() any
+	// Clients returns the connected and recently closed clients.
+	Clients() status.Snapshot
+	// Stats returns the server's totals; History its last minutes.
+	Stats() status.Stats
+	History() []status.Sample
+	// Subscribe subscribes a connected client to event topics.
+	Subscribe(id uint64, topics []string) error
+	// Kick ends a client's session with a reason; false when it is not
+	// connected.
+	Kick(id uint64, reason string) bool
 }
 
 // Info is the response of sys.info.
@@ -33,8 +48,7 @@ type Info struct {
 	Methods   []string `json:"methods"`
 }
 
-// Methods returns the sys service: sys.echo, which returns its payload.
-// It keeps no state, so it runs anywhere, in a worker too.
+// Methods returns the sys service: sys.echo.
 func Methods() []service.Method {
 	return []service.Method{{
 		Name: "sys.echo", Summary: "returns its payload", Inline: true, Idempotent: true, JSON: echoJSON,
@@ -44,10 +58,18 @@ func Methods() []service.Method {
 	}}
 }
 
-// ServerMethods returns the methods that describe the process holding the
-// client's connection: sys.info and the privileged sys.clients. A gateway
-// always answers them itself; they are never forwarded. version is the
-// server's version ("0.1.0"); reg lists the methods for sys.info.
+// ServerMethods returns the methods that describe and act on the process
+// holding the client's connection. version is the server's version
+// ("0.1.0"); reg lists the methods for sys.info. Payloads are JSON on
+// every door.
+//
+//   - sys.info: server name, version, uptime, clients and methods.
+//   - sys.clients: the client list; admins only.
+//   - sys.subscribe ["stats", "clients"]: events of those topics follow,
+//     as EVENT frames (native) or event.<topic> notifications (ws). The
+//     clients topic sends the current list at once.
+//   - sys.stats: the totals and the samples of the last minutes.
+//   - sys.kick [id, "reason"]: admins only; the client gets GOODBYE.
 func ServerMethods(src Source, reg *service.Registry, version string) []service.Method {
 	start := time.Now()
 	return []service.Method{
@@ -74,9 +96,81 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 				if !req.Caller.Trusted() {
 					return dst, service.ErrNotPermitted
 				}
-				b, err := json.Marshal(src.Snapshot())
+				b, err := json.Marshal(src.Clients())
 				return append(dst, b...), err
 			},
+		},
+		{
+			Name: "sys.subscribe", Summary: `subscribe this connection to events: ["stats","clients"] (JSON)`,
+			Idempotent: true, JSON: jsonPayload,
+			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+				var ts []string
+				if err := json.Unmarshal(req.Payload, &ts); err != nil || len(ts) == 0 {
+					return dst, fmt.Errorf("%w: want a JSON array of topics, such as [\"stats\",\"clients\"]", service.ErrBadPayload)
+				}
+				if err := src.Subscribe(req.Caller.ID, ts); err != nil {
+					return dst, fmt.Errorf("%w: %w", service.ErrBadPayload, err)
+				}
+				b, err := json.Marshal(ts)
+				return append(dst, b...), err
+			},
+		},
+		{
+			Name: "sys.stats", Summary: "server totals and the last minutes of requests/s and p99 (JSON)",
+			Idempotent: true, JSON: jsonPayload,
+			Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
+				b, err := json.Marshal(StatsReply{src.Stats(), src.History()})
+				return append(dst, b...), err
+			},
+		},
+		{
+			Name: "sys.kick", Summary: `disconnect a client: [id, "reason"]; admins only`,
+			Hidden: true, JSON: jsonPayload,
+			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+				if !req.Caller.Trusted() {
+					return dst, service.ErrNotPermitted
+				}
+				var p []json.RawMessage
+				var id float64
+				var reason string
+				if json.Unmarshal(req.Payload, &p) != nil || len(p) < 1 || len(p) > 2 || json.Unmarshal(p[0], &id) != nil ||
+					id < 1 || id != math.Trunc(id) || id > 1<<53 || (len(p) == 2 && json.Unmarshal(p[1], &reason) != nil) {
+					return dst, fmt.Errorf("%w: want [id, \"reason\"]", service.ErrBadPayload)
+				}
+				if reason == "" {
+					reason = "by admin " + req.Caller.Remote
+				}
+				return fmt.Appendf(dst, "%t", src.Kick(uint64(id), reason)), nil
+			},
+		},
+	}
+}
+
+// StatsReply is the response of sys.stats (and the admin API's
+// /api/stats): the totals and the samples of the last minutes.
+type StatsReply struct {
+	status.Stats
+	History []status.Sample `json:"history"`
+}
+
+// ClusterMethod returns sys.cluster: the clients of every gateway, each
+// row naming its gateway, the gateways' totals and the workers (JSON);
+// admins only. cluster gathers that view (a gateway's Cluster).
+func ClusterMethod(cluster func(ctx context.Context) (any, error)) service.Method {
+	return service.Method{
+		Name: "sys.cluster", Summary: "clients of every gateway, gateway totals and workers (JSON); admins only",
+		Idempotent: true, Hidden: true,
+		JSON: service.NoParamsJSON,
+		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
+			if !req.Caller.Trusted() {
+				return dst, service.ErrNotPermitted
+			}
+			c, err := cluster(ctx)
+			if err != nil {
+				return dst, err
+			}
+			b, err := json.Marshal(c)
+			return append(dst, b...), err
 		},
 	}
 }
@@ -95,3 +189,17 @@ var echoJSON = &service.JSONCodec{
 		return append(dst, b...), err
 	},
 }
+
+// jsonPayload is the codec of methods whose payload is JSON on every door:
+// params pass through, results too.
+var jsonPayload = &service.JSONCodec{
+	Params: func(params, dst []byte) ([]byte, error) {
+		p := bytes.TrimSpace(params)
+		if len(p) == 0 {
+			p = []byte("null")
+		}
+		return append(dst, p...), nil
+	},
+	Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
+}
+

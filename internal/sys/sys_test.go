@@ -7,12 +7,19 @@ import (
 	"testing"
 
 	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
 )
 
 type fakeSource struct{}
 
 func (fakeSource) ClientCount() int { return 3 }
-func (fakeSource) Snapshot() any    { return map[string]int{"clients": 3} }
+func (fakeSource) Clients() status.Snapshot {
+	return status.Snapshot{Clients: make([]status.ClientInfo, 3)}
+}
+func (fakeSource) Stats() status.Stats                { return status.Stats{Clients: 3} }
+func (fakeSource) History() []status.Sample           { return nil }
+func (fakeSource) Subscribe(uint64, []string) error   { return nil }
+func (fakeSource) Kick(id uint64, reason string) bool { return id == 3 }
 
 // TestPrivilege: sys.clients answers only loopback or admin callers, and
 // sys.info lists it only to them.

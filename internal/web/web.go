@@ -1,12 +1,13 @@
 // Package web is nexo's web door (spec section 3): the browser GUI at /,
 // the JavaScript client at /nexo.js, JSON-RPC 2.0 over POST /rpc, and
-// JSON-RPC over a WebSocket at /ws, all on the server's one registry.
+// JSON-RPC over a WebSocket at /ws (ws.go), all on the server's one
+// registry and, for /ws, its session core.
 package web
 
 import (
 	"embed"
-	"errors"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -21,50 +22,45 @@ var guiFiles embed.FS
 
 // Options configure the web door.
 type Options struct {
-	Server   *server.Server
-	Registry *service.Registry
-	// OriginPatterns are the foreign origins allowed to open a WebSocket;
-	// see server.WebSocketOptions. Same-origin is always allowed.
+	Server *server.Server
+	// OriginPatterns are the other origins whose pages may open a
+	// WebSocket, as host patterns ("example.com", "*.example.com:8443").
+	// The page's own origin is always allowed; a foreign one is refused
+	// with 403.
 	OriginPatterns []string
 	// RequestTimeout bounds each JSON-RPC call (0: the server's default).
 	RequestTimeout time.Duration
+	Log            *slog.Logger // nil discards
 }
-
-// Refusals of a POST /rpc (401 with this text).
-var (
-	errWrongToken = errors.New("invalid or missing token")
-	errAuthLimit  = errors.New("too many failed authentications from this address")
-)
 
 // Handler returns the web door's handler.
 func Handler(o Options) http.Handler {
+	srv := o.Server
 	timeout := o.RequestTimeout
 	if timeout == 0 {
-		timeout = o.Server.Config().RequestTimeout
+		timeout = srv.Config().RequestTimeout
 	}
-	rpc := jsonrpc.NewRPC(o.Registry, timeout)
-	rpc.Observe = o.Server.Observe
-	srv := o.Server
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	srv.AddDoor(DoorWS)
+	srv.AddDoor(DoorHTTP)
+	rpc := jsonrpc.NewRPC(srv.Registry(), timeout)
+	rpc.Observe = srv.Observe
 	who := func(r *http.Request) (*service.Caller, error) {
-		if srv.AuthBlocked(r.RemoteAddr) {
-			return nil, errAuthLimit
-		}
 		token, _ := server.RequestToken(r)
-		lb := jsonrpc.IsLoopback(r.RemoteAddr)
-		ok, admin := srv.Credentials(lb, token)
-		if !ok {
-			srv.AuthFailed(r.RemoteAddr, server.DoorHTTP, "invalid or missing token")
-			return nil, errWrongToken
+		admin, err := srv.Authenticate(r.RemoteAddr, token, DoorHTTP)
+		if err != nil {
+			return nil, err
 		}
-		return &service.Caller{Door: server.DoorHTTP, Remote: r.RemoteAddr, Loopback: lb, Admin: admin,
+		return &service.Caller{Door: DoorHTTP, Remote: r.RemoteAddr, Loopback: server.IsLoopback(r.RemoteAddr), Admin: admin,
 			Identity: server.RequestIdentity(r)}, nil
 	}
+	ws := &wsDoor{srv: srv, rpc: rpc, origins: o.OriginPatterns, log: o.Log}
 	gui, _ := fs.Sub(guiFiles, "gui") // the directory is embedded: cannot fail
 	mux := http.NewServeMux()
 	mux.Handle("/rpc", rpc.Handler(who)) // every method: wrong ones get 405 with Allow
-	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		srv.ServeWebSocket(w, r, rpc, server.WebSocketOptions{OriginPatterns: o.OriginPatterns})
-	})
+	mux.HandleFunc("GET /ws", ws.serve)
 	mux.HandleFunc("GET /nexo.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		http.ServeContent(w, r, "nexo.js", time.Time{}, jsclient.Reader())
@@ -85,3 +81,4 @@ func secure(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+

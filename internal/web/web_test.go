@@ -13,7 +13,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/nexo-project/nexo/internal/nexotest"
-	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/web"
 )
 
 // wsClient is a raw JSON-RPC-over-WebSocket peer: it sees every message.
@@ -100,10 +101,10 @@ func (w *wsClient) call(method, params string) message {
 	return m
 }
 
-func (w *wsClient) welcome() server.Welcome {
+func (w *wsClient) welcome() web.Welcome {
 	w.t.Helper()
 	m := w.next()
-	var wel server.Welcome
+	var wel web.Welcome
 	if m.Method != "event.welcome" || json.Unmarshal(m.Params, &wel) != nil {
 		w.t.Fatalf("first message %+v, want event.welcome", m)
 	}
@@ -124,7 +125,7 @@ func TestWebSocketSession(t *testing.T) {
 		t.Errorf("welcome %+v: want an id, admin (loopback, no token), heartbeat 5000", wel)
 	}
 	info, ok := srv.Client(wel.ClientID)
-	if !ok || info.Door != server.DoorWS || info.Name != "browser-1" || !strings.HasPrefix(info.Remote, "127.0.0.1:") {
+	if !ok || info.Door != web.DoorWS || info.Name != "browser-1" || !strings.HasPrefix(info.Remote, "127.0.0.1:") {
 		t.Fatalf("client list row %+v, %v", info, ok)
 	}
 
@@ -192,9 +193,9 @@ func TestWebSocketEvents(t *testing.T) {
 	}
 	w.welcome()
 	w.send(`{"jsonrpc":"2.0","method":"sys.subscribe","params":["clients","stats"],"id":1}`)
-	var list server.ClientsEvent
+	var list status.ClientsEvent
 	gotAnswer, gotStats := false, false
-	waitClients := func(what string, cond func(server.ClientsEvent) bool) {
+	waitClients := func(what string, cond func(status.ClientsEvent) bool) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
@@ -211,7 +212,7 @@ func TestWebSocketEvents(t *testing.T) {
 					return
 				}
 			case "event.stats":
-				var s server.Sample
+				var s status.Sample
 				if err := json.Unmarshal(m.Params, &s); err != nil || s.Clients < 1 {
 					t.Errorf("stats event %s", m.Params)
 				}
@@ -225,9 +226,9 @@ func TestWebSocketEvents(t *testing.T) {
 		}
 		t.Fatalf("no clients event with %s; last %+v", what, list)
 	}
-	waitClients("this client", func(ev server.ClientsEvent) bool { return ev.Total == 1 && ev.Doors["ws"] == 1 })
+	waitClients("this client", func(ev status.ClientsEvent) bool { return ev.Total == 1 && ev.Doors["ws"] == 1 })
 	nc, welcome := nexotest.Hello(t, srv.Native, "native-watched")
-	waitClients("the native client", func(ev server.ClientsEvent) bool {
+	waitClients("the native client", func(ev status.ClientsEvent) bool {
 		for _, c := range ev.Clients {
 			if c.ID == welcome.ClientID && c.Name == "native-watched" && c.Door == "native" {
 				return true
@@ -236,10 +237,10 @@ func TestWebSocketEvents(t *testing.T) {
 		return false
 	})
 	nc.Close()
-	waitClients("the native client closed", func(ev server.ClientsEvent) bool {
+	waitClients("the native client closed", func(ev status.ClientsEvent) bool {
 		return ev.Total == 1 && len(ev.Closed) > 0 && ev.Closed[0].ID == welcome.ClientID && ev.Closed[0].Reason == "client closed"
 	})
-	waitClients("a stats event", func(server.ClientsEvent) bool { return gotStats })
+	waitClients("a stats event", func(status.ClientsEvent) bool { return gotStats })
 	if !gotAnswer {
 		t.Error("sys.subscribe was not answered")
 	}

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// The request path, the same for every door whose reader hands the core
+// decoded requests (native, legacy): admission, dispatch to the registry,
+// and the one reply path. A door whose own engine answers whole messages
+// (the WebSocket door's JSON-RPC) uses the same admission and output
+// through Session.
+
+// errAnswerTooLarge replaces an answer longer than the max frame, which
+// the client was told it need not accept: it gets INTERNAL, and the log
+// says why.
+var errAnswerTooLarge = errors.New("answer longer than the max frame")
+
+// request is one request a door decoded. Its slices alias the door's read
+// buffer: they are valid until the reader reads again.
+type request struct {
+	ref     uint32          // the door's reference for the answer (native: the request id)
+	m       *service.Method // nil: no such method
+	name    []byte          // the method as the client named it
+	payload []byte
+	timeout time.Duration // from the request's deadline; 0: the server's RequestTimeout
+	expired bool          // the deadline had passed on arrival
+}
+
+// input notes bytes of input at the start of a frame: the first of a
+// burst takes the reader's in-flight unit, which keeps a drain from
+// finishing while the reader still has requests at hand.
+func (s *session) input(n int) {
+	if !s.rd.busy {
+		s.rd.busy = true
+		s.acquire()
+	}
+	s.rd.in += uint64(n)
+}
+
+// burstDone ends a burst of input, or a part of a long one: it counts the
+// burst's bytes and requests, lets forwarded requests go, counts the last
+// inline request, and writes the answers. last says the burst is over,
+// and the reader gives back its in-flight unit.
+func (s *session) burstDone(last bool) {
+	s.bytesIn.Add(s.rd.in)
+	s.requests.Add(s.rd.reqs)
+	s.rd.in, s.rd.reqs = 0, 0
+	s.flushForwarded()
+	now := time.Now() // wall clock too: lastSeen is compared with it
+	s.settle(monoOf(now))
+	s.lastSeen.Store(now.UnixNano())
+	s.commitPending()
+	_ = s.out.Flush() // a failed writer has closed the session already
+	if last && s.rd.busy {
+		s.rd.busy = false
+		s.release()
+	}
+}
+
+// readerDone ends the reader's part when it stops for good: what it holds
+// is counted and given back.
+func (s *session) readerDone() {
+	s.bytesIn.Add(s.rd.in)
+	s.requests.Add(s.rd.reqs)
+	s.rd.in, s.rd.reqs = 0, 0
+	s.settle(monoNow())
+	s.flushForwarded()
+	s.commitPending()
+	if s.rd.busy {
+		s.rd.busy = false
+		s.release()
+	}
+}
+
+// commitPending hands the answers of inline requests to the writer. They
+// were encoded into a buffer only the reader touches, so no lock is held
+// while handlers run; here it is taken once for the whole burst.
+func (s *session) commitPending() {
+	if len(s.rd.pend) == 0 {
+		return
+	}
+	_ = s.out.Commit(append(s.out.Begin(), s.rd.pend...)) // a failed writer closes the session
+	if cap(s.rd.pend) > flushAt {
+		s.rd.pend = nil
+	} else {
+		s.rd.pend = s.rd.pend[:0]
+	}
+}
+
+// admit is the admission of one request, the same on every door: while
+// the session drains, SHUTTING_DOWN; for work that runs beside the reader
+// (async), BUSY past the connection's or the server's in-flight limit. It
+// returns 0 when the request may run; async work then holds a unit of both
+// counts until done.
+func (s *session) admit(async bool) (wire.Code, string) {
+	if s.draining.Load() {
+		return wire.CodeShuttingDown, "connection is closing; no new requests"
+	}
+	if !async {
+		return 0, ""
+	}
+	// The reader holds one unit of the connection's count while it works
+	// through a burst; the rest are requests running now.
+	if s.inflight.Load() > int64(s.srv.cfg.MaxInFlight) {
+		return wire.CodeBusy, "too many requests in flight on this connection"
+	}
+	if s.srv.async.Add(1) > int64(s.srv.cfg.MaxInFlightTotal) {
+		s.srv.async.Add(-1)
+		return wire.CodeBusy, "too many requests in flight on this server"
+	}
+	s.acquire()
+	return 0, ""
+}
+
+// done gives back what admit(true) took.
+func (s *session) done() {
+	s.srv.async.Add(-1)
+	s.release()
+}
+
+// request serves one decoded request: inline methods at once on the
+// reader, the others on a goroutine of their own (or, for a door whose
+// answers keep the order of requests, on the reader too).
+func (s *session) request(r request) {
+	start := monoNow()
+	s.settle(start) // the previous inline request ended here
+	s.rd.reqs++
+	m := r.m
+	if code, msg := s.admit(false); code != 0 {
+		s.replyError(r.ref, m, code, msg, start)
+		return
+	}
+	switch {
+	case m == nil:
+		s.replyError(r.ref, nil, wire.CodeUnknownMethod, "unknown method "+string(r.name), start)
+		return
+	case r.expired:
+		s.replyError(r.ref, m, wire.CodeTimeout, "deadline of 0 ms passed on arrival", start)
+		return
+	}
+	if m.Inline || s.codec.Ordered() {
+		s.runHere(r, m, start)
+		return
+	}
+	if code, msg := s.admit(true); code != 0 {
+		s.replyError(r.ref, m, code, msg, start)
+		return
+	}
+	timeout := s.srv.cfg.RequestTimeout
+	if r.timeout > 0 {
+		timeout = r.timeout
+	}
+	if m.Async != nil {
+		// Served elsewhere: the answer comes back on another goroutine, so
+		// the connection stays pipelined and nothing waits here.
+		ref := r.ref
+		if m.Batcher != nil && m.Batcher != s.rd.batcher {
+			s.flushForwarded()
+			s.rd.batcher = m.Batcher
+			s.rd.batcher.Hold()
+		}
+		// The deadline may travel to another machine as wall-clock time:
+		// take it from the wall clock, not from monoNow.
+		m.Async(service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, time.Now().Add(timeout),
+			func(resp []byte, err error) service.Flusher {
+				s.answer(ref, m, resp, err, start, false)
+				return s
+			})
+		return
+	}
+	go s.runAsync(m, r.ref, append([]byte(nil), r.payload...), start, start.add(timeout))
+}
+
+// runHere serves a request on the reader and appends its answer to the
+// burst's pending output. An inline method runs as it is; another one (a
+// door whose answers keep their order) gets the request timeout.
+func (s *session) runHere(r request, m *service.Method, start mono) {
+	ctx := s.ctx
+	if !m.Inline {
+		timeout := s.srv.cfg.RequestTimeout
+		if r.timeout > 0 {
+			timeout = r.timeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(s.ctx, timeout)
+		defer cancel()
+	}
+	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, s.rd.scratch[:0])
+	var code wire.Code
+	s.rd.pend, code = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
+	if cap(resp) <= flushAt {
+		s.rd.scratch = resp[:0]
+	}
+	if m.Inline {
+		// Counted when the next clock reading is taken (the next request,
+		// or the end of the burst): one reading per request, not two.
+		s.rd.unsettled = pendingObs{st: s.statFor(m), code: code, start: start}
+	} else {
+		s.srv.metrics.observe(s.shard(), m, code, start.since())
+	}
+}
+
+// appendAnswer is the one way an answer is written, on every door: the
+// result in the door's format, or the error that its code and message
+// say. An answer over the max frame becomes INTERNAL. It returns the
+// result code (0 for success).
+func (s *session) appendAnswer(b []byte, ref uint32, m *service.Method, resp []byte, err error) ([]byte, wire.Code) {
+	if err == nil && len(resp) > s.srv.maxPayload {
+		err = fmt.Errorf("%w: %d bytes", errAnswerTooLarge, len(resp))
+	}
+	if err == nil {
+		n := len(b)
+		out, ferr := s.codec.AppendResult(b, ref, m, resp)
+		if ferr == nil {
+			return out, 0
+		}
+		b, err = out[:n], ferr
+	}
+	code := service.CodeOf(err)
+	s.errors.Add(1)
+	s.logHandlerError(m, code, err)
+	return s.codec.AppendError(b, ref, code, service.ErrorMessage(code, err)), code
+}
+
+// replyError queues a request-level error and counts it against the
+// method (nil when unknown); the connection stays open.
+func (s *session) replyError(ref uint32, m *service.Method, code wire.Code, msg string, start mono) {
+	s.errors.Add(1)
+	s.rd.pend = s.codec.AppendError(s.rd.pend, ref, code, msg)
+	s.srv.metrics.observe(s.shard(), m, code, start.since())
+}
+
+// runAsync serves one request on its own goroutine and writes the answer.
+func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // finished too late: the client has given up
+	}
+	cancel()
+	s.answer(ref, m, resp, err, start, true)
+}
+
+// answer writes the result of a request that was not served on the reader
+// and gives back its in-flight unit. write says whether to write from the
+// calling goroutine; otherwise the answer waits for Flush, so that answers
+// delivered together by a forwarder share one write.
+func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool) {
+	defer s.done()
+	b, code := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
+	if s.out.Commit(b) == nil && write {
+		_ = s.out.Flush() // failures close the session
+	}
+	s.srv.metrics.observe(s.shard(), m, code, start.since())
+}
+
+// Flush writes the answers a forwarder delivered, from a goroutine of the
+// writer: a forwarder's goroutine must not block on a slow client.
+func (s *session) Flush() { s.out.FlushAsync() }
+
+// pendingObs is an inline request answered but not yet counted: its
+// duration ends at the next clock reading of the reader.
+type pendingObs struct {
+	st    *methodStat // nil: nothing pending
+	code  wire.Code
+	start mono
+}
+
+// settle counts the pending inline request, if any, as ending at now.
+func (s *session) settle(now mono) {
+	if p := s.rd.unsettled; p.st != nil {
+		s.srv.metrics.record(s.shard(), p.st, p.code, time.Duration(now-p.start))
+		s.rd.unsettled.st = nil
+	}
+}
+
+// statFor returns a method's counters, remembering the last method asked:
+// connections mostly call the same method again and again.
+func (s *session) statFor(m *service.Method) *methodStat {
+	if m != s.rd.lastMethod || s.rd.lastStat == nil {
+		s.rd.lastMethod, s.rd.lastStat = m, s.srv.metrics.statOf(m)
+	}
+	return s.rd.lastStat
+}
+
+// flushForwarded releases the batcher this burst held, so that it can send
+// the requests it holds back.
+func (s *session) flushForwarded() {
+	if s.rd.batcher != nil {
+		s.rd.batcher.Release()
+		s.rd.batcher = nil
+	}
+}

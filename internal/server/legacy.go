@@ -1,0 +1,93 @@
+package server
+
+import (
+	"net"
+	"time"
+
+	"github.com/nexo-project/nexo/internal/legacy"
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// The legacy door: the struct-packed packets of the original Python math
+// client (spec section 4). It has no handshake, no request ids (answers
+// keep the order of requests), no heartbeats (an idle timeout instead)
+// and no events.
+
+// DoorLegacy is the legacy door's name in the client list and metrics.
+const DoorLegacy = "legacy"
+
+// ServeLegacy accepts legacy-protocol connections on ln until Shutdown.
+func (s *Server) ServeLegacy(ln net.Listener) error {
+	return s.serve(ln, listener{door: DoorLegacy, handle: s.handleLegacy, fatal: legacyFatal, allow: s.cfg.LegacyAllow})
+}
+
+// legacyFatal is the legacy door's last words: an "ERROR <NAME>" line.
+func legacyFatal(b []byte, code wire.Code, _ string) []byte { return legacy.AppendError(b, code) }
+
+// legacyConn is the legacy door's codec.
+type legacyConn struct{}
+
+// AppendResult appends the result line of a math method.
+func (legacyConn) AppendResult(b []byte, _ uint32, m *service.Method, payload []byte) ([]byte, error) {
+	return legacy.AppendReply(b, m.Name, payload)
+}
+
+// AppendError appends an "ERROR <NAME>" line.
+func (legacyConn) AppendError(b []byte, _ uint32, code wire.Code, _ string) []byte {
+	return legacy.AppendError(b, code)
+}
+
+// AppendEvent: the legacy protocol has no events.
+func (legacyConn) AppendEvent(b []byte, _ string, _ []byte) ([]byte, bool) { return b, false }
+
+// AppendGoodbye: the legacy protocol has no goodbye; the connection is
+// closed after its last answer.
+func (legacyConn) AppendGoodbye(b []byte, _ string) []byte { return b }
+
+// AppendFatal appends an "ERROR <NAME>" line.
+func (legacyConn) AppendFatal(b []byte, code wire.Code, msg string) []byte {
+	return legacyFatal(b, code, msg)
+}
+
+// Ping: legacy clients cannot answer heartbeats.
+func (legacyConn) Ping(time.Time) bool { return false }
+
+// Wake does nothing: a legacy connection always has its reader.
+func (legacyConn) Wake() {}
+
+// Ordered is true: answers have no ids, so they keep the requests' order.
+func (legacyConn) Ordered() bool { return true }
+
+// handleLegacy runs one legacy connection. There is no handshake: the
+// client is registered as soon as it connects.
+func (s *Server) handleLegacy(c net.Conn) {
+	defer s.Leave(remoteIP(c.RemoteAddr()))
+	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return legacyConn{} })
+	s.register(sess)
+	sess.end(sess.readLegacy(legacy.NewDecoder(c)))
+}
+
+// readLegacy is the legacy session's reader. Packets are answered in order
+// on this goroutine, and the replies of a burst are written together.
+func (s *session) readLegacy(dec *legacy.Decoder) error {
+	var payload [16]byte
+	for {
+		p, err := dec.Decode()
+		if err != nil {
+			s.readerDone()
+			return s.readFailed(err)
+		}
+		s.input(legacy.HeaderLen + len(p.Command))
+		r := request{payload: legacy.AppendPayload(payload[:0], p), name: p.Command}
+		if method, ok := legacy.Method(p.Command); ok {
+			r.m = s.srv.reg.Get(method)
+		}
+		s.request(r)
+		if !dec.HasPacket() {
+			s.burstDone(true)
+		} else if len(s.rd.pend) >= flushAt {
+			s.burstDone(false)
+		}
+	}
+}
