@@ -110,6 +110,14 @@ func (r *Reconnecting) client(ctx context.Context) (*Client, error) {
 		c, err := Dial(ctx, r.addr, &r.opts)
 		if err == nil {
 			r.mu.Lock()
+			if r.closed {
+				// Close ran during the dial and closed only the
+				// connection it saw: this one is ours to close, or it
+				// would stay open with nobody to close it.
+				r.mu.Unlock()
+				_ = c.Close()
+				return nil, ErrClosed
+			}
 			old := r.cur
 			r.cur = c
 			r.mu.Unlock()
@@ -198,7 +206,8 @@ func (r *Reconnecting) Add(ctx context.Context, a, b int64) (int64, error) {
 }
 
 // Close closes the current connection (with GOODBYE); later calls fail
-// with ErrClosed.
+// with ErrClosed. A connection being dialled when Close is called is
+// closed as soon as its dial completes.
 func (r *Reconnecting) Close() error {
 	r.mu.Lock()
 	c := r.cur

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // ledger is a non-idempotent method, test.record: it records each call's
@@ -155,4 +157,157 @@ func TestReconnectAcrossRestart(t *testing.T) {
 	}
 	t.Logf("%d adds, %d records (%d returned an error), %d reconnects, %d retries",
 		adds.Load(), len(recorded), failed, r.Reconnects(), r.Retries())
+}
+
+// helloConn is a connection accepted by helloListener, its HELLO read.
+type helloConn struct {
+	*net.TCPConn
+	rd *wire.Reader
+}
+
+// helloListener accepts connections on a loopback port, reads each one's
+// HELLO and hands it over unanswered: the test decides when (and whether)
+// its dial completes by writing WELCOME itself.
+func helloListener(t *testing.T) (addr string, conns <-chan helloConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan helloConn)
+	done := make(chan struct{})
+	var (
+		accepting sync.WaitGroup
+		mu        sync.Mutex
+		all       []net.Conn // guarded by mu
+		ended     bool       // guarded by mu: the test is over
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		close(done)
+		mu.Lock()
+		ended = true
+		for _, c := range all {
+			c.Close() // also ends a ReadFrame waiting for HELLO
+		}
+		mu.Unlock()
+		accepting.Wait()
+	})
+	accepting.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if ended {
+				mu.Unlock()
+				nc.Close()
+				return
+			}
+			all = append(all, nc)
+			mu.Unlock()
+			c := helloConn{nc.(*net.TCPConn), wire.NewReader(nc, 0)}
+			f, err := c.rd.ReadFrame()
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err != nil || f.Type != wire.TypeHello {
+				t.Errorf("first frame from the client: %v (err %v), want HELLO", f.Type, err)
+				return
+			}
+			select {
+			case ch <- c:
+			case <-done:
+				return
+			}
+		}
+	})
+	return ln.Addr().String(), ch
+}
+
+// accept returns the next connection from helloListener.
+func accept(t *testing.T, conns <-chan helloConn) helloConn {
+	t.Helper()
+	select {
+	case c := <-conns:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection from the client")
+		return helloConn{}
+	}
+}
+
+// TestCloseDuringDial: Close called while a Reconnecting client is
+// dialling a replacement connection (the server has its HELLO but has not
+// answered WELCOME yet) must close that connection once the dial
+// completes: the server sees GOODBYE and then the socket closing, never a
+// request, and the call that started the dial returns ErrClosed. Before
+// the fix the new connection became current after Close, carried the call
+// and stayed open with nobody left to close it.
+func TestCloseDuringDial(t *testing.T) {
+	addr, conns := helloListener(t)
+	// No heartbeat: this server never sends PING.
+	welcome, err := wire.AppendJSON(nil, wire.TypeWelcome, wire.Welcome{ClientID: 1, MaxFrame: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	type dialResult struct {
+		r   *client.Reconnecting
+		err error
+	}
+	dialled := make(chan dialResult, 1)
+	go func() {
+		r, err := client.DialReconnecting(ctx, addr, nil, &client.ReconnectOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+		dialled <- dialResult{r, err}
+	}()
+	first := accept(t, conns)
+	if _, err := first.Write(welcome); err != nil {
+		t.Fatal(err)
+	}
+	d := <-dialled
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	r := d.r
+
+	// The first connection dies; the next call dials a replacement, and
+	// that dial waits for WELCOME.
+	first.Close()
+	called := make(chan error, 1)
+	go func() {
+		_, err := r.Call(ctx, "sys.echo", []byte("hi")) // idempotent: retried on the next connection
+		called <- err
+	}()
+	second := accept(t, conns)
+	if err := r.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := second.Write(welcome); err != nil { // the dial completes after Close
+		t.Fatal(err)
+	}
+
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := second.rd.ReadFrame()
+	if err != nil || f.Type != wire.TypeGoodbye {
+		t.Fatalf("the connection dialled during Close carried %v (err %v), want GOODBYE", f.Type, err)
+	}
+	// Answer GOODBYE as a server does, by closing our side, so the
+	// client's Close need not wait out its linger; the client must then
+	// close its socket.
+	_ = second.CloseWrite()
+	if f, err := second.rd.ReadFrame(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after GOODBYE the client sent %v (err %v), want the connection closed (EOF)", f.Type, err)
+	}
+	if err := <-called; !errors.Is(err, client.ErrClosed) {
+		t.Errorf("the call that dialled returned %v, want ErrClosed", err)
+	}
+	if _, err := r.Call(ctx, "sys.echo", nil); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("a call after Close returned %v, want ErrClosed", err)
+	}
 }

@@ -32,7 +32,9 @@ type WorkerOptions struct {
 // Inline methods run on the endpoint's subscription goroutine, one at a
 // time per method; others run on a goroutine each, bounded by their
 // deadline. A request whose deadline has passed when it reaches the worker
-// is not run: it is answered TIMEOUT.
+// is not run: it is answered TIMEOUT. One that NATS delivers once Stop
+// waits for the running handlers is not run either: it is answered
+// SHUTTING_DOWN.
 type Worker struct {
 	nc      *nats.Conn
 	svc     micro.Service
@@ -40,9 +42,15 @@ type Worker struct {
 	caller  service.Caller
 	ctx     context.Context // cancelled when Stop gives up waiting
 	cancel  context.CancelFunc
-	running sync.WaitGroup // handlers running now
-	expired atomic.Uint64
-	served  map[string]*atomic.Uint64 // by subject: requests, counting each of a batch
+	running sync.WaitGroup // handlers running now; Add only through start
+	// mu orders each handler's running.Add before or after stopping is
+	// set, so that no Add from zero can be concurrent with Stop's
+	// running.Wait, which sync.WaitGroup forbids: NATS may still deliver a
+	// message it holds while Stop waits.
+	mu       sync.Mutex
+	stopping bool // guarded by mu: Stop waits for the handlers, none may start
+	expired  atomic.Uint64
+	served   map[string]*atomic.Uint64 // by subject: requests, counting each of a batch
 }
 
 // EndpointData is the Data of a worker endpoint's micro stats: micro counts
@@ -127,7 +135,10 @@ func endpointName(method string) string {
 func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.HandlerFunc {
 	var buf []byte // answers of inline calls: the subscription delivers one message at a time
 	return func(r micro.Request) {
-		w.running.Add(1)
+		if !w.start() {
+			w.respond(r, m, nil, errStopping)
+			return
+		}
 		n := batchCount(r.Headers().Get(BatchHeader))
 		served.Add(uint64(max(n, 1)))
 		if n != 0 {
@@ -162,6 +173,30 @@ func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.Handler
 			w.respond(r, m, out, err)
 		}()
 	}
+}
+
+// errStopping answers a message that arrives once Stop waits for the
+// handlers: it was not run, which SHUTTING_DOWN says (a client sends it
+// again, whatever the method).
+var errStopping = &wire.Error{Code: wire.CodeShuttingDown, Msg: "the worker is stopping"}
+
+// start counts a handler in, unless Stop has begun waiting for them.
+func (w *Worker) start() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping {
+		return false
+	}
+	w.running.Add(1)
+	return true
+}
+
+// refuse makes every later start fail. Once it returns, running can only
+// go down, and Stop may wait for it.
+func (w *Worker) refuse() {
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
 }
 
 // keep returns a buffer to reuse for the next answer, unless it grew large.
@@ -291,11 +326,15 @@ func (w *Worker) Info() micro.Info { return w.svc.Info() }
 // Stop drains the worker: it stops taking requests (NATS sends new ones to
 // the other workers), finishes and answers the ones it has, then drains and
 // closes the connection. When ctx ends first, running handlers are
-// cancelled and the connection is closed.
+// cancelled and the connection is closed. Requests NATS still delivers once
+// the worker waits for its handlers (it lost its connection, or the drain
+// ended early) are answered SHUTTING_DOWN without being run.
 func (w *Worker) Stop(ctx context.Context) error {
 	if !w.nc.IsConnected() {
 		// Nothing can be answered without NATS, and a drain would wait
-		// for a connection that may not come back.
+		// for a connection that may not come back. Messages the
+		// subscriptions hold are still delivered meanwhile.
+		w.refuse()
 		w.cancel()
 		w.running.Wait()
 		w.nc.Close()
@@ -307,12 +346,16 @@ func (w *Worker) Stop(ctx context.Context) error {
 	for w.nc.NumSubscriptions() > 0 && !w.nc.IsClosed() {
 		select {
 		case <-ctx.Done():
+			w.refuse() // what is still delivered until Close would run cancelled
 			w.cancel()
 			w.nc.Close()
 			return fmt.Errorf("worker drain: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
+	// The drain delivered every message the subscriptions held, or the
+	// connection closed under it: anything still arriving is refused.
+	w.refuse()
 	idle := make(chan struct{})
 	go func() { w.running.Wait(); close(idle) }()
 	select {
