@@ -29,9 +29,11 @@ type Codec interface {
 	AppendResult(b []byte, ref uint32, m *service.Method, payload []byte) ([]byte, error)
 	// AppendError appends a request-level error answer to request ref.
 	AppendError(b []byte, ref uint32, code wire.Code, msg string) []byte
-	// AppendEvent appends an event of a subscribed topic, and reports
-	// false when the door cannot carry events.
-	AppendEvent(b []byte, topic string, payload []byte) ([]byte, bool)
+	// Events reports whether the door carries events; only then may its
+	// clients subscribe, and is AppendEvent called.
+	Events() bool
+	// AppendEvent appends an event of a subscribed topic.
+	AppendEvent(b []byte, topic string, payload []byte) []byte
 	// AppendGoodbye appends the server's goodbye, sent before a graceful
 	// close (drain, kick, shutdown).
 	AppendGoodbye(b []byte, reason string) []byte

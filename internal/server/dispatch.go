@@ -51,6 +51,9 @@ func (s *session) burstDone(last bool) {
 	s.bytesIn.Add(s.rd.in)
 	s.requests.Add(s.rd.reqs)
 	s.rd.in, s.rd.reqs = 0, 0
+	if last {
+		s.rd.served = false
+	}
 	s.flushForwarded()
 	now := time.Now() // wall clock too: lastSeen is compared with it
 	s.settle(monoOf(now))
@@ -131,6 +134,7 @@ func (s *session) request(r request) {
 	start := monoNow()
 	s.settle(start) // the previous inline request ended here
 	s.rd.reqs++
+	s.rd.served = true
 	m := r.m
 	if code, msg := s.admit(false); code != 0 {
 		s.replyError(r.ref, m, code, msg, start)
@@ -152,6 +156,11 @@ func (s *session) request(r request) {
 		s.replyError(r.ref, m, code, msg, start)
 		return
 	}
+	// The request is counted before it runs beside the reader, so that
+	// a handler reading the client list sees it (inline requests are
+	// counted once per burst, which costs less).
+	s.requests.Add(s.rd.reqs)
+	s.rd.reqs = 0
 	timeout := s.srv.cfg.RequestTimeout
 	if r.timeout > 0 {
 		timeout = r.timeout

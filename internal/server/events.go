@@ -126,7 +126,7 @@ func (s *Server) Subscribe(id uint64, topics []string) error {
 	if sess == nil {
 		return ErrNoEvents
 	}
-	if _, ok := sess.codec.AppendEvent(nil, "", nil); !ok {
+	if !sess.codec.Events() {
 		return ErrNoEvents
 	}
 	if err := s.hub.subscribe(sess, topics); err != nil {

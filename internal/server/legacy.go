@@ -38,8 +38,11 @@ func (legacyConn) AppendError(b []byte, _ uint32, code wire.Code, _ string) []by
 	return legacy.AppendError(b, code)
 }
 
-// AppendEvent: the legacy protocol has no events.
-func (legacyConn) AppendEvent(b []byte, _ string, _ []byte) ([]byte, bool) { return b, false }
+// Events is false: the legacy protocol has no events.
+func (legacyConn) Events() bool { return false }
+
+// AppendEvent is never called (no events).
+func (legacyConn) AppendEvent(b []byte, _ string, _ []byte) []byte { return b }
 
 // AppendGoodbye: the legacy protocol has no goodbye; the connection is
 // closed after its last answer.

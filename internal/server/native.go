@@ -52,9 +52,12 @@ func (n *nativeConn) AppendError(b []byte, ref uint32, code wire.Code, msg strin
 	return wire.AppendError(b, ref, code, msg)
 }
 
+// Events is true: the native door has EVENT frames.
+func (n *nativeConn) Events() bool { return true }
+
 // AppendEvent appends an EVENT frame.
-func (n *nativeConn) AppendEvent(b []byte, topic string, payload []byte) ([]byte, bool) {
-	return wire.AppendEvent(b, topic, payload), true
+func (n *nativeConn) AppendEvent(b []byte, topic string, payload []byte) []byte {
+	return wire.AppendEvent(b, topic, payload)
 }
 
 // AppendGoodbye appends a GOODBYE frame.
@@ -215,7 +218,7 @@ func (n *nativeConn) read() (parked bool, err error) {
 			return false, s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
 		if !n.rd.HasFrame() {
-			idle := s.rd.reqs == 0
+			idle := !s.rd.served
 			s.burstDone(true)
 			if idle && n.park() {
 				return true, nil

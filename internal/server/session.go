@@ -66,6 +66,7 @@ type session struct {
 // and the answers of inline requests not yet handed to the writer.
 type readerState struct {
 	busy       bool   // holding an in-flight unit for the current burst
+	served     bool   // the current burst carried a request
 	in, reqs   uint64 // bytes and requests of the burst, counted at its end
 	pend       []byte // answers of inline requests, written at the end of the burst
 	scratch    []byte // a handler's payload before the codec frames it
@@ -188,11 +189,10 @@ func (s *session) tryFinish() {
 	s.codec.Wake()                                               // a parked session's reader must see the peer close, or the linger end
 }
 
-// sendEvent queues an event of a topic, in the door's format; a door
-// without events gets nothing.
+// sendEvent queues an event of a topic, in the door's format, and
+// writes it. Only sessions of doors with events subscribe.
 func (s *session) sendEvent(topic string, payload []byte) {
-	b, ok := s.codec.AppendEvent(s.out.Begin(), topic, payload)
-	if s.out.Commit(b) == nil && ok {
+	if s.out.Commit(s.codec.AppendEvent(s.out.Begin(), topic, payload)) == nil {
 		s.out.FlushAsync()
 	}
 }

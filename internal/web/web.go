@@ -81,4 +81,3 @@ func secure(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-

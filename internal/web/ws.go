@@ -218,9 +218,12 @@ func (w *wsCodec) AppendError(b []byte, ref uint32, code wire.Code, msg string) 
 	return append(append(b, out...), '\n')
 }
 
+// Events is true: events are notifications.
+func (w *wsCodec) Events() bool { return true }
+
 // AppendEvent appends the notification event.<topic>.
-func (w *wsCodec) AppendEvent(b []byte, topic string, payload []byte) ([]byte, bool) {
-	return appendNotification(b, "event."+topic, payload), true
+func (w *wsCodec) AppendEvent(b []byte, topic string, payload []byte) []byte {
+	return appendNotification(b, "event."+topic, payload)
 }
 
 // AppendGoodbye appends the notification event.goodbye and makes the

@@ -1,0 +1,278 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Tests of the session core's pure pieces, with an injected clock or
+// testing/synctest's fake one: no test here sleeps on the wall clock.
+
+// fakeConn is a connection that swallows what is written to it.
+type fakeConn struct{ net.Conn }
+
+func (fakeConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (fakeConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (fakeConn) Close() error                     { return nil }
+func (fakeConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (fakeConn) SetReadDeadline(time.Time) error  { return nil }
+func (fakeConn) SetWriteDeadline(time.Time) error { return nil }
+
+// recorder is a codec that records the events it is asked to send.
+type recorder struct {
+	mu     sync.Mutex
+	events []event
+	pings  bool
+}
+
+type event struct {
+	at      time.Time
+	topic   string
+	payload []byte
+}
+
+func (r *recorder) AppendResult(b []byte, _ uint32, _ *service.Method, p []byte) ([]byte, error) {
+	return append(b, p...), nil
+}
+func (r *recorder) AppendError(b []byte, _ uint32, _ wire.Code, msg string) []byte {
+	return append(b, msg...)
+}
+func (r *recorder) Events() bool { return true }
+func (r *recorder) AppendEvent(b []byte, topic string, payload []byte) []byte {
+	r.mu.Lock()
+	r.events = append(r.events, event{time.Now(), topic, slices.Clone(payload)})
+	r.mu.Unlock()
+	return b
+}
+func (r *recorder) AppendGoodbye(b []byte, _ string) []byte            { return b }
+func (r *recorder) AppendFatal(b []byte, _ wire.Code, _ string) []byte { return b }
+func (r *recorder) Ping(time.Time) bool                                { return r.pings }
+func (r *recorder) Wake()                                              {}
+func (r *recorder) Ordered() bool                                      { return false }
+
+func (r *recorder) taken() []event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+func newTestServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	s, err := New(cfg, service.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// connect registers a session with a recording codec.
+func connect(s *Server, name string) (*session, *recorder) {
+	rec := &recorder{pings: true}
+	sess := s.newSession(fakeConn{}, "test", name, func(*session) Codec { return rec })
+	s.register(sess)
+	return sess, rec
+}
+
+// TestSubscribeAfterEnd: sys.subscribe takes the session from the table
+// and subscribes it afterwards; a session that ended in between must not
+// be added back to the hub, where it would be sent events forever.
+func TestSubscribeAfterEnd(t *testing.T) {
+	s := newTestServer(t, Config{})
+	sess, _ := connect(s, "leaving")
+	if err := s.Subscribe(sess.id, []string{TopicStats}); err != nil {
+		t.Fatal(err)
+	}
+	sess.end(io.EOF) // the session ends between the lookup and the subscription
+	if err := s.hub.subscribe(sess, []string{TopicStats, TopicClients}); err == nil {
+		t.Error("an ended session was subscribed")
+	}
+	for _, topic := range Topics {
+		if subs := s.hub.subscribers(topic); len(subs) != 0 {
+			t.Errorf("%s has %d subscribers after the session ended", topic, len(subs))
+		}
+	}
+	if err := s.Subscribe(sess.id, []string{TopicStats}); err == nil {
+		t.Error("Subscribe accepted a client that is gone")
+	}
+}
+
+// TestClientsEventLatency: a change of the client list is published
+// within clientsEvery, even when it comes right after a publication (it
+// used to wait for the next one-second tick).
+func TestClientsEventLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestServer(t, Config{Heartbeat: time.Hour})
+		go s.publishLoop()
+		watcher, rec := connect(s, "watcher")
+		if err := s.Subscribe(watcher.id, []string{TopicClients}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		synctest.Wait()
+		time.Sleep(50 * time.Millisecond)
+		connect(s, "newcomer") // 50 ms after the last publication
+		time.Sleep(time.Second / 2)
+		close(s.hbStop)
+		<-s.pubDone
+
+		var seen time.Duration = -1
+		for _, ev := range rec.taken() {
+			var ce status.ClientsEvent
+			if err := json.Unmarshal(ev.payload, &ce); err != nil {
+				t.Fatal(err)
+			}
+			if ce.Total == 2 {
+				seen = ev.at.Sub(start)
+				break
+			}
+		}
+		if seen < 0 || seen > clientsEvery {
+			t.Errorf("the newcomer was published after %v, want within %v of the last publication", seen, clientsEvery)
+		}
+	})
+}
+
+// TestLiveness checks the verdicts of the heartbeat check at chosen times.
+func TestLiveness(t *testing.T) {
+	s := newTestServer(t, Config{Heartbeat: time.Second, LegacyIdleTimeout: time.Minute})
+	sess, _ := connect(s, "c")
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	sess.lastSeen.Store(t0.UnixNano())
+	sess.pingSent.Store(t0.UnixNano())
+	for _, tt := range []struct {
+		after time.Duration
+		want  verdict
+	}{
+		{0, keep},
+		{800 * time.Millisecond, keep},
+		{875 * time.Millisecond, pingNow}, // 7/8 of the interval
+		{2250 * time.Millisecond, pingNow},
+		{2250*time.Millisecond + 1, closeSilent}, // 2 intervals plus a quarter
+	} {
+		if got := s.liveness(sess, at(tt.after)); got != tt.want {
+			t.Errorf("after %v: %v, want %v", tt.after, got, tt.want)
+		}
+	}
+	// A door without heartbeats says so at its first ping; the idle
+	// timeout applies from then on.
+	sess.codec.(*recorder).pings = false
+	sess.ping(at(time.Second))
+	for _, tt := range []struct {
+		after time.Duration
+		want  verdict
+	}{
+		{10 * time.Second, keep},
+		{time.Minute, keep},
+		{time.Minute + 1, closeIdle},
+	} {
+		if got := s.liveness(sess, at(tt.after)); got != tt.want {
+			t.Errorf("pingless, after %v: %v, want %v", tt.after, got, tt.want)
+		}
+	}
+}
+
+// TestP99 checks the bucket estimate of the 99th percentile.
+func TestP99(t *testing.T) {
+	n := len(DurationBuckets)
+	snap := func(perBucket map[int]uint64) []uint64 {
+		out := make([]uint64, n+1)
+		var c uint64
+		for i := range n {
+			c += perBucket[i]
+			out[i] = c
+		}
+		out[n] = c + perBucket[n]
+		return out
+	}
+	zero := snap(nil)
+	us := func(s float64) float64 { return float64(int64(s*1e6 + 0.5)) }
+	for _, tt := range []struct {
+		name          string
+		before, after []uint64
+		want          float64
+	}{
+		{"nothing", zero, zero, 0},
+		{"all in the first bucket", zero, snap(map[int]uint64{0: 100}), us(DurationBuckets[0] * 0.99)},
+		// 100 requests, rank 99: the 99th is in bucket 3 (90 below it),
+		// 9 of its 10: 90% of the way from bound 2 to bound 3.
+		{"interpolated", zero, snap(map[int]uint64{1: 90, 3: 10}),
+			us(DurationBuckets[2] + 0.9*(DurationBuckets[3]-DurationBuckets[2]))},
+		{"only the new requests count", snap(map[int]uint64{0: 1000}), snap(map[int]uint64{0: 1000, 5: 100}),
+			us(DurationBuckets[4] + 0.99*(DurationBuckets[5]-DurationBuckets[4]))},
+		{"past the last bucket", zero, snap(map[int]uint64{n: 100}), us(DurationBuckets[n-1])},
+		{"malformed", []uint64{1}, zero, 0},
+	} {
+		if got := p99(tt.before, tt.after); got != tt.want {
+			t.Errorf("%s: %v µs, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestClosedRing: the table keeps the newest closed sessions, newest
+// first, up to its history.
+func TestClosedRing(t *testing.T) {
+	tab := newSessionTable(3)
+	if got := tab.closedNewestFirst(); len(got) != 0 {
+		t.Fatalf("empty ring: %v", got)
+	}
+	ids := func() []uint64 {
+		var out []uint64
+		for _, c := range tab.closedNewestFirst() {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	for id := uint64(1); id <= 5; id++ {
+		tab.record(status.ClosedInfo{ClientInfo: status.ClientInfo{ID: id}})
+		want := []uint64{id}
+		for j := id - 1; j >= 1 && len(want) < 3; j-- {
+			want = append(want, j)
+		}
+		if got := ids(); !slices.Equal(got, want) {
+			t.Errorf("after %d closed: %v, want %v", id, got, want)
+		}
+	}
+}
+
+// TestLogLimiter: one line a second goes through; the others are counted
+// and reported with the next.
+func TestLogLimiter(t *testing.T) {
+	var l logLimiter
+	t0 := time.Unix(2000, 0)
+	steps := []struct {
+		after time.Duration
+		allow bool
+	}{
+		{0, true},
+		{time.Millisecond, false},
+		{999 * time.Millisecond, false},
+		{time.Second, true},
+		{1500 * time.Millisecond, false},
+	}
+	for _, st := range steps {
+		if got := l.allow(t0.Add(st.after)); got != st.allow {
+			t.Errorf("at %v: allow = %v, want %v", st.after, got, st.allow)
+		}
+	}
+	if n := l.takeSuppressed(); n != 3 {
+		t.Errorf("suppressed %d, want 3", n)
+	}
+	if n := l.takeSuppressed(); n != 0 {
+		t.Errorf("suppressed again %d, want 0", n)
+	}
+}
+
+func (v verdict) String() string {
+	return [...]string{"keep", "ping", "close (silent)", "close (idle)"}[v]
+}
