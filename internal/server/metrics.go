@@ -52,11 +52,10 @@ func exponentialRange(min, max float64, n int) []float64 {
 type metrics struct {
 	byReason [len(reasonNames)]atomic.Uint64
 
-	mu       sync.Mutex
-	doors    atomic.Pointer[[]*doorStats] // copy on write under mu: every door seen, in order
-	methods  sync.Map                     // method name -> *methodStat
-	rtt      *durHist
-	rttNanos []int64
+	mu      sync.Mutex
+	doors   atomic.Pointer[[]*doorStats] // copy on write under mu: every door seen, in order
+	methods sync.Map                     // method name -> *methodStat
+	rtt     *durHist
 }
 
 // doorStats are one door's counters.

@@ -202,4 +202,3 @@ var jsonPayload = &service.JSONCodec{
 	},
 	Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
 }
-

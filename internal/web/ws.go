@@ -94,8 +94,7 @@ func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 	cfg := d.srv.Config()
 	c.SetReadLimit(int64(cfg.MaxFrame))
 	wc := &wsConn{ws: c, remote: addrOf(r.RemoteAddr), done: make(chan struct{})}
-	var sess *server.Session
-	sess = d.srv.NewSession(wc, server.SessionOptions{Door: DoorWS, Name: name, Admin: admin, Identity: server.RequestIdentity(r)},
+	sess := d.srv.NewSession(wc, server.SessionOptions{Door: DoorWS, Name: name, Admin: admin, Identity: server.RequestIdentity(r)},
 		func(h *server.Session) server.Codec { return &wsCodec{c: wc, sess: h, heartbeat: cfg.Heartbeat} })
 	welcome, _ := json.Marshal(Welcome{ // numbers, strings and a bool always marshal
 		ClientID: sess.ID(), Server: "nexo/" + cfg.Version, HeartbeatMS: cfg.Heartbeat.Milliseconds(),
