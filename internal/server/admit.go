@@ -54,6 +54,7 @@ type admission struct {
 	admin    *[sha256.Size]byte  // the admin token, hashed; nil when none
 	authLog  logLimiter          // failed authentications
 	limLog   logLimiter          // connections refused over a limit
+	now      func() time.Time    // the clock of the failure windows; tests inject theirs
 }
 
 // failLog is one address's failed authentications in the current window.
@@ -63,7 +64,7 @@ type failLog struct {
 }
 
 func newAdmission(cfg Config) *admission {
-	a := &admission{perIP: make(map[netip.Addr]int32), failures: make(map[netip.Addr]*failLog)}
+	a := &admission{perIP: make(map[netip.Addr]int32), failures: make(map[netip.Addr]*failLog), now: time.Now}
 	for _, t := range cfg.Tokens {
 		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 	}
@@ -255,7 +256,7 @@ func (s *Server) blockedLocked(ip netip.Addr) bool {
 	if f == nil || f.n < s.cfg.AuthFailures {
 		return false
 	}
-	if time.Since(f.since) < s.cfg.AuthWindow {
+	if s.adm.now().Sub(f.since) < s.cfg.AuthWindow {
 		return true
 	}
 	delete(s.adm.failures, ip)
@@ -279,7 +280,7 @@ func (s *Server) logRefusal(d *doorStats, remote string, why *RefusedError) {
 func (s *Server) authFailed(remote string, ip netip.Addr, door string, why string) {
 	s.metrics.door(door).authFailures.Add(1)
 	a := s.adm
-	now := time.Now()
+	now := a.now()
 	a.mu.Lock()
 	f := a.failures[ip]
 	if f == nil || now.Sub(f.since) >= s.cfg.AuthWindow {

@@ -276,3 +276,36 @@ func TestLogLimiter(t *testing.T) {
 func (v verdict) String() string {
 	return [...]string{"keep", "ping", "close (silent)", "close (idle)"}[v]
 }
+
+// TestAuthWindow: an address is refused once it failed AuthFailures
+// times, for the rest of its window, and may try again after it.
+func TestAuthWindow(t *testing.T) {
+	s := newTestServer(t, Config{Tokens: []string{"alpha"}, AuthFailures: 2, AuthWindow: time.Minute})
+	now := time.Unix(3000, 0)
+	s.adm.now = func() time.Time { return now }
+	const from = "192.0.2.1:4000"
+	try := func(token string) error {
+		_, err := s.Authenticate(from, token, "test")
+		return err
+	}
+	for i, tt := range []struct {
+		after time.Duration
+		token string
+		want  error
+	}{
+		{0, "alpha", nil},
+		{time.Second, "wrong", ErrBadToken},
+		{2 * time.Second, "", ErrBadToken}, // the second failure: blocked from now on
+		{3 * time.Second, "alpha", ErrAuthLimit},
+		{time.Minute - 1, "alpha", ErrAuthLimit},
+		{time.Minute + time.Second, "alpha", nil}, // the window began at the first failure
+	} {
+		now = time.Unix(3000, 0).Add(tt.after)
+		if err := try(tt.token); err != tt.want {
+			t.Errorf("step %d (%v, %q): %v, want %v", i, tt.after, tt.token, err, tt.want)
+		}
+	}
+	if _, err := s.Authenticate("192.0.2.2:4000", "alpha", "test"); err != nil {
+		t.Errorf("another address: %v", err)
+	}
+}

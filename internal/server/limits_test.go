@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -125,15 +126,23 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-// TestAuthWindow: a blocked address may try again once the window passed.
-func TestAuthWindow(t *testing.T) {
-	srv := Start(t, server.Config{Tokens: []string{"alpha"}, AuthFailures: 1, AuthWindow: 300 * time.Millisecond})
+// TestAuthBlocked: over its failure limit, an address is refused on every
+// door, the right token or not (the window's end is TestAuthWindow's, on
+// an injected clock).
+func TestAuthBlocked(t *testing.T) {
+	srv := Start(t, server.Config{Tokens: []string{"alpha"}, AuthFailures: 1, AuthWindow: time.Hour})
 	c := Dial(t, srv.Native)
 	c.SendHello(wire.Hello{Token: "wrong"})
 	c.ExpectError(0, wire.CodeUnauthorized)
-	Dial(t, srv.Native).ExpectError(0, wire.CodeUnauthorized) // blocked
-	time.Sleep(350 * time.Millisecond)
-	Dial(t, srv.Native).Hello(wire.Hello{Token: "alpha"})
+	Dial(t, srv.Native).ExpectError(0, wire.CodeUnauthorized) // blocked at admission
+	resp, err := http.Get("http://" + srv.Web + "/ws?token=alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("/ws with the right token from a blocked address: %d, want 429", resp.StatusCode)
+	}
 }
 
 // TestLegacyAllow: the legacy door closes connections from networks not
