@@ -12,10 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/legacy"
+	"github.com/nexo-project/nexo/internal/web"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -73,11 +72,10 @@ func dialCodec(ctx context.Context, cfg Config, i int) (codec, error) {
 		}
 		return newLineCodec(c, []byte("*1\r\n$4\r\nPING\r\n"), "-"), nil
 	case DoorWeb:
-		ws, _, err := websocket.Dial(ctx, "ws://"+cfg.Addr+"/ws?name=bench-"+strconv.Itoa(i), nil)
+		ws, err := web.Dial(ctx, cfg.Addr, "name=bench-"+strconv.Itoa(i))
 		if err != nil {
 			return nil, err
 		}
-		ws.SetReadLimit(16 << 20)
 		rctx, cancel := context.WithCancel(context.Background())
 		return &webCodec{ws: ws, ctx: rctx, cancel: cancel, method: cfg.Method, params: jsonParams(cfg)}, nil
 	}
@@ -208,7 +206,7 @@ func legacyOperands(p []byte) (int16, int16) {
 
 // webCodec is JSON-RPC 2.0 over the WebSocket: one request per message.
 type webCodec struct {
-	ws     *websocket.Conn
+	ws     *web.Client
 	ctx    context.Context // reads end when it does
 	cancel context.CancelFunc
 	method string
@@ -231,7 +229,7 @@ func (w *webCodec) request(out []byte, slot int) []byte {
 }
 
 func (w *webCodec) answer(*[]byte) (int, bool, bool, error) {
-	_, msg, err := w.ws.Read(w.ctx)
+	msg, err := w.ws.Read(w.ctx)
 	if err != nil {
 		return -1, false, false, err
 	}
@@ -258,7 +256,7 @@ func (w *webCodec) write(out []byte) error {
 		if end > len(out) {
 			break
 		}
-		if err := w.ws.Write(context.Background(), websocket.MessageText, out[start:end]); err != nil {
+		if err := w.ws.Write(context.Background(), out[start:end]); err != nil {
 			return err
 		}
 		start = end
@@ -271,7 +269,7 @@ func (w *webCodec) goodbye(out []byte) []byte { return out }
 func (w *webCodec) endReads(t time.Time)      { time.AfterFunc(time.Until(t), w.cancel) }
 func (w *webCodec) close() {
 	w.cancel()
-	_ = w.ws.Close(websocket.StatusNormalClosure, "bench done")
+	_ = w.ws.Close("bench done")
 }
 
 // jsonParams are the JSON-RPC params of the configured payload: [a, b] for

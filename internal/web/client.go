@@ -1,0 +1,44 @@
+package web
+
+import (
+	"context"
+
+	"github.com/coder/websocket"
+)
+
+// Client is a connection to the WebSocket door as a browser makes it: one
+// JSON-RPC message per text message. Tools that drive the door (the load
+// generator) use it, so that the WebSocket transport stays in this
+// package.
+type Client struct{ ws *websocket.Conn }
+
+// Dial opens a WebSocket to the door at addr ("host:port"); query, when
+// not empty, is the URL's query ("name=bench-1").
+func Dial(ctx context.Context, addr, query string) (*Client, error) {
+	url := "ws://" + addr + "/ws"
+	if query != "" {
+		url += "?" + query
+	}
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	ws.SetReadLimit(16 << 20)
+	return &Client{ws: ws}, nil
+}
+
+// Read returns the next message; it ends when ctx does.
+func (c *Client) Read(ctx context.Context) ([]byte, error) {
+	_, msg, err := c.ws.Read(ctx)
+	return msg, err
+}
+
+// Write sends one message.
+func (c *Client) Write(ctx context.Context, msg []byte) error {
+	return c.ws.Write(ctx, websocket.MessageText, msg)
+}
+
+// Close closes the connection normally, with a reason.
+func (c *Client) Close(reason string) error {
+	return c.ws.Close(websocket.StatusNormalClosure, reason)
+}
