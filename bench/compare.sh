@@ -3,6 +3,11 @@
 # table of ratios.
 #
 #   bench/compare.sh [seconds per scenario, default 10] [rounds, default 3]
+#   NEXO_BEFORE=<git revision> bench/compare.sh ...
+#
+# With NEXO_BEFORE, nexo built from that revision runs too, in the same
+# rounds, and a last table compares the two builds, each as its ratio to
+# the baseline of the same round: a change's cost, measured in one run.
 #
 # Servers, one at a time, each on free loopback ports:
 #   - nexo serve (sessions, heartbeats, metrics: everything on), driven by
@@ -30,6 +35,13 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
 fi
 go build -o "$out/nexo" ./cmd/nexo
 go build -o "$out/baseline" ./bench/baseline
+nexos=(nexo)
+if [ -n "${NEXO_BEFORE:-}" ]; then
+  mkdir "$out/before"
+  git archive "$NEXO_BEFORE" | tar -x -C "$out/before"
+  (cd "$out/before" && go build -o "$out/nexo-before" ./cmd/nexo)
+  nexos=(nexo nexo-before)
+fi
 scenarios=("50 1" "50 16" "1 1")
 results="$out/results.jsonl"
 
@@ -39,9 +51,9 @@ for round in $(seq "$rounds"); do
     c=$1 p=$2
     pin=() # one connection: server and load tool share CPU 0
     [ "$c" = 1 ] && pin=(taskset -c 0)
-    for server in nexo baseline; do
-      if [ "$server" = nexo ]; then
-        "${pin[@]}" "$out/nexo" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr "" --admin-addr 127.0.0.1:7392 --log-level warn &
+    for server in "${nexos[@]}" baseline; do
+      if [ "$server" != baseline ]; then
+        "${pin[@]}" "$out/$server" serve --native-addr 127.0.0.1:7390 --legacy-addr "" --web-addr "" --admin-addr 127.0.0.1:7392 --log-level warn &
       else
         "${pin[@]}" "$out/baseline" -addr 127.0.0.1:7390 2>/dev/null &
       fi
@@ -94,4 +106,14 @@ for c, p in ((50, 1), (50, 16), (1, 1)):
     n, r = get("nexo", c, p), get("redis-nb", c, p)
     print("| c=%d p=%d%s | %.0f | %.0f | %.2f | %.0f / %.0f | %.0f / %.0f | %.2f |" % (
         c, p, " (1 CPU)" if c == 1 else "", n[0], r[0], n[0] / r[0], n[1], n[2], r[1], r[2], n[2] / r[2]))
+if any(r["server"] == "nexo-before" for r in rows):
+    print()
+    print("This build against the one before (NEXO_BEFORE), each as its ratio to the baseline:")
+    print()
+    print("| scenario | before ops/s | after ops/s | before / baseline | after / baseline | p50 / p99 µs: before | after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for c, p in ((50, 1), (50, 16), (1, 1)):
+        a, bf, b = get("nexo", c, p), get("nexo-before", c, p), get("baseline", c, p)
+        print("| c=%d p=%d%s | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f | %.0f / %.0f |" % (
+            c, p, " (1 CPU)" if c == 1 else "", bf[0], a[0], bf[0] / b[0], a[0] / b[0], bf[1], bf[2], a[1], a[2]))
 PY

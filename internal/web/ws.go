@@ -335,10 +335,11 @@ func (w *wsConn) setCloseIfUnset(code websocket.StatusCode, reason string) {
 	w.mu.Unlock()
 }
 
-// CloseWrite runs the WebSocket closing handshake with the status and
+// CloseWrite starts the WebSocket closing handshake with the status and
 // reason set before (a goodbye, a fatal error), or a normal closure. The
-// batch writer calls it from a goroutine of its own, once everything
-// before it is written.
+// batch writer calls it, under its lock, once everything before it is
+// written: the handshake, which waits up to 5s for the peer's close, runs
+// on a goroutine of its own. Read returns once it is over.
 func (w *wsConn) CloseWrite() error {
 	w.mu.Lock()
 	code, reason := w.closeStatus, w.closeReason
@@ -349,9 +350,11 @@ func (w *wsConn) CloseWrite() error {
 	if len(reason) > 120 { // a close frame's reason fits in 123 bytes
 		reason = reason[:120]
 	}
-	err := w.ws.Close(code, reason) // waits up to 5s for the peer's close; errors mean it is gone
-	w.once.Do(func() { close(w.done) })
-	return err
+	go func() {
+		_ = w.ws.Close(code, reason) // errors mean the peer is gone already
+		w.once.Do(func() { close(w.done) })
+	}()
+	return nil
 }
 
 // Close drops the connection at once.
