@@ -66,19 +66,23 @@ func (s *session) burstDone(last bool) {
 	}
 }
 
-// readerDone ends the reader's part when it stops for good: what it holds
-// is counted and given back.
-func (s *session) readerDone() {
+// readEnded ends the reader's part when it stops for good, with the error
+// that stopped it: the answers it holds are handed to the writer, a
+// protocol error gets the door's last words after them, and what the
+// reader holds is counted and given back. It returns the error for end.
+func (s *session) readEnded(err error) error {
+	s.commitPending()
+	s.flushForwarded() // before a linger: the forwarder must not hold them
+	err = s.readFailed(err)
 	s.bytesIn.Add(s.rd.in)
 	s.requests.Add(s.rd.reqs)
 	s.rd.in, s.rd.reqs = 0, 0
 	s.settle(monoNow())
-	s.flushForwarded()
-	s.commitPending()
 	if s.rd.busy {
 		s.rd.busy = false
 		s.release()
 	}
+	return err
 }
 
 // commitPending hands the answers of inline requests to the writer. They

@@ -78,8 +78,7 @@ func (s *session) readLegacy(dec *legacy.Decoder) error {
 	for {
 		p, err := dec.Decode()
 		if err != nil {
-			s.readerDone()
-			return s.readFailed(err)
+			return s.readEnded(err)
 		}
 		s.input(legacy.HeaderLen + len(p.Command))
 		r := request{payload: legacy.AppendPayload(payload[:0], p), name: p.Command}

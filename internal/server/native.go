@@ -199,8 +199,7 @@ func (n *nativeConn) read() (parked bool, err error) {
 	for {
 		f, err := n.rd.ReadFrame()
 		if err != nil {
-			s.readerDone()
-			return false, s.readFailed(err)
+			return false, s.readEnded(err)
 		}
 		s.input(wire.HeaderLen + len(f.Body))
 		switch f.Type {
@@ -214,8 +213,7 @@ func (n *nativeConn) read() (parked bool, err error) {
 			s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
 			s.beginDrain(reasonClientGoodbye, "")
 		default:
-			s.readerDone()
-			return false, s.readFailed(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
+			return false, s.readEnded(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
 		if !n.rd.HasFrame() {
 			idle := !s.rd.served
