@@ -33,7 +33,7 @@ import (
 type serveSettings struct {
 	cfg                                     server.Config
 	nativeAddr, legacyAddr, webAddr, admAdr string
-	origins                                 []string
+	origins, hosts                          []string
 	pprof, reuse                            bool
 	tls                                     *tls.Config
 	mtls                                    bool
@@ -79,7 +79,8 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	adminAddr := fs.String("admin-addr", "127.0.0.1:8222", "admin `address`: /api, /metrics, /livez, /readyz; empty turns it off")
 	adminToken := fs.String("admin-token", "", "admin `token`; when empty, loopback clients are admins (prefer --admin-token-file or NEXO_ADMIN_TOKEN)")
 	adminTokenFile := fs.String("admin-token-file", "", "read the admin token from this `file`")
-	wsOrigins := fs.String("ws-origins", "", "comma-separated foreign `origins` (host patterns) allowed to open /ws; same-origin is always allowed")
+	wsOrigins := fs.String("ws-origins", "", "comma-separated foreign `origins` whose pages may call the web door (/ws, POST /rpc): https://app.example.com, or host patterns such as *.example.com; same-origin is always allowed")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host `names` the web and admin doors answer to, beyond localhost and their IP addresses (others get 421: DNS rebinding)")
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin listener")
 	heartbeat := fs.Duration("heartbeat", d.Heartbeat, "PING `interval`; a client silent for 2 intervals plus a grace is closed")
 	maxFrame := fs.Int("max-frame", d.MaxFrame, "largest frame length accepted, in `bytes`")
@@ -144,12 +145,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	if *nf.url == "" && *natsEmbedded == "" && len(sel) < len(catalog.Names()) {
 		return nil, usageError{"--services " + *services + " needs --nats or --nats-embedded: workers must serve the other services"}
 	}
-	var origins []string
-	for o := range strings.SplitSeq(*wsOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			origins = append(origins, o)
-		}
-	}
+	origins, hosts := splitList(*wsOrigins), splitList(*allowedHosts)
 	// Fields the flags do not set keep their zero value, which means the
 	// server's default (MaxPending, for one, follows MaxFrame).
 	cfg := server.Config{
@@ -175,7 +171,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	}
 	return &serveSettings{
 		cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
-		origins: origins, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
+		origins: origins, hosts: hosts, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
 		services: sel, servicesText: *services, nats: nf, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
 		gatewayName: *gwName, drain: *drain, log: log, level: level, fs: fs, args: args,
 	}, nil
@@ -272,10 +268,10 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		p.doors = append(p.doors, &door{name: server.DoorLegacy, addr: set.legacyAddr, serve: p.srv.ServeLegacy})
 	}
 	if set.webAddr != "" {
-		p.addHTTP("web", set.webAddr, web.Handler(web.Options{Server: p.srv, OriginPatterns: set.origins, Log: log}), log)
+		p.addHTTP("web", set.webAddr, web.Handler(web.Options{Server: p.srv, Listen: set.webAddr, Hosts: set.hosts, OriginPatterns: set.origins, Log: log}), log)
 	}
 	if set.admAdr != "" {
-		ao.Server, ao.Pprof, ao.Log = p.srv, set.pprof, log
+		ao.Server, ao.Listen, ao.Hosts, ao.Pprof, ao.Log = p.srv, set.admAdr, set.hosts, set.pprof, log
 		h, err := admin.Handler(ao)
 		if err != nil {
 			return p, err
@@ -455,6 +451,17 @@ func notifySystemd(log *slog.Logger, state string) {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		log.Warn("cannot notify systemd", slog.Any("err", err))
 	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(list string) []string {
+	var out []string
+	for v := range strings.SplitSeq(list, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // readTokens gathers the client tokens from --tokens (comma-separated) and

@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nexo-project/nexo/internal/httpguard"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/internal/sys"
@@ -46,6 +47,11 @@ const Door = "admin"
 // Options configure the admin handler.
 type Options struct {
 	Server *server.Server
+	// Listen is the listener's address, and Hosts more host names, that
+	// requests may name in their Host header; others get 421 (see
+	// httpguard.Policy).
+	Listen string
+	Hosts  []string
 	// Pprof mounts net/http/pprof under /debug/pprof/, and
 	// /debug/free-memory, which returns the memory the Go runtime holds
 	// free to the system (for measuring what clients really cost).
@@ -79,7 +85,7 @@ func Handler(o Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &api{o: o}
+	a := &api{o: o, guard: &httpguard.Policy{Listen: o.Listen, Hosts: o.Hosts}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.readyz)
@@ -97,10 +103,13 @@ func Handler(o Options) (http.Handler, error) {
 		mux.Handle("/debug/pprof/trace", a.auth(pprof.Trace))
 		mux.Handle("POST /debug/free-memory", a.auth(freeMemory))
 	}
-	return mux, nil
+	return a.guard.Host(mux), nil
 }
 
-type api struct{ o Options }
+type api struct {
+	o     Options
+	guard *httpguard.Policy
+}
 
 // Freed is the answer of POST /debug/free-memory: the Go heap before and
 // after returning its free memory to the system.
@@ -128,10 +137,16 @@ func freeMemory(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// auth requires the admin token, when one is configured, through the
-// server's one authentication.
+// auth refuses requests from web pages of any origin (the admin API is
+// for programs and operators, never for a page: 403), and requires the
+// admin token, when one is configured, through the server's one
+// authentication.
 func (a *api) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" || a.guard.Foreign(r) {
+			fail(w, http.StatusForbidden, "the admin API does not answer web pages")
+			return
+		}
 		tok, _ := server.BearerToken(r)
 		if err := a.o.Server.AuthenticateAdmin(r.RemoteAddr, tok, Door); err != nil {
 			a.o.Log.Warn("admin API: unauthorized", slog.String("remote", r.RemoteAddr), slog.String("path", r.URL.Path))

@@ -152,12 +152,12 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	native, leg, webLn, adminLn := listen(), listen(), listen(), listen()
 	s := &Server{Server: srv, Native: native.Addr().String(), Legacy: leg.Addr().String(),
 		Web: webLn.Addr().String(), Admin: adminLn.Addr().String(), Reg: reg, errc: make(chan error, 2)}
-	adminHandler, err := admin.Handler(admin.Options{Server: srv, Log: log, Cluster: opts.Cluster, Collectors: collectors})
+	adminHandler, err := admin.Handler(admin.Options{Server: srv, Listen: s.Admin, Log: log, Cluster: opts.Cluster, Collectors: collectors})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.metrics, _ = admin.Registry(srv, collectors...) // the same collectors registered once already
-	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, OriginPatterns: opts.OriginPatterns, Log: log}), ReadHeaderTimeout: 5 * time.Second}
+	webSrv := &http.Server{Handler: web.Handler(web.Options{Server: srv, Listen: s.Web, OriginPatterns: opts.OriginPatterns, Log: log}), ReadHeaderTimeout: 5 * time.Second}
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second}
 	// Start the server's own loops here, not in the first serve goroutine:
 	// a server started after this one then counts them in its goroutine

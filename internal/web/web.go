@@ -8,10 +8,12 @@ import (
 	"embed"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"time"
 
 	jsclient "github.com/nexo-project/nexo/clients/js"
+	"github.com/nexo-project/nexo/internal/httpguard"
 	"github.com/nexo-project/nexo/internal/jsonrpc"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/service"
@@ -23,10 +25,16 @@ var guiFiles embed.FS
 // Options configure the web door.
 type Options struct {
 	Server *server.Server
-	// OriginPatterns are the other origins whose pages may open a
-	// WebSocket, as host patterns ("example.com", "*.example.com:8443").
-	// The page's own origin is always allowed; a foreign one is refused
-	// with 403.
+	// Listen is the door's listen address: requests may name its IP in
+	// their Host header (see httpguard.Policy).
+	Listen string
+	// Hosts are more host names requests may name in Host; others get 421.
+	Hosts []string
+	// OriginPatterns are the other origins whose pages may call the door
+	// (POST /rpc, /ws): "https://app.example.com", or host patterns
+	// ("example.com", "*.example.com:8443") of any scheme. The page's own
+	// origin (scheme, host and port) is always allowed; a foreign one is
+	// refused with 403.
 	OriginPatterns []string
 	// RequestTimeout bounds each JSON-RPC call (0: the server's default).
 	RequestTimeout time.Duration
@@ -56,17 +64,40 @@ func Handler(o Options) http.Handler {
 		return &service.Caller{Door: DoorHTTP, Remote: r.RemoteAddr, Loopback: server.IsLoopback(r.RemoteAddr), Admin: admin,
 			Identity: server.RequestIdentity(r)}, nil
 	}
-	ws := &wsDoor{srv: srv, rpc: rpc, origins: o.OriginPatterns, log: o.Log}
+	guard := &httpguard.Policy{Listen: o.Listen, Hosts: o.Hosts, Origins: o.OriginPatterns}
+	ws := &wsDoor{srv: srv, rpc: rpc, guard: guard, log: o.Log}
 	gui, _ := fs.Sub(guiFiles, "gui") // the directory is embedded: cannot fail
 	mux := http.NewServeMux()
-	mux.Handle("/rpc", rpc.Handler(who)) // every method: wrong ones get 405 with Allow
+	mux.Handle("/rpc", sameSite(guard, rpc.Handler(who))) // every method: wrong ones get 405 with Allow
 	mux.HandleFunc("GET /ws", ws.serve)
 	mux.HandleFunc("GET /nexo.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		http.ServeContent(w, r, "nexo.js", time.Time{}, jsclient.Reader())
 	})
 	mux.Handle("/", http.FileServerFS(gui))
-	return secure(mux)
+	return guard.Host(secure(mux))
+}
+
+// sameSite refuses the POSTs a page of another origin could make without
+// the browser asking first: any body that is not declared JSON gets 415
+// (a page can send text/plain, a form or no type without a CORS preflight;
+// a JSON one needs the preflight, which nothing here answers), and a
+// request whose Origin or Sec-Fetch-Site says it comes from another
+// origin's page gets 403, unless that origin is allowed.
+func sameSite(guard *httpguard.Policy, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+				http.Error(w, "send the JSON-RPC body with Content-Type: application/json", http.StatusUnsupportedMediaType)
+				return
+			}
+			if guard.Foreign(r) {
+				http.Error(w, "requests from another origin's page are refused", http.StatusForbidden)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // secure sets the headers every response of the web door carries: the

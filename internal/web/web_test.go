@@ -277,9 +277,9 @@ func TestWebSocketKick(t *testing.T) {
 }
 
 // TestWebSocketOrigin: a page of another site cannot open a WebSocket;
-// the page's own origin and allowed patterns can.
+// the page's own origin (scheme, host and port) and allowed patterns can.
 func TestWebSocketOrigin(t *testing.T) {
-	srv := nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{OriginPatterns: []string{"trusted.example"}})
+	srv := nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{OriginPatterns: []string{"trusted.example", "https://app.example.com"}})
 	for _, tt := range []struct {
 		origin string
 		ok     bool
@@ -289,6 +289,9 @@ func TestWebSocketOrigin(t *testing.T) {
 		{"https://trusted.example", true},
 		{"https://evil.example", false},
 		{"http://127.0.0.1:1", false}, // another port is another origin
+		{"https://" + srv.Web, false}, // a plain-http door: another scheme is another origin
+		{"https://app.example.com", true},
+		{"http://app.example.com", false}, // an allowed origin's scheme counts
 	} {
 		hdr := http.Header{}
 		if tt.origin != "" {
@@ -484,6 +487,7 @@ func TestClientTokens(t *testing.T) {
 	srv := nexotest.Start(t, cfg)
 	post := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+srv.Web+"/rpc", strings.NewReader(`{"jsonrpc":"2.0","method":"math.add","params":[2,3],"id":1}`))
+		req.Header.Set("Content-Type", "application/json")
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}

@@ -1,0 +1,95 @@
+package web_test
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// do sends a request with the given headers (Host among them) and returns
+// its status.
+func do(t *testing.T, method, url, body string, hdr map[string]string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestBrowserAttacks: a page of another site, open in a browser on the
+// server's host, cannot use the web door or the admin API, even though
+// loopback callers are admins by default. Each case was accepted before.
+func TestBrowserAttacks(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	victim, w := nexotest.Hello(t, srv.Native, "victim")
+	defer victim.Close()
+	kick := `{"jsonrpc":"2.0","method":"sys.kick","params":[` + strconv.FormatUint(w.ClientID, 10) + `,"csrf"],"id":1}`
+	rpc := "http://" + srv.Web + "/rpc"
+	for _, tt := range []struct {
+		name   string
+		method string
+		url    string
+		body   string
+		hdr    map[string]string
+		want   int
+	}{
+		// A form or fetch() with a text/plain body needs no CORS preflight.
+		{"text/plain POST from another site", "POST", rpc, kick,
+			map[string]string{"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"}, 415},
+		{"text/plain POST, no Origin", "POST", rpc, kick, map[string]string{"Content-Type": "text/plain"}, 415},
+		{"form POST", "POST", rpc, kick, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415},
+		{"no Content-Type", "POST", rpc, kick, nil, 415},
+		{"JSON POST from another origin", "POST", rpc, kick,
+			map[string]string{"Content-Type": "application/json", "Origin": "https://attacker.example"}, 403},
+		{"JSON POST, Sec-Fetch-Site cross-site", "POST", rpc, kick,
+			map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"JSON POST from the same host, https scheme", "POST", rpc, kick,
+			map[string]string{"Content-Type": "application/json", "Origin": "https://" + srv.Web}, 403},
+		// DNS rebinding: attacker.example now resolves to 127.0.0.1.
+		{"rebinding: the GUI", "GET", "http://" + srv.Web + "/", "", map[string]string{"Host": "attacker.example"}, 421},
+		{"rebinding: POST /rpc", "POST", rpc, kick,
+			map[string]string{"Host": "attacker.example:80", "Content-Type": "application/json", "Origin": "http://attacker.example:80"}, 421},
+		{"rebinding: /ws", "GET", "http://" + srv.Web + "/ws", "",
+			map[string]string{"Host": "attacker.example", "Origin": "http://attacker.example", "Connection": "Upgrade", "Upgrade": "websocket",
+				"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 421},
+		{"rebinding: admin client list", "GET", "http://" + srv.Admin + "/api/clients", "", map[string]string{"Host": "attacker.example"}, 421},
+		{"admin API from a page", "GET", "http://" + srv.Admin + "/api/clients", "", map[string]string{"Origin": "http://" + srv.Admin}, 403},
+		{"admin kick from a page", "DELETE", "http://" + srv.Admin + "/api/clients/" + strconv.FormatUint(w.ClientID, 10), "",
+			map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		// What must keep working.
+		{"the GUI by address", "GET", "http://" + srv.Web + "/", "", nil, 200},
+		{"the GUI as localhost", "GET", "http://" + srv.Web + "/", "", map[string]string{"Host": "localhost"}, 200},
+		{"a program's JSON POST", "POST", rpc, `{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`,
+			map[string]string{"Content-Type": "application/json; charset=utf-8"}, 200},
+		{"the GUI's own JSON POST", "POST", rpc, `{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`,
+			map[string]string{"Content-Type": "application/json", "Origin": "http://" + srv.Web, "Sec-Fetch-Site": "same-origin"}, 200},
+		{"admin API from a program", "GET", "http://" + srv.Admin + "/api/clients", "", nil, 200},
+		{"metrics", "GET", "http://" + srv.Admin + "/metrics", "", nil, 200},
+	} {
+		if got := do(t, tt.method, tt.url, tt.body, tt.hdr); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	// A kick that got through would have sent GOODBYE before this answer.
+	victim.Send(wire.AppendRequest(nil, 1, "math.add", nexotest.Operands(1, 2)))
+	if f := victim.Read(); f.Type != wire.TypeResponse {
+		t.Fatalf("the victim got %s: it was kicked", nexotest.String(f))
+	}
+}
