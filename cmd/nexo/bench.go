@@ -13,9 +13,18 @@ import (
 	"github.com/nexo-project/nexo/internal/loadgen"
 )
 
+// defaultDoorAddr is where nexo bench finds each door when --addr is not
+// given: serve's defaults, and Redis's.
+var defaultDoorAddr = map[string]string{
+	loadgen.DoorNative: "127.0.0.1:7070",
+	loadgen.DoorLegacy: "127.0.0.1:7071",
+	loadgen.DoorWeb:    "127.0.0.1:8080",
+	loadgen.DoorRedis:  "127.0.0.1:6379",
+}
+
 func (m *Main) bench(ctx context.Context, args []string) error {
 	fs := m.flags("bench", "")
-	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door")
+	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door (by default the door's own: 7071 legacy, 8080 web, 6379 redis)")
 	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets), web (JSON-RPC over the WebSocket /ws), or redis (PINGs to a redis-server, for comparison)")
 	rate := fs.Float64("r", 0, "target `rate` in requests per second over all connections, with latency corrected for coordinated omission; 0: closed loop")
 	hgrm := fs.String("hgrm", "", "write the latency percentile distribution to this `file` (HdrHistogram .hgrm, µs)")
@@ -34,6 +43,9 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	}
 	if *connections > 0 {
 		*conns = *connections
+	}
+	if !m.given(fs, "addr") {
+		*addr = defaultDoorAddr[*door]
 	}
 	if *idle {
 		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON)

@@ -203,6 +203,22 @@ func TestAuto(t *testing.T) {
 	}
 }
 
+// TestBenchDoorAddr: without --addr, bench drives each door at serve's
+// default address for that door (it dialled 7070 for every door). The
+// output names the address whether a server is there or not.
+func TestBenchDoorAddr(t *testing.T) {
+	for door, want := range map[string]string{"legacy": "127.0.0.1:7071", "web": "127.0.0.1:8080"} {
+		out, _, err := run(nil, "bench", "--door", door, "-c", "1", "-d", "50ms")
+		got := out
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, want) {
+			t.Errorf("bench --door %s: %q, want %s", door, got, want)
+		}
+	}
+}
+
 func TestBench(t *testing.T) {
 	addr := serve(t, nil)["native"]
 	out, _, err := run(nil, "bench", "--addr", addr, "-c", "4", "-p", "8", "-d", "300ms", "--json")
