@@ -23,8 +23,9 @@ const (
 var bigBufs = sync.Pool{New: func() any { b := make([]byte, initialReadBuf); return &b }}
 
 // Reader reads frames from a byte stream. It reads ahead, so a burst of
-// pipelined frames costs one read, and it never allocates more than the max
-// frame because a peer claimed a large length.
+// pipelined frames costs one read. Its buffer grows with the bytes that
+// arrive, never with the length a peer claims: a frame header that claims
+// the max frame reserves nothing until its bytes come.
 type Reader struct {
 	rd    io.Reader
 	max   int
@@ -84,31 +85,12 @@ func (r *Reader) fill(n int) error {
 	if r.buf == nil {
 		r.buf = r.small[:]
 	}
-	if len(r.buf)-r.r < n || (r.burst >= smallReadBuf && len(r.buf) == smallReadBuf) {
-		// Too little room, or the small array filled up and more of the
-		// burst is likely waiting: move to a larger buffer, whose size is
-		// bounded by the max frame.
-		size := min(max(n, 2*len(r.buf), initialReadBuf), 4+r.max)
-		if size <= len(r.buf) {
-			r.w = copy(r.buf, r.buf[r.r:r.w]) // compacting makes room
-		} else {
-			var nb []byte
-			var big *[]byte
-			if size == initialReadBuf {
-				big = bigBufs.Get().(*[]byte)
-				nb = *big
-			} else {
-				nb = make([]byte, size)
-			}
-			r.w = copy(nb, r.buf[r.r:r.w])
-			r.dropBig()
-			r.buf, r.big = nb, big
-		}
-		r.r = 0
-	}
 	for r.w-r.r < n {
 		if r.err != nil {
 			return r.err
+		}
+		if r.w == len(r.buf) || (len(r.buf) == smallReadBuf && r.burst >= smallReadBuf) {
+			r.grow(n)
 		}
 		m, err := r.rd.Read(r.buf[r.w:])
 		r.w += m
@@ -118,6 +100,43 @@ func (r *Reader) fill(n int) error {
 		}
 	}
 	return nil
+}
+
+// grow makes room to read more of the n bytes wanted: it compacts the
+// buffer, or moves to one twice as large (the pooled size at least), never
+// larger than n needs. It grows only once the buffer is full of bytes
+// received, so a peer that claims a large frame costs memory as its bytes
+// arrive, at most about twice what it sent, not what it claimed. A burst
+// that filled the small array moves to the pooled buffer at once: more of
+// it is likely waiting.
+func (r *Reader) grow(n int) {
+	size := len(r.buf)
+	leaving := size == smallReadBuf && r.burst >= smallReadBuf
+	if r.r > 0 && !leaving {
+		r.w = copy(r.buf, r.buf[r.r:r.w])
+		r.r = 0
+		if r.w < size {
+			return
+		}
+	}
+	next := min(max(2*size, initialReadBuf), max(n, initialReadBuf), 4+r.max)
+	if next <= size {
+		r.w = copy(r.buf, r.buf[r.r:r.w]) // the max frame fits already: compacting makes room
+		r.r = 0
+		return
+	}
+	var nb []byte
+	var big *[]byte
+	if next == initialReadBuf {
+		big = bigBufs.Get().(*[]byte)
+		nb = *big
+	} else {
+		nb = make([]byte, next)
+	}
+	r.w = copy(nb, r.buf[r.r:r.w])
+	r.r = 0
+	r.dropBig()
+	r.buf, r.big = nb, big
 }
 
 // dropBig gives up a large buffer: to the pool if it came from there. The

@@ -88,6 +88,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	maxConnsPerIP := fs.Int("max-conns-per-ip", d.MaxConnsPerIP, "most open connections from one remote address over all doors")
 	maxInFlight := fs.Int("max-inflight", d.MaxInFlight, "most concurrent requests per connection")
 	maxInFlightTotal := fs.Int("max-inflight-total", d.MaxInFlightTotal, "most concurrent non-inline requests over the whole server")
+	maxInFlightBytes := fs.Int("max-inflight-bytes", d.MaxInFlightBytes, "most `bytes` the non-inline requests of one connection may hold (payloads, WebSocket messages); one request always runs alone")
 	maxPending := fs.Int("max-pending", 0, "close a client whose unsent output passes this many `bytes` (0: 4 MiB or 2 max frames)")
 	writeTimeout := fs.Duration("write-timeout", d.WriteTimeout, "close a client whose writes stall this long")
 	handshake := fs.Duration("handshake-timeout", d.HandshakeTimeout, "how long a new native connection may take for TLS and HELLO")
@@ -156,6 +157,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 		MaxConnsPerIP:     *maxConnsPerIP,
 		MaxInFlight:       *maxInFlight,
 		MaxInFlightTotal:  *maxInFlightTotal,
+		MaxInFlightBytes:  *maxInFlightBytes,
 		MaxPending:        *maxPending,
 		WriteTimeout:      *writeTimeout,
 		HandshakeTimeout:  *handshake,

@@ -19,6 +19,7 @@ const maxSafe = 1 << 53
 // Integer results are JSON integers, quotients JSON numbers.
 func jsonCodec(quotient bool) *service.JSONCodec {
 	return &service.JSONCodec{
+		MaxParams: 2,
 		Params: func(params, dst []byte) ([]byte, error) {
 			var raw []json.RawMessage
 			if err := json.Unmarshal(params, &raw); err != nil || len(raw) != 2 {

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/nexo-project/nexo/internal/service"
@@ -142,6 +143,11 @@ func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]b
 	}
 	msg = bytes.TrimSpace(msg)
 	if len(msg) > 0 && msg[0] == '[' {
+		// Counted before it is decoded: a batch of a million tiny
+		// elements would cost far more than its bytes as raw messages.
+		if countElements(msg, MaxBatch) > MaxBatch {
+			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
+		}
 		var batch []json.RawMessage
 		if err := json.Unmarshal(msg, &batch); err != nil {
 			return marshal(errorResponse(null, codeParseError, "parse error: "+err.Error(), "")), Tally{1, 1}
@@ -231,6 +237,10 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 	if m == nil || m.JSON == nil || (m.Hidden && !caller.Trusted()) {
 		r.observe(nil, wire.CodeUnknownMethod, start)
 		return errorResponse(id, codeMethodNotFound, "method not found: "+name, wire.CodeUnknownMethod.String())
+	}
+	if limit := m.JSON.ParamsLimit(); countElements(params, limit) > limit {
+		r.observe(m, wire.CodeBadPayload, start)
+		return errorResponse(id, codeInvalidParams, "invalid params: more than "+strconv.Itoa(limit)+" params", wire.CodeBadPayload.String())
 	}
 	payload, err := m.JSON.Params(params, nil)
 	if err != nil {

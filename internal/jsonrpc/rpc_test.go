@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -284,5 +285,40 @@ func checkInline(t *testing.T, r *RPC, msg []byte, want bool) {
 	wantOut, wantTally := r.Handle(context.Background(), caller, msg)
 	if !bytes.Equal(out, wantOut) || tally != wantTally {
 		t.Errorf("HandleInline(%s) = %s %+v; Handle gives %s %+v", msg, out, tally, wantOut, wantTally)
+	}
+}
+
+// allocated returns the bytes allocated while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestHugeMessagesCostLittle: a 1 MiB batch of tiny elements, and a call
+// whose params are a 1 MiB array, are refused after a scan, before they
+// are decoded: each costs a small multiple of its size, not ~70 MiB of
+// raw messages as before.
+func TestHugeMessagesCostLittle(t *testing.T) {
+	r := newRPC(t)
+	ones := strings.Repeat("1,", 512<<10) + "1"
+	for _, tt := range []struct {
+		name, msg, want string
+	}{
+		{"batch", "[" + ones + "]", "batch over 1000 calls"},
+		{"params", `{"jsonrpc":"2.0","method":"math.add","params":[` + ones + `],"id":1}`, "more than 2 params"},
+		{"params of a method without a limit", `{"jsonrpc":"2.0","method":"sys.info","params":[` + ones + `],"id":1}`, "more than 16 params"},
+	} {
+		msg := []byte(tt.msg)
+		var out []byte
+		n := allocated(func() { out, _ = r.Handle(context.Background(), &service.Caller{}, msg) })
+		if !strings.Contains(string(out), tt.want) {
+			t.Errorf("%s: %.200s, want %q", tt.name, out, tt.want)
+		}
+		if n > 4*uint64(len(msg)) {
+			t.Errorf("%s: %d bytes allocated for a %d-byte message", tt.name, n, len(msg))
+		}
 	}
 }

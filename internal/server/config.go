@@ -32,6 +32,11 @@ type Config struct {
 	// MaxInFlightTotal bounds the requests served on goroutines of their
 	// own, server-wide (default 50000); past it a request is answered BUSY.
 	MaxInFlightTotal int
+	// MaxInFlightBytes bounds the bytes that the requests one connection
+	// has running beside its reader hold (their payloads, or a WebSocket's
+	// messages): default 4 MiB, and never less than one max frame, which
+	// is always let through alone. Past it a request is answered BUSY.
+	MaxInFlightBytes int
 	// HandshakeTimeout bounds the wait for HELLO (default 5s).
 	HandshakeTimeout time.Duration
 	// RequestTimeout applies to requests without a DEADLINE (default 30s).
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		MaxConnsPerIP:     1000,
 		MaxInFlight:       1024,
 		MaxInFlightTotal:  50000,
+		MaxInFlightBytes:  4 << 20,
 		AuthFailures:      5,
 		AuthWindow:        time.Minute,
 		HandshakeTimeout:  5 * time.Second,
@@ -114,6 +120,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInFlightTotal == 0 {
 		c.MaxInFlightTotal = d.MaxInFlightTotal
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = d.MaxInFlightBytes
 	}
 	if c.AuthFailures == 0 {
 		c.AuthFailures = d.AuthFailures
@@ -163,7 +172,7 @@ func (c Config) Validate() error {
 		name string
 		v    int
 	}{{"max conns", c.MaxConns}, {"max conns per IP", c.MaxConnsPerIP}, {"max in-flight", c.MaxInFlight},
-		{"max in-flight total", c.MaxInFlightTotal}, {"auth failures", c.AuthFailures}, {"closed history", c.ClosedHistory}} {
+		{"max in-flight total", c.MaxInFlightTotal}, {"max in-flight bytes", c.MaxInFlightBytes}, {"auth failures", c.AuthFailures}, {"closed history", c.ClosedHistory}} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d is below 1", f.name, f.v))
 		}

@@ -102,10 +102,11 @@ func (s *session) commitPending() {
 
 // admit is the admission of one request, the same on every door: while
 // the session drains, SHUTTING_DOWN; for work that runs beside the reader
-// (async), BUSY past the connection's or the server's in-flight limit. It
-// returns 0 when the request may run; async work then holds a unit of both
-// counts until done.
-func (s *session) admit(async bool) (wire.Code, string) {
+// (async), BUSY past the connection's in-flight limit, its bytes in flight
+// (size is what the request holds while it runs: a copy of its payload or
+// message), or the server's in-flight limit. It returns 0 when the request
+// may run; async work then holds its share of each count until done.
+func (s *session) admit(async bool, size int) (wire.Code, string) {
 	if s.draining.Load() {
 		return wire.CodeShuttingDown, "connection is closing; no new requests"
 	}
@@ -117,17 +118,25 @@ func (s *session) admit(async bool) (wire.Code, string) {
 	if s.inflight.Load() > int64(s.srv.cfg.MaxInFlight) {
 		return wire.CodeBusy, "too many requests in flight on this connection"
 	}
+	// One request is always let through, whatever its size (a max frame
+	// at most); more wait for the bytes of those in flight to go.
+	if b := s.inflightBytes.Add(int64(size)); b > int64(s.srv.cfg.MaxInFlightBytes) && b != int64(size) {
+		s.inflightBytes.Add(-int64(size))
+		return wire.CodeBusy, "too many bytes in flight on this connection"
+	}
 	if s.srv.async.Add(1) > int64(s.srv.cfg.MaxInFlightTotal) {
 		s.srv.async.Add(-1)
+		s.inflightBytes.Add(-int64(size))
 		return wire.CodeBusy, "too many requests in flight on this server"
 	}
 	s.acquire()
 	return 0, ""
 }
 
-// done gives back what admit(true) took.
-func (s *session) done() {
+// done gives back what admit(true, size) took.
+func (s *session) done(size int) {
 	s.srv.async.Add(-1)
+	s.inflightBytes.Add(-int64(size))
 	s.release()
 }
 
@@ -140,7 +149,7 @@ func (s *session) request(r request) {
 	s.rd.reqs++
 	s.rd.served = true
 	m := r.m
-	if code, msg := s.admit(false); code != 0 {
+	if code, msg := s.admit(false, 0); code != 0 {
 		s.replyError(r.ref, m, code, msg, start)
 		return
 	}
@@ -156,7 +165,8 @@ func (s *session) request(r request) {
 		s.runHere(r, m, start)
 		return
 	}
-	if code, msg := s.admit(true); code != 0 {
+	size := len(r.payload)
+	if code, msg := s.admit(true, size); code != 0 {
 		s.replyError(r.ref, m, code, msg, start)
 		return
 	}
@@ -182,7 +192,7 @@ func (s *session) request(r request) {
 		// take it from the wall clock, not from monoNow.
 		m.Async(service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, time.Now().Add(timeout),
 			func(resp []byte, err error) service.Flusher {
-				s.answer(ref, m, resp, err, start, false)
+				s.answer(ref, m, resp, err, start, false, size)
 				return s
 			})
 		return
@@ -257,15 +267,15 @@ func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start 
 		err = ctx.Err() // finished too late: the client has given up
 	}
 	cancel()
-	s.answer(ref, m, resp, err, start, true)
+	s.answer(ref, m, resp, err, start, true, len(payload))
 }
 
 // answer writes the result of a request that was not served on the reader
-// and gives back its in-flight unit. write says whether to write from the
-// calling goroutine; otherwise the answer waits for Flush, so that answers
-// delivered together by a forwarder share one write.
-func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool) {
-	defer s.done()
+// and gives back its in-flight share (size bytes). write says whether to
+// write from the calling goroutine; otherwise the answer waits for Flush,
+// so that answers delivered together by a forwarder share one write.
+func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int) {
+	defer s.done(size)
 	b, code := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session

@@ -66,13 +66,15 @@ func (h *Session) Hold() { h.s.acquire() }
 // Unhold ends a Hold.
 func (h *Session) Unhold() { h.s.release() }
 
-// Admit is the admission of one request; see the native door's. It
-// returns the code and message to refuse it with, or 0. When async is
-// set and it returns 0, call Done once the request is answered.
-func (h *Session) Admit(async bool) (wire.Code, string) { return h.s.admit(async) }
+// Admit is the admission of one request, the same as every door's. It
+// returns the code and message to refuse it with, or 0. async says the
+// request runs beside the reader, holding size bytes meanwhile; when it
+// is set and Admit returns 0, call Done with the same size once the
+// request is answered.
+func (h *Session) Admit(async bool, size int) (wire.Code, string) { return h.s.admit(async, size) }
 
 // Done ends a request admitted with async set.
-func (h *Session) Done() { h.s.done() }
+func (h *Session) Done(size int) { h.s.done(size) }
 
 // Send queues msg, a whole answer in the door's format, and writes it; it
 // counts calls requests, errs of them answered with errors.

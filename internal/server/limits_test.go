@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -344,5 +345,78 @@ func TestAnswerTooLarge(t *testing.T) {
 	c.Send(wire.AppendRequest(nil, 3, "test.fits", nil))
 	if f := c.Read(); f.Type != wire.TypeResponse || len(f.Body) != 4096-8 {
 		t.Fatalf("an answer of exactly the max frame: %s", String(f))
+	}
+}
+
+// holdMethod is "test.hold": it keeps its request in flight until its
+// context ends or the test releases it, whatever its payload.
+func holdMethod(release <-chan struct{}) service.Method {
+	return service.Method{Name: "test.hold", Handler: func(ctx context.Context, _ service.Request, dst []byte) ([]byte, error) {
+		select {
+		case <-release:
+			return append(dst, "held"...), nil
+		case <-ctx.Done():
+			return dst, ctx.Err()
+		}
+	}}
+}
+
+// TestMaxInFlightBytes: the requests one connection has running beside
+// its reader may hold at most MaxInFlightBytes of payload; past it they
+// are answered BUSY, though one request is always let through alone. Each
+// 60 KB request used to be copied and held, up to MaxInFlight of them.
+func TestMaxInFlightBytes(t *testing.T) {
+	cfg := FastConfig()
+	cfg.MaxInFlightBytes = 100 << 10
+	release := make(chan struct{})
+	srv := StartWith(t, cfg, Options{Catalog: func(*server.Server) (catalog.Options, error) {
+		return catalog.Options{Extra: []service.Method{holdMethod(release)}}, nil
+	}})
+	c, _ := Hello(t, srv.Native, "big")
+	big := make([]byte, 60<<10)
+	c.Send(wire.AppendRequest(nil, 1, "test.hold", big))
+	srv.WaitInFlight(t, 1)
+	c.Send(wire.AppendRequest(nil, 2, "test.hold", big))
+	if msg := c.ExpectError(2, wire.CodeBusy); msg != "too many bytes in flight on this connection" {
+		t.Errorf("BUSY message %q", msg)
+	}
+	c.Send(wire.AppendRequest(nil, 3, "test.hold", big[:30<<10])) // fits beside the first
+	srv.WaitInFlight(t, 2)
+	close(release)
+	for range 2 {
+		if f := c.Read(); f.Type != wire.TypeResponse || (f.ID != 1 && f.ID != 3) {
+			t.Fatalf("held request answered %s", String(f))
+		}
+	}
+	// Freed: a request bigger than the limit still runs when alone.
+	c.Send(wire.AppendRequest(nil, 4, "test.hold", make([]byte, 200<<10)))
+	if f := c.Read(); f.Type != wire.TypeResponse || f.ID != 4 {
+		t.Fatalf("a lone big request: %s", String(f))
+	}
+}
+
+// TestClaimedLengthsReserveNothing: 300 connections whose frame headers
+// claim 1 MiB each, with 32 bytes sent, add at most 32 MiB of heap: a
+// frame's buffer grows with the bytes that arrive. Each used to reserve
+// the claimed length at once, about 300 MB held until the heartbeat.
+func TestClaimedLengthsReserveNothing(t *testing.T) {
+	srv := Start(t, FastConfig())
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := heap()
+	claim := wire.AppendRequest(nil, 1, "sys.echo", make([]byte, 1<<20-20))[:32]
+	for range 300 {
+		c, _ := Hello(t, srv.Native, "claimer")
+		c.Send(claim)
+	}
+	// The server reads the 32 bytes at once; nothing here can tell when
+	// it has, so give it a moment (it only makes a failure likelier).
+	time.Sleep(300 * time.Millisecond)
+	if grew := int64(heap()) - int64(base); grew > 32<<20 {
+		t.Errorf("heap grew %d MiB for 300 claims of 1 MiB", grew>>20)
 	}
 }

@@ -48,18 +48,20 @@ type session struct {
 	// from goroutine to goroutine with a happens-before edge)
 	rd readerState
 
-	lastSeen atomic.Int64  // unix ns of the last input
-	pingSent atomic.Int64  // unix ns of the last heartbeat (heartbeat loop)
-	pingless atomic.Bool   // the door has no heartbeats: an idle timeout applies
-	rtt      atomic.Int64  // ns of the last heartbeat round trip
-	inflight atomic.Int64  // requests being served, +1 while the reader works through a burst
-	requests atomic.Uint64 // requests received
-	errors   atomic.Uint64 // error replies sent
-	bytesIn  atomic.Uint64
-	reason   atomic.Uint32 // closeReason; the first one set wins
-	draining atomic.Bool   // set once: new requests get SHUTTING_DOWN
-	finished atomic.Bool   // set once: the final flush and half-close have begun
-	gone     bool          // guarded by srv.hub.mu: ended; never subscribe it again
+	lastSeen atomic.Int64 // unix ns of the last input
+	pingSent atomic.Int64 // unix ns of the last heartbeat (heartbeat loop)
+	pingless atomic.Bool  // the door has no heartbeats: an idle timeout applies
+	rtt      atomic.Int64 // ns of the last heartbeat round trip
+	inflight atomic.Int64 // requests being served, +1 while the reader works through a burst
+	// bytes held by requests served beside the reader
+	inflightBytes atomic.Int64
+	requests      atomic.Uint64 // requests received
+	errors        atomic.Uint64 // error replies sent
+	bytesIn       atomic.Uint64
+	reason        atomic.Uint32 // closeReason; the first one set wins
+	draining      atomic.Bool   // set once: new requests get SHUTTING_DOWN
+	finished      atomic.Bool   // set once: the final flush and half-close have begun
+	gone          bool          // guarded by srv.hub.mu: ended; never subscribe it again
 }
 
 // readerState is what the reader of the moment owns: the burst under way

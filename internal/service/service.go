@@ -129,6 +129,22 @@ type JSONCodec struct {
 	Params func(params []byte, dst []byte) ([]byte, error)
 	// Result appends the JSON form of a response payload.
 	Result func(payload []byte, dst []byte) ([]byte, error)
+	// MaxParams is the most elements (params as an array) or members (as
+	// an object) the method takes; 0 means DefaultMaxParams. The JSON
+	// doors count them without decoding and refuse more as invalid
+	// params, before Params runs, so a huge params array costs nothing.
+	MaxParams int
+}
+
+// DefaultMaxParams is the params limit of a JSONCodec that sets none.
+const DefaultMaxParams = 16
+
+// ParamsLimit returns MaxParams, or DefaultMaxParams when it is 0.
+func (c *JSONCodec) ParamsLimit() int {
+	if c.MaxParams > 0 {
+		return c.MaxParams
+	}
+	return DefaultMaxParams
 }
 
 // ErrBadParams means JSON params do not fit the method (JSON-RPC invalid

@@ -177,6 +177,7 @@ func ClusterMethod(cluster func(ctx context.Context) (any, error)) service.Metho
 
 // echoJSON makes sys.echo take ["text"] and answer "text".
 var echoJSON = &service.JSONCodec{
+	MaxParams: 1,
 	Params: func(params, dst []byte) ([]byte, error) {
 		var p []string
 		if err := json.Unmarshal(params, &p); err != nil || len(p) != 1 {

@@ -2,9 +2,12 @@ package web_test
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/wire"
@@ -91,5 +94,55 @@ func TestBrowserAttacks(t *testing.T) {
 	victim.Send(wire.AppendRequest(nil, 1, "math.add", nexotest.Operands(1, 2)))
 	if f := victim.Read(); f.Type != wire.TypeResponse {
 		t.Fatalf("the victim got %s: it was kicked", nexotest.String(f))
+	}
+}
+
+// TestWebSocketMemoryFlood: one WebSocket sending 48 messages of the max
+// frame, each a batch of half a million tiny elements, adds at most 64 MiB
+// of heap: batches are counted before they are decoded, and a socket's
+// messages in flight are bounded by bytes. It used to take about 1.7 GB.
+func TestWebSocketMemoryFlood(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	runtime.GC()
+	base := heap()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if h := heap(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	msg := "[" + strings.Repeat("1,", (1<<20)/2-2) + "1]"
+	for range 48 {
+		w.send(msg)
+	}
+	for range 48 {
+		if m := w.next(); m.Error == nil {
+			t.Fatalf("a flood message was answered %+v", m)
+		}
+	}
+	close(stop)
+	<-sampled
+	if grew := int64(peak.Load()) - int64(base); grew > 64<<20 {
+		t.Errorf("heap grew %d MiB under the flood", grew>>20)
 	}
 }

@@ -392,6 +392,31 @@ func TestWebSocketHeartbeat(t *testing.T) {
 	}
 }
 
+// TestWebSocketInFlightBytes: the messages one WebSocket has running may
+// hold at most MaxInFlightBytes; past it a message is answered BUSY (each
+// used to be copied and run, up to MaxInFlight of them at once).
+func TestWebSocketInFlightBytes(t *testing.T) {
+	cfg := nexotest.FastConfig()
+	cfg.MaxInFlightBytes = 100 << 10
+	srv := nexotest.Start(t, cfg)
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	pad := strings.Repeat(" ", 60<<10) // JSON allows the whitespace; the bytes count
+	for i := 1; i <= 2; i++ {
+		w.send(fmt.Sprintf(`{"jsonrpc":"2.0","method":"test.sleep","params":[300],"id":%d}%s`, i, pad))
+	}
+	m := w.next()
+	if string(m.ID) != "2" || m.Error == nil || m.Error.Data.Name != "BUSY" || m.Error.Message != "too many bytes in flight on this connection" {
+		t.Fatalf("a second 60 KB message over 100 KB: %+v", m)
+	}
+	if m := w.next(); string(m.ID) != "1" || string(m.Result) != `"slept"` {
+		t.Fatalf("the first: %+v", m)
+	}
+}
+
 // TestWebSocketRefusals: calls over MaxInFlight get BUSY, calls after a
 // GOODBYE get SHUTTING_DOWN while the ones in flight finish, and a binary
 // message closes the session.

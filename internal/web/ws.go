@@ -154,16 +154,16 @@ func (d *wsDoor) read(wc *wsConn, sess *server.Session) error {
 			return errBinaryMessage
 		}
 		sess.Hold()
-		if code, text := sess.Admit(false); code != 0 {
+		if code, text := sess.Admit(false, 0); code != 0 {
 			sess.Send(lineOf(d.rpc.Refuse(msg, code, text)))
 		} else if out, t, ok := d.rpc.HandleInline(ctx, caller, msg); ok {
 			sess.Send(lineOf(out, t))
-		} else if code, text := sess.Admit(true); code != 0 {
+		} else if code, text := sess.Admit(true, len(msg)); code != 0 {
 			sess.Send(lineOf(d.rpc.Refuse(msg, code, text)))
 		} else {
 			msg := bytes.Clone(msg) // buf is the next message's
 			go func() {
-				defer sess.Done()
+				defer sess.Done(len(msg))
 				sess.Send(lineOf(d.rpc.Handle(ctx, caller, msg)))
 			}()
 		}
