@@ -64,6 +64,9 @@ func (d *Decoder) Decode() (Packet, error) {
 		return Packet{}, eofError(err, len(h))
 	}
 	if d.order == nil {
+		if d.nativeHello() {
+			return Packet{}, ErrNativeHello
+		}
 		d.order = DetectOrder(h)
 		if d.order == nil {
 			return Packet{}, badLength(int32(binary.LittleEndian.Uint32(h)))
@@ -84,6 +87,22 @@ func (d *Decoder) Decode() (Packet, error) {
 	}
 	_, _ = d.br.Discard(len(b)) // the bytes are buffered: Discard cannot fail
 	return p, nil
+}
+
+// ErrNativeHello is the error of a connection whose first bytes are a
+// native protocol HELLO: a native client dialled the legacy door. Its
+// length field reads as a big-endian legacy length, so it would wait
+// forever for 4 bytes that never come; it is told where to go instead.
+var ErrNativeHello = &wire.Error{Code: wire.CodeBadFrame,
+	Msg: "this is the legacy door (struct-packed math packets); native clients connect to the native door (127.0.0.1:7070 by default)"}
+
+// nativeHello reports whether the buffered start of the stream is a
+// native HELLO frame: version 1, type HELLO, a JSON body. It looks only at
+// what has arrived (a HELLO comes in one piece), never waits for more: a
+// short legacy packet must not be held back.
+func (d *Decoder) nativeHello() bool {
+	b, _ := d.br.Peek(min(d.br.Buffered(), wire.HeaderLen+1))
+	return len(b) == wire.HeaderLen+1 && b[4] == wire.Version && b[5] == byte(wire.TypeHello) && b[wire.HeaderLen] == '{'
 }
 
 // DetectOrder returns the byte order in which the first 4 bytes of a packet
@@ -177,6 +196,13 @@ func ParseReply(line string) (string, error) {
 	return line, nil
 }
 
+// Wait blocks until at least one byte of the next packet has arrived, or
+// the stream ends (io.EOF between packets).
+func (d *Decoder) Wait() error {
+	_, err := d.br.Peek(1)
+	return err
+}
+
 // HasPacket reports whether a whole packet is buffered, so that the next
 // Decode will not block.
 func (d *Decoder) HasPacket() bool {
@@ -186,6 +212,9 @@ func (d *Decoder) HasPacket() bool {
 	}
 	order := d.order
 	if order == nil {
+		if d.nativeHello() {
+			return true // Decode will fail at once
+		}
 		order = DetectOrder(b)
 		if order == nil {
 			return true // Decode will fail at once without reading

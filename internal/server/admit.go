@@ -92,7 +92,7 @@ func ParseRemote(remote string) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	return ap.Addr().Unmap().WithZone("") // remoteIP's key: zones are not told apart
 }
 
 // IsLoopback reports whether a remote address ("ip:port") is a loopback
@@ -104,7 +104,8 @@ func isLoopback(a net.Addr) bool { return remoteIP(a).IsLoopback() }
 // Admit counts a new connection from ip on a door against the server's
 // limits: open connections in all, from this address, and addresses over
 // their failed-authentication limit. When it returns nil, the door must
-// call Leave once the connection ends. Every door admits through it.
+// call Leave once the connection ends, and Accepted or Rejected once it
+// knows whether it serves it. Every door admits through it.
 func (s *Server) Admit(ip netip.Addr, door string) *RefusedError {
 	d := s.metrics.door(door)
 	why := s.admit(ip)
@@ -115,9 +116,15 @@ func (s *Server) Admit(ip netip.Addr, door string) *RefusedError {
 		s.logRefusal(d, ip.String(), why)
 		return why
 	}
-	d.accepted.Add(1)
 	return nil
 }
+
+// Accepted counts a connection admitted on a door that the door serves.
+func (s *Server) Accepted(door string) { s.metrics.door(door).accepted.Add(1) }
+
+// Rejected counts a connection admitted on a door that the door refused
+// afterwards (a WebSocket upgrade that failed).
+func (s *Server) Rejected(door string) { s.metrics.door(door).rejected.Add(1) }
 
 func (s *Server) admit(ip netip.Addr) *RefusedError {
 	if s.shutting.Load() {

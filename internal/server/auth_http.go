@@ -6,19 +6,18 @@ import (
 )
 
 // BearerToken returns the token of an "Authorization: Bearer" header, and
-// whether the request has an Authorization header at all (a header that
-// is not a bearer token gives "" and true: a wrong token, not a missing
-// one).
+// whether the request has an Authorization header at all. A header that
+// is not a bearer token is returned whole: it is a token presented, which
+// matches none (a wrong token is refused even where none is required).
 func BearerToken(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return "", false
 	}
-	tok, _ := strings.CutPrefix(h, "Bearer ")
-	if tok == h {
-		return "", true
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok && tok != "" {
+		return tok, true
 	}
-	return tok, true
+	return h, true
 }
 
 // RequestToken returns the token an HTTP request carries, from

@@ -40,10 +40,12 @@ type Codec interface {
 	// AppendFatal appends the last words before the server closes the
 	// connection over a protocol error (code closes the connection).
 	AppendFatal(b []byte, code wire.Code, msg string) []byte
-	// Ping sends a heartbeat at now, and reports false when the door has
-	// none: its sessions are then closed after the idle timeout instead of
-	// missed heartbeats.
-	Ping(now time.Time) bool
+	// Heartbeats reports whether the door has heartbeats. A session of a
+	// door without them is closed after the idle timeout instead of
+	// missed heartbeats, and Ping is never called.
+	Heartbeats() bool
+	// Ping sends a heartbeat at now.
+	Ping(now time.Time)
 	// Wake makes sure a reader runs: the session is closing or draining,
 	// and a door that parks idle connections without a reader must start
 	// one so that it sees the end. Other doors do nothing.

@@ -56,7 +56,8 @@ func (r *recorder) AppendEvent(b []byte, topic string, payload []byte) []byte {
 }
 func (r *recorder) AppendGoodbye(b []byte, _ string) []byte            { return b }
 func (r *recorder) AppendFatal(b []byte, _ wire.Code, _ string) []byte { return b }
-func (r *recorder) Ping(time.Time) bool                                { return r.pings }
+func (r *recorder) Heartbeats() bool                                   { return r.pings }
+func (r *recorder) Ping(time.Time)                                     {}
 func (r *recorder) Wake()                                              {}
 func (r *recorder) Ordered() bool                                      { return false }
 
@@ -164,14 +165,17 @@ func TestLiveness(t *testing.T) {
 			t.Errorf("after %v: %v, want %v", tt.after, got, tt.want)
 		}
 	}
-	// A door without heartbeats says so at its first ping; the idle
-	// timeout applies from then on.
-	sess.codec.(*recorder).pings = false
-	sess.ping(at(time.Second))
+	// A door without heartbeats: the idle timeout applies, from the start.
+	rec := &recorder{}
+	sess = s.newSession(fakeConn{}, "test", "quiet", func(*session) Codec { return rec })
+	s.register(sess)
+	sess.lastSeen.Store(t0.UnixNano())
+	sess.pingSent.Store(t0.UnixNano())
 	for _, tt := range []struct {
 		after time.Duration
 		want  verdict
 	}{
+		{time.Second, keep}, // no ping is due
 		{10 * time.Second, keep},
 		{time.Minute, keep},
 		{time.Minute + 1, closeIdle},

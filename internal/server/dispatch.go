@@ -39,6 +39,7 @@ func (s *session) input(n int) {
 	if !s.rd.busy {
 		s.rd.busy = true
 		s.acquire()
+		s.reading.Store(true)
 	}
 	s.rd.in += uint64(n)
 }
@@ -59,6 +60,10 @@ func (s *session) burstDone(last bool) {
 	s.settle(monoOf(now))
 	s.lastSeen.Store(now.UnixNano())
 	s.commitPending()
+	if last {
+		s.reading.Store(false)
+		s.sayGoodbye() // a drain that began during the burst: after its answers
+	}
 	_ = s.out.Flush() // a failed writer has closed the session already
 	if last && s.rd.busy {
 		s.rd.busy = false
@@ -72,6 +77,8 @@ func (s *session) burstDone(last bool) {
 // reader holds is counted and given back. It returns the error for end.
 func (s *session) readEnded(err error) error {
 	s.commitPending()
+	s.reading.Store(false)
+	s.sayGoodbye()
 	s.flushForwarded() // before a linger: the forwarder must not hold them
 	err = s.readFailed(err)
 	s.bytesIn.Add(s.rd.in)
@@ -216,7 +223,8 @@ func (s *session) runHere(r request, m *service.Method, start mono) {
 	}
 	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, s.rd.scratch[:0])
 	var code wire.Code
-	s.rd.pend, code = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
+	s.rd.pend, code, err = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
+	s.logHandlerError(m, code, err)
 	if cap(resp) <= flushAt {
 		s.rd.scratch = resp[:0]
 	}
@@ -232,8 +240,9 @@ func (s *session) runHere(r request, m *service.Method, start mono) {
 // appendAnswer is the one way an answer is written, on every door: the
 // result in the door's format, or the error that its code and message
 // say. An answer over the max frame becomes INTERNAL. It returns the
-// result code (0 for success).
-func (s *session) appendAnswer(b []byte, ref uint32, m *service.Method, resp []byte, err error) ([]byte, wire.Code) {
+// result code (0 for success) and the error answered, which the caller
+// logs (logHandlerError) once it holds no lock.
+func (s *session) appendAnswer(b []byte, ref uint32, m *service.Method, resp []byte, err error) ([]byte, wire.Code, error) {
 	if err == nil && len(resp) > s.srv.maxPayload {
 		err = fmt.Errorf("%w: %d bytes", errAnswerTooLarge, len(resp))
 	}
@@ -241,14 +250,13 @@ func (s *session) appendAnswer(b []byte, ref uint32, m *service.Method, resp []b
 		n := len(b)
 		out, ferr := s.codec.AppendResult(b, ref, m, resp)
 		if ferr == nil {
-			return out, 0
+			return out, 0, nil
 		}
 		b, err = out[:n], ferr
 	}
 	code := service.CodeOf(err)
 	s.errors.Add(1)
-	s.logHandlerError(m, code, err)
-	return s.codec.AppendError(b, ref, code, service.ErrorMessage(code, err)), code
+	return s.codec.AppendError(b, ref, code, service.ErrorMessage(code, err)), code, err
 }
 
 // replyError queues a request-level error and counts it against the
@@ -276,10 +284,11 @@ func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start 
 // so that answers delivered together by a forwarder share one write.
 func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int) {
 	defer s.done(size)
-	b, code := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
+	b, code, err := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}
+	s.logHandlerError(m, code, err)
 	s.srv.metrics.observe(s.shard(), m, code, start.since())
 }
 

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"net"
+	"os"
 	"time"
 
 	"github.com/nexo-project/nexo/internal/legacy"
@@ -26,58 +28,100 @@ func (s *Server) ServeLegacy(ln net.Listener) error {
 func legacyFatal(b []byte, code wire.Code, _ string) []byte { return legacy.AppendError(b, code) }
 
 // legacyConn is the legacy door's codec.
-type legacyConn struct{}
+type legacyConn struct {
+	// native is set by the reader when the peer turned out to be a native
+	// client (its HELLO came first): the last words are then a native
+	// ERROR frame, which that client can read.
+	native bool
+}
 
 // AppendResult appends the result line of a math method.
-func (legacyConn) AppendResult(b []byte, _ uint32, m *service.Method, payload []byte) ([]byte, error) {
+func (*legacyConn) AppendResult(b []byte, _ uint32, m *service.Method, payload []byte) ([]byte, error) {
 	return legacy.AppendReply(b, m.Name, payload)
 }
 
 // AppendError appends an "ERROR <NAME>" line.
-func (legacyConn) AppendError(b []byte, _ uint32, code wire.Code, _ string) []byte {
+func (*legacyConn) AppendError(b []byte, _ uint32, code wire.Code, _ string) []byte {
 	return legacy.AppendError(b, code)
 }
 
 // Events is false: the legacy protocol has no events.
-func (legacyConn) Events() bool { return false }
+func (*legacyConn) Events() bool { return false }
 
 // AppendEvent is never called (no events).
-func (legacyConn) AppendEvent(b []byte, _ string, _ []byte) []byte { return b }
+func (*legacyConn) AppendEvent(b []byte, _ string, _ []byte) []byte { return b }
 
 // AppendGoodbye: the legacy protocol has no goodbye; the connection is
 // closed after its last answer.
-func (legacyConn) AppendGoodbye(b []byte, _ string) []byte { return b }
+func (*legacyConn) AppendGoodbye(b []byte, _ string) []byte { return b }
 
-// AppendFatal appends an "ERROR <NAME>" line.
-func (legacyConn) AppendFatal(b []byte, code wire.Code, msg string) []byte {
+// AppendFatal appends an "ERROR <NAME>" line, or an ERROR frame to a
+// native client.
+func (c *legacyConn) AppendFatal(b []byte, code wire.Code, msg string) []byte {
+	if c.native {
+		return nativeFatal(b, code, msg)
+	}
 	return legacyFatal(b, code, msg)
 }
 
-// Ping: legacy clients cannot answer heartbeats.
-func (legacyConn) Ping(time.Time) bool { return false }
+// Heartbeats is false: legacy clients cannot answer them.
+func (*legacyConn) Heartbeats() bool { return false }
+
+// Ping is never called.
+func (*legacyConn) Ping(time.Time) {}
 
 // Wake does nothing: a legacy connection always has its reader.
-func (legacyConn) Wake() {}
+func (*legacyConn) Wake() {}
 
 // Ordered is true: answers have no ids, so they keep the requests' order.
-func (legacyConn) Ordered() bool { return true }
+func (*legacyConn) Ordered() bool { return true }
 
 // handleLegacy runs one legacy connection. There is no handshake: the
 // client is registered as soon as it connects.
 func (s *Server) handleLegacy(c net.Conn) {
 	defer s.Leave(remoteIP(c.RemoteAddr()))
-	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return legacyConn{} })
+	lc := &legacyConn{}
+	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return lc })
 	s.register(sess)
-	sess.end(sess.readLegacy(legacy.NewDecoder(c)))
+	sess.end(sess.readLegacy(lc, legacy.NewDecoder(c)))
 }
 
 // readLegacy is the legacy session's reader. Packets are answered in order
 // on this goroutine, and the replies of a burst are written together.
-func (s *session) readLegacy(dec *legacy.Decoder) error {
+//
+// A connection may wait for its next packet as long as --legacy-idle, but
+// once a packet has begun, the rest of it must come within
+// HandshakeTimeout: a peer that sends part of a packet (or a native
+// client, whose HELLO reads as a packet 4 bytes longer than it is) is not
+// waited for minutes.
+func (s *session) readLegacy(lc *legacyConn, dec *legacy.Decoder) error {
 	var payload [16]byte
 	for {
+		partial := false
+		if !dec.HasPacket() {
+			if err := dec.Wait(); err != nil {
+				return s.readEnded(err)
+			}
+			if !dec.HasPacket() && !s.finished.Load() {
+				partial = true
+				_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.HandshakeTimeout))
+			}
+		}
 		p, err := dec.Decode()
+		if partial {
+			_ = s.conn.SetReadDeadline(time.Time{})
+			if s.finished.Load() {
+				// A drain began meanwhile: its linger bounds the reader.
+				_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger))
+			}
+		}
 		if err != nil {
+			switch {
+			case partial && errors.Is(err, os.ErrDeadlineExceeded) && !s.finished.Load():
+				err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated packet: the rest did not come in time"}
+			case errors.Is(err, legacy.ErrNativeHello):
+				lc.native = true
+			}
 			return s.readEnded(err)
 		}
 		s.input(legacy.HeaderLen + len(p.Command))

@@ -70,15 +70,17 @@ func (n *nativeConn) AppendFatal(b []byte, code wire.Code, msg string) []byte {
 	return nativeFatal(b, code, msg)
 }
 
+// Heartbeats is true: PING and PONG frames.
+func (n *nativeConn) Heartbeats() bool { return true }
+
 // Ping queues a PING whose body is the send time, so the PONG tells the
 // round trip without any state.
-func (n *nativeConn) Ping(now time.Time) bool {
+func (n *nativeConn) Ping(now time.Time) {
 	var body [8]byte
 	binary.BigEndian.PutUint64(body[:], uint64(now.UnixNano()))
 	if n.s.out.Commit(wire.AppendFrame(n.s.out.Begin(), wire.TypePing, 0, 0, body[:])) == nil {
 		n.s.out.FlushAsync()
 	}
-	return true
 }
 
 // Ordered is false: answers carry the request id.

@@ -19,6 +19,9 @@ import (
 // input the socket no longer shows), and only where the poller exists
 // (Linux, epoll).
 
+// keepParked is the largest reader buffer a parked connection keeps.
+const keepParked = 512
+
 // Reader states of a parkable connection.
 const (
 	readerRunning uint32 = iota // a goroutine reads the connection
@@ -61,6 +64,13 @@ func (n *nativeConn) park() bool {
 	p := s.srv.poll.Load()
 	if p == nil {
 		return false
+	}
+	// A parked connection keeps no buffer of a past burst.
+	if cap(s.rd.pend) > keepParked {
+		s.rd.pend = nil
+	}
+	if cap(s.rd.scratch) > keepParked {
+		s.rd.scratch = nil
 	}
 	n.state.Store(readerParked)
 	if !p.park(n) {

@@ -17,8 +17,9 @@
 //	sessionTable.mu      live sessions and the ring of closed ones
 //	admission.mu         per-address connection counts and auth failures
 //	poller.mu            parked connections
-//	batch.Writer.mu      one session's pending output (leaf: the core only
-//	                     encodes under it, never runs a handler)
+//	batch.Writer.mu      one session's pending output: codecs encode under
+//	                     it (the WebSocket codec takes its wsConn.mu), no
+//	                     handler runs under it
 //
 // No lock is held while a handler, a codec's reader or a callback runs,
 // except that codecs encode under batch.Writer.mu.
@@ -261,6 +262,7 @@ func (s *Server) serve(ln net.Listener, l listener) error {
 			s.refuseConn(c, l, err)
 			continue
 		}
+		door.accepted.Add(1)
 		go l.handle(c)
 	}
 }
@@ -370,14 +372,12 @@ const (
 // liveness judges one session at now. A session of a door with heartbeats
 // silent for over 2 intervals plus a quarter is closed (the check runs
 // every quarter, so a dead client is gone within 2 intervals plus a grace
-// of half an interval); the others are pinged once per interval. A door
-// without heartbeats says so at its first ping (Codec.Ping), after 7/8 of
-// an interval, long before the 2¼ intervals of silence could close it;
-// from then on the idle timeout applies.
+// of half an interval); the others are pinged once per interval. A session
+// of a door without heartbeats is closed once idle for LegacyIdleTimeout.
 func (s *Server) liveness(sess *session, now time.Time) verdict {
 	hb := s.cfg.Heartbeat
 	silent := now.UnixNano() - sess.lastSeen.Load()
-	if sess.pingless.Load() {
+	if sess.pingless {
 		if silent > s.cfg.LegacyIdleTimeout.Nanoseconds() {
 			return closeIdle
 		}

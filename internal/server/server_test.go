@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -686,4 +688,35 @@ func mustListen(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
+}
+
+// TestGoodbyeAfterAnswers: a kick that comes while the reader works
+// through a burst says GOODBYE after the answers the reader computed
+// before it (then the burst's later requests get SHUTTING_DOWN), not in
+// the middle of them.
+func TestGoodbyeAfterAnswers(t *testing.T) {
+	var srv *Server
+	kickSelf := service.Method{Name: "test.kickself", Inline: true,
+		Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+			srv.Kick(req.Caller.ID, "from within")
+			return append(dst, "kicked"...), nil
+		}}
+	srv = StartWith(t, FastConfig(), Options{Catalog: func(*server.Server) (catalog.Options, error) {
+		return catalog.Options{Extra: []service.Method{kickSelf}}, nil
+	}})
+	c, _ := Hello(t, srv.Native, "self-kicker")
+	var burst []byte
+	burst = wire.AppendRequest(burst, 1, "math.add", Operands(1, 2))
+	burst = wire.AppendRequest(burst, 2, "test.kickself", nil)
+	burst = wire.AppendRequest(burst, 3, "math.add", Operands(3, 4))
+	c.Send(burst)
+	var got []string
+	for range 4 {
+		f := c.Read()
+		got = append(got, fmt.Sprintf("%s %d", f.Type, f.ID))
+	}
+	want := []string{"RESPONSE 1", "RESPONSE 2", "ERROR 3", "GOODBYE 0"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("frames %v, want %v", got, want)
+	}
 }

@@ -50,7 +50,7 @@ type session struct {
 
 	lastSeen atomic.Int64 // unix ns of the last input
 	pingSent atomic.Int64 // unix ns of the last heartbeat (heartbeat loop)
-	pingless atomic.Bool  // the door has no heartbeats: an idle timeout applies
+	pingless bool         // set at construction: the door has no heartbeats, an idle timeout applies
 	rtt      atomic.Int64 // ns of the last heartbeat round trip
 	inflight atomic.Int64 // requests being served, +1 while the reader works through a burst
 	// bytes held by requests served beside the reader
@@ -58,10 +58,12 @@ type session struct {
 	requests      atomic.Uint64 // requests received
 	errors        atomic.Uint64 // error replies sent
 	bytesIn       atomic.Uint64
-	reason        atomic.Uint32 // closeReason; the first one set wins
-	draining      atomic.Bool   // set once: new requests get SHUTTING_DOWN
-	finished      atomic.Bool   // set once: the final flush and half-close have begun
-	gone          bool          // guarded by srv.hub.mu: ended; never subscribe it again
+	reason        atomic.Uint32          // closeReason; the first one set wins
+	draining      atomic.Bool            // set once: new requests get SHUTTING_DOWN
+	reading       atomic.Bool            // the reader is in a burst, holding answers it has not handed over
+	goodbye       atomic.Pointer[string] // a drain's goodbye, until it is queued
+	finished      atomic.Bool            // set once: the final flush and half-close have begun
+	gone          bool                   // guarded by srv.hub.mu: ended; never subscribe it again
 }
 
 // readerState is what the reader of the moment owns: the burst under way
@@ -97,6 +99,7 @@ func (srv *Server) newSession(c net.Conn, door, name string, newCodec func(*sess
 	s.lastSeen.Store(now.UnixNano())
 	s.pingSent.Store(now.UnixNano())
 	s.codec = newCodec(s)
+	s.pingless = !s.codec.Heartbeats()
 	return s
 }
 
@@ -157,16 +160,33 @@ func (s *session) writeFailed(err error) {
 // beginDrain starts a graceful end: from now on requests get SHUTTING_DOWN,
 // the ones in flight finish, and then the session writes everything and
 // half-closes. goodbye, when not empty, is said first.
+//
+// The goodbye follows the answers the reader has computed but not yet
+// handed to the writer: a reader in the middle of a burst says it at the
+// end of the burst. And the drain cannot finish (half-close the writer)
+// before the goodbye is queued.
 func (s *session) beginDrain(r closeReason, goodbye string) {
 	s.setReason(r)
-	if s.draining.Swap(true) {
+	s.acquire()
+	defer s.release() // completes the drain when nothing is in flight
+	if s.draining.Swap(true) || goodbye == "" {
 		return
 	}
-	if goodbye != "" {
-		_ = s.out.Commit(s.codec.AppendGoodbye(s.out.Begin(), goodbye)) // a failed writer closes the session anyway
+	s.goodbye.Store(&goodbye)
+	if !s.reading.Load() {
+		s.sayGoodbye()
+	}
+}
+
+// sayGoodbye queues the goodbye of a drain, once.
+func (s *session) sayGoodbye() {
+	if s.goodbye.Load() == nil {
+		return
+	}
+	if g := s.goodbye.Swap(nil); g != nil {
+		_ = s.out.Commit(s.codec.AppendGoodbye(s.out.Begin(), *g)) // a failed writer closes the session anyway
 		s.out.FlushAsync()
 	}
-	s.tryFinish()
 }
 
 // acquire counts a unit of work that must finish before a drain completes.
@@ -199,12 +219,10 @@ func (s *session) sendEvent(topic string, payload []byte) {
 	}
 }
 
-// ping sends a heartbeat, or notes that the door has none.
+// ping sends a heartbeat.
 func (s *session) ping(now time.Time) {
 	s.pingSent.Store(now.UnixNano())
-	if !s.codec.Ping(now) {
-		s.pingless.Store(true)
-	}
+	s.codec.Ping(now)
 }
 
 // pong records a heartbeat answered after rtt.
@@ -265,9 +283,10 @@ func (s *session) end(readErr error) {
 	}
 }
 
-// logHandlerError logs what the client is not told.
+// logHandlerError logs what the client is not told: the error behind an
+// INTERNAL answer.
 func (s *session) logHandlerError(m *service.Method, code wire.Code, err error) {
-	if code == wire.CodeInternal {
+	if code == wire.CodeInternal && err != nil {
 		s.logger().Error("handler failed", slog.String("method", m.Name), slog.Any(keyError, err))
 	}
 }

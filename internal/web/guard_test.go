@@ -146,3 +146,45 @@ func TestWebSocketMemoryFlood(t *testing.T) {
 		t.Errorf("heap grew %d MiB under the flood", grew>>20)
 	}
 }
+
+// TestWebSocketCounts: an upgrade that fails (no upgrade headers: 426; a
+// foreign origin: 403) is counted rejected, not accepted.
+func TestWebSocketCounts(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	if code := do(t, "GET", "http://"+srv.Web+"/ws", "", nil); code != http.StatusUpgradeRequired {
+		t.Fatalf("GET /ws without an upgrade: %d", code)
+	}
+	if code := do(t, "GET", "http://"+srv.Web+"/ws", "", map[string]string{"Origin": "http://attacker.example"}); code != http.StatusForbidden {
+		t.Fatalf("GET /ws from a foreign origin: %d", code)
+	}
+	if a, r := srv.Metric(t, "nexo_connections_accepted_total", "ws"), srv.Metric(t, "nexo_connections_rejected_total", "ws"); a != 0 || r != 2 {
+		t.Errorf("accepted %v, rejected %v; want 0 and 2", a, r)
+	}
+}
+
+// TestNonBearerAuthorization: an Authorization header that is not a
+// bearer token is a wrong token, not a missing one: refused where any
+// token is configured (it passed as no token, with only an admin token).
+func TestNonBearerAuthorization(t *testing.T) {
+	cfg := nexotest.FastConfig()
+	cfg.AdminToken = "s3cret"
+	srv := nexotest.Start(t, cfg)
+	body := `{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`
+	for _, tt := range []struct {
+		auth string
+		want int
+	}{
+		{"", 200},
+		{"Bearer s3cret", 200},
+		{"Basic dXNlcjpwYXNz", 401},
+		{"Bearer ", 401},
+	} {
+		hdr := map[string]string{"Content-Type": "application/json"}
+		if tt.auth != "" {
+			hdr["Authorization"] = tt.auth
+		}
+		if got := do(t, "POST", "http://"+srv.Web+"/rpc", body, hdr); got != tt.want {
+			t.Errorf("Authorization %q: %d, want %d", tt.auth, got, tt.want)
+		}
+	}
+}

@@ -67,6 +67,7 @@ func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 	if d.guard.Foreign(r) {
 		// Browsers let any page open a WebSocket anywhere: the Origin, its
 		// scheme, host and port, is what tells the GUI from another site.
+		d.srv.Rejected(DoorWS)
 		d.log.Info("websocket refused: foreign origin", slog.String("remote", r.RemoteAddr), slog.String("origin", r.Header.Get("Origin")))
 		http.Error(w, "WebSockets from another origin's page are refused", http.StatusForbidden)
 		return
@@ -98,9 +99,11 @@ func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		// Accept has answered (426 without an upgrade).
+		d.srv.Rejected(DoorWS)
 		d.log.Info("websocket refused", slog.String("remote", r.RemoteAddr), slog.String("origin", r.Header.Get("Origin")), slog.Any("err", err))
 		return
 	}
+	d.srv.Accepted(DoorWS)
 	cfg := d.srv.Config()
 	c.SetReadLimit(int64(cfg.MaxFrame))
 	wc := &wsConn{ws: c, remote: addrOf(r.RemoteAddr), done: make(chan struct{})}
@@ -250,9 +253,12 @@ func (w *wsCodec) AppendFatal(b []byte, _ wire.Code, msg string) []byte {
 	return b
 }
 
+// Heartbeats is true: WebSocket pings.
+func (w *wsCodec) Heartbeats() bool { return true }
+
 // Ping sends a WebSocket ping; its pong counts as a sign of life and gives
 // the round trip. Browsers answer pings by themselves.
-func (w *wsCodec) Ping(now time.Time) bool {
+func (w *wsCodec) Ping(now time.Time) {
 	go func() {
 		ctx, cancel := context.WithTimeout(w.sess.Context(), w.heartbeat)
 		defer cancel()
@@ -260,7 +266,6 @@ func (w *wsCodec) Ping(now time.Time) bool {
 			w.sess.Pong(time.Since(now))
 		}
 	}()
-	return true
 }
 
 // Wake does nothing: a WebSocket session always has its reader.
