@@ -1,0 +1,114 @@
+package server_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/legacy"
+	. "github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// TestLegacyNativeHello: a native client pointed at the legacy door is
+// told at once, in its own protocol, that this is the legacy door. Its
+// HELLO used to read as a legacy packet 4 bytes longer than it is, and
+// the door waited --legacy-idle (5 minutes) for the rest.
+func TestLegacyNativeHello(t *testing.T) {
+	srv := Start(t, FastConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := client.Dial(ctx, srv.Legacy, &client.Options{Name: "lost"})
+	if err == nil {
+		c.Close()
+		t.Fatal("a native client got through the legacy door")
+	}
+	if !errors.Is(err, wire.CodeBadFrame) || !strings.Contains(err.Error(), "native door") {
+		t.Errorf("dial: %v, want BAD_FRAME naming the native door", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("the answer took %v", d)
+	}
+	WaitFor(t, 2*time.Second, "the session closed as a bad frame", func() bool {
+		cl := srv.Clients().Closed
+		return len(cl) > 0 && cl[0].Door == "legacy" && cl[0].Reason == "bad frame"
+	})
+}
+
+// TestLegacyPartialPacket: once a packet has begun, the rest must come
+// within the handshake timeout; a peer that stops halfway is answered
+// ERROR BAD_FRAME and closed, instead of being waited for --legacy-idle.
+func TestLegacyPartialPacket(t *testing.T) {
+	cfg := FastConfig()
+	cfg.HandshakeTimeout = 200 * time.Millisecond
+	srv := Start(t, cfg)
+	c := Dial(t, srv.Legacy)
+	// A whole packet is answered, however long the pause before it.
+	if got := c.LegacyLine(legacy.Append(nil, binary.LittleEndian, "SUMA", 1, 2)); got != "3\n" {
+		t.Fatalf("whole packet: %q", got)
+	}
+	time.Sleep(300 * time.Millisecond) // longer than the timeout, between packets: fine
+	p := legacy.Append(nil, binary.LittleEndian, "RESTA", 5, 2)
+	c.Send(p[:len(p)-2])
+	start := time.Now()
+	if got := c.ReadLine(); got != "ERROR BAD_FRAME\n" {
+		t.Fatalf("partial packet: %q", got)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("answered after %v", d)
+	}
+	c.ExpectClosed()
+}
+
+// TestLegacyIdle: a legacy connection silent for --legacy-idle is closed
+// as "idle timeout" (legacy clients cannot answer heartbeats).
+func TestLegacyIdle(t *testing.T) {
+	cfg := FastConfig()
+	cfg.Heartbeat = 50 * time.Millisecond
+	cfg.LegacyIdleTimeout = 300 * time.Millisecond
+	srv := Start(t, cfg)
+	c := Dial(t, srv.Legacy)
+	if got := c.LegacyLine(legacy.Append(nil, binary.LittleEndian, "SUMA", 1, 2)); got != "3\n" {
+		t.Fatalf("SUMA: %q", got)
+	}
+	start := time.Now()
+	c.ExpectClosed()
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("closed after %v, before the idle timeout", d)
+	}
+	WaitFor(t, 2*time.Second, "closed as idle", func() bool {
+		cl := srv.Clients().Closed
+		return len(cl) > 0 && cl[0].Door == "legacy" && cl[0].Reason == "idle timeout"
+	})
+}
+
+// TestLegacySlowConsumer: a legacy client that pipelines and never reads
+// is closed as a slow consumer, and others are served meanwhile.
+func TestLegacySlowConsumer(t *testing.T) {
+	srv := Start(t, server.Config{MaxFrame: 64, MaxPending: 1 << 10, WriteTimeout: 300 * time.Millisecond})
+	c := Dial(t, srv.Legacy)
+	burst := make([]byte, 0, 12*4096)
+	for range 4096 {
+		burst = legacy.Append(burst, binary.LittleEndian, "SUMA", 1, 2)
+	}
+	for range 2000 {
+		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write(burst); err != nil {
+			break // the server closed us: expected
+		}
+	}
+	WaitFor(t, 10*time.Second, "slow consumer closed", func() bool {
+		cl := srv.Clients().Closed
+		return len(cl) > 0 && cl[0].Door == "legacy" && cl[0].Reason == "slow consumer"
+	})
+	other := Dial(t, srv.Legacy)
+	if got := other.LegacyLine(legacy.Append(nil, binary.LittleEndian, "MULTIPLICACION", 6, 7)); got != "42\n" {
+		t.Errorf("another legacy client: %q", got)
+	}
+}
