@@ -184,6 +184,7 @@ type door struct {
 	name, addr string
 	serve      func(net.Listener) error
 	tls        bool // wrapped in TLS when --tls-cert is given
+	admit      bool // an HTTP door: the server's admission wraps its listener
 	ln         net.Listener
 }
 
@@ -290,12 +291,12 @@ func (p *process) addHTTP(name, addr string, h http.Handler, log *slog.Logger) {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       15 * time.Second, // an idle keep-alive connection holds a slot of --max-conns
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	p.https = append(p.https, hs)
-	p.doors = append(p.doors, &door{name: name, addr: addr, tls: true, serve: func(ln net.Listener) error {
+	p.doors = append(p.doors, &door{name: name, addr: addr, tls: true, admit: true, serve: func(ln net.Listener) error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
@@ -318,6 +319,13 @@ func (p *process) listen(ctx context.Context, set *serveSettings) error {
 				d.ln.Close()
 			}
 			return fmt.Errorf("%s door: %w", d.name, err)
+		}
+		if d.admit {
+			refusal := server.HTTPRefusal
+			if set.tls != nil {
+				refusal = nil // a TLS client cannot read a plain 503
+			}
+			ln = p.srv.Listener(ln, d.name, refusal)
 		}
 		if set.tls != nil && d.tls {
 			ln = tls.NewListener(ln, set.tls)

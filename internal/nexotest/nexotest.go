@@ -165,8 +165,9 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	srv.Start()
 	go func() { s.errc <- srv.ServeNative(native) }()
 	go func() { s.errc <- srv.ServeLegacy(leg) }()
-	go func() { _ = webSrv.Serve(webLn) }()     // returns ErrServerClosed at cleanup
-	go func() { _ = adminSrv.Serve(adminLn) }() // returns ErrServerClosed at cleanup
+	// The HTTP doors admit connections as serve's do.
+	go func() { _ = webSrv.Serve(srv.Listener(webLn, "web", server.HTTPRefusal)) }()       // returns ErrServerClosed at cleanup
+	go func() { _ = adminSrv.Serve(srv.Listener(adminLn, "admin", server.HTTPRefusal)) }() // returns ErrServerClosed at cleanup
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -107,8 +107,15 @@ func isLoopback(a net.Addr) bool { return remoteIP(a).IsLoopback() }
 // call Leave once the connection ends, and Accepted or Rejected once it
 // knows whether it serves it. Every door admits through it.
 func (s *Server) Admit(ip netip.Addr, door string) *RefusedError {
+	return s.admitOn(ip, door, true)
+}
+
+// admitOn is Admit; blocking says whether an address over its failure
+// limit is refused here (an HTTP door refuses it per request instead, with
+// its own status, as one connection may carry requests that need no token).
+func (s *Server) admitOn(ip netip.Addr, door string, blocking bool) *RefusedError {
 	d := s.metrics.door(door)
-	why := s.admit(ip)
+	why := s.admit(ip, blocking)
 	if why != nil {
 		if why == ErrAuthLimit {
 			d.authFailures.Add(1)
@@ -126,17 +133,14 @@ func (s *Server) Accepted(door string) { s.metrics.door(door).accepted.Add(1) }
 // afterwards (a WebSocket upgrade that failed).
 func (s *Server) Rejected(door string) { s.metrics.door(door).rejected.Add(1) }
 
-func (s *Server) admit(ip netip.Addr) *RefusedError {
-	if s.shutting.Load() {
-		return &RefusedError{wire.CodeShuttingDown, "server shutting down"}
-	}
+func (s *Server) admit(ip netip.Addr, blocking bool) *RefusedError {
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
 		return ErrTooManyConns
 	}
 	a := s.adm
 	a.mu.Lock()
-	if s.blockedLocked(ip) {
+	if blocking && s.blockedLocked(ip) {
 		a.mu.Unlock()
 		s.conns.Add(-1)
 		return ErrAuthLimit

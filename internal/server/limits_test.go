@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -418,5 +420,71 @@ func TestClaimedLengthsReserveNothing(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if grew := int64(heap()) - int64(base); grew > 32<<20 {
 		t.Errorf("heap grew %d MiB for 300 claims of 1 MiB", grew>>20)
+	}
+}
+
+// TestMaxConnsEveryDoor: the web and admin listeners count against
+// MaxConns like the binary doors: idle keep-alive HTTP connections fill it
+// (they used to be free), and an HTTP connection over it gets 503 and a
+// close.
+func TestMaxConnsEveryDoor(t *testing.T) {
+	srv := Start(t, server.Config{MaxConns: 2})
+	for _, addr := range []string{srv.Web, srv.Admin} {
+		c := Dial(t, addr)
+		c.Send([]byte("GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+		if line := c.ReadLine(); !strings.HasPrefix(line, "HTTP/1.1 ") {
+			t.Fatalf("%s: %q", addr, line)
+		}
+	}
+	over := Dial(t, srv.Native)
+	over.ExpectError(0, wire.CodeBusy)
+	over.ExpectClosed()
+	overWeb := Dial(t, srv.Web)
+	if line := overWeb.ReadLine(); line != "HTTP/1.1 503 Service Unavailable\r\n" {
+		t.Errorf("web door over the limit: %q", line)
+	}
+}
+
+// TestRefusalsNeverSilent: a burst of connections over MaxConns is
+// answered BUSY, every one, and each is closed soon after; they used to
+// be closed without a word past 64 at once.
+func TestRefusalsNeverSilent(t *testing.T) {
+	srv := Start(t, server.Config{MaxConns: 1})
+	hold, _ := Hello(t, srv.Native, "holder")
+	defer hold.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	var busy, slow atomic.Int32
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", srv.Native)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			start := time.Now()
+			_ = c.SetReadDeadline(start.Add(5 * time.Second))
+			b, _ := io.ReadAll(c)
+			if e, err := wire.NewReader(bytes.NewReader(b), 0).ReadFrame(); err == nil && e.Type == wire.TypeError {
+				if pe, err := wire.ParseError(e.Body); err == nil && pe.Code == wire.CodeBusy {
+					busy.Add(1)
+				}
+			}
+			if time.Since(start) > time.Second {
+				slow.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if busy.Load() != n {
+		t.Errorf("%d of %d refused connections got BUSY", busy.Load(), n)
+	}
+	if slow.Load() > 0 {
+		t.Errorf("%d refused connections were closed after more than a second", slow.Load())
+	}
+	if r := srv.Stats().Rejected; r != n {
+		t.Errorf("%d rejections counted, want %d", r, n)
 	}
 }

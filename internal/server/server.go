@@ -66,10 +66,11 @@ type Server struct {
 	adm        *admission
 	maxPayload int // the largest answer payload that fits in a frame
 
-	ids      atomic.Uint64 // last client id given out
-	conns    atomic.Int64  // open sockets on every door, handshaking included
-	async    atomic.Int64  // requests served beside their readers, server-wide
-	shutting atomic.Bool
+	ids       atomic.Uint64 // last client id given out
+	conns     atomic.Int64  // open sockets on every door, handshaking included
+	httpConns atomic.Int64  // of them, those of HTTP doors (Listener): their servers close them
+	async     atomic.Int64  // requests served beside their readers, server-wide
+	shutting  atomic.Bool
 
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{} // guarded by mu
@@ -267,25 +268,33 @@ func (s *Server) serve(ln net.Listener, l listener) error {
 	}
 }
 
-// refuseConn answers a connection that was not admitted and closes it: a
-// BUSY (or UNAUTHORIZED) reply while under the limit on refusers, nothing
-// at all once maxRefusers are already busy.
+// refuseConn answers a connection that was not admitted and closes it,
+// within refuseLinger: the door's refusal (BUSY, UNAUTHORIZED, HTTP 503),
+// then a close that does not reset it. Up to maxRefusers goroutines
+// linger for the peer to read it; past that, the accept loop answers at
+// once and closes after a short drain of what the peer already sent, so
+// that no refusal is silent, however many come at once.
 func (s *Server) refuseConn(c net.Conn, l listener, err *RefusedError) {
+	reply := l.fatal(nil, err.Code, err.Reason)
 	if s.adm.refusers.Add(1) > maxRefusers {
 		s.adm.refusers.Add(-1)
-		_ = c.Close()
+		refuse(c, reply, time.Millisecond)
 		return
 	}
 	go func() {
 		defer s.adm.refusers.Add(-1)
-		refuse(c, l.fatal(nil, err.Code, err.Reason), min(s.cfg.Linger, time.Second))
+		refuse(c, reply, min(s.cfg.Linger, refuseLinger))
 	}()
 }
 
 // refuse writes a last reply to a connection that has no session, and
 // closes it without resetting what it wrote.
 func refuse(c net.Conn, reply []byte, linger time.Duration) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	if len(reply) == 0 { // a door that cannot answer (TLS before its handshake)
+		_ = c.Close()
+		return
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(refuseLinger)) // a new socket's buffer takes it at once
 	if _, err := c.Write(reply); err == nil {
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
@@ -424,7 +433,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if s.conns.Load() == 0 && s.async.Load() == 0 {
+		// Connections of HTTP doors are their servers' to close; the
+		// WebSocket sessions among them are in the table.
+		if s.conns.Load()-s.httpConns.Load() <= 0 && s.table.count() == 0 && s.async.Load() == 0 {
 			return nil
 		}
 		select {

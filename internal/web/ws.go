@@ -62,7 +62,8 @@ type wsDoor struct {
 // "Authorization: Bearer" or, since browsers cannot set headers on a
 // WebSocket, as the query parameter token, and is checked by the server's
 // one Authenticate. A wrong or missing token is refused with 401 before the
-// upgrade (429 once the address is over its failure limit).
+// upgrade (429 once the address is over its failure limit). The listener
+// must be the server's (Server.Listener), which admits connections.
 func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 	if d.guard.Foreign(r) {
 		// Browsers let any page open a WebSocket anywhere: the Origin, its
@@ -88,13 +89,13 @@ func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "name over 64 bytes", http.StatusBadRequest)
 		return
 	}
-	ip := server.ParseRemote(r.RemoteAddr)
-	if why := d.srv.Admit(ip, DoorWS); why != nil {
-		http.Error(w, why.Reason, http.StatusServiceUnavailable)
+	if !d.srv.Accepting() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer d.srv.Leave(ip)
-	// The origin was checked above, scheme included, which Accept's own
+	// The connection was admitted when the web door's listener accepted it
+	// (server.Listener): it counts against the limits once, whatever it
+	// carries. The origin was checked above, scheme included, which Accept's own
 	// check (host only) does not do.
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
