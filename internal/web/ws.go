@@ -12,9 +12,11 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -117,7 +119,7 @@ func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 	sess.Queue(appendNotification(nil, "event.welcome", welcome))
 	sess.Register()
 	sess.Flush()
-	sess.End(d.read(wc, sess))
+	sess.End(d.read(wc, sess, cfg.HandshakeTimeout))
 }
 
 // addrOf parses a remote address as HTTP gives it.
@@ -133,29 +135,47 @@ func addrOf(remote string) net.Addr {
 // inline method is answered here; any other runs on a goroutine of its
 // own, so that a slow call does not hold back the others; answers are
 // written as they are ready, in any order, as JSON-RPC allows.
-func (d *wsDoor) read(wc *wsConn, sess *server.Session) error {
+//
+// A message that has begun must be whole within msgTimeout, fragmented or
+// not (a peer dripping one frame a second, while it answers pings, would
+// hold the connection forever): one timer per connection, armed while a
+// message is read, closes it with 1008. A text message that is not UTF-8
+// closes with 1007, a binary one with 1003, and a frame that breaks the
+// WebSocket protocol (an unmasked frame, say) with 1002.
+func (d *wsDoor) read(wc *wsConn, sess *server.Session, msgTimeout time.Duration) error {
 	var buf bytes.Buffer // the message being handled, reused when it was small
 	caller, ctx := sess.Caller(), sess.Context()
+	slow := time.AfterFunc(time.Hour, func() {
+		wc.fatal(sess, websocket.StatusPolicyViolation, wire.CodeBadFrame, "a message must arrive whole within "+msgTimeout.String())
+	})
+	slow.Stop()
+	defer slow.Stop()
 	for {
 		// No context to watch: closing the session closes the WebSocket,
 		// which ends a Read, and a context would cost a callback per message.
 		typ, r, err := wc.ws.Reader(context.Background())
 		if err != nil {
-			return clientClosed(err)
+			return wc.readFailed(sess, err)
 		}
 		if buf.Cap() > keepMessage {
 			buf = bytes.Buffer{}
 		}
 		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			return clientClosed(err)
+		slow.Reset(msgTimeout)
+		_, err = buf.ReadFrom(r)
+		slow.Stop()
+		if err != nil {
+			return wc.readFailed(sess, err)
 		}
 		msg := buf.Bytes()
 		sess.Received(len(msg))
 		if typ != websocket.MessageText {
-			wc.setClose(websocket.StatusUnsupportedData, "send JSON-RPC as text messages")
-			sess.Fatal(wire.CodeBadFrame, "binary WebSocket message")
+			wc.fatal(sess, websocket.StatusUnsupportedData, wire.CodeBadFrame, "send JSON-RPC as text messages")
 			return errBinaryMessage
+		}
+		if !utf8.Valid(msg) {
+			wc.fatal(sess, websocket.StatusInvalidFramePayloadData, wire.CodeBadFrame, "a text message must be UTF-8")
+			return errInvalidUTF8
 		}
 		sess.Hold()
 		if code, text := sess.Admit(false, 0); code != 0 {
@@ -184,17 +204,43 @@ func lineOf(out []byte, t jsonrpc.Tally) ([]byte, int, int) {
 	return out, t.Calls, t.Errors
 }
 
-// errBinaryMessage ends a WebSocket session that sent a binary message.
-var errBinaryMessage = errors.New("binary WebSocket message")
+// Errors that end a WebSocket session.
+var (
+	errBinaryMessage = errors.New("binary WebSocket message")
+	errInvalidUTF8   = errors.New("WebSocket text message not UTF-8")
+)
 
-// clientClosed turns a normal close by the client into io.EOF, which the
-// session core takes for the client closing its side.
-func clientClosed(err error) error {
-	switch websocket.CloseStatus(err) {
-	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+// readFailed handles the error that ended a read: a normal close by the
+// client becomes io.EOF, which the session core takes for the client
+// closing its side; our own close passes through; anything else broke the
+// protocol, and the peer is told so before the close (1002, or 1009 for a
+// message over the max frame, which the WebSocket library has said
+// already).
+func (wc *wsConn) readFailed(sess *server.Session, err error) error {
+	switch st := websocket.CloseStatus(err); {
+	case st == websocket.StatusNormalClosure, st == websocket.StatusGoingAway, st == websocket.StatusNoStatusRcvd:
 		return io.EOF
+	case st != -1, errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return err
 	}
+	// The library has no error value for a message over its read limit,
+	// only this text; it has sent 1009 itself.
+	if strings.Contains(err.Error(), "read limited at") {
+		wc.fatal(sess, websocket.StatusMessageTooBig, wire.CodeFrameTooLarge, "message over the max frame")
+		return err
+	}
+	wc.fatal(sess, websocket.StatusProtocolError, wire.CodeBadFrame, "WebSocket protocol error")
 	return err
+}
+
+// fatal ends the session over a protocol error, once: the close frame
+// says status and reason.
+func (wc *wsConn) fatal(sess *server.Session, status websocket.StatusCode, code wire.Code, reason string) {
+	if !wc.failed.CompareAndSwap(false, true) {
+		return
+	}
+	wc.setClose(status, reason)
+	sess.Fatal(code, reason)
 }
 
 // keepMessage is the largest message buffer a WebSocket reader keeps for
@@ -303,6 +349,7 @@ type wsConn struct {
 
 	writing  atomic.Bool // a Write is under way
 	timedOut atomic.Bool // a Write outlived its deadline and the connection was closed
+	failed   atomic.Bool // a protocol error ends the session: its close is said once
 }
 
 // Write sends each message of p; a message ends at '\n' (JSON-RPC output
