@@ -96,7 +96,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	legacyAllow := fs.String("legacy-allow", "", "comma-separated `networks` (CIDR) the legacy door accepts; empty accepts all")
 	tokens := fs.String("tokens", "", "comma-separated client `tokens`; when set, native and web clients must present one (prefer --token-file or NEXO_TOKENS)")
 	tokenFile := fs.String("token-file", "", "read client tokens from this `file`, one per line (# comments)")
-	authFailures := fs.Int("auth-failures", d.AuthFailures, "failed authentications an address may make per --auth-window before it is refused")
+	authFailures := fs.Int("auth-failures", d.AuthFailures, "failed authentications an address may make per --auth-window, each slowed more; past them its tokens are checked once a second")
 	authWindow := fs.Duration("auth-window", d.AuthWindow, "the window of --auth-failures")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate `file`: serve TLS on the native, web and admin doors")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")

@@ -30,7 +30,9 @@ func (e *RefusedError) Error() string { return e.Reason }
 var (
 	ErrTooManyConns = &RefusedError{wire.CodeBusy, "too many connections"}
 	ErrTooManyPerIP = &RefusedError{wire.CodeBusy, "too many connections from this address"}
-	// ErrAuthLimit refuses an address over its failed-authentication limit.
+	// ErrAuthLimit refuses, without looking at its token, an attempt from
+	// an address over its failed-authentication limit while another of its
+	// attempts was checked less than a second ago.
 	ErrAuthLimit = &RefusedError{wire.CodeUnauthorized, "too many failed authentications from this address"}
 	// ErrBadToken refuses a wrong or missing token.
 	ErrBadToken = &RefusedError{wire.CodeUnauthorized, "invalid or missing token"}
@@ -55,16 +57,32 @@ type admission struct {
 	authLog  logLimiter          // failed authentications
 	limLog   logLimiter          // connections refused over a limit
 	now      func() time.Time    // the clock of the failure windows; tests inject theirs
+	sleep    func(time.Duration) // how a failure is slowed; tests inject theirs
 }
 
 // failLog is one address's failed authentications in the current window.
 type failLog struct {
 	since time.Time
 	n     int
+	next  time.Time // over the limit: when a token from this address may be checked again
 }
 
+// The failure rule. Each failed authentication from an address is
+// answered after a delay that doubles with the address's failures in the
+// window (authDelay, 200 ms, ... up to the limit). Past AuthFailures, the
+// address's tokens are checked at most once every authCheckEvery: other
+// attempts meanwhile are refused at once without a look. A correct token
+// always gets in when it is checked, so a client that fails does not lock
+// out the others behind the same address (a NAT, a proxy, loopback); it
+// only slows them, while guessing stays at one token a second.
+const (
+	authDelay      = 100 * time.Millisecond
+	authDelayMax   = 2 * time.Second
+	authCheckEvery = time.Second
+)
+
 func newAdmission(cfg Config) *admission {
-	a := &admission{perIP: make(map[netip.Addr]int32), failures: make(map[netip.Addr]*failLog), now: time.Now}
+	a := &admission{perIP: make(map[netip.Addr]int32), failures: make(map[netip.Addr]*failLog), now: time.Now, sleep: time.Sleep}
 	for _, t := range cfg.Tokens {
 		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 	}
@@ -102,25 +120,13 @@ func IsLoopback(remote string) bool { return ParseRemote(remote).IsLoopback() }
 func isLoopback(a net.Addr) bool { return remoteIP(a).IsLoopback() }
 
 // Admit counts a new connection from ip on a door against the server's
-// limits: open connections in all, from this address, and addresses over
-// their failed-authentication limit. When it returns nil, the door must
+// limits: open connections in all, and from this address (failed
+// authentications are Authenticate's, per attempt). When it returns nil, the door must
 // call Leave once the connection ends, and Accepted or Rejected once it
 // knows whether it serves it. Every door admits through it.
 func (s *Server) Admit(ip netip.Addr, door string) *RefusedError {
-	return s.admitOn(ip, door, true)
-}
-
-// admitOn is Admit; blocking says whether an address over its failure
-// limit is refused here (an HTTP door refuses it per request instead, with
-// its own status, as one connection may carry requests that need no token).
-func (s *Server) admitOn(ip netip.Addr, door string, blocking bool) *RefusedError {
-	d := s.metrics.door(door)
-	why := s.admit(ip, blocking)
-	if why != nil {
-		if why == ErrAuthLimit {
-			d.authFailures.Add(1)
-		}
-		s.logRefusal(d, ip.String(), why)
+	if why := s.admit(ip); why != nil {
+		s.logRefusal(s.metrics.door(door), ip.String(), why)
 		return why
 	}
 	return nil
@@ -133,18 +139,13 @@ func (s *Server) Accepted(door string) { s.metrics.door(door).accepted.Add(1) }
 // afterwards (a WebSocket upgrade that failed).
 func (s *Server) Rejected(door string) { s.metrics.door(door).rejected.Add(1) }
 
-func (s *Server) admit(ip netip.Addr, blocking bool) *RefusedError {
+func (s *Server) admit(ip netip.Addr) *RefusedError {
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
 		return ErrTooManyConns
 	}
 	a := s.adm
 	a.mu.Lock()
-	if blocking && s.blockedLocked(ip) {
-		a.mu.Unlock()
-		s.conns.Add(-1)
-		return ErrAuthLimit
-	}
 	n := a.perIP[ip]
 	if n >= int32(s.cfg.MaxConnsPerIP) {
 		a.mu.Unlock()
@@ -180,9 +181,10 @@ func allowed(nets []netip.Prefix, ip netip.Addr) bool {
 
 // Authenticate is the one authentication of a client, on every door: it
 // checks the token a client presented ("" for none) from remote ("ip:port")
-// and reports whether the client is an admin. It refuses with ErrAuthLimit
-// an address over its failure limit, and with ErrBadToken a client whose
-// token does not pass, which is charged to its address.
+// and reports whether the client is an admin. A token that does not pass
+// is refused with ErrBadToken, charged to the address and slowed as the
+// failure rule above says; an attempt from an address over its limit that
+// may not be checked yet is refused with ErrAuthLimit.
 //
 // When client tokens are configured, a client must present one of them or
 // the admin token. When any token is configured, a token presented must be
@@ -193,7 +195,7 @@ func allowed(nets []netip.Prefix, ip netip.Addr) bool {
 func (s *Server) Authenticate(remote, token, door string) (admin bool, err error) {
 	ip := ParseRemote(remote)
 	a := s.adm
-	if s.blocked(ip) {
+	if !s.mayCheck(ip) {
 		s.metrics.door(door).authFailures.Add(1)
 		return false, ErrAuthLimit
 	}
@@ -206,7 +208,7 @@ func (s *Server) Authenticate(remote, token, door string) (admin bool, err error
 		ok = isAdmin || isClient
 	}
 	if !ok {
-		s.authFailed(remote, ip, door, "invalid or missing token")
+		s.failed(remote, ip, door, "invalid or missing token")
 		return false, ErrBadToken
 	}
 	if a.admin == nil {
@@ -224,7 +226,7 @@ func (s *Server) AuthenticateAdmin(remote, token, door string) error {
 	}
 	admin, err := s.Authenticate(remote, token, door)
 	if err == nil && !admin {
-		s.authFailed(remote, ParseRemote(remote), door, "not the admin token")
+		s.failed(remote, ParseRemote(remote), door, "not the admin token")
 		return ErrBadToken
 	}
 	return err
@@ -251,27 +253,36 @@ func (s *Server) isAdmin(loopback bool, token string) bool {
 	return admin || (s.adm.admin == nil && loopback)
 }
 
-// blocked reports whether an address has failed authentication too often
-// and is refused for the rest of its window.
-func (s *Server) blocked(ip netip.Addr) bool {
-	s.adm.mu.Lock()
-	defer s.adm.mu.Unlock()
-	return s.blockedLocked(ip)
-}
-
-// blockedLocked reports whether ip is over its failure limit in the
-// current window, forgetting a window that has passed. Call it with
-// adm.mu held.
-func (s *Server) blockedLocked(ip netip.Addr) bool {
-	f := s.adm.failures[ip]
-	if f == nil || f.n < s.cfg.AuthFailures {
+// mayCheck reports whether a token from ip may be checked now: always,
+// unless the address is over its failure limit in the current window;
+// then once every authCheckEvery. A window that has passed is forgotten.
+func (s *Server) mayCheck(ip netip.Addr) bool {
+	a := s.adm
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.failures[ip]
+	switch {
+	case f == nil || f.n < s.cfg.AuthFailures:
+		return true
+	case now.Sub(f.since) >= s.cfg.AuthWindow:
+		delete(a.failures, ip)
+		return true
+	case now.Before(f.next):
 		return false
 	}
-	if s.adm.now().Sub(f.since) < s.cfg.AuthWindow {
-		return true
+	f.next = now.Add(authCheckEvery)
+	return true
+}
+
+// failed charges a failed authentication to its address and slows the
+// answer: authDelay, doubled with each failure of the window up to the
+// limit, at most authDelayMax. Past the limit the check rate bounds the
+// failures, and they are answered at once.
+func (s *Server) failed(remote string, ip netip.Addr, door string, why string) {
+	if n := s.authFailed(remote, ip, door, why); n >= 1 && n <= s.cfg.AuthFailures {
+		s.adm.sleep(min(authDelay<<min(n-1, 16), authDelayMax))
 	}
-	delete(s.adm.failures, ip)
-	return false
 }
 
 // logRefusal counts a connection refused on a door and logs it, at most
@@ -286,9 +297,10 @@ func (s *Server) logRefusal(d *doorStats, remote string, why *RefusedError) {
 
 // authFailed records a failed authentication from ip on a door: it is
 // counted, logged (at most once a second per server, with the count of
-// those not logged), and charged to the address, which is refused for the
-// rest of the window once it has failed AuthFailures times.
-func (s *Server) authFailed(remote string, ip netip.Addr, door string, why string) {
+// those not logged), and charged to the address. It returns the address's
+// failures in the current window (0 when the table is full and the address
+// is not tracked).
+func (s *Server) authFailed(remote string, ip netip.Addr, door string, why string) int {
 	s.metrics.door(door).authFailures.Add(1)
 	a := s.adm
 	now := a.now()
@@ -303,16 +315,18 @@ func (s *Server) authFailed(remote string, ip netip.Addr, door string, why strin
 			a.failures[ip] = f
 		}
 	}
-	blocked := false
+	n := 0
 	if f != nil {
 		f.n++
-		blocked = f.n == s.cfg.AuthFailures
+		n = f.n
 	}
 	a.mu.Unlock()
 	if a.authLog.allow(now) {
 		s.log.Warn("authentication failed", slog.String(keyDoor, door), slog.String(keyRemote, remote),
-			slog.String(keyReason, why), slog.Bool("address_blocked", blocked), slog.Uint64("not_logged", a.authLog.takeSuppressed()))
+			slog.String(keyReason, why), slog.Int("failures", n), slog.Bool("over_limit", n >= s.cfg.AuthFailures),
+			slog.Uint64("not_logged", a.authLog.takeSuppressed()))
 	}
+	return n
 }
 
 // maxFailureEntries bounds the failed-authentication table; when it is

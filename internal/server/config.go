@@ -64,8 +64,9 @@ type Config struct {
 	// UNAUTHORIZED. The legacy door cannot carry a token; see LegacyAllow.
 	Tokens []string
 	// AuthFailures is how many failed authentications an address may make
-	// per AuthWindow (default 5); past it its new connections are closed at
-	// once until the window has passed.
+	// per AuthWindow (default 5), each answered after a growing delay; past
+	// it, the address's tokens are checked at most once a second until the
+	// window has passed (see Authenticate).
 	AuthFailures int
 	// AuthWindow is the period of AuthFailures (default 1m).
 	AuthWindow time.Duration

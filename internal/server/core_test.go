@@ -281,32 +281,48 @@ func (v verdict) String() string {
 	return [...]string{"keep", "ping", "close (silent)", "close (idle)"}[v]
 }
 
-// TestAuthWindow: an address is refused once it failed AuthFailures
-// times, for the rest of its window, and may try again after it.
-func TestAuthWindow(t *testing.T) {
-	s := newTestServer(t, Config{Tokens: []string{"alpha"}, AuthFailures: 2, AuthWindow: time.Minute})
-	now := time.Unix(3000, 0)
+// TestAuthFailureRule: each failure of an address is slowed, twice as
+// much as the one before; past the limit its tokens are checked once a
+// second, the others refused unlooked; a correct token checked gets in
+// (five wrong tokens used to lock out every client of the address for the
+// window); the window's end forgets it all.
+func TestAuthFailureRule(t *testing.T) {
+	s := newTestServer(t, Config{Tokens: []string{"alpha"}, AuthFailures: 3, AuthWindow: time.Minute})
+	t0 := time.Unix(3000, 0)
+	now := t0
+	var slept []time.Duration
 	s.adm.now = func() time.Time { return now }
+	s.adm.sleep = func(d time.Duration) { slept = append(slept, d) }
 	const from = "192.0.2.1:4000"
-	try := func(token string) error {
-		_, err := s.Authenticate(from, token, "test")
-		return err
-	}
 	for i, tt := range []struct {
 		after time.Duration
 		token string
 		want  error
+		delay time.Duration // the failure's delay; 0: none
 	}{
-		{0, "alpha", nil},
-		{time.Second, "wrong", ErrBadToken},
-		{2 * time.Second, "", ErrBadToken}, // the second failure: blocked from now on
-		{3 * time.Second, "alpha", ErrAuthLimit},
-		{time.Minute - 1, "alpha", ErrAuthLimit},
-		{time.Minute + time.Second, "alpha", nil}, // the window began at the first failure
+		{0, "alpha", nil, 0},
+		{time.Second, "wrong", ErrBadToken, 100 * time.Millisecond},
+		{2 * time.Second, "", ErrBadToken, 200 * time.Millisecond},
+		{3 * time.Second, "wrong", ErrBadToken, 400 * time.Millisecond}, // the third: over the limit from now on
+		{3*time.Second + 1, "alpha", nil, 0},                            // checked: a correct token gets in
+		{3*time.Second + 2, "alpha", ErrAuthLimit, 0},                   // within the second: not looked at
+		{4*time.Second + 2, "wrong", ErrBadToken, 0},                    // checked, wrong: no delay past the limit
+		{4*time.Second + 3, "wrong", ErrAuthLimit, 0},
+		{5*time.Second + 3, "alpha", nil, 0},
+		{time.Minute + 2*time.Second, "wrong", ErrBadToken, 100 * time.Millisecond}, // the window (from the first failure) is over
 	} {
-		now = time.Unix(3000, 0).Add(tt.after)
-		if err := try(tt.token); err != tt.want {
+		now = t0.Add(tt.after)
+		slept = slept[:0]
+		_, err := s.Authenticate(from, tt.token, "test")
+		if err != tt.want {
 			t.Errorf("step %d (%v, %q): %v, want %v", i, tt.after, tt.token, err, tt.want)
+		}
+		var got time.Duration
+		for _, d := range slept {
+			got += d
+		}
+		if got != tt.delay {
+			t.Errorf("step %d: slowed %v, want %v", i, got, tt.delay)
 		}
 	}
 	if _, err := s.Authenticate("192.0.2.2:4000", "alpha", "test"); err != nil {

@@ -45,7 +45,7 @@ func (l *admitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c.RemoteAddr())
-		if why := l.srv.admitOn(ip, l.door, false); why != nil {
+		if why := l.srv.Admit(ip, l.door); why != nil {
 			l.srv.refuseConn(c, listener{door: l.door, fatal: func(b []byte, code wire.Code, msg string) []byte {
 				if l.refusal == nil {
 					return b
