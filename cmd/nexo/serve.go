@@ -179,6 +179,10 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	}, nil
 }
 
+// adminConns bounds the admin listener's connections, which do not count
+// against --max-conns: clients filling it never starve probes and metrics.
+const adminConns = 256
+
 // door is one listener of serve.
 type door struct {
 	name, addr string
@@ -325,7 +329,11 @@ func (p *process) listen(ctx context.Context, set *serveSettings) error {
 			if set.tls != nil {
 				refusal = nil // a TLS client cannot read a plain 503
 			}
-			ln = p.srv.Listener(ln, d.name, refusal)
+			if d.name == "admin" {
+				ln = p.srv.AdminListener(ln, d.name, adminConns, refusal)
+			} else {
+				ln = p.srv.Listener(ln, d.name, refusal)
+			}
 		}
 		if set.tls != nil && d.tls {
 			ln = tls.NewListener(ln, set.tls)

@@ -12,8 +12,18 @@ import (
 const MaxBody = 1 << 20
 
 // CallerFunc tells who sent an HTTP request. An error refuses the request
-// with 401 Unauthorized and the error's text.
+// with 401 Unauthorized and the error's text, or with the status of a
+// *StatusError.
 type CallerFunc func(*http.Request) (*service.Caller, error)
+
+// StatusError refuses a request with an HTTP status of its own.
+type StatusError struct {
+	Status int
+	Err    error
+}
+
+func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Unwrap() error { return e.Err }
 
 // Handler serves JSON-RPC over POST at any path it is mounted on. Each HTTP
 // request is a stateless caller with door "http"; it is not listed as a
@@ -33,8 +43,13 @@ func (r *RPC) Handler(who CallerFunc) http.Handler {
 		}
 		caller, err := who(req)
 		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="nexo"`)
-			http.Error(w, err.Error(), http.StatusUnauthorized)
+			status := http.StatusUnauthorized
+			if se, ok := errors.AsType[*StatusError](err); ok {
+				status = se.Status
+			} else {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="nexo"`)
+			}
+			http.Error(w, err.Error(), status)
 			return
 		}
 		r.serveHTTP(w, req, caller)

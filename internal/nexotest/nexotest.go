@@ -166,8 +166,8 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	go func() { s.errc <- srv.ServeNative(native) }()
 	go func() { s.errc <- srv.ServeLegacy(leg) }()
 	// The HTTP doors admit connections as serve's do.
-	go func() { _ = webSrv.Serve(srv.Listener(webLn, "web", server.HTTPRefusal)) }()       // returns ErrServerClosed at cleanup
-	go func() { _ = adminSrv.Serve(srv.Listener(adminLn, "admin", server.HTTPRefusal)) }() // returns ErrServerClosed at cleanup
+	go func() { _ = webSrv.Serve(srv.Listener(webLn, "web", server.HTTPRefusal)) }()                 // returns ErrServerClosed at cleanup
+	go func() { _ = adminSrv.Serve(srv.AdminListener(adminLn, "admin", 256, server.HTTPRefusal)) }() // returns ErrServerClosed at cleanup
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -49,7 +49,9 @@ const maxRefusers = 64
 type admission struct {
 	mu       sync.Mutex
 	perIP    map[netip.Addr]int32    // guarded by mu: open connections by address
-	failures map[netip.Addr]*failLog // guarded by mu: recent failed authentications
+	failures map[netip.Addr]*failLog // guarded by mu: recent failed authentications, by failKey
+	overflow failLog                 // guarded by mu: the failures of addresses the full table cannot hold
+	pruned   time.Time               // guarded by mu: the last prune of a full table
 
 	refusers atomic.Int32
 	tokens   [][sha256.Size]byte // client tokens, hashed; immutable
@@ -157,6 +159,12 @@ func (s *Server) admit(ip netip.Addr) *RefusedError {
 	return nil
 }
 
+// leaveBinary is Leave for a connection of a binary door's accept loop.
+func (s *Server) leaveBinary(c net.Conn) {
+	s.Leave(remoteIP(c.RemoteAddr()))
+	s.binConns.Add(-1)
+}
+
 // Leave undoes a successful Admit.
 func (s *Server) Leave(ip netip.Addr) {
 	a := s.adm
@@ -261,12 +269,12 @@ func (s *Server) mayCheck(ip netip.Addr) bool {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	f := a.failures[ip]
+	f := a.entry(failKey(ip))
 	switch {
 	case f == nil || f.n < s.cfg.AuthFailures:
 		return true
 	case now.Sub(f.since) >= s.cfg.AuthWindow:
-		delete(a.failures, ip)
+		*f = failLog{} // a window that has passed is forgotten
 		return true
 	case now.Before(f.next):
 		return false
@@ -305,21 +313,25 @@ func (s *Server) authFailed(remote string, ip netip.Addr, door string, why strin
 	a := s.adm
 	now := a.now()
 	a.mu.Lock()
-	f := a.failures[ip]
-	if f == nil || now.Sub(f.since) >= s.cfg.AuthWindow {
-		if len(a.failures) >= maxFailureEntries {
+	key := failKey(ip)
+	f := a.entry(key)
+	if f == nil {
+		f = &failLog{}
+		if len(a.failures) >= maxFailureEntries && now.Sub(a.pruned) >= time.Second {
+			a.pruned = now
 			a.pruneFailures(now, s.cfg.AuthWindow)
 		}
 		if len(a.failures) < maxFailureEntries {
-			f = &failLog{since: now}
-			a.failures[ip] = f
+			a.failures[key] = f
+		} else {
+			f = &a.overflow // full: addresses not held share one entry, which fails closed
 		}
 	}
-	n := 0
-	if f != nil {
-		f.n++
-		n = f.n
+	if f.n == 0 || now.Sub(f.since) >= s.cfg.AuthWindow {
+		*f = failLog{since: now}
 	}
+	f.n++
+	n := f.n
 	a.mu.Unlock()
 	if a.authLog.allow(now) {
 		s.log.Warn("authentication failed", slog.String(keyDoor, door), slog.String(keyRemote, remote),
@@ -329,14 +341,38 @@ func (s *Server) authFailed(remote string, ip netip.Addr, door string, why strin
 	return n
 }
 
-// maxFailureEntries bounds the failed-authentication table; when it is
-// full of live entries, further addresses are not tracked (but still
-// refused, counted and logged).
+// maxFailureEntries bounds the failed-authentication table. When it is
+// full of live entries, the addresses it cannot hold share one entry,
+// so that the rule holds for them together (it fails closed), and a full
+// table is pruned at most once a second, not on every failure.
 const maxFailureEntries = 1 << 16
+
+// failKey is the key of an address in the failure table: the address, or
+// for IPv6 its /64, which one host usually holds whole (one entry per
+// address would give it 2^64 fresh starts).
+func failKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
+}
+
+// entry returns the failures of key: its own entry, or, when the table is
+// full and does not hold it, the shared overflow entry while that has any;
+// nil when it has none. Call it with mu held.
+func (a *admission) entry(key netip.Addr) *failLog {
+	if f := a.failures[key]; f != nil {
+		return f
+	}
+	if len(a.failures) >= maxFailureEntries && a.overflow.n > 0 {
+		return &a.overflow
+	}
+	return nil
+}
 
 func (a *admission) pruneFailures(now time.Time, window time.Duration) {
 	for ip, f := range a.failures {
-		if now.Sub(f.since) >= window {
+		if f.n == 0 || now.Sub(f.since) >= window {
 			delete(a.failures, ip)
 		}
 	}

@@ -2,8 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -327,5 +329,58 @@ func TestAuthFailureRule(t *testing.T) {
 	}
 	if _, err := s.Authenticate("192.0.2.2:4000", "alpha", "test"); err != nil {
 		t.Errorf("another address: %v", err)
+	}
+}
+
+// TestAuthFailureTable: IPv6 addresses of one /64 share their failures
+// (each used to get its own); and a full table fails closed: the
+// addresses it cannot hold share one entry, so a fresh address is still
+// slowed and limited (it used to be neither).
+func TestAuthFailureTable(t *testing.T) {
+	s := newTestServer(t, Config{Tokens: []string{"alpha"}, AuthFailures: 2, AuthWindow: time.Minute})
+	now := time.Unix(5000, 0)
+	s.adm.now = func() time.Time { return now }
+	var slept time.Duration
+	s.adm.sleep = func(d time.Duration) { slept += d }
+	wrong := func(remote string) error {
+		_, err := s.Authenticate(remote, "wrong", "test")
+		return err
+	}
+	_ = wrong("[2001:db8::1]:1")
+	_ = wrong("[2001:db8::2]:1") // the same /64: its second failure
+	if err := wrong("[2001:db8::3]:1"); err != ErrBadToken {
+		t.Fatalf("third failure of the /64: %v", err) // checked: over the limit, once a second
+	}
+	if err := wrong("[2001:db8::4]:1"); err != ErrAuthLimit {
+		t.Errorf("another address of the /64 within the second: %v, want ErrAuthLimit", err)
+	}
+	if err := wrong("[2001:db8:0:1::1]:1"); err != ErrBadToken {
+		t.Errorf("the next /64: %v", err)
+	}
+
+	// Fill the table, then fail from addresses it cannot hold.
+	for i := range maxFailureEntries {
+		s.adm.failures[netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})] = &failLog{since: now, n: 1}
+	}
+	slept = 0
+	for i := range 3 {
+		// The third is over the shared limit, and checked: the first check
+		// of the second.
+		if err := wrong(fmt.Sprintf("198.51.100.%d:1", i+1)); err != ErrBadToken {
+			t.Fatalf("untracked failure %d: %v", i+1, err)
+		}
+	}
+	if slept == 0 {
+		t.Error("failures of addresses the table cannot hold were not slowed")
+	}
+	if err := wrong("198.51.100.99:1"); err != ErrAuthLimit {
+		t.Errorf("a fresh address past the shared limit: %v, want ErrAuthLimit", err)
+	}
+	if _, err := s.Authenticate("198.51.100.100:1", "alpha", "test"); err != ErrAuthLimit {
+		t.Errorf("within the second: %v", err)
+	}
+	now = now.Add(time.Second)
+	if _, err := s.Authenticate("198.51.100.100:1", "alpha", "test"); err != nil {
+		t.Errorf("a correct token checked a second later: %v", err)
 	}
 }

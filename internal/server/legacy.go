@@ -79,7 +79,7 @@ func (*legacyConn) Ordered() bool { return true }
 // handleLegacy runs one legacy connection. There is no handshake: the
 // client is registered as soon as it connects.
 func (s *Server) handleLegacy(c net.Conn) {
-	defer s.Leave(remoteIP(c.RemoteAddr()))
+	defer s.leaveBinary(c)
 	lc := &legacyConn{}
 	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return lc })
 	s.register(sess)
@@ -105,6 +105,10 @@ func (s *session) readLegacy(lc *legacyConn, dec *legacy.Decoder) error {
 			if !dec.HasPacket() && !s.finished.Load() {
 				partial = true
 				_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.HandshakeTimeout))
+				if s.finished.Load() {
+					// A drain began meanwhile: its linger bounds the reader.
+					_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger))
+				}
 			}
 		}
 		p, err := dec.Decode()

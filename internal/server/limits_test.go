@@ -428,13 +428,13 @@ func TestClaimedLengthsReserveNothing(t *testing.T) {
 	}
 }
 
-// TestMaxConnsEveryDoor: the web and admin listeners count against
-// MaxConns like the binary doors: idle keep-alive HTTP connections fill it
-// (they used to be free), and an HTTP connection over it gets 503 and a
-// close.
+// TestMaxConnsEveryDoor: the web listener counts against MaxConns like the
+// binary doors: idle keep-alive HTTP connections fill it (they used to be
+// free), and an HTTP connection over it gets 503 and a close. The admin
+// listener has a limit of its own, so that clients cannot starve probes.
 func TestMaxConnsEveryDoor(t *testing.T) {
 	srv := Start(t, server.Config{MaxConns: 2})
-	for _, addr := range []string{srv.Web, srv.Admin} {
+	for _, addr := range []string{srv.Web, srv.Web} {
 		c := Dial(t, addr)
 		c.Send([]byte("GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
 		if line := c.ReadLine(); !strings.HasPrefix(line, "HTTP/1.1 ") {
@@ -447,6 +447,11 @@ func TestMaxConnsEveryDoor(t *testing.T) {
 	overWeb := Dial(t, srv.Web)
 	if line := overWeb.ReadLine(); line != "HTTP/1.1 503 Service Unavailable\r\n" {
 		t.Errorf("web door over the limit: %q", line)
+	}
+	probe := Dial(t, srv.Admin)
+	probe.Send([]byte("GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+	if line := probe.ReadLine(); line != "HTTP/1.1 200 OK\r\n" {
+		t.Errorf("the admin listener with the clients' limit full: %q", line)
 	}
 }
 

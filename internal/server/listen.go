@@ -2,8 +2,10 @@ package server
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexo-project/nexo/wire"
@@ -29,11 +31,38 @@ func HTTPRefusal(_ wire.Code, msg string) []byte {
 		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 }
 
+// AdminListener returns ln with a connection limit of its own, max, for
+// the admin listener: its connections do not count against the clients'
+// MaxConns and MaxConnsPerIP, so that clients filling them never starve
+// the probes, the metrics and the operator; over max, the refusal.
+func (s *Server) AdminListener(ln net.Listener, door string, max int, refusal func(code wire.Code, msg string) []byte) net.Listener {
+	s.AddDoor(door)
+	return &admitListener{Listener: ln, srv: s, door: door, refusal: refusal, own: &atomic.Int64{}, max: int64(max)}
+}
+
 type admitListener struct {
 	net.Listener
 	srv     *Server
 	door    string
 	refusal func(wire.Code, string) []byte
+	own     *atomic.Int64 // a count of its own, not the server's; nil: the server's admission
+	max     int64         // the limit of own
+}
+
+// admit admits a connection from ip, and returns how it leaves.
+func (l *admitListener) admit(ip netip.Addr) (func(), *RefusedError) {
+	if l.own == nil {
+		if why := l.srv.Admit(ip, l.door); why != nil {
+			return nil, why
+		}
+		return func() { l.srv.Leave(ip) }, nil
+	}
+	if l.own.Add(1) > l.max {
+		l.own.Add(-1)
+		l.srv.logRefusal(l.srv.metrics.door(l.door), ip.String(), ErrTooManyConns)
+		return nil, ErrTooManyConns
+	}
+	return func() { l.own.Add(-1) }, nil
 }
 
 // Accept returns the next connection admitted; refused ones are answered
@@ -45,7 +74,8 @@ func (l *admitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c.RemoteAddr())
-		if why := l.srv.Admit(ip, l.door); why != nil {
+		leave, why := l.admit(ip)
+		if why != nil {
 			l.srv.refuseConn(c, listener{door: l.door, fatal: func(b []byte, code wire.Code, msg string) []byte {
 				if l.refusal == nil {
 					return b
@@ -55,11 +85,7 @@ func (l *admitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.srv.Accepted(l.door)
-		l.srv.httpConns.Add(1)
-		return &admittedConn{Conn: c, leave: func() {
-			l.srv.httpConns.Add(-1)
-			l.srv.Leave(ip)
-		}}, nil
+		return &admittedConn{Conn: c, leave: leave}, nil
 	}
 }
 

@@ -95,7 +95,7 @@ func (n *nativeConn) Ordered() bool { return false }
 func (s *Server) handleNative(c net.Conn) {
 	n := s.handshakeNative(c)
 	if n == nil {
-		s.Leave(remoteIP(c.RemoteAddr()))
+		s.leaveBinary(c)
 		return
 	}
 	n.raw = parkable(c)

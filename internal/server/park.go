@@ -50,7 +50,7 @@ func (n *nativeConn) run() {
 		return
 	}
 	n.s.end(err)
-	n.s.srv.Leave(remoteIP(n.s.conn.RemoteAddr()))
+	n.s.srv.leaveBinary(n.s.conn)
 }
 
 // park hands the connection to the poller, after the handshake or after a

@@ -66,11 +66,11 @@ type Server struct {
 	adm        *admission
 	maxPayload int // the largest answer payload that fits in a frame
 
-	ids       atomic.Uint64 // last client id given out
-	conns     atomic.Int64  // open sockets on every door, handshaking included
-	httpConns atomic.Int64  // of them, those of HTTP doors (Listener): their servers close them
-	async     atomic.Int64  // requests served beside their readers, server-wide
-	shutting  atomic.Bool
+	ids      atomic.Uint64 // last client id given out
+	conns    atomic.Int64  // open sockets on every door, handshaking included
+	binConns atomic.Int64  // of them, those of the binary doors' own accept loops: Shutdown waits for them
+	async    atomic.Int64  // requests served beside their readers, server-wide
+	shutting atomic.Bool
 
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{} // guarded by mu
@@ -79,6 +79,8 @@ type Server struct {
 	stopOnce    sync.Once
 	hbStop      chan struct{}          // closed by Shutdown
 	hbDone      chan struct{}          // closed when the heartbeat loop exits
+	lingerDone  chan struct{}          // closed when the linger loop exits
+	lingering   chan lingering         // refused connections to close later
 	pubDone     chan struct{}          // closed when the publish loop exits
 	poll        atomic.Pointer[poller] // parked idle connections; nil where there is no poller
 	started     time.Time
@@ -106,6 +108,8 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 		handshaking: make(map[net.Conn]struct{}),
 		hbStop:      make(chan struct{}),
 		hbDone:      make(chan struct{}),
+		lingerDone:  make(chan struct{}),
+		lingering:   make(chan lingering, lingerQueue),
 		pubDone:     make(chan struct{}),
 		started:     time.Now(),
 	}
@@ -125,6 +129,7 @@ func (s *Server) Start() {
 		}
 		go s.heartbeatLoop()
 		go s.publishLoop()
+		go s.lingerLoop()
 	})
 }
 
@@ -264,6 +269,7 @@ func (s *Server) serve(ln net.Listener, l listener) error {
 			continue
 		}
 		door.accepted.Add(1)
+		s.binConns.Add(1)
 		go l.handle(c)
 	}
 }
@@ -278,13 +284,78 @@ func (s *Server) refuseConn(c net.Conn, l listener, err *RefusedError) {
 	reply := l.fatal(nil, err.Code, err.Reason)
 	if s.adm.refusers.Add(1) > maxRefusers {
 		s.adm.refusers.Add(-1)
-		refuse(c, reply, time.Millisecond)
+		s.refuseLater(c, reply)
 		return
 	}
 	go func() {
 		defer s.adm.refusers.Add(-1)
 		refuse(c, reply, min(s.cfg.Linger, refuseLinger))
 	}()
+}
+
+// refuseLater answers a refused connection from the accept loop without
+// waiting: the reply is written (a new socket's buffer takes it at once)
+// and the write side closed, and the one linger goroutine closes the
+// connection refuseLinger later, after draining what the peer sent, so
+// that the close does not reset the reply. Past lingerQueue connections
+// waiting, one is closed at once.
+func (s *Server) refuseLater(c net.Conn, reply []byte) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Millisecond))
+	if len(reply) > 0 {
+		if _, err := c.Write(reply); err == nil {
+			if cw, ok := c.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
+		}
+	}
+	select {
+	case s.lingering <- lingering{c, time.Now().Add(refuseLinger)}:
+	default:
+		_ = c.Close()
+	}
+}
+
+// lingering is a refused connection waiting to be closed.
+type lingering struct {
+	c  net.Conn
+	at time.Time
+}
+
+// lingerQueue bounds the refused connections waiting to be closed.
+const lingerQueue = 4096
+
+// lingerLoop closes refused connections when their linger is over, in
+// the order they came (all linger the same time), until Shutdown.
+func (s *Server) lingerLoop() {
+	defer close(s.lingerDone)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.hbStop:
+			for {
+				select {
+				case l := <-s.lingering:
+					_ = l.c.Close()
+				default:
+					return
+				}
+			}
+		case l := <-s.lingering:
+			if d := time.Until(l.at); d > 0 {
+				t.Reset(d)
+				select {
+				case <-t.C:
+				case <-s.hbStop:
+					_ = l.c.Close()
+					continue
+				}
+			}
+			_ = l.c.SetReadDeadline(time.Now()) // what has arrived only
+			_, _ = io.CopyN(io.Discard, l.c, 64<<10)
+			_ = l.c.Close()
+		}
+	}
 }
 
 // refuse writes a last reply to a connection that has no session, and
@@ -422,10 +493,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sess.beginDrain(reasonServerShutdown, "server shutting down")
 	}
 	defer func() {
-		s.hbOnce.Do(func() { close(s.hbDone); close(s.pubDone) }) // never started
+		s.hbOnce.Do(func() { close(s.hbDone); close(s.pubDone); close(s.lingerDone) }) // never started
 		s.stopOnce.Do(func() { close(s.hbStop) })
 		<-s.hbDone
 		<-s.pubDone
+		<-s.lingerDone
 		if p := s.poll.Load(); p != nil {
 			p.close()
 		}
@@ -435,7 +507,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		// Connections of HTTP doors are their servers' to close; the
 		// WebSocket sessions among them are in the table.
-		if s.conns.Load()-s.httpConns.Load() <= 0 && s.table.count() == 0 && s.async.Load() == 0 {
+		if s.binConns.Load() == 0 && s.table.count() == 0 && s.async.Load() == 0 {
 			return nil
 		}
 		select {

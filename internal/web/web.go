@@ -6,6 +6,7 @@ package web
 
 import (
 	"embed"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -58,6 +59,9 @@ func Handler(o Options) http.Handler {
 	who := func(r *http.Request) (*service.Caller, error) {
 		token, _ := server.RequestToken(r)
 		admin, err := srv.Authenticate(r.RemoteAddr, token, DoorHTTP)
+		if errors.Is(err, server.ErrAuthLimit) {
+			return nil, &jsonrpc.StatusError{Status: http.StatusTooManyRequests, Err: err}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -163,7 +164,9 @@ func (d *wsDoor) read(wc *wsConn, sess *server.Session, msgTimeout time.Duration
 		buf.Reset()
 		slow.Reset(msgTimeout)
 		_, err = buf.ReadFrom(r)
-		slow.Stop()
+		if !slow.Stop() && wc.failed.Load() {
+			return errSlowMessage // the deadline passed as it ended: it was refused
+		}
 		if err != nil {
 			return wc.readFailed(sess, err)
 		}
@@ -208,6 +211,7 @@ func lineOf(out []byte, t jsonrpc.Tally) ([]byte, int, int) {
 var (
 	errBinaryMessage = errors.New("binary WebSocket message")
 	errInvalidUTF8   = errors.New("WebSocket text message not UTF-8")
+	errSlowMessage   = errors.New("WebSocket message not whole in time")
 )
 
 // readFailed handles the error that ended a read: a normal close by the
@@ -222,6 +226,9 @@ func (wc *wsConn) readFailed(sess *server.Session, err error) error {
 		return io.EOF
 	case st != -1, errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return err
+	}
+	if _, gone := errors.AsType[*net.OpError](err); gone || errors.Is(err, syscall.ECONNRESET) {
+		return err // the network, not the peer's frames: a reset, a dead socket
 	}
 	// The library has no error value for a message over its read limit,
 	// only this text; it has sent 1009 itself.
