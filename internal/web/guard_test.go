@@ -293,7 +293,7 @@ func TestWebSocketProtocolErrors(t *testing.T) {
 		{"unmasked frame", [][]byte{append([]byte{0x81, byte(len(call))}, call...)}, 0, 1002},
 		{"binary message", [][]byte{maskedFrame(0x2, true, call)}, 0, 1003},
 		{"dripped message", [][]byte{maskedFrame(0x1, false, call[:10]), maskedFrame(0x0, false, call[10:20]),
-			maskedFrame(0x0, true, call[20:])}, 200 * time.Millisecond, 1008},
+			maskedFrame(0x0, true, call[20:])}, 500 * time.Millisecond, 1008},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, br := rawWS(t, srv.Web)
@@ -309,7 +309,7 @@ func TestWebSocketProtocolErrors(t *testing.T) {
 			if got := closeStatus(t, br); got != tt.want {
 				t.Errorf("close status %d, want %d", got, tt.want)
 			}
-			if d := time.Since(start); d > 2*time.Second {
+			if d := time.Since(start); d > 3*time.Second {
 				t.Errorf("closed after %v", d)
 			}
 		})
