@@ -14,6 +14,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -159,6 +160,9 @@ func Handshake(ctx context.Context, conn net.Conn, opts *Options) (wire.Welcome,
 	rd := wire.NewReader(conn, opts.MaxFrame)
 	f, err := rd.ReadFrame()
 	if err != nil {
+		if door := otherDoor(rd.Unread()); door != "" {
+			return wire.Welcome{}, nil, fmt.Errorf("handshake: %w: the server answered in %s; native clients connect to the native door (127.0.0.1:7070 by default)", ErrWrongDoor, door)
+		}
 		return wire.Welcome{}, nil, handshakeErr(ctx, err)
 	}
 	switch f.Type {
@@ -173,6 +177,25 @@ func Handshake(ctx context.Context, conn net.Conn, opts *Options) (wire.Welcome,
 		return wire.Welcome{}, nil, fmt.Errorf("handshake: %w", we)
 	}
 	return wire.Welcome{}, nil, fmt.Errorf("handshake: server sent %v instead of WELCOME", f.Type)
+}
+
+// ErrWrongDoor is the error of a handshake answered in another protocol
+// than the native one: the address is another door (the web door, the
+// legacy door) or another server.
+var ErrWrongDoor = errors.New("client: not a native door")
+
+// otherDoor names the protocol of a peer's first bytes when they are not a
+// native frame but another door's answer to our HELLO, or "".
+func otherDoor(b []byte) string {
+	switch {
+	// The frame reader stops after a length field's 4 bytes, which may be
+	// all that it holds.
+	case bytes.HasPrefix(b, []byte("HTTP")):
+		return "HTTP (the web or admin door, 8080 or 8222 by default)"
+	case bytes.HasPrefix(b, []byte("ERRO")):
+		return "the legacy protocol (the legacy door, 7071 by default)"
+	}
+	return ""
 }
 
 func handshakeErr(ctx context.Context, err error) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -296,5 +297,39 @@ func TestDialErrors(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("dial took %v", d)
+	}
+}
+
+// TestWrongDoor: a native client pointed at an HTTP or legacy port is told
+// which protocol answered, instead of a FRAME_TOO_LARGE for a "length"
+// that is the text "HTTP".
+func TestWrongDoor(t *testing.T) {
+	for _, tt := range []struct {
+		answer, want string
+	}{
+		{"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n", "HTTP"},
+		{"ERROR BAD_FRAME\n", "legacy"},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 512)
+			_, _ = c.Read(buf) // the HELLO
+			_, _ = c.Write([]byte(tt.answer))
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = client.Dial(ctx, ln.Addr().String(), nil)
+		cancel()
+		ln.Close()
+		if !errors.Is(err, client.ErrWrongDoor) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "native door") {
+			t.Errorf("answer %q: %v", tt.answer, err)
+		}
 	}
 }

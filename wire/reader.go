@@ -59,6 +59,11 @@ func (r *Reader) SetMaxFrame(maxFrame int) {
 // Buffered returns how many unread bytes the Reader holds.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
+// Unread returns the bytes the Reader holds but has not returned in a
+// frame, valid until the next call: after a malformed frame, what the
+// peer sent instead (a client uses it to tell a wrong door).
+func (r *Reader) Unread() []byte { return r.buf[r.r:r.w] }
+
 // HasFrame reports whether a whole frame is buffered, so that the next
 // ReadFrame will not block.
 func (r *Reader) HasFrame() bool {

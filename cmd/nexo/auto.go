@@ -64,7 +64,7 @@ func (m *Main) auto(ctx context.Context, args []string) error {
 		}
 		c, err := client.Dial(ctx, *addr, opts)
 		if err != nil {
-			return err
+			return dialHint(err)
 		}
 		defer c.Close()
 		fmt.Fprintf(m.Stdout, "connected to %s as client %d\n", *addr, c.ID())

@@ -41,7 +41,7 @@ func (m *Main) call(ctx context.Context, args []string) error {
 	defer cancel()
 	c, err := client.Dial(ctx, *addr, opts)
 	if err != nil {
-		return err
+		return dialHint(err)
 	}
 	defer c.Close()
 	resp, err := c.Call(ctx, method, payload)

@@ -32,7 +32,7 @@ func (m *Main) clients(ctx context.Context, args []string) error {
 	defer cancel()
 	c, err := client.Dial(ctx, *addr, opts)
 	if err != nil {
-		return err
+		return dialHint(err)
 	}
 	defer c.Close()
 	method := "sys.clients"

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"syscall"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/certs"
@@ -37,4 +40,13 @@ func (f *connFlags) options(name string) (*client.Options, error) {
 		o.TLS = cfg
 	}
 	return o, nil
+}
+
+// dialHint adds to a refused connection the likely reason: no server
+// listens there.
+func dialHint(err error) error {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w (is `nexo serve` running? its native door listens on 127.0.0.1:7070 by default)", err)
+	}
+	return err
 }

@@ -471,3 +471,21 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("notification on drain %q, want STOPPING=1", got)
 	}
 }
+
+// TestServerDownHint: a refused connection says that no server may be
+// running, and a wrong door says which protocol answered.
+func TestServerDownHint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	if _, _, err := run(nil, "call", "--addr", closed, "math.add", "1", "2"); err == nil || !strings.Contains(err.Error(), "nexo serve") {
+		t.Errorf("call to a closed port: %v", err)
+	}
+	addrs := serve(t, nil)
+	if _, _, err := run(nil, "call", "--addr", addrs["web"], "math.add", "1", "2"); err == nil || !strings.Contains(err.Error(), "HTTP") {
+		t.Errorf("call to the web door: %v", err)
+	}
+}
