@@ -489,3 +489,98 @@ func TestServerDownHint(t *testing.T) {
 		t.Errorf("call to the web door: %v", err)
 	}
 }
+
+// TestAutoReconnects: the automatic client, kicked, says so on stderr,
+// reconnects and goes on until --count operations were answered; it used
+// to print an error every tick and never reconnect.
+func TestAutoReconnects(t *testing.T) {
+	addrs := serve(t, nil)
+	for _, tt := range []struct {
+		door string
+		args []string
+	}{
+		{"native", []string{"--addr", addrs["native"]}},
+		{"legacy", []string{"--legacy", "--addr", addrs["legacy"]}},
+	} {
+		t.Run(tt.door, func(t *testing.T) {
+			var out, errb nexotest.SyncBuffer
+			m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+			done := make(chan error, 1)
+			go func() {
+				done <- m.Run(context.Background(), append([]string{"auto", "--every", "20ms", "--count", "20", "--give-up", "5s"}, tt.args...))
+			}()
+			// Kick it once it has done a few operations.
+			nexotest.WaitFor(t, 5*time.Second, "a few operations", func() bool { return strings.Count(out.String(), "\n") >= 4 })
+			id := clientOf(t, addrs["admin"], tt.door)
+			req, _ := http.NewRequest(http.MethodDelete, fmt.Sprintf("http://%s/api/clients/%d?reason=test", addrs["admin"], id), nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("auto: %v\nstderr: %s", err, errb.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("auto did not finish")
+			}
+			if e := errb.String(); !strings.Contains(e, "reconnecting") || !strings.Contains(e, "reconnected to") {
+				t.Errorf("stderr: %q", e)
+			}
+			if n := strings.Count(out.String(), " = ") + strings.Count(out.String(), ": DIVISION_BY_ZERO"); n != 20 {
+				t.Errorf("%d operations answered, want 20:\n%s", n, out.String())
+			}
+		})
+	}
+}
+
+// TestAutoGivesUp: when the server is gone for good, the automatic client
+// exits with an error once --give-up has passed.
+func TestAutoGivesUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	go func() { // a legacy server that answers once, then is gone
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 64)
+		_, _ = c.Read(buf)
+		_, _ = c.Write([]byte("3\n"))
+		c.Close()
+	}()
+	start := time.Now()
+	_, stderr, err := run(nil, "auto", "--legacy", "--addr", addr, "--every", "10ms", "--give-up", "500ms")
+	if err == nil || !strings.Contains(err.Error(), "gave up") {
+		t.Errorf("auto against a server gone: %v\nstderr: %s", err, stderr)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %v", d)
+	}
+}
+
+// clientOf returns the id of the one connected client of a door, from the
+// admin API.
+func clientOf(t *testing.T, admin, door string) uint64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/api/clients?door=" + door)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Clients []struct {
+			ID uint64 `json:"id"`
+		} `json:"clients"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Clients) != 1 {
+		t.Fatalf("clients of %s: %v %+v", door, err, page)
+	}
+	return page.Clients[0].ID
+}
