@@ -38,6 +38,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	connections := fs.Int("connections", 0, "same as -c; reads better with --idle")
 	sources := fs.Int("sources", 1, "with --idle, connect from `N` loopback addresses 127.0.0.1..127.0.0.N (each gives ~28k ports)")
 	dialRate := fs.Int("dial-rate", 5000, "with --idle, new connections per second")
+	allowErrors := fs.Bool("allow-errors", false, "exit 0 even when requests failed or idle connections were refused or dropped")
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +49,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		*addr = defaultDoorAddr[*door]
 	}
 	if *idle {
-		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON)
+		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON, *allowErrors)
 	}
 	cfg := loadgen.Config{Addr: *addr, Door: *door, Rate: *rate, Method: *method, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
 	live := isTerminal(m.Stdout) && !*asJSON
@@ -68,8 +69,10 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(m.Stdout)
-		return enc.Encode(res)
+		if err := json.NewEncoder(m.Stdout).Encode(res); err != nil {
+			return err
+		}
+		return m.benchVerdict(res, *allowErrors)
 	}
 	load := "closed loop"
 	if res.Rate > 0 {
@@ -83,6 +86,20 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "  ops/s    %.0f\n", res.OpsPerSec)
 	fmt.Fprintf(m.Stdout, "  latency  p50 %.1fµs  p90 %.1fµs  p99 %.1fµs  p99.9 %.1fµs  max %.1fµs\n",
 		res.P50us, res.P90us, res.P99us, res.P999us, res.MaxUs)
+	return m.benchVerdict(res, *allowErrors)
+}
+
+// benchVerdict warns when a paced run missed its rate (its latencies then
+// measure a queue as much as the server), and fails a run whose requests
+// failed, unless allowed.
+func (m *Main) benchVerdict(res loadgen.Result, allowErrors bool) error {
+	if res.Rate > 0 && res.OpsPerSec < 0.95*res.Rate {
+		fmt.Fprintf(m.Stderr, "nexo bench: warning: the target rate was missed: %.0f of %.0f ops/s (%.0f%%); the latencies include the backlog\n",
+			res.OpsPerSec, res.Rate, 100*res.OpsPerSec/res.Rate)
+	}
+	if res.Errors > 0 && !allowErrors {
+		return fmt.Errorf("bench: %d of %d requests failed (--allow-errors to exit 0 anyway)", res.Errors, res.Ops)
+	}
 	return nil
 }
 
@@ -110,7 +127,7 @@ func writeReports(res loadgen.Result, hgrm, plot string) error {
 }
 
 // benchIdle runs the capacity test: many idle clients held for a while.
-func (m *Main) benchIdle(ctx context.Context, addr string, conns, sources, rate int, hold time.Duration, asJSON bool) error {
+func (m *Main) benchIdle(ctx context.Context, addr string, conns, sources, rate int, hold time.Duration, asJSON, allowErrors bool) error {
 	if sources < 1 || sources > 254 {
 		return usageError{"--sources must be 1..254"}
 	}
@@ -129,8 +146,17 @@ func (m *Main) benchIdle(ctx context.Context, addr string, conns, sources, rate 
 	if err != nil {
 		return err
 	}
+	verdict := func() error {
+		if (res.Failed > 0 || res.Dropped > 0) && !allowErrors {
+			return fmt.Errorf("bench --idle: %d of %d connections failed and %d were dropped (--allow-errors to exit 0 anyway)", res.Failed, res.Connections, res.Dropped)
+		}
+		return nil
+	}
 	if asJSON {
-		return json.NewEncoder(m.Stdout).Encode(res)
+		if err := json.NewEncoder(m.Stdout).Encode(res); err != nil {
+			return err
+		}
+		return verdict()
 	}
 	fmt.Fprintf(m.Stdout, "nexo bench --idle: %s, %d connections from %d source addresses\n", res.Addr, res.Connections, max(1, res.Sources))
 	fmt.Fprintf(m.Stdout, "  up       %d in %.1fs (%d failed)\n", res.Up, res.ConnectS, res.Failed)
@@ -138,7 +164,7 @@ func (m *Main) benchIdle(ctx context.Context, addr string, conns, sources, rate 
 	if res.FirstError != "" {
 		fmt.Fprintf(m.Stdout, "  first error: %s\n", res.FirstError)
 	}
-	return nil
+	return verdict()
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.

@@ -584,3 +584,21 @@ func clientOf(t *testing.T, admin, door string) uint64 {
 	}
 	return page.Clients[0].ID
 }
+
+// TestBenchVerdict: a run whose requests failed exits with an error
+// unless --allow-errors, and a paced run that missed its rate says so;
+// both used to pass in silence.
+func TestBenchVerdict(t *testing.T) {
+	addr := serve(t, nil)["native"]
+	_, _, err := run(nil, "bench", "--addr", addr, "--method", "no.such", "-c", "1", "-d", "100ms")
+	if err == nil || !strings.Contains(err.Error(), "requests failed") {
+		t.Errorf("a run of failing requests: %v", err)
+	}
+	if _, _, err := run(nil, "bench", "--addr", addr, "--method", "no.such", "-c", "1", "-d", "100ms", "--allow-errors"); err != nil {
+		t.Errorf("--allow-errors: %v", err)
+	}
+	_, stderr, err := run(nil, "bench", "--addr", addr, "-c", "1", "-r", "100000000", "-d", "200ms")
+	if err != nil || !strings.Contains(stderr, "target rate was missed") {
+		t.Errorf("a paced run that missed its rate: %v, stderr %q", err, stderr)
+	}
+}
