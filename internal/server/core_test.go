@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -383,4 +386,52 @@ func TestAuthFailureTable(t *testing.T) {
 	if _, err := s.Authenticate("198.51.100.100:1", "alpha", "test"); err != nil {
 		t.Errorf("a correct token checked a second later: %v", err)
 	}
+}
+
+// TestLogSummary: at the default level there is no line per connection;
+// once a minute one line says how many sessions were opened and closed,
+// by reason. It used to be two lines per connection at info.
+func TestLogSummary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		var mu sync.Mutex
+		log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		s, err := New(Config{Heartbeat: time.Hour}, service.NewRegistry(), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.publishLoop()
+		synctest.Wait() // the loop has taken its first counts
+		for i := range 3 {
+			sess, _ := connect(s, fmt.Sprint("c", i))
+			if i < 2 {
+				sess.end(io.EOF)
+			}
+		}
+		time.Sleep(summaryEvery + 2*time.Second)
+		close(s.hbStop)
+		<-s.pubDone
+		mu.Lock()
+		out := buf.String()
+		mu.Unlock()
+		if strings.Contains(out, "client connected") || strings.Contains(out, "client disconnected") {
+			t.Errorf("a line per connection at info:\n%s", out)
+		}
+		if strings.Count(out, "msg=sessions") != 1 || !strings.Contains(out, "opened=3") || !strings.Contains(out, "closed_client_closed=2") ||
+			!strings.Contains(out, "closed=2") {
+			t.Errorf("summary:\n%q", out)
+		}
+	})
+}
+
+// lockedWriter serializes writes to a buffer.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,6 +169,7 @@ func (s *Server) publishLoop() {
 		lastClist time.Time
 		later     *time.Timer // a publication put off to clientsEvery after the last
 		laterC    <-chan time.Time
+		summary   = s.newSummary(time.Now())
 	)
 	publish := func(now time.Time) {
 		s.hub.takeDirty()
@@ -226,8 +229,56 @@ func (s *Server) publishLoop() {
 				}
 			}
 			publish(now)
+			summary.log(now)
 		}
 	}
+}
+
+// summaryEvery is how often the server logs, at info, the sessions
+// opened and closed since the last summary: one line instead of one per
+// connection (those are at debug).
+const summaryEvery = time.Minute
+
+// summary is the state of the periodic log summary, owned by the publish
+// loop.
+type summary struct {
+	s      *Server
+	last   time.Time
+	opened uint64
+	closed [len(reasonNames)]uint64
+}
+
+func (s *Server) newSummary(now time.Time) *summary {
+	sm := &summary{s: s, last: now, opened: s.metrics.opened.Load()}
+	for r := range sm.closed {
+		sm.closed[r] = s.metrics.byReason[r].Load()
+	}
+	return sm
+}
+
+// log writes the summary once summaryEvery has passed, when sessions came
+// or went.
+func (sm *summary) log(now time.Time) {
+	if now.Sub(sm.last) < summaryEvery {
+		return
+	}
+	m := sm.s.metrics
+	opened := m.opened.Load()
+	attrs := []any{slog.Uint64("opened", opened-sm.opened), slog.Int("clients", sm.s.table.count()),
+		slog.Duration("period", now.Sub(sm.last).Round(time.Second))}
+	var closed uint64
+	for r := range sm.closed {
+		n := m.byReason[r].Load()
+		if d := n - sm.closed[r]; d > 0 {
+			attrs = append(attrs, slog.Uint64("closed_"+strings.ReplaceAll(closeReason(r).String(), " ", "_"), d))
+			closed += d
+		}
+		sm.closed[r] = n
+	}
+	if opened != sm.opened || closed > 0 {
+		sm.s.log.Info("sessions", append(attrs, slog.Uint64("closed", closed))...)
+	}
+	sm.last, sm.opened = now, opened
 }
 
 // publishClients sends the client list to its subscribers: admins get

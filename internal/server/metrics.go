@@ -51,6 +51,7 @@ func exponentialRange(min, max float64, n int) []float64 {
 // metrics are the server's counters.
 type metrics struct {
 	byReason [len(reasonNames)]atomic.Uint64
+	opened   atomic.Uint64 // sessions registered
 
 	mu      sync.Mutex
 	doors   atomic.Pointer[[]*doorStats] // copy on write under mu: every door seen, in order

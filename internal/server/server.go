@@ -402,7 +402,8 @@ func (s *Server) trackHandshake(c net.Conn, add bool) bool {
 func (s *Server) register(sess *session) {
 	s.table.add(sess)
 	s.hub.changed()
-	sess.logger().Info("client connected", slog.String("name", sess.caller.Name))
+	s.metrics.opened.Add(1)
+	sess.logger().Debug("client connected", slog.String("name", sess.caller.Name))
 	if s.shutting.Load() {
 		sess.beginDrain(reasonServerShutdown, "server shutting down")
 	}
@@ -426,7 +427,7 @@ func (s *Server) heartbeatLoop() {
 			for _, sess := range buf {
 				switch s.liveness(sess, now) {
 				case closeSilent:
-					sess.logger().Info("heartbeat timeout", slog.Duration("silent", now.Sub(time.Unix(0, sess.lastSeen.Load())).Round(time.Millisecond)))
+					sess.logger().Debug("heartbeat timeout", slog.Duration("silent", now.Sub(time.Unix(0, sess.lastSeen.Load())).Round(time.Millisecond)))
 					sess.close(reasonHeartbeatTimeout)
 				case closeIdle:
 					sess.close(reasonIdleTimeout)

@@ -253,7 +253,7 @@ func (s *session) readFailed(err error) error {
 		err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}
 	}
 	if we, ok := errors.AsType[*wire.Error](err); ok {
-		s.logger().Info("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
+		s.logger().Debug("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
 		s.refuseAndClose(we)
 	}
 	return err
@@ -278,7 +278,7 @@ func (s *session) end(readErr error) {
 		s.srv.metrics.closed(reason)
 		s.door.closedIn.Add(s.bytesIn.Load())
 		s.door.closedOut.Add(s.out.Written())
-		s.logger().Info("client disconnected", slog.String(keyReason, reason.String()),
+		s.logger().Debug("client disconnected", slog.String(keyReason, reason.String()),
 			slog.Uint64("requests", s.requests.Load()), slog.Duration("connected", time.Since(s.connectedAt).Round(time.Millisecond)))
 	}
 }
