@@ -283,7 +283,10 @@ func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start 
 // write from the calling goroutine; otherwise the answer waits for Flush,
 // so that answers delivered together by a forwarder share one write.
 func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int) {
-	defer s.done(size)
+	// The payload is no longer held: its bytes go back before the answer
+	// is written, so that a client that has read it finds them free.
+	s.inflightBytes.Add(-int64(size))
+	defer s.done(0)
 	b, code, err := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
