@@ -98,9 +98,14 @@ export class WebSocketClient extends Emitter {
     this.pending = new Map(); // id -> {resolve, reject}
     /** The server's welcome: client_id, server, heartbeat_ms, max_frame, admin. */
     this.welcome = null;
+    /** Set once the server said goodbye: its reason. */
+    this.goodbye = null;
     /** Resolves when the connection is closed, with {code, reason}. */
     this.closed = new Promise((resolve) => { this._closed = resolve; });
   }
+
+  /** The client id the server gave this connection, as over TCP. */
+  get id() { return this.welcome?.client_id; }
 
   _message(data) {
     let msg;
@@ -124,6 +129,7 @@ export class WebSocketClient extends Emitter {
 
   _emit(topic, params) {
     if (topic === "welcome") this.welcome = params;
+    if (topic === "goodbye") this.goodbye = params?.reason ?? "";
     super._emit(topic, params);
   }
 

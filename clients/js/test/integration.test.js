@@ -168,6 +168,8 @@ test("the WebSocket transport in Node", async (t) => {
   }
   const c = await connect(`ws://${srv.web}/ws`, { name: "js-ws" });
   assert.ok(c.welcome.client_id > 0);
+  assert.equal(c.id, c.welcome.client_id, "id as over TCP");
+  assert.equal(c.goodbye, null);
   assert.equal(await c.add(2, 3), 5);
   assert.equal(await c.div(7, 2), 3.5);
   await assert.rejects(c.div(1, 0), (e) => e.name === "DIVISION_BY_ZERO" && e.number === 6 && e.code === -32006);
