@@ -210,8 +210,21 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step("kick from the admin view",
+	step("your own session has no disconnect button",
+		poll(`(() => { const me = [...document.querySelectorAll("#clients tbody tr")].find((r) => r.textContent.includes("(you)")); return me && me.querySelector("button") === null })()`),
+	)
+	confirm := fmt.Sprintf(`button[aria-label="Confirm disconnect client %d"]`, victim.ID())
+	step("a first click asks for confirmation; the client stays",
 		chromedp.Click(chromedp.CSS(button)),
+		chromedp.WaitVisible(chromedp.CSS(confirm)),
+	)
+	select {
+	case <-victim.Done():
+		t.Fatal("one click disconnected the client")
+	case <-time.After(300 * time.Millisecond):
+	}
+	step("kick from the admin view",
+		chromedp.Click(chromedp.CSS(confirm)),
 		poll(fmt.Sprintf(`(() => { const r = document.querySelector('#closed tbody tr[data-id="%d"]'); return r && r.textContent.includes("kicked") })()`, victim.ID())),
 	)
 	select {

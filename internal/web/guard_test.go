@@ -318,3 +318,17 @@ func TestWebSocketProtocolErrors(t *testing.T) {
 		return srv.Stats().Closed["bad frame"] == 4
 	})
 }
+
+// TestFavicon: the GUI has an icon, and /favicon.ico (which browsers and
+// tools ask for by themselves) leads to it instead of a 404.
+func TestFavicon(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	resp, err := http.Get("http://" + srv.Web + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Errorf("/favicon.ico: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}

@@ -78,6 +78,7 @@ func Handler(o Options) http.Handler {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		http.ServeContent(w, r, "nexo.js", time.Time{}, jsclient.Reader())
 	})
+	mux.Handle("GET /favicon.ico", http.RedirectHandler("/favicon.svg", http.StatusMovedPermanently))
 	mux.Handle("/", http.FileServerFS(gui))
 	return guard.Host(secure(mux))
 }

@@ -214,6 +214,33 @@ function cell(tr, text, cls) {
   return td;
 }
 
+// armed is the Disconnect button clicked once: a second click within
+// armFor confirms. It outlives the list's redraws.
+let armed = { id: 0, until: 0 };
+const armFor = 4000; // ms
+const maxClosedRows = 20;
+
+function disconnectButton(id) {
+  const b = document.createElement("button");
+  b.className = "danger";
+  const set = (on) => {
+    b.textContent = on ? "Confirm disconnect" : "Disconnect";
+    b.setAttribute("aria-label", `${on ? "Confirm disconnect" : "Disconnect"} client ${id}`);
+  };
+  set(armed.id === id && Date.now() < armed.until);
+  b.addEventListener("click", () => {
+    if (armed.id === id && Date.now() < armed.until) {
+      armed = { id: 0, until: 0 };
+      kick(id);
+      return;
+    }
+    armed = { id, until: Date.now() + armFor };
+    set(true);
+    setTimeout(() => { if (armed.id !== id || Date.now() >= armed.until) set(false); }, armFor);
+  });
+  return b;
+}
+
 function onClients(ev) {
   $("clients-count").textContent = `(${ev.total})`;
   $("doors").textContent = Object.entries(ev.doors).map(([d, n]) => `${d}: ${n}`).join(" · ") || "no clients";
@@ -232,17 +259,11 @@ function onClients(ev) {
     cell(tr, ago(c.last_seen));
     cell(tr, c.heartbeat_rtt_us ? `${(c.heartbeat_rtt_us / 1000).toFixed(2)} ms` : "–");
     const td = cell(tr, "", "admin-only");
-    if (admin) {
-      const b = document.createElement("button");
-      b.className = "danger";
-      b.textContent = "Disconnect";
-      b.setAttribute("aria-label", `Disconnect client ${c.id}`);
-      b.addEventListener("click", () => kick(c.id));
-      td.append(b);
-    }
+    if (admin && c.id !== me) td.append(disconnectButton(c.id)); // never your own session
     return tr;
   }));
-  $("closed").tBodies[0].replaceChildren(...ev.closed.map((c) => {
+  const closed = [...ev.closed].sort((x, y) => Date.parse(y.closed_at) - Date.parse(x.closed_at)).slice(0, maxClosedRows);
+  $("closed").tBodies[0].replaceChildren(...closed.map((c) => {
     const tr = document.createElement("tr");
     tr.dataset.id = c.id;
     cell(tr, c.id);
