@@ -210,6 +210,11 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	step("no sideways scroll on a 390 px phone",
+		chromedp.EmulateViewport(390, 844),
+		poll(`document.documentElement.scrollWidth <= 390`),
+		chromedp.EmulateViewport(1280, 1000),
+	)
 	step("your own session has no disconnect button",
 		poll(`(() => { const me = [...document.querySelectorAll("#clients tbody tr")].find((r) => r.textContent.includes("(you)")); return me && me.querySelector("button") === null })()`),
 	)

@@ -49,6 +49,8 @@ async function run() {
       const st = await client.call("sys.stats");
       samples = st.history || [];
       drawCharts();
+      const last = samples[samples.length - 1]; // the figures from the first second, not after the next push
+      if (last) showNow(last);
       await client.subscribe(["stats", "clients"]);
     } catch (e) {
       console.warn("subscribe failed", e);
@@ -172,9 +174,13 @@ const WINDOW = 300; // seconds shown
 function onStats(s) {
   samples.push(s);
   if (samples.length > WINDOW) samples.splice(0, samples.length - WINDOW);
+  showNow(s);
+  drawCharts();
+}
+
+function showNow(s) {
   $("rps-now").textContent = s.rps.toLocaleString();
   $("p99-now").textContent = s.p99_us.toLocaleString();
-  drawCharts();
 }
 
 function drawCharts() {
