@@ -125,7 +125,7 @@ func (r *RPC) Refuse(msg []byte, code wire.Code, text string) ([]byte, Tally) {
 		if !ok {
 			return resp, true
 		}
-		return errorResponse(req.ID, codeNativeBase-int(code), text, code.String()), req.ID != nil
+		return errorResponse(req.ID, ErrorCode(code), text, code.String()), req.ID != nil
 	})
 }
 
@@ -262,13 +262,11 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 	}
 	code := service.CodeOf(err)
 	r.observe(m, code, start)
-	switch code {
-	case wire.CodeUnknownMethod:
-		return errorResponse(id, codeMethodNotFound, "method not found: "+name, code.String())
-	case wire.CodeBadPayload:
-		return errorResponse(id, codeInvalidParams, service.ErrorMessage(code, err), code.String())
+	msg := service.ErrorMessage(code, err)
+	if code == wire.CodeUnknownMethod {
+		msg = "method not found: " + name // a method hidden from this caller looks absent
 	}
-	return errorResponse(id, codeNativeBase-int(code), service.ErrorMessage(code, err), code.String())
+	return errorResponse(id, ErrorCode(code), msg, code.String())
 }
 
 func (r *RPC) observe(m *service.Method, code wire.Code, start time.Time) {

@@ -49,9 +49,7 @@ func (s *session) input(n int) {
 // inline request, and writes the answers. last says the burst is over,
 // and the reader gives back its in-flight unit.
 func (s *session) burstDone(last bool) {
-	s.bytesIn.Add(s.rd.in)
-	s.requests.Add(s.rd.reqs)
-	s.rd.in, s.rd.reqs = 0, 0
+	s.countBurst()
 	if last {
 		s.rd.served = false
 	}
@@ -71,6 +69,27 @@ func (s *session) burstDone(last bool) {
 	}
 }
 
+// countBurst adds the burst's bytes and requests to the session's counters.
+func (s *session) countBurst() {
+	s.bytesIn.Add(s.rd.in)
+	s.requests.Add(s.rd.reqs)
+	s.rd.in, s.rd.reqs = 0, 0
+}
+
+// frameDone ends the handling of one frame: the burst is over when more
+// is false (no whole frame is left buffered); a long burst writes what it
+// has once its answers pass flushAt. It reports whether the burst ended.
+func (s *session) frameDone(more bool) bool {
+	if !more {
+		s.burstDone(true)
+		return true
+	}
+	if len(s.rd.pend) >= flushAt {
+		s.burstDone(false)
+	}
+	return false
+}
+
 // readEnded ends the reader's part when it stops for good, with the error
 // that stopped it: the answers it holds are handed to the writer, a
 // protocol error gets the door's last words after them, and what the
@@ -81,9 +100,7 @@ func (s *session) readEnded(err error) error {
 	s.sayGoodbye()
 	s.flushForwarded() // before a linger: the forwarder must not hold them
 	err = s.readFailed(err)
-	s.bytesIn.Add(s.rd.in)
-	s.requests.Add(s.rd.reqs)
-	s.rd.in, s.rd.reqs = 0, 0
+	s.countBurst()
 	s.settle(monoNow())
 	if s.rd.busy {
 		s.rd.busy = false
@@ -140,12 +157,15 @@ func (s *session) admit(async bool, size int) (wire.Code, string) {
 	return 0, ""
 }
 
-// done gives back what admit(true, size) took.
-func (s *session) done(size int) {
+// done gives back the in-flight units admit(true, size) took; its bytes
+// go back with releaseBytes, as soon as the request no longer holds them.
+func (s *session) done() {
 	s.srv.async.Add(-1)
-	s.inflightBytes.Add(-int64(size))
 	s.release()
 }
+
+// releaseBytes gives back the bytes admit(true, size) took.
+func (s *session) releaseBytes(size int) { s.inflightBytes.Add(-int64(size)) }
 
 // request serves one decoded request: inline methods at once on the
 // reader, the others on a goroutine of their own (or, for a door whose
@@ -285,8 +305,8 @@ func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start 
 func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int) {
 	// The payload is no longer held: its bytes go back before the answer
 	// is written, so that a client that has read it finds them free.
-	s.inflightBytes.Add(-int64(size))
-	defer s.done(0)
+	s.releaseBytes(size)
+	defer s.done()
 	b, code, err := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session

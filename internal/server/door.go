@@ -74,7 +74,10 @@ func (h *Session) Unhold() { h.s.release() }
 func (h *Session) Admit(async bool, size int) (wire.Code, string) { return h.s.admit(async, size) }
 
 // Done ends a request admitted with async set.
-func (h *Session) Done(size int) { h.s.done(size) }
+func (h *Session) Done(size int) {
+	h.s.releaseBytes(size)
+	h.s.done()
+}
 
 // Send queues msg, a whole answer in the door's format, and writes it; it
 // counts calls requests, errs of them answered with errors.

@@ -86,6 +86,16 @@ func (s *Server) handleLegacy(c net.Conn) {
 	sess.end(sess.readLegacy(lc, legacy.NewDecoder(c)))
 }
 
+// readBy sets the reader's deadline to t (zero: none), unless a drain has
+// begun, whose linger then bounds the reader: it is looked at again after
+// the deadline is set, as tryFinish may run meanwhile.
+func (s *session) readBy(t time.Time) {
+	_ = s.conn.SetReadDeadline(t)
+	if s.finished.Load() {
+		_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger))
+	}
+}
+
 // readLegacy is the legacy session's reader. Packets are answered in order
 // on this goroutine, and the replies of a burst are written together.
 //
@@ -104,20 +114,12 @@ func (s *session) readLegacy(lc *legacyConn, dec *legacy.Decoder) error {
 			}
 			if !dec.HasPacket() && !s.finished.Load() {
 				partial = true
-				_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.HandshakeTimeout))
-				if s.finished.Load() {
-					// A drain began meanwhile: its linger bounds the reader.
-					_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger))
-				}
+				s.readBy(time.Now().Add(s.srv.cfg.HandshakeTimeout))
 			}
 		}
 		p, err := dec.Decode()
 		if partial {
-			_ = s.conn.SetReadDeadline(time.Time{})
-			if s.finished.Load() {
-				// A drain began meanwhile: its linger bounds the reader.
-				_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.Linger))
-			}
+			s.readBy(time.Time{})
 		}
 		if err != nil {
 			switch {
@@ -134,10 +136,6 @@ func (s *session) readLegacy(lc *legacyConn, dec *legacy.Decoder) error {
 			r.m = s.srv.reg.Get(method)
 		}
 		s.request(r)
-		if !dec.HasPacket() {
-			s.burstDone(true)
-		} else if len(s.rd.pend) >= flushAt {
-			s.burstDone(false)
-		}
+		s.frameDone(dec.HasPacket())
 	}
 }

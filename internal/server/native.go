@@ -217,14 +217,9 @@ func (n *nativeConn) read() (parked bool, err error) {
 		default:
 			return false, s.readEnded(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
-		if !n.rd.HasFrame() {
-			idle := !s.rd.served
-			s.burstDone(true)
-			if idle && n.park() {
-				return true, nil
-			}
-		} else if len(s.rd.pend) >= flushAt {
-			s.burstDone(false)
+		idle := !s.rd.served
+		if s.frameDone(n.rd.HasFrame()) && idle && n.park() {
+			return true, nil
 		}
 	}
 }

@@ -300,14 +300,7 @@ func (s *Server) refuseConn(c net.Conn, l listener, err *RefusedError) {
 // that the close does not reset the reply. Past lingerQueue connections
 // waiting, one is closed at once.
 func (s *Server) refuseLater(c net.Conn, reply []byte) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Millisecond))
-	if len(reply) > 0 {
-		if _, err := c.Write(reply); err == nil {
-			if cw, ok := c.(interface{ CloseWrite() error }); ok {
-				_ = cw.CloseWrite()
-			}
-		}
-	}
+	lastWords(c, reply, time.Millisecond)
 	select {
 	case s.lingering <- lingering{c, time.Now().Add(refuseLinger)}:
 	default:
@@ -351,8 +344,7 @@ func (s *Server) lingerLoop() {
 					continue
 				}
 			}
-			_ = l.c.SetReadDeadline(time.Now()) // what has arrived only
-			_, _ = io.CopyN(io.Discard, l.c, 64<<10)
+			lingerDiscard(l.c, 0) // what has arrived only
 			_ = l.c.Close()
 		}
 	}
@@ -361,18 +353,28 @@ func (s *Server) lingerLoop() {
 // refuse writes a last reply to a connection that has no session, and
 // closes it without resetting what it wrote.
 func refuse(c net.Conn, reply []byte, linger time.Duration) {
-	if len(reply) == 0 { // a door that cannot answer (TLS before its handshake)
-		_ = c.Close()
-		return
-	}
-	_ = c.SetWriteDeadline(time.Now().Add(refuseLinger)) // a new socket's buffer takes it at once
-	if _, err := c.Write(reply); err == nil {
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
+	if lastWords(c, reply, refuseLinger) {
 		lingerDiscard(c, linger)
 	}
 	_ = c.Close()
+}
+
+// lastWords writes a refused connection's reply and half-closes it, and
+// reports whether it did: a door that cannot answer (TLS before its
+// handshake) has no reply. A new socket's buffer takes the reply at once;
+// timeout only bounds a peer gone wrong.
+func lastWords(c net.Conn, reply []byte, timeout time.Duration) bool {
+	if len(reply) == 0 {
+		return false
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(reply); err != nil {
+		return false
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	return true
 }
 
 // lingerDiscard reads and drops what the peer still sends, until it closes
