@@ -199,9 +199,12 @@ func (s *session) request(r request) {
 	}
 	// The request is counted before it runs beside the reader, so that
 	// a handler reading the client list sees it (inline requests are
-	// counted once per burst, which costs less).
+	// counted once per burst, which costs less). And the answers the
+	// reader holds go to the writer first: an answer from beside the
+	// reader must not overtake those of requests read before it.
 	s.requests.Add(s.rd.reqs)
 	s.rd.reqs = 0
+	s.commitPending()
 	timeout := s.srv.cfg.RequestTimeout
 	if r.timeout > 0 {
 		timeout = r.timeout
