@@ -33,14 +33,18 @@ func pair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
-// countingConn counts Write calls.
+// countingConn counts Write calls. When first is set, the first Write
+// waits for it to return: commits then pile up behind that write.
 type countingConn struct {
 	net.Conn
 	writes atomic.Int64
+	first  func()
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
+	if c.writes.Add(1) == 1 && c.first != nil {
+		c.first()
+	}
 	return c.Conn.Write(p)
 }
 
@@ -56,6 +60,15 @@ func TestCoalesces(t *testing.T) {
 		t.Fatalf("Len() = %d after committing 3 bytes (%v)", w.Len(), err)
 	}
 	w.Close() // drops them: this writer is only for Len
+	// The first write waits until a hundred commits came, so that batching
+	// does not depend on how the scheduler runs the writer (without it the
+	// test failed about once in 25 runs: every write went out alone).
+	var commits atomic.Int64
+	cc.first = func() {
+		for deadline := time.Now().Add(5 * time.Second); commits.Load() < 100 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
 	w = New(cc, Options{})
 	const producers, each = 8, 500
 	var wg sync.WaitGroup
@@ -68,6 +81,7 @@ func TestCoalesces(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				commits.Add(1)
 				if p%2 == 0 {
 					_ = w.Flush()
 				} else {
