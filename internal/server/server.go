@@ -294,13 +294,15 @@ func (s *Server) refuseConn(c net.Conn, l listener, err *RefusedError) {
 }
 
 // refuseLater answers a refused connection from the accept loop without
-// waiting: the reply is written (a new socket's buffer takes it at once)
-// and the write side closed, and the one linger goroutine closes the
+// waiting: the reply is written (a new socket's buffer takes it at once,
+// so the deadline only bounds a peer gone wrong; a tighter one could pass
+// before the write begins if the scheduler runs something else between
+// the two, and the refusal would be lost) and the write side closed, and the one linger goroutine closes the
 // connection refuseLinger later, after draining what the peer sent, so
 // that the close does not reset the reply. Past lingerQueue connections
 // waiting, one is closed at once.
 func (s *Server) refuseLater(c net.Conn, reply []byte) {
-	lastWords(c, reply, time.Millisecond)
+	lastWords(c, reply, refuseLinger)
 	select {
 	case s.lingering <- lingering{c, time.Now().Add(refuseLinger)}:
 	default:
