@@ -48,16 +48,16 @@ func FuzzWebSocket(f *testing.F) {
 	}
 	var n int64
 	f.Fuzz(func(t *testing.T, mode uint8, data []byte) {
-		c, br := rawWS(t, srv.Web)
+		c, br := nexotest.DialWS(t, srv.Web, "")
 		switch mode % 3 {
 		case 0:
 			_, _ = c.Write(data)
 		case 1:
-			_, _ = c.Write(maskedFrame(0x1, true, data[:min(len(data), 125)]))
+			_, _ = c.Write(nexotest.WSFrame(0x1, true, data[:min(len(data), 125)]))
 		case 2:
 			half := min(len(data)/2, 125)
-			_, _ = c.Write(maskedFrame(0x1, false, data[:half]))
-			_, _ = c.Write(maskedFrame(0x0, true, data[half:min(len(data), half+125)]))
+			_, _ = c.Write(nexotest.WSFrame(0x1, false, data[:half]))
+			_, _ = c.Write(nexotest.WSFrame(0x0, true, data[half:min(len(data), half+125)]))
 		}
 		_ = c.(*net.TCPConn).CloseWrite()
 		// Whatever was sent, the server answers and closes: reading must

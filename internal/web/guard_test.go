@@ -1,12 +1,7 @@
 package web_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -199,81 +194,6 @@ func TestNonBearerAuthorization(t *testing.T) {
 	}
 }
 
-// rawWS opens a WebSocket by hand, so that the test can send frames no
-// library would, and returns the connection and its reader after the 101.
-func rawWS(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
-	br := bufio.NewReader(c)
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 101 ") {
-		t.Fatalf("upgrade: %q %v", status, err)
-	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line == "\r\n" {
-			return c, br
-		}
-	}
-}
-
-// closeStatus reads server frames until a close frame, and returns its
-// status.
-func closeStatus(t *testing.T, br *bufio.Reader) int {
-	t.Helper()
-	for {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			t.Fatalf("no close frame: %v", err)
-		}
-		n := int(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var l [2]byte
-			_, _ = io.ReadFull(br, l[:])
-			n = int(binary.BigEndian.Uint16(l[:]))
-		case 127:
-			var l [8]byte
-			_, _ = io.ReadFull(br, l[:])
-			n = int(binary.BigEndian.Uint64(l[:]))
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(br, body); err != nil {
-			t.Fatal(err)
-		}
-		if h[0]&0x0f == 0x8 {
-			if len(body) < 2 {
-				return 1005 // no status
-			}
-			return int(binary.BigEndian.Uint16(body))
-		}
-	}
-}
-
-// maskedFrame is a client frame: masked, as RFC 6455 requires.
-func maskedFrame(op byte, fin bool, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	key := [4]byte{1, 2, 3, 4}
-	f := []byte{b0, 0x80 | byte(len(payload)), key[0], key[1], key[2], key[3]}
-	for i, c := range payload {
-		f = append(f, c^key[i%4])
-	}
-	return f
-}
-
 // TestWebSocketProtocolErrors: the WebSocket door closes with the status
 // RFC 6455 gives each fault (it answered invalid UTF-8, closed an unmasked
 // frame without a status, and waited forever for a dripped message), and
@@ -289,14 +209,14 @@ func TestWebSocketProtocolErrors(t *testing.T) {
 		pause time.Duration // between the frames
 		want  int
 	}{
-		{"invalid UTF-8", [][]byte{maskedFrame(0x1, true, []byte("[\"\xff\xfe\"]"))}, 0, 1007},
+		{"invalid UTF-8", [][]byte{nexotest.WSFrame(0x1, true, []byte("[\"\xff\xfe\"]"))}, 0, 1007},
 		{"unmasked frame", [][]byte{append([]byte{0x81, byte(len(call))}, call...)}, 0, 1002},
-		{"binary message", [][]byte{maskedFrame(0x2, true, call)}, 0, 1003},
-		{"dripped message", [][]byte{maskedFrame(0x1, false, call[:10]), maskedFrame(0x0, false, call[10:20]),
-			maskedFrame(0x0, true, call[20:])}, 500 * time.Millisecond, 1008},
+		{"binary message", [][]byte{nexotest.WSFrame(0x2, true, call)}, 0, 1003},
+		{"dripped message", [][]byte{nexotest.WSFrame(0x1, false, call[:10]), nexotest.WSFrame(0x0, false, call[10:20]),
+			nexotest.WSFrame(0x0, true, call[20:])}, 500 * time.Millisecond, 1008},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, br := rawWS(t, srv.Web)
+			c, br := nexotest.DialWS(t, srv.Web, "")
 			start := time.Now()
 			for i, f := range tt.send {
 				if i > 0 {
@@ -306,7 +226,7 @@ func TestWebSocketProtocolErrors(t *testing.T) {
 					break // closed already: what the close frame says is checked below
 				}
 			}
-			if got := closeStatus(t, br); got != tt.want {
+			if got := nexotest.WSCloseStatus(t, br); got != tt.want {
 				t.Errorf("close status %d, want %d", got, tt.want)
 			}
 			if d := time.Since(start); d > 3*time.Second {
