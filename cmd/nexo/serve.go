@@ -290,15 +290,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 
 // addHTTP adds a door served by an HTTP server.
 func (p *process) addHTTP(name, addr string, h http.Handler, log *slog.Logger) {
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       15 * time.Second, // an idle keep-alive connection holds a slot of --max-conns
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := p.srv.HTTPServer(name, h, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	p.https = append(p.https, hs)
 	p.doors = append(p.doors, &door{name: name, addr: addr, tls: true, admit: true, serve: func(ln net.Listener) error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

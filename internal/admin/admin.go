@@ -41,7 +41,7 @@ import (
 )
 
 // Door is the admin listener's name in metrics (its authentication
-// failures).
+// failures and refused HTTP requests).
 const Door = "admin"
 
 // Options configure the admin handler.

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"runtime"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -30,7 +31,8 @@ type collector struct {
 	requests, duration, rtt              *prometheus.Desc
 	clients, accepted, rejected          *prometheus.Desc
 	closed, bytesIn, bytesOut, buildInfo *prometheus.Desc
-	authFailures, parked                 *prometheus.Desc
+	authFailures, parked, httpRefused    *prometheus.Desc
+	handshakeFailed, httpUnserved        *prometheus.Desc
 }
 
 func newCollector(srv *server.Server) *collector {
@@ -49,6 +51,14 @@ func newCollector(srv *server.Server) *collector {
 		buildInfo: prometheus.NewDesc("nexo_build_info", "Always 1; the labels tell the build.", []string{"version", "goversion"}, nil),
 		authFailures: prometheus.NewDesc("nexo_auth_failures_total",
 			"Authentications refused (wrong or missing token, or an address over its failure limit), by door.", []string{"door"}, nil),
+		httpRefused: prometheus.NewDesc("nexo_http_refused_total",
+			"HTTP requests answered with a 4xx status (foreign origin, wrong host or content type, too large, bad token...), by door and status.",
+			[]string{"door", "status"}, nil),
+		handshakeFailed: prometheus.NewDesc("nexo_handshakes_failed_total",
+			"Native connections closed before their session began (no HELLO in time, TLS failed, a bad first frame...), by reason.",
+			[]string{"reason"}, nil),
+		httpUnserved: prometheus.NewDesc("nexo_http_unserved_total",
+			"HTTP connections closed before a request was read whole (headers too slow, too large or malformed), by door.", []string{"door"}, nil),
 		parked: prometheus.NewDesc("nexo_parked_clients",
 			"Idle native clients that hold no goroutine: the server's poller waits for their input.", nil, nil),
 	}
@@ -57,7 +67,7 @@ func newCollector(srv *server.Server) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.rtt, c.clients, c.accepted, c.rejected, c.closed,
-		c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures, c.parked} {
+		c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures, c.parked, c.httpRefused, c.handshakeFailed, c.httpUnserved} {
 		ch <- d
 	}
 }
@@ -79,9 +89,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.accepted, prometheus.CounterValue, float64(d.Accepted), d.Door)
 		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(d.Rejected), d.Door)
 		ch <- prometheus.MustNewConstMetric(c.authFailures, prometheus.CounterValue, float64(d.AuthFailures), d.Door)
+		if d.Door == "web" || d.Door == Door {
+			ch <- prometheus.MustNewConstMetric(c.httpUnserved, prometheus.CounterValue, float64(d.HTTPUnserved), d.Door)
+		}
+		for status, n := range d.HTTPRefused {
+			ch <- prometheus.MustNewConstMetric(c.httpRefused, prometheus.CounterValue, float64(n), d.Door, strconv.Itoa(status))
+		}
 	}
 	for reason, n := range m.Closed {
 		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(n), reason)
+	}
+	for reason, n := range m.HandshakeFailed {
+		ch <- prometheus.MustNewConstMetric(c.handshakeFailed, prometheus.CounterValue, float64(n), reason)
 	}
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, m.Version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(m.Parked))

@@ -39,8 +39,9 @@ type RPC struct {
 	timeout time.Duration
 
 	// Observe, when set, is told of every call answered: the method (nil
-	// when it does not exist), the result code (0 for success) and how
-	// long it took. Set it before the first call.
+	// when it does not exist, or when the message is not a call at all,
+	// then with BAD_FRAME), the result code (0 for success) and how long
+	// it took. Set it before the first call.
 	Observe func(m *service.Method, code wire.Code, d time.Duration)
 }
 
@@ -123,8 +124,10 @@ func (r *RPC) Refuse(msg []byte, code wire.Code, text string) ([]byte, Tally) {
 	return r.handle(msg, func(m json.RawMessage) (response, bool) {
 		req, resp, ok := parseCall(m)
 		if !ok {
+			r.observe(nil, wire.CodeBadFrame, time.Now())
 			return resp, true
 		}
+		r.observe(r.reg.Get(*req.Method), code, time.Now()) // counted as the method's, as a native door's refusal is
 		return errorResponse(req.ID, ErrorCode(code), text, code.String()), req.ID != nil
 	})
 }
@@ -146,17 +149,17 @@ func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]b
 		// Counted before it is decoded: a batch of a million tiny
 		// elements would cost far more than its bytes as raw messages.
 		if countElements(msg, MaxBatch) > MaxBatch {
-			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
+			return marshal(r.invalid(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
 		}
 		var batch []json.RawMessage
 		if err := json.Unmarshal(msg, &batch); err != nil {
-			return marshal(errorResponse(null, codeParseError, "parse error: "+err.Error(), "")), Tally{1, 1}
+			return marshal(r.invalid(null, codeParseError, "parse error: "+err.Error(), "")), Tally{1, 1}
 		}
 		if len(batch) == 0 {
-			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: empty batch", "")), Tally{1, 1}
+			return marshal(r.invalid(null, codeInvalidRequest, "invalid request: empty batch", "")), Tally{1, 1}
 		}
 		if len(batch) > MaxBatch {
-			return marshal(errorResponse(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
+			return marshal(r.invalid(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
 		}
 		var out []response
 		for _, m := range batch {
@@ -170,7 +173,7 @@ func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]b
 		return marshal(out), t
 	}
 	if !json.Valid(msg) {
-		return marshal(errorResponse(null, codeParseError, "parse error: not valid JSON", "")), Tally{1, 1}
+		return marshal(r.invalid(null, codeParseError, "parse error: not valid JSON", "")), Tally{1, 1}
 	}
 	return handleOne(func() (response, bool) { return do(msg) })
 }
@@ -217,6 +220,7 @@ func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
 func (r *RPC) call(ctx context.Context, caller *service.Caller, msg json.RawMessage) (response, bool) {
 	req, resp, ok := parseCall(msg)
 	if !ok {
+		r.observe(nil, wire.CodeBadFrame, time.Now())
 		return resp, true
 	}
 	return r.runCall(ctx, caller, req)
@@ -267,6 +271,14 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 		msg = "method not found: " + name // a method hidden from this caller looks absent
 	}
 	return errorResponse(id, ErrorCode(code), msg, code.String())
+}
+
+// invalid is the answer to a message that is not a call (not JSON, not
+// an object or batch of calls, an empty or oversized batch), counted as a
+// malformed message: BAD_FRAME for no method.
+func (r *RPC) invalid(id json.RawMessage, code int, msg, name string) response {
+	r.observe(nil, wire.CodeBadFrame, time.Now())
+	return errorResponse(id, code, msg, name)
 }
 
 func (r *RPC) observe(m *service.Method, code wire.Code, start time.Time) {

@@ -50,8 +50,9 @@ func exponentialRange(min, max float64, n int) []float64 {
 
 // metrics are the server's counters.
 type metrics struct {
-	byReason [len(reasonNames)]atomic.Uint64
-	opened   atomic.Uint64 // sessions registered
+	byReason        [len(reasonNames)]atomic.Uint64
+	handshakeFailed [nFailures]atomic.Uint64 // native connections that never became sessions, by why
+	opened          atomic.Uint64            // sessions registered
 
 	mu      sync.Mutex
 	doors   atomic.Pointer[[]*doorStats] // copy on write under mu: every door seen, in order
@@ -62,9 +63,11 @@ type metrics struct {
 // doorStats are one door's counters.
 type doorStats struct {
 	name         string
-	accepted     atomic.Uint64 // connections admitted
-	rejected     atomic.Uint64 // connections refused over a limit
-	authFailures atomic.Uint64 // refused credentials
+	accepted     atomic.Uint64      // connections admitted
+	rejected     atomic.Uint64      // connections refused over a limit
+	authFailures atomic.Uint64      // refused credentials
+	http4xx      [100]atomic.Uint64 // HTTP requests answered 400..499 (see HTTPServer)
+	unserved     atomic.Uint64      // HTTP connections closed before a request reached the handler
 	// bytes of sessions that have closed; live sessions are summed at
 	// snapshot time
 	closedIn, closedOut atomic.Uint64
@@ -117,6 +120,20 @@ func (m *metrics) door(name string) *doorStats {
 	list := append(slices.Clip(old), d)
 	m.doors.Store(&list)
 	return d
+}
+
+// refusedHTTP returns the 4xx answers counted, by status, or nil.
+func (d *doorStats) refusedHTTP() map[int]uint64 {
+	var out map[int]uint64
+	for i := range d.http4xx {
+		if n := d.http4xx[i].Load(); n > 0 {
+			if out == nil {
+				out = map[int]uint64{}
+			}
+			out[400+i] = n
+		}
+	}
+	return out
 }
 
 // doorList returns every door's counters.
@@ -203,8 +220,13 @@ type Metrics struct {
 	Methods []MethodMetrics // by name
 	Doors   []DoorMetrics   // in the order the doors first served
 	Closed  map[string]uint64
-	Parked  int       // idle native clients that hold no goroutine
-	RTT     Histogram // heartbeat round trips, RTTBuckets
+	// HandshakeFailed counts the native connections closed before their
+	// session began, by why: "timeout", "tls", "bad frame", "frame too
+	// large", "unsupported version" or "closed" (by the peer). Wrong
+	// tokens are counted as the door's AuthFailures instead.
+	HandshakeFailed map[string]uint64
+	Parked          int       // idle native clients that hold no goroutine
+	RTT             Histogram // heartbeat round trips, RTTBuckets
 }
 
 // MethodMetrics are one method's counters.
@@ -220,6 +242,12 @@ type DoorMetrics struct {
 	Clients                          int // connected now
 	Accepted, Rejected, AuthFailures uint64
 	BytesIn, BytesOut                uint64
+	// HTTPRefused counts the HTTP requests answered with a 4xx status,
+	// by status; only statuses seen (see Server.HTTPServer).
+	HTTPRefused map[int]uint64
+	// HTTPUnserved counts the HTTP connections closed before a request
+	// reached the handler: headers too slow, too large or malformed.
+	HTTPUnserved uint64
 }
 
 // Histogram is a snapshot of a histogram: per-bucket counts (not
@@ -260,7 +288,7 @@ func (s *Server) Metrics() Metrics {
 	for i, d := range doors {
 		index[d] = i
 		out.Doors = append(out.Doors, DoorMetrics{Door: d.name, Accepted: d.accepted.Load(), Rejected: d.rejected.Load(),
-			AuthFailures: d.authFailures.Load(), BytesIn: d.closedIn.Load(), BytesOut: d.closedOut.Load()})
+			AuthFailures: d.authFailures.Load(), BytesIn: d.closedIn.Load(), BytesOut: d.closedOut.Load(), HTTPRefused: d.refusedHTTP(), HTTPUnserved: d.unserved.Load()})
 	}
 	for _, sess := range s.table.appendLive(nil) {
 		if i, ok := index[sess.door]; ok {
@@ -274,6 +302,10 @@ func (s *Server) Metrics() Metrics {
 		if r != int(reasonNone) {
 			out.Closed[closeReason(r).String()] = m.byReason[r].Load()
 		}
+	}
+	out.HandshakeFailed = make(map[string]uint64, nFailures)
+	for i, name := range handshakeFailures {
+		out.HandshakeFailed[name] = m.handshakeFailed[i].Load()
 	}
 	if p := s.poll.Load(); p != nil {
 		out.Parked = p.count()

@@ -118,6 +118,7 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 	// authenticated.
 	_ = c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	identity, err := tlsIdentity(c)
+	inTLS := err != nil
 	var hello wire.Hello
 	rd := wire.NewReader(c, min(MaxHelloFrame, s.cfg.MaxFrame))
 	if err == nil {
@@ -126,6 +127,7 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 	s.trackHandshake(c, false)
 	if err != nil {
 		s.log.Debug("handshake failed", slog.String(keyRemote, c.RemoteAddr().String()), slog.Any(keyError, err))
+		s.metrics.handshakeFailed[handshakeFailure(err, inTLS)].Add(1)
 		if we, ok := errors.AsType[*wire.Error](err); ok {
 			refuse(c, nativeFatal(nil, we.Code, we.Msg), s.cfg.Linger)
 			return nil
@@ -158,6 +160,41 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 	s.register(sess)
 	sess.out.Flush()
 	return n
+}
+
+// Why native handshakes fail, as counted (Metrics.HandshakeFailed).
+const (
+	failTimeout = iota
+	failTLS
+	failBadFrame
+	failTooLarge
+	failVersion
+	failClosed
+	nFailures
+)
+
+// handshakeFailures names the failures.
+var handshakeFailures = [nFailures]string{"timeout", "tls", "bad frame", "frame too large", "unsupported version", "closed"}
+
+// handshakeFailure classifies a failed handshake's error; inTLS says the
+// TLS handshake is what failed.
+func handshakeFailure(err error, inTLS bool) int {
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		switch we.Code {
+		case wire.CodeFrameTooLarge:
+			return failTooLarge
+		case wire.CodeUnsupportedVersion:
+			return failVersion
+		}
+		return failBadFrame
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return failTimeout
+	}
+	if inTLS && !errors.Is(err, io.EOF) {
+		return failTLS
+	}
+	return failClosed
 }
 
 // tlsIdentity completes the TLS handshake of a TLS connection (within the

@@ -154,6 +154,13 @@ func (s *session) writeFailed(err error) {
 		s.close(reasonSlowConsumer)
 		return
 	}
+	if errors.Is(err, net.ErrClosed) {
+		// Closed on this side already: by the session (its reason is
+		// set), or by a door's library over the peer's protocol error,
+		// which the door's reader reports with its reason.
+		s.codec.Wake()
+		return
+	}
 	s.close(reasonWriteError)
 }
 

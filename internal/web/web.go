@@ -72,7 +72,7 @@ func Handler(o Options) http.Handler {
 	ws := &wsDoor{srv: srv, rpc: rpc, guard: guard, log: o.Log}
 	gui, _ := fs.Sub(guiFiles, "gui") // the directory is embedded: cannot fail
 	mux := http.NewServeMux()
-	mux.Handle("/rpc", sameSite(guard, rpc.Handler(who))) // every method: wrong ones get 405 with Allow
+	mux.Handle("/rpc", sameSite(guard, bodyWithin(srv.Config().HandshakeTimeout, rpc.Handler(who)))) // every method: wrong ones get 405 with Allow
 	mux.HandleFunc("GET /ws", ws.serve)
 	mux.HandleFunc("GET /nexo.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
@@ -81,6 +81,16 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /favicon.ico", http.RedirectHandler("/favicon.svg", http.StatusMovedPermanently))
 	mux.Handle("/", http.FileServerFS(gui))
 	return guard.Host(secure(mux))
+}
+
+// bodyWithin gives a request d to send its body, as a WebSocket message
+// has d to arrive whole: a body dribbled slowly is cut off with 400
+// instead of holding the connection for the server's whole ReadTimeout.
+func bodyWithin(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // sameSite refuses the POSTs a page of another origin could make without

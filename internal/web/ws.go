@@ -37,6 +37,9 @@ import (
 const (
 	DoorWS   = "ws"   // JSON-RPC over WebSocket: sessions, listed as clients
 	DoorHTTP = "http" // JSON-RPC over POST /rpc: stateless, never listed
+	// DoorWeb is the listener that serves both, and the GUI: its
+	// connections and refused HTTP requests are counted under it.
+	DoorWeb = "web"
 )
 
 // Welcome is the first message of a WebSocket session, sent as the
