@@ -3,6 +3,7 @@ package faults
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -68,6 +69,21 @@ func child(role, addr string) int {
 			}()
 		}
 		time.Sleep(200 * time.Millisecond)
+		fmt.Printf("ready %d\n", c.ID())
+		<-ctx.Done()
+		return 0
+	case "inflight":
+		// A client with 64 slow requests in flight, which costs the
+		// server nothing until it dies.
+		c, err := client.Dial(ctx, addr, &client.Options{Name: "child-inflight"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for range 64 {
+			go func() { _, _ = c.Call(ctx, "test.sleep", binary.BigEndian.AppendUint32(nil, 60000)) }()
+		}
+		time.Sleep(100 * time.Millisecond)
 		fmt.Printf("ready %d\n", c.ID())
 		<-ctx.Done()
 		return 0
