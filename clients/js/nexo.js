@@ -110,7 +110,7 @@ export class WebSocketClient extends Emitter {
   _message(data) {
     let msg;
     try {
-      msg = JSON.parse(data);
+      msg = parseJSON(data);
     } catch {
       return; // the server only sends JSON; ignore anything else
     }
@@ -156,18 +156,18 @@ export class WebSocketClient extends Emitter {
       });
       const msg = { jsonrpc: "2.0", method, id };
       if (params !== undefined) msg.params = params;
-      this.ws.send(JSON.stringify(msg));
+      this.ws.send(stringifyJSON(msg));
     });
   }
 
-  /** a + b; integers beyond ±2^53 are refused before sending. */
-  add(a, b) { return this.call("math.add", ints(a, b)); }
-  /** a - b */
-  sub(a, b) { return this.call("math.sub", ints(a, b)); }
-  /** a * b */
-  mul(a, b) { return this.call("math.mul", ints(a, b)); }
-  /** a / b as a float; DIVISION_BY_ZERO when b is 0. */
-  div(a, b) { return this.call("math.div", ints(a, b)); }
+  /** a + b as a BigInt, as over TCP; a and b are numbers or BigInts within int64. */
+  async add(a, b) { return BigInt(await this.call("math.add", ints(a, b))); }
+  /** a - b as a BigInt */
+  async sub(a, b) { return BigInt(await this.call("math.sub", ints(a, b))); }
+  /** a * b as a BigInt */
+  async mul(a, b) { return BigInt(await this.call("math.mul", ints(a, b))); }
+  /** a / b as a number; DIVISION_BY_ZERO when b is 0. */
+  async div(a, b) { return Number(await this.call("math.div", ints(a, b))); }
   /** The server's sys.info. */
   info() { return this.call("sys.info"); }
 
@@ -179,12 +179,115 @@ export class WebSocketClient extends Emitter {
 }
 
 function ints(a, b) {
-  for (const v of [a, b]) {
-    if (!Number.isSafeInteger(v)) {
-      throw new NexoError("BAD_PAYLOAD", `${v} is not an integer within ±2^53`);
-    }
+  return [int64Of(a), int64Of(b)];
+}
+
+/**
+ * Parses JSON text exactly: an integer beyond ±2^53, which a number would
+ * round, becomes a BigInt; everything else is what JSON.parse gives. It
+ * uses JSON.parse's source text where the runtime has it (Node 21 and
+ * later, current browsers), and a small exact reader elsewhere (Node 20).
+ * @param {string} text
+ */
+export function parseJSON(text) {
+  if (hasSourceText) {
+    return JSON.parse(text, (_k, v, ctx) =>
+      typeof v === "number" && !Number.isSafeInteger(v) && ctx && /^-?\d+$/.test(ctx.source) ? BigInt(ctx.source) : v);
   }
-  return [a, b];
+  return readJSON(text);
+}
+
+const hasSourceText = (() => {
+  let seen = false;
+  JSON.parse("1", (_k, v, ctx) => { seen = ctx?.source === "1"; return v; });
+  return seen;
+})();
+
+/** readJSON is parseJSON without JSON.parse's source text. */
+export function readJSON(text) {
+  let i = 0;
+  const fail = () => { throw new SyntaxError(`JSON: unexpected ${i < text.length ? JSON.stringify(text[i]) : "end"} at ${i}`); };
+  const space = () => { while (i < text.length && " \t\n\r".includes(text[i])) i++; };
+  const token = (re) => {
+    re.lastIndex = i;
+    const m = re.exec(text);
+    if (!m) fail();
+    i = re.lastIndex;
+    return m[0];
+  };
+  const value = (depth) => {
+    if (depth > 512) fail();
+    space();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      const o = {};
+      space();
+      if (text[i] === "}") { i++; return o; }
+      for (;;) {
+        space();
+        if (text[i] !== '"') fail();
+        const k = JSON.parse(token(STRING));
+        space();
+        if (text[i++] !== ":") fail();
+        Object.defineProperty(o, k, { value: value(depth + 1), writable: true, enumerable: true, configurable: true });
+        space();
+        const d = text[i++];
+        if (d === "}") return o;
+        if (d !== ",") fail();
+      }
+    }
+    if (c === "[") {
+      i++;
+      const a = [];
+      space();
+      if (text[i] === "]") { i++; return a; }
+      for (;;) {
+        a.push(value(depth + 1));
+        space();
+        const d = text[i++];
+        if (d === "]") return a;
+        if (d !== ",") fail();
+      }
+    }
+    if (c === '"') return JSON.parse(token(STRING));
+    for (const [word, v] of [["true", true], ["false", false], ["null", null]]) {
+      if (text.startsWith(word, i)) { i += word.length; return v; }
+    }
+    const n = token(NUMBER);
+    const v = Number(n);
+    return !Number.isSafeInteger(v) && /^-?\d+$/.test(n) ? BigInt(n) : v;
+  };
+  const out = value(0);
+  space();
+  if (i !== text.length) fail();
+  return out;
+}
+
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/**
+ * A quotient as text, as the server writes it: the shortest digits that
+ * read back as the same number, plain from 1e-6 up to 2^53, with an
+ * exponent outside that, where plain digits would be invented
+ * (9.223372036854776e+18, never 9223372036854776000).
+ * @param {number} q
+ */
+export function formatQuotient(q) {
+  const a = Math.abs(q);
+  if (a >= 2 ** 53 || (a !== 0 && a < 1e-6)) return q.toExponential().replace(/e([+-])(\d)$/, "e$10$2");
+  return String(q === 0 ? 0 : q);
+}
+
+/**
+ * JSON.stringify that writes BigInts as exact JSON integers.
+ * @param {*} value
+ */
+export function stringifyJSON(value) {
+  const mark = `nexo-bigint-${Math.random().toString(36).slice(2)}:`;
+  const text = JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? mark + v : v));
+  return text.includes(mark) ? text.replace(new RegExp(`"${mark}(-?\\d+)"`, "g"), "$1") : text;
 }
 
 /**
@@ -482,7 +585,7 @@ export class NativeClient extends Emitter {
         const ev = parseEvent(f.body);
         let params = ev.payload;
         try {
-          params = JSON.parse(fromUTF8.decode(ev.payload));
+          params = parseJSON(fromUTF8.decode(ev.payload));
         } catch { /* not JSON: hand over the bytes */ }
         this._emit(ev.topic, params);
         break;
@@ -493,7 +596,7 @@ export class NativeClient extends Emitter {
         break;
       case TYPES.WELCOME:
         if (this.welcome === null) {
-          this.welcome = JSON.parse(fromUTF8.decode(f.body));
+          this.welcome = parseJSON(fromUTF8.decode(f.body));
           if (this.welcome.max_frame > 0) this.maxFrame = this.welcome.max_frame;
           this._emit("welcome", this.welcome);
           this._startWatchdog();
@@ -602,9 +705,9 @@ export class NativeClient extends Emitter {
   echo(payload, opts) { return this.call("sys.echo", payload, opts); }
 
   async _json(method, value, opts) {
-    const body = value === undefined ? EMPTY : utf8.encode(JSON.stringify(value));
+    const body = value === undefined ? EMPTY : utf8.encode(stringifyJSON(value));
     const out = await this.call(method, body, opts);
-    return JSON.parse(fromUTF8.decode(out));
+    return parseJSON(fromUTF8.decode(out));
   }
 
   /** The server's sys.info. */

@@ -165,6 +165,33 @@ func TestBrowser(t *testing.T) {
 	if errText := text(ctx, t, "#calc-error"); !bytes.Contains([]byte(errText), []byte("division by zero")) {
 		t.Errorf("1 / 0 shows %q, want division by zero", errText)
 	}
+	// Integers beyond 2^53 are exact, and a quotient beyond it has an
+	// exponent: the page rounded 9007199254740991 × 3 to
+	// 27021597764222972 and showed invented digits for quotients.
+	for _, tt := range []struct{ a, op, b, want string }{
+		{"9007199254740991", "math.mul", "3", "27021597764222973"},
+		{"9223372036854775806", "math.add", "1", "9223372036854775807"},
+		{"-9223372036854775808", "math.div", "-1", "9.223372036854776e+18"},
+	} {
+		step(tt.a+" "+tt.op+" "+tt.b,
+			chromedp.SetValue(chromedp.CSS("#a"), tt.a),
+			chromedp.SetValue(chromedp.CSS("#op"), tt.op),
+			chromedp.SetValue(chromedp.CSS("#b"), tt.b),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector("#result").textContent = ""`),
+			chromedp.Click(chromedp.CSS("#compute")),
+			poll(`document.querySelector("#result").textContent !== ""`),
+		)
+		if result := text(ctx, t, "#result"); result != tt.want {
+			t.Errorf("%s %s %s shows %q, want %q", tt.a, tt.op, tt.b, result, tt.want)
+		}
+	}
+	step("overflow is explained",
+		chromedp.SetValue(chromedp.CSS("#a"), "9223372036854775807"),
+		chromedp.SetValue(chromedp.CSS("#op"), "math.add"),
+		chromedp.SetValue(chromedp.CSS("#b"), "1"),
+		chromedp.Click(chromedp.CSS("#compute")),
+		poll(`document.querySelector("#calc-error").textContent.includes("overflow")`),
+	)
 	step("bad input is refused in the page",
 		chromedp.SetValue(chromedp.CSS("#a"), "12abc"),
 		chromedp.Click(chromedp.CSS("#compute")),

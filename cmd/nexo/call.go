@@ -81,7 +81,7 @@ func formatResult(method string, resp []byte) string {
 	if strings.HasPrefix(method, "math.") && len(resp) == 8 {
 		v := binary.BigEndian.Uint64(resp)
 		if method == "math.div" {
-			return strconv.FormatFloat(math.Float64frombits(v), 'f', -1, 64)
+			return string(calc.AppendQuotient(nil, math.Float64frombits(v)))
 		}
 		return strconv.FormatInt(int64(v), 10)
 	}

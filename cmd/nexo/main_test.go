@@ -104,6 +104,7 @@ func TestCall(t *testing.T) {
 		{[]string{"math.sub", "1", "10"}, "-9\n", ""},
 		{[]string{"math.mul", "-4", "5"}, "-20\n", ""},
 		{[]string{"math.div", "0", "-5"}, "0\n", ""},
+		{[]string{"math.div", "-9223372036854775808", "-1"}, "9.223372036854776e+18\n", ""}, // never the invented 9223372036854776000
 		{[]string{"sys.echo", "hello", "world"}, "hello world\n", ""},
 		{[]string{"math.div", "1", "0"}, "", "DIVISION_BY_ZERO"},
 		{[]string{"math.add", "9223372036854775807", "1"}, "", "OVERFLOW"},

@@ -868,7 +868,7 @@ func arithmetic() []fault {
 		f("div of zero by zero", "math.div", 0, 0, wire.CodeDivisionByZero),
 		j("mul overflow", call("math.mul", `[9007199254740991,9007199254740991]`), -32007, "code/math.mul/OVERFLOW"),
 		j("div by zero", call("math.div", `[1,0]`), -32006, "code/math.div/DIVISION_BY_ZERO"),
-		j("operand past ±2^53", call("math.add", `[9007199254740993,1]`), -32602, "code/math.add/BAD_PAYLOAD"),
+		j("add overflow at the int64 edge", call("math.add", `[9223372036854775807,1]`), -32007, "code/math.add/OVERFLOW"),
 		j("operand past int64", call("math.add", `[9223372036854775808,1]`), -32602, "code/math.add/BAD_PAYLOAD"),
 		j("fractional operand", call("math.add", `[1.5,1]`), -32602, "code/math.add/BAD_PAYLOAD"),
 		j("exponent operand", call("math.add", `[1e400,1]`), -32602, "code/math.add/BAD_PAYLOAD"),

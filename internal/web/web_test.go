@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/vectors"
 	"github.com/nexo-project/nexo/internal/web"
 )
 
@@ -138,7 +140,9 @@ func TestWebSocketSession(t *testing.T) {
 		{"math.add", "[9007199254740991,-1]", "9007199254740990", 0, ""},
 		{"math.div", "[1,0]", "", -32006, "DIVISION_BY_ZERO"},
 		{"math.mul", "[9007199254740991,9007199254740991]", "", -32007, "OVERFLOW"},
-		{"math.add", "[9007199254740993,1]", "", -32602, "BAD_PAYLOAD"}, // beyond 2^53: refused, never rounded
+		{"math.add", "[9007199254740993,1]", "9007199254740994", 0, ""}, // beyond 2^53: exact, never rounded
+		{"math.add", "[9223372036854775807,1]", "", -32007, "OVERFLOW"},
+		{"math.add", "[9223372036854775808,1]", "", -32602, "BAD_PAYLOAD"}, // beyond int64: refused
 		{"math.add", "[1.5,1]", "", -32602, "BAD_PAYLOAD"},
 		{"no.such", "[]", "", -32601, "UNKNOWN_METHOD"},
 	}
@@ -169,7 +173,7 @@ func TestWebSocketSession(t *testing.T) {
 	}
 	nexotest.WaitFor(t, 2*time.Second, "the request count", func() bool {
 		info, _ := srv.Client(wel.ClientID)
-		return info.Requests == uint64(len(tests)+201) && info.Errors == 5
+		return info.Requests == uint64(len(tests)+201) && info.Errors == 6
 	})
 
 	w.c.Close(websocket.StatusNormalClosure, "bye")
@@ -618,4 +622,69 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 	if m := other.call("math.add", "[40,2]"); string(m.Result) != "42" {
 		t.Errorf("the other client got %+v", m)
 	}
+}
+
+// TestMethodVectorsJSON: every math vector of testdata/vectors, int64 edges
+// included, answered on /rpc and /ws as on the native door: the same
+// integer exactly, the same float64, or the same error. Integers beyond
+// 2^53 were refused (or, as results, rounded by clients) before.
+func TestMethodVectorsJSON(t *testing.T) {
+	type raw struct {
+		Method string          `json:"method"`
+		A      json.RawMessage `json:"a"`
+		B      json.RawMessage `json:"b"`
+		Result json.RawMessage `json:"result"`
+		Error  string          `json:"error"`
+	}
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	n := 0
+	for _, v := range vectors.Load[raw](t, "methods.json") {
+		if !strings.HasPrefix(v.Method, "math.") || v.A == nil {
+			continue // binary-only cases: short payloads have no JSON form
+		}
+		n++
+		params := "[" + string(v.A) + "," + string(v.B) + "]"
+		for door, m := range map[string]message{"ws": w.call(v.Method, params), "http": postRPC(t, srv, v.Method, params)} {
+			switch {
+			case v.Error != "":
+				if m.Error == nil || m.Error.Data.Name != v.Error {
+					t.Errorf("%s %s %s: %+v %s, want %s", door, v.Method, params, m.Error, m.Result, v.Error)
+				}
+			case m.Error != nil:
+				t.Errorf("%s %s %s: %+v, want %s", door, v.Method, params, m.Error, v.Result)
+			case v.Method == "math.div":
+				got, err1 := strconv.ParseFloat(string(m.Result), 64)
+				want, err2 := strconv.ParseFloat(string(v.Result), 64)
+				if err1 != nil || err2 != nil || got != want {
+					t.Errorf("%s %s %s: %s, want %s", door, v.Method, params, m.Result, v.Result)
+				}
+			case string(m.Result) != string(v.Result):
+				t.Errorf("%s %s %s: %s, want exactly %s", door, v.Method, params, m.Result, v.Result)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d math vectors with operands", n)
+	}
+}
+
+// postRPC calls a method over POST /rpc.
+func postRPC(t *testing.T, srv *nexotest.Server, method, params string) message {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":%q,"params":%s,"id":1}`, method, params)
+	resp, err := http.Post("http://"+srv.Web+"/rpc", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m message
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -126,6 +126,8 @@ def methods():
         err("math.add", operands(MAX, 1), "OVERFLOW", MAX, 1), err("math.add", operands(MIN, -1), "OVERFLOW", MIN, -1),
         ok_int("math.sub", 2, 3, -1), ok_int("math.sub", -1, MIN, MAX),
         err("math.sub", operands(MIN, 1), "OVERFLOW", MIN, 1), err("math.sub", operands(0, MIN), "OVERFLOW", 0, MIN),
+        # Beyond 2^53, where a float64 rounds: JSON doors must carry these exactly.
+        ok_int("math.add", 2**53, 1, 2**53 + 1), ok_int("math.mul", 2**53 - 1, 3, 27021597764222973),
         ok_int("math.mul", -4, 5, -20), ok_int("math.mul", MIN, 1, MIN), ok_int("math.mul", 2**31, 2**31, 2**62), ok_int("math.mul", 0, MIN, 0),
         err("math.mul", operands(MIN, -1), "OVERFLOW", MIN, -1), err("math.mul", operands(2**32, 2**31), "OVERFLOW", 2**32, 2**31),
         ok_float(7, 2, 3.5), ok_float(-7, 2, -3.5), ok_float(1, 3, 1 / 3), ok_float(0, -5, 0.0), ok_float(MIN, -1, 9223372036854775808.0),

@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { connect, encodeFrame, decodeFrame, parseRequest, operands, FLAG_DEADLINE, TYPES, NexoError } from "../nexo.js";
+import { connect, encodeFrame, decodeFrame, parseRequest, operands, formatQuotient, FLAG_DEADLINE, TYPES, NexoError } from "../nexo.js";
 import { startServer } from "./server.js";
 
 let srv;
@@ -34,6 +34,21 @@ test("math and typed errors over TCP", async (t) => {
   await assert.rejects(c.call("math.add", new Uint8Array(3)), { name: "BAD_PAYLOAD" });
   assert.equal(hex(await c.echo(new Uint8Array(0))), "");
   assert.ok((await c.info()).methods.includes("math.add"));
+});
+
+// exactEverywhere checks the int64 edges, which a Number would round.
+async function exactEverywhere(c, overflowCode) {
+  assert.equal(await c.add(2n ** 53n, 1), 9007199254740993n);
+  assert.equal(await c.mul(9007199254740991n, 3), 27021597764222973n);
+  assert.equal(await c.sub(-(1n << 63n), -1), -9223372036854775807n);
+  assert.equal(formatQuotient(await c.div(-(1n << 63n), -1)), "9.223372036854776e+18");
+  await assert.rejects(c.add((1n << 63n) - 1n, 1), (e) => e.name === "OVERFLOW" && e.code === overflowCode);
+  await assert.rejects(async () => c.add(1n << 63n, 1), { name: "BAD_PAYLOAD" });
+  await assert.rejects(async () => c.add(2 ** 53, 0.5), { name: "BAD_PAYLOAD" });
+}
+
+test("int64 edges exactly over TCP", async (t) => {
+  await exactEverywhere(await native(t), 7);
 });
 
 test("every method vector, pipelined on one connection", async (t) => {
@@ -170,9 +185,10 @@ test("the WebSocket transport in Node", async (t) => {
   assert.ok(c.welcome.client_id > 0);
   assert.equal(c.id, c.welcome.client_id, "id as over TCP");
   assert.equal(c.goodbye, null);
-  assert.equal(await c.add(2, 3), 5);
+  assert.equal(await c.add(2, 3), 5n, "BigInt, as over TCP");
   assert.equal(await c.div(7, 2), 3.5);
   await assert.rejects(c.div(1, 0), (e) => e.name === "DIVISION_BY_ZERO" && e.number === 6 && e.code === -32006);
+  await exactEverywhere(c, -32007);
   c.close();
   assert.equal((await c.closed).code, 1000);
 });

@@ -1,7 +1,7 @@
 // The nexo GUI: a calculator, the automatic client, live charts, the live
 // client list and, on a gateway (nexo serve --nats), the whole cluster, all
 // over one WebSocket through nexo.js.
-import { connect, NexoError, MAX_SAFE } from "/nexo.js";
+import { connect, NexoError, formatQuotient } from "/nexo.js";
 
 const $ = (id) => document.getElementById(id);
 const wsURL = new URL("/ws", location.href);
@@ -88,12 +88,20 @@ $("login").addEventListener("submit", (ev) => {
 
 // ---- calculator -----------------------------------------------------------
 
-function parseInt53(text, label) {
-  const s = text.trim();
-  if (!/^[+-]?\d+$/.test(s)) throw new NexoError("BAD_PAYLOAD", `${label} must be a whole number, not "${text}"`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw new NexoError("BAD_PAYLOAD", `${label} must be within ±${MAX_SAFE}`);
+// Numbers are int64, read exactly as BigInt: a Number would round
+// anything beyond 2^53.
+function parseInt64(text, label) {
+  const s = text.trim().replace(/^\+/, "");
+  if (!/^-?\d+$/.test(s)) throw new NexoError("BAD_PAYLOAD", `${label} must be a whole number, not "${text}"`);
+  const n = BigInt(s);
+  if (BigInt.asIntN(64, n) !== n) throw new NexoError("BAD_PAYLOAD", `${label} must fit in 64 bits (±9223372036854775807)`);
   return n;
+}
+
+// show prints a result exactly: integers (BigInt beyond 2^53) in full,
+// quotients as the server writes them.
+function show(method, v) {
+  return method === "math.div" ? formatQuotient(Number(v)) : String(v);
 }
 
 const describe = {
@@ -113,10 +121,11 @@ $("calc").addEventListener("submit", async (ev) => {
   $("result").textContent = "";
   $("calc-error").textContent = "";
   try {
-    const a = parseInt53($("a").value, "First number");
-    const b = parseInt53($("b").value, "Second number");
+    const a = parseInt64($("a").value, "First number");
+    const b = parseInt64($("b").value, "Second number");
     if (!client) throw new NexoError("UNAVAILABLE", "");
-    $("result").textContent = String(await client.call($("op").value, [a, b]));
+    const op = $("op").value;
+    $("result").textContent = show(op, await client.call(op, [a, b]));
   } catch (e) {
     $("calc-error").textContent = explain(e);
   }
@@ -143,7 +152,7 @@ async function autoOnce() {
   const time = new Date().toLocaleTimeString();
   try {
     if (!client) throw new NexoError("UNAVAILABLE", "");
-    logLine(`${time}  ${a} ${sym} ${b} = ${await client.call(method, [a, b])}`);
+    logLine(`${time}  ${a} ${sym} ${b} = ${show(method, await client.call(method, [a, b]))}`);
   } catch (e) {
     logLine(`${time}  ${a} ${sym} ${b}: ${explain(e)}`, true);
   }
