@@ -15,7 +15,7 @@ hold=${HOLD:-40}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"' EXIT
 ulimit -n 20000
-go build -tags natsserver -o "$out/nexo" ./cmd/nexo
+go build -o "$out/nexo" ./cmd/nexo
 
 common=(--reuseport --native-addr 127.0.0.1:7690 --legacy-addr "" --web-addr "" --heartbeat 10s
   --max-conns 30000 --max-conns-per-ip 30000 --log-level warn)

@@ -5,7 +5,7 @@
 #
 #   bench/nats.sh [seconds per scenario, default 10] [rounds, default 3]
 #
-# It builds nexo with the embedded NATS server (-tags natsserver) and starts
+# It builds nexo (the NATS server is built in) and starts
 #   - `nexo serve` alone: every method in-process;
 #   - `nexo serve --nats-embedded ... --services none`: a pure gateway with
 #     its own NATS server, and one `nexo worker` serving math;
@@ -19,7 +19,7 @@ rounds=${2:-3}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 
-go build -tags natsserver -o "$out/nexo" ./cmd/nexo
+go build -o "$out/nexo" ./cmd/nexo
 "$out/nexo" serve --native-addr 127.0.0.1:7490 --legacy-addr "" --web-addr "" --admin-addr "" --log-level warn &
 "$out/nexo" serve --native-addr 127.0.0.1:7491 --legacy-addr "" --web-addr "" --admin-addr "" --log-level warn \
   --nats-embedded 127.0.0.1:7492 --services none --name bench-gateway &

@@ -78,7 +78,7 @@ func TestClusterFlags(t *testing.T) {
 	}
 	if !natsServerBuilt {
 		_, _, err := run(nil, "serve", "--nats-embedded", "127.0.0.1:0")
-		if err == nil || !strings.Contains(err.Error(), "-tags natsserver") {
+		if err == nil || !strings.Contains(err.Error(), "-tags nonats") {
 			t.Errorf("--nats-embedded without the NATS server built in: %v", err)
 		}
 	}

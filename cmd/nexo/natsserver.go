@@ -1,4 +1,4 @@
-//go:build natsserver
+//go:build !nonats
 
 package main
 
@@ -9,8 +9,8 @@ import (
 )
 
 // startEmbeddedNATS runs a NATS server in this process (--nats-embedded).
-// It is built in only with -tags natsserver: the server nearly doubles the
-// binary, and most deployments run NATS on its own.
+// It is built in by default, so that one binary runs a whole cluster on
+// one machine; -tags nonats leaves it out for a slimmer binary.
 func startEmbeddedNATS(addr string, log *slog.Logger) (url, listen string, stop func(), err error) {
 	ns, err := natsembed.Start(addr, log)
 	if err != nil {

@@ -1,4 +1,4 @@
-//go:build natsserver
+//go:build !nonats
 
 package main
 
@@ -8,7 +8,7 @@ import (
 )
 
 // TestEmbeddedNATS: a pure gateway with its own NATS server, and a worker
-// that joins it; run with -tags natsserver (.ci/run does).
+// that joins it (not in the -tags nonats build).
 func TestEmbeddedNATS(t *testing.T) {
 	addrs := serveDoors(t, 5, nil, "--nats-embedded", "127.0.0.1:0", "--services", "none")
 	if addrs["nats"] == "" {
