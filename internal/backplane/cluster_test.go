@@ -575,3 +575,57 @@ func TestClusterTruncated(t *testing.T) {
 		t.Errorf("truncated %v, %d listed, %d counted; want true, %d, %d", cl.Truncated, len(cl.Clients), cl.Totals.Clients, MaxGatewayClients, n)
 	}
 }
+
+// TestRetryPace: idempotent requests no worker answers are sent again once
+// per RetryAfter, not each time one of them reaches its deadline. With
+// five deadlines between 1.5 s and 1.9 s and RetryAfter 1 s, a mute
+// worker saw messages at 0, 1.0, 1.5, 1.6 and 1.8 s: every deadline fired
+// the retry again, more load exactly when a cluster is struggling.
+func TestRetryPace(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	nc := dialNATS(t, ns.URL())
+	var mu sync.Mutex
+	var seen []time.Duration
+	start := time.Now()
+	// A worker that takes every request and never answers.
+	if _, err := nc.QueueSubscribe(DefaultPrefix+".svc.math.add", "mute", func(*nats.Msg) {
+		mu.Lock()
+		seen = append(seen, time.Since(start))
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, ns.URL(), "gw", time.Second)
+	c, _ := nexotest.Hello(t, g.Native, "patient")
+	var b []byte
+	for id := uint32(1); id <= 5; id++ {
+		b = wire.AppendRequestDeadline(b, id, 1400+100*id, "math.add", calc.AppendOperands(nil, 1, 2))
+	}
+	start = time.Now()
+	c.Send(b)
+	for range 5 {
+		if f := c.Read(); errorCode(f) != wire.CodeTimeout {
+			t.Fatalf("%s, want TIMEOUT", nexotest.String(f))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The requests may leave in more than one message; each is sent at
+	// once, and again once after RetryAfter, before the next is due at 2 s.
+	retried := 0
+	for _, d := range seen {
+		switch {
+		case d < 300*time.Millisecond:
+		case d >= 900*time.Millisecond && d < 1300*time.Millisecond:
+			retried++
+		default:
+			t.Errorf("a message at %v; want them at once and after RetryAfter (1 s) only: %v", d, seen)
+		}
+	}
+	if retried == 0 {
+		t.Errorf("nothing was sent again after RetryAfter: %v", seen)
+	}
+}

@@ -102,6 +102,10 @@ type flight struct {
 	// the flight's batch is recycled only when it is neither sending nor
 	// waiting.
 	sending bool // guarded by Forwarder.mu
+	// retryAt is when an idempotent flight may be sent again: RetryAfter
+	// after it was last sent, whatever deadlines fall before (guarded by
+	// Forwarder.mu).
+	retryAt time.Time
 }
 
 // recycleLocked returns a flight's batch to the pool. Call it with
@@ -306,7 +310,9 @@ func (f *Forwarder) flightLocked(ln *lane, b *batch) *flight {
 		fl.msg.Header = nats.Header{BatchHeader: []string{strconv.Itoa(len(b.calls))}}
 	}
 	f.flights[fl.token] = fl
-	fl.timer = time.AfterFunc(f.waitLocked(fl, time.Now()), func() { f.expire(fl) })
+	now := time.Now()
+	fl.retryAt = now.Add(f.retryAfter)
+	fl.timer = time.AfterFunc(f.waitLocked(fl, now), func() { f.expire(fl) })
 	return fl
 }
 
@@ -321,7 +327,7 @@ func (f *Forwarder) waitLocked(fl *flight, now time.Time) time.Duration {
 	}
 	d := first.Sub(now)
 	if fl.lane.idempotent {
-		d = min(d, f.retryAfter)
+		d = min(d, fl.retryAt.Sub(now))
 	}
 	return max(d, 0)
 }
@@ -524,9 +530,12 @@ func (f *Forwarder) expire(fl *flight) {
 			fl.recycleLocked()
 		}
 	} else {
-		fl.timer.Reset(f.waitLocked(fl, now))
-		retry = fl.lane.idempotent && !fl.sending
+		retry = fl.lane.idempotent && !fl.sending && !now.Before(fl.retryAt)
+		if retry {
+			fl.retryAt = now.Add(f.retryAfter)
+		}
 		fl.sending = fl.sending || retry
+		fl.timer.Reset(f.waitLocked(fl, now))
 	}
 	f.mu.Unlock()
 	msg := "no worker answered " + fl.method() + " in time"
