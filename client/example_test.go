@@ -9,7 +9,7 @@ import (
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

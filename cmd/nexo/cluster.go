@@ -16,7 +16,7 @@ import (
 
 	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/catalog"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 )
 
 // parseServices parses --services: "all", "none", or a comma-separated list

@@ -25,8 +25,8 @@ import (
 	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/certs"
 	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/web"
+	"github.com/nexo-project/nexo/service"
 )
 
 // serveSettings are serve's flags, parsed and checked.

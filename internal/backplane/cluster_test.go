@@ -23,7 +23,7 @@ import (
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/legacy"
 	"github.com/nexo-project/nexo/internal/nexotest"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -24,8 +24,8 @@ import (
 	"github.com/nexo-project/nexo/internal/natsembed"
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

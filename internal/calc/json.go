@@ -9,7 +9,7 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 )
 
 // jsonCodec makes math.* callable with params [a, b] of JSON integers,

@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/nexo-project/nexo/internal/calc"
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/service"
 )
 
 // Services returns every service this binary ships, by the name that

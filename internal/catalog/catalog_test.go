@@ -1,13 +1,16 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/service"
+	jsonschema "github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 type source struct{}
@@ -112,5 +115,81 @@ func TestRegister(t *testing.T) {
 	}
 	if err := Register(reg, Options{}); err == nil {
 		t.Error("second Register succeeded")
+	}
+}
+
+// TestDescriptions: every method nexo ships is described, its params and
+// result schemas compile, and each example is true: it is run through the
+// method's JSON codec and handler, its params fit the params schema, its
+// result is what the method gives and fits the result schema, and an
+// example error is the error the method returns and one it lists.
+func TestDescriptions(t *testing.T) {
+	reg := service.NewRegistry()
+	cluster := func(context.Context) (any, error) { return map[string]any{}, nil }
+	if err := Register(reg, Options{Server: source{}, Version: "1", Cluster: cluster}); err != nil {
+		t.Fatal(err)
+	}
+	compile := func(name, what string, s json.RawMessage) *jsonschema.Schema {
+		t.Helper()
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(s))
+		c := jsonschema.NewCompiler()
+		if err == nil {
+			err = c.AddResource(what+".json", doc)
+		}
+		var out *jsonschema.Schema
+		if err == nil {
+			out, err = c.Compile(what + ".json")
+		}
+		if err != nil {
+			t.Fatalf("%s: %s schema %s: %v", name, what, s, err)
+		}
+		return out
+	}
+	fits := func(s *jsonschema.Schema, v json.RawMessage) error {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(v))
+		if err != nil {
+			return err
+		}
+		return s.Validate(doc)
+	}
+	examples := 0
+	for _, d := range reg.Describe(true) {
+		m := reg.Get(d.Name)
+		if d.Summary == "" || len(d.Params) == 0 || len(d.Result) == 0 || m.JSON == nil {
+			t.Errorf("%s is not described on every door: %+v", d.Name, d)
+			continue
+		}
+		params, result := compile(d.Name, "params", d.Params), compile(d.Name, "result", d.Result)
+		for _, ex := range d.Examples {
+			examples++
+			if err := fits(params, ex.Params); err != nil {
+				t.Errorf("%s example %s: params do not fit the schema: %v", d.Name, ex.Params, err)
+			}
+			payload, err := m.JSON.Params(ex.Params, nil)
+			var out []byte
+			if err == nil {
+				out, err = m.Call(context.Background(), service.Request{Payload: payload, Caller: &service.Caller{Admin: true}}, nil)
+			}
+			if ex.Error != "" {
+				if got := service.CodeOf(err).String(); got != ex.Error || !slices.Contains(d.Errors, ex.Error) {
+					t.Errorf("%s example %s: got %v (%s), want %s, listed in %v", d.Name, ex.Params, err, got, ex.Error, d.Errors)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s example %s: %v", d.Name, ex.Params, err)
+				continue
+			}
+			got, err := m.JSON.Result(out, nil)
+			if err != nil || string(got) != string(ex.Result) {
+				t.Errorf("%s example %s: result %s %v, want %s", d.Name, ex.Params, got, err, ex.Result)
+			}
+			if err := fits(result, got); err != nil {
+				t.Errorf("%s example %s: result %s does not fit the schema: %v", d.Name, ex.Params, got, err)
+			}
+		}
+	}
+	if examples < 10 {
+		t.Errorf("only %d examples", examples)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 )
 
 // MaxBody bounds a POST /rpc body.

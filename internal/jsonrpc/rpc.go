@@ -16,7 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

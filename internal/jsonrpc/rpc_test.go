@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/nexo-project/nexo/internal/calc"
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -27,8 +27,8 @@ import (
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/web"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -3,7 +3,7 @@ package server
 import (
 	"time"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

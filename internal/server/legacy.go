@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nexo-project/nexo/internal/legacy"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

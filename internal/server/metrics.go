@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/nexo-project/nexo/internal/batch"
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"time"
 
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/service"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // Source is the server the server methods report on and act on.
@@ -52,6 +54,12 @@ type Info struct {
 func Methods() []service.Method {
 	return []service.Method{{
 		Name: "sys.echo", Summary: "returns its payload", Inline: true, Idempotent: true, JSON: echoJSON,
+		Desc: service.Description{
+			Params: json.RawMessage(`{"type":"array","prefixItems":[{"type":"string"}],"minItems":1,"maxItems":1,"items":false,"description":"[text]"}`),
+			Result: json.RawMessage(`{"type":"string"}`), Errors: []wire.Code{wire.CodeBadPayload},
+			Binary:   "any bytes → the same bytes (JSON doors: [\"text\"] → \"text\")",
+			Examples: []service.Example{{Params: json.RawMessage(`["hello"]`), Result: json.RawMessage(`"hello"`)}},
+		},
 		Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 			return append(dst, req.Payload...), nil
 		},
@@ -70,12 +78,15 @@ func Methods() []service.Method {
 //     clients topic sends the current list at once.
 //   - sys.stats: the totals and the samples of the last minutes.
 //   - sys.kick [id, "reason"]: admins only; the client gets GOODBYE.
+//   - sys.describe, or ["method"]: the catalog, every method described, or
+//     one method.
 func ServerMethods(src Source, reg *service.Registry, version string) []service.Method {
 	start := time.Now()
 	return []service.Method{
+		describeMethod(reg, version),
 		{
 			Name: "sys.info", Summary: "server name, version, uptime, clients and methods (JSON)", Inline: true, Idempotent: true,
-			JSON: service.NoParamsJSON,
+			JSON: service.NoParamsJSON, Desc: service.Description{Params: noParams, Result: service.SchemaOf[Info]()},
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				info := Info{
 					Server:    "nexo/" + version,
@@ -92,6 +103,7 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 		{
 			Name: "sys.clients", Summary: "connected and recently closed clients (JSON); admins only",
 			Idempotent: true, Hidden: true, JSON: service.NoParamsJSON,
+			Desc: service.Description{Params: noParams, Result: service.SchemaOf[status.Snapshot](), Errors: []wire.Code{wire.CodeUnknownMethod}},
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				if !req.Caller.Trusted() {
 					return dst, service.ErrNotPermitted
@@ -103,6 +115,8 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 		{
 			Name: "sys.subscribe", Summary: `subscribe this connection to events: ["stats","clients"] (JSON)`,
 			Idempotent: true, JSON: jsonPayload,
+			Desc: service.Description{Params: topics, Result: topics, Errors: []wire.Code{wire.CodeBadPayload},
+				Examples: []service.Example{{Params: json.RawMessage(`["stats"]`), Result: json.RawMessage(`["stats"]`)}}},
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				var ts []string
 				if err := json.Unmarshal(req.Payload, &ts); err != nil || len(ts) == 0 {
@@ -117,7 +131,7 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 		},
 		{
 			Name: "sys.stats", Summary: "server totals and the last minutes of requests/s and p99 (JSON)",
-			Idempotent: true, JSON: jsonPayload,
+			Idempotent: true, JSON: jsonPayload, Desc: service.Description{Params: noParams, Result: service.SchemaOf[StatsReply]()},
 			Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
 				b, err := json.Marshal(StatsReply{src.Stats(), src.History()})
 				return append(dst, b...), err
@@ -126,6 +140,12 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 		{
 			Name: "sys.kick", Summary: `disconnect a client: [id, "reason"]; admins only`,
 			Hidden: true, JSON: jsonPayload,
+			Desc: service.Description{
+				Params:   json.RawMessage(`{"type":"array","prefixItems":[{"type":"integer","minimum":1},{"type":"string"}],"minItems":1,"maxItems":2,"items":false,"description":"[id, reason]"}`),
+				Result:   json.RawMessage(`{"type":"boolean","description":"whether that client was connected"}`),
+				Errors:   []wire.Code{wire.CodeBadPayload, wire.CodeUnknownMethod},
+				Examples: []service.Example{{Params: json.RawMessage(`[999999,"maintenance"]`), Result: json.RawMessage(`false`)}},
+			},
 			Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 				if !req.Caller.Trusted() {
 					return dst, service.ErrNotPermitted
@@ -146,6 +166,70 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 	}
 }
 
+// Catalog is the response of sys.describe without a method name: every
+// method the caller may call, described.
+type Catalog struct {
+	Server  string              `json:"server"`
+	Methods []service.Described `json:"methods"`
+}
+
+// describeMethod is sys.describe: the whole catalog, or one method
+// (["math.add"] or {"method":"math.add"}).
+func describeMethod(reg *service.Registry, version string) service.Method {
+	return service.Method{
+		Name: "sys.describe", Summary: `describe every method, or one: ["math.add"] (JSON)`,
+		Inline: true, Idempotent: true, JSON: jsonPayload,
+		Desc: service.Description{
+			Params: json.RawMessage(`{"anyOf":[{"type":"null"},{"type":"array","maxItems":0},{"type":"object","maxProperties":0},` +
+				`{"type":"array","prefixItems":[{"type":"string"}],"minItems":1,"maxItems":1,"items":false},` +
+				`{"type":"object","properties":{"method":{"type":"string"}},"required":["method"],"additionalProperties":false}]}`),
+			Result:   json.RawMessage(`{"anyOf":[` + string(service.SchemaOf[Catalog]()) + `,` + string(service.SchemaOf[service.Described]()) + `]}`),
+			Errors:   []wire.Code{wire.CodeBadPayload, wire.CodeUnknownMethod},
+			Examples: []service.Example{{Params: json.RawMessage(`["no.such"]`), Error: "UNKNOWN_METHOD"}},
+		},
+		Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+			trusted := req.Caller.Trusted()
+			name, err := describeParams(req.Payload)
+			if err != nil {
+				return dst, err
+			}
+			var v any = Catalog{Server: "nexo/" + version, Methods: reg.Describe(trusted)}
+			if name != "" {
+				m := reg.Get(name)
+				if m == nil || (m.Hidden && !trusted) {
+					return dst, service.Error(wire.CodeUnknownMethod, "no method "+strconv.Quote(name))
+				}
+				v = m.Describe()
+			}
+			b, err := json.Marshal(v)
+			return append(dst, b...), err
+		},
+	}
+}
+
+// describeParams reads sys.describe's params: the method's name, or "" for
+// the whole catalog.
+func describeParams(p []byte) (string, error) {
+	p = bytes.TrimSpace(p)
+	switch string(p) {
+	case "", "null", "[]", "{}":
+		return "", nil
+	}
+	var byPos []string
+	if json.Unmarshal(p, &byPos) == nil && len(byPos) == 1 {
+		return byPos[0], nil
+	}
+	var byName struct {
+		Method string `json:"method"`
+	}
+	d := json.NewDecoder(bytes.NewReader(p))
+	d.DisallowUnknownFields()
+	if d.Decode(&byName) == nil && byName.Method != "" {
+		return byName.Method, nil
+	}
+	return "", fmt.Errorf("%w: want nothing, [\"method\"] or {\"method\": \"...\"}", service.ErrBadPayload)
+}
+
 // StatsReply is the response of sys.stats (and the admin API's
 // /api/stats): the totals and the samples of the last minutes.
 type StatsReply struct {
@@ -161,6 +245,8 @@ func ClusterMethod(cluster func(ctx context.Context) (any, error)) service.Metho
 		Name: "sys.cluster", Summary: "clients of every gateway, gateway totals and workers (JSON); admins only",
 		Idempotent: true, Hidden: true,
 		JSON: service.NoParamsJSON,
+		Desc: service.Description{Params: noParams, Result: json.RawMessage(`{"type":"object"}`),
+			Errors: []wire.Code{wire.CodeUnknownMethod, wire.CodeUnavailable}},
 		Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
 			if !req.Caller.Trusted() {
 				return dst, service.ErrNotPermitted
@@ -176,6 +262,13 @@ func ClusterMethod(cluster func(ctx context.Context) (any, error)) service.Metho
 }
 
 // echoJSON makes sys.echo take ["text"] and answer "text".
+// noParams is the params schema of a method that takes none: absent,
+// null, [] or {}.
+var noParams = json.RawMessage(`{"anyOf":[{"type":"null"},{"type":"array","maxItems":0},{"type":"object","maxProperties":0}]}`)
+
+// topics is sys.subscribe's params and result.
+var topics = json.RawMessage(`{"type":"array","items":{"enum":["stats","clients"]},"minItems":1,"uniqueItems":true}`)
+
 var echoJSON = &service.JSONCodec{
 	MaxParams: 1,
 	Params: func(params, dst []byte) ([]byte, error) {

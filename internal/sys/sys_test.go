@@ -6,8 +6,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/nexo-project/nexo/internal/service"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/service"
 )
 
 type fakeSource struct{}

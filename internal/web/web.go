@@ -17,7 +17,7 @@ import (
 	"github.com/nexo-project/nexo/internal/httpguard"
 	"github.com/nexo-project/nexo/internal/jsonrpc"
 	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 )
 
 //go:embed gui

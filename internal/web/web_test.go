@@ -3,9 +3,11 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,10 +15,16 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/internal/vectors"
 	"github.com/nexo-project/nexo/internal/web"
+	"github.com/nexo-project/nexo/service"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // wsClient is a raw JSON-RPC-over-WebSocket peer: it sees every message.
@@ -687,4 +695,85 @@ func postRPC(t *testing.T, srv *nexotest.Server, method, params string) message 
 		t.Fatal(err)
 	}
 	return m
+}
+
+// greetParams and greeting are the types of test.greet, a typed JSON
+// method.
+type greetParams struct {
+	Name string `json:"name" jsonschema:"minLength=1,maxLength=64"`
+}
+
+type greeting struct {
+	Greeting string `json:"greeting"`
+}
+
+// TestJSONMethodEveryDoor: a method written as a typed Go function is
+// called with the same JSON on the native door, /rpc and /ws, params that
+// do not fit are BAD_PAYLOAD (-32602) naming the field on each, and
+// sys.describe on the native door describes it and math.add.
+func TestJSONMethodEveryDoor(t *testing.T) {
+	greet := service.JSON("test.greet", func(_ context.Context, _ *service.Caller, p greetParams) (greeting, error) {
+		return greeting{"Hello, " + p.Name + "!"}, nil
+	})
+	srv := nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{Catalog: func(*server.Server) (catalog.Options, error) {
+		return catalog.Options{Extra: []service.Method{greet}}, nil
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	native, err := client.Dial(ctx, srv.Native, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer native.Close()
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+
+	const want = `{"greeting":"Hello, Ann!"}`
+	if got, err := native.Call(ctx, "test.greet", []byte(`{"name":"Ann"}`)); err != nil || string(got) != want {
+		t.Errorf("native: %s %v", got, err)
+	}
+	for door, m := range map[string]message{"ws": w.call("test.greet", `{"name":"Ann"}`), "http": postRPC(t, srv, "test.greet", `{"name":"Ann"}`)} {
+		if m.Error != nil || string(m.Result) != want {
+			t.Errorf("%s: %+v %s", door, m.Error, m.Result)
+		}
+	}
+	bad := `{"name":""}`
+	if _, err := native.Call(ctx, "test.greet", []byte(bad)); !errors.Is(err, wire.CodeBadPayload) || !strings.Contains(err.Error(), "/name") {
+		t.Errorf("native, bad params: %v", err)
+	}
+	for door, m := range map[string]message{"ws": w.call("test.greet", bad), "http": postRPC(t, srv, "test.greet", bad)} {
+		if m.Error == nil || m.Error.Code != -32602 || !strings.Contains(m.Error.Message, "/name") {
+			t.Errorf("%s, bad params: %+v", door, m.Error)
+		}
+	}
+
+	out, err := native.Call(ctx, "sys.describe", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cat sys.Catalog
+	if err := json.Unmarshal(out, &cat); err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]service.Described{}
+	for _, d := range cat.Methods {
+		found[d.Name] = d
+	}
+	if d := found["test.greet"]; d.Encoding != "json" || !strings.Contains(string(d.Params), `"maxLength":64`) {
+		t.Errorf("test.greet described as %+v", d)
+	}
+	if d := found["math.add"]; d.Encoding != "binary" || !d.Idempotent || len(d.Examples) == 0 || !slices.Contains(d.Errors, "OVERFLOW") {
+		t.Errorf("math.add described as %+v", d)
+	}
+	out, err = native.Call(ctx, "sys.describe", []byte(`["math.div"]`))
+	var one service.Described
+	if err != nil || json.Unmarshal(out, &one) != nil || one.Name != "math.div" {
+		t.Errorf("sys.describe [math.div]: %s %v", out, err)
+	}
+	if _, err := native.Call(ctx, "sys.describe", []byte(`["no.such"]`)); !errors.Is(err, wire.CodeUnknownMethod) {
+		t.Errorf("sys.describe of an unknown method: %v", err)
+	}
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/nexo-project/nexo/internal/httpguard"
 	"github.com/nexo-project/nexo/internal/jsonrpc"
 	"github.com/nexo-project/nexo/internal/server"
-	"github.com/nexo-project/nexo/internal/service"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 

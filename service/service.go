@@ -1,9 +1,12 @@
-// Package service defines what a nexo service is, a method handler, and the
-// registry that maps method names to handlers. Every door of the server
-// (native, legacy, and later web and NATS) dispatches through one Registry.
+// Package service defines what a nexo service is: methods, binary or typed
+// JSON (see JSON), each described for discovery (Description), errors that
+// carry the protocol's codes (Error), and the registry that maps method
+// names to methods. Every door of the server (native, legacy, web) and
+// every worker over NATS dispatches through one Registry.
 //
-// Adding a service is one small package that returns its []Method, plus one
-// Register call where the binary wires things together.
+// This package is public and stable within v0: see docs/services.md for
+// the promise. A service is a []Method, registered where a program wires
+// things together.
 package service
 
 import (
@@ -118,6 +121,8 @@ type Method struct {
 	// JSON, when set, lets JSON doors (JSON-RPC) call the method; a method
 	// without it is binary-only there.
 	JSON *JSONCodec
+	// Desc describes the method for discovery (sys.describe).
+	Desc Description
 }
 
 // JSONCodec translates a method's JSON-RPC params and result to and from

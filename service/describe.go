@@ -1,0 +1,89 @@
+package service
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/nexo-project/nexo/wire"
+)
+
+// Description says how to call a method, beyond its name and summary:
+// the JSON Schemas of its params and result (their JSON forms, as the JSON
+// doors carry them), the error codes it may return, examples, and, for a
+// binary method, the layout of its payloads on the native door.
+type Description struct {
+	// Params and Result are JSON Schemas (draft 2020-12) of the params
+	// and the result in JSON.
+	Params, Result json.RawMessage
+	// Errors are the codes the method itself may return. Every method may
+	// also get the codes any request may (BUSY, TIMEOUT, SHUTTING_DOWN,
+	// UNAVAILABLE on a gateway, INTERNAL); they are not listed.
+	Errors []wire.Code
+	// Examples are calls and what they give, in JSON.
+	Examples []Example
+	// Binary describes the native payloads of a binary method, such as
+	// "a, b: big-endian int64 (16 bytes) → int64 (8 bytes)". It is empty
+	// for a JSON method, whose native payloads are its JSON params and
+	// result.
+	Binary string
+}
+
+// Example is one call of a method in JSON: its params, and its result or
+// the name of its error.
+type Example struct {
+	Name   string          `json:"name,omitempty"`
+	Params json.RawMessage `json:"params"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// Described is a method as sys.describe publishes it.
+type Described struct {
+	Name       string          `json:"name"`
+	Summary    string          `json:"summary,omitempty"`
+	Encoding   string          `json:"encoding"`         // "json" or "binary"
+	Binary     string          `json:"binary,omitempty"` // the binary layout, for a binary method
+	Params     json.RawMessage `json:"params,omitempty"` // JSON Schema
+	Result     json.RawMessage `json:"result,omitempty"` // JSON Schema
+	Errors     []string        `json:"errors"`
+	Idempotent bool            `json:"idempotent"`
+	Examples   []Example       `json:"examples,omitempty"`
+}
+
+// Describe returns the method as sys.describe publishes it.
+func (m *Method) Describe() Described {
+	d := Described{Name: m.Name, Summary: m.Summary, Encoding: "json", Binary: m.Desc.Binary,
+		Params: m.Desc.Params, Result: m.Desc.Result, Idempotent: m.Idempotent,
+		Examples: m.Desc.Examples, Errors: []string{}}
+	if m.Desc.Binary != "" {
+		d.Encoding = "binary"
+	}
+	for _, c := range m.Desc.Errors {
+		d.Errors = append(d.Errors, c.String())
+	}
+	return d
+}
+
+// Describe returns every method the caller may see, by name.
+func (r *Registry) Describe(withHidden bool) []Described {
+	var out []Described
+	for _, name := range r.Names(withHidden) {
+		out = append(out, r.methods[name].Describe())
+	}
+	slices.SortFunc(out, func(a, b Described) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Error returns an error that carries a protocol code: a handler returns
+// Error(wire.CodeOverflow, "...") and the client gets OVERFLOW (-32007 on
+// the JSON doors) with that message. Codes that close a connection, and
+// unknown ones, are sent as INTERNAL.
+func Error(code wire.Code, msg string) error { return &wire.Error{Code: code, Msg: msg} }
