@@ -62,6 +62,7 @@ Usage:
   nexo serve   [flags]                  run the server (a gateway too, with --nats)
   nexo worker  [flags]                  serve methods to gateways over NATS
   nexo call    [flags] METHOD [ARG...]  send one request and print the result
+  nexo describe [flags] [METHOD]        what the server offers: every method, or one in full (--json for scripts)
   nexo auto    [flags]                  send a random math operation every interval
   nexo bench   [flags]                  closed-loop load test
   nexo clients [flags]                  list connected and recently closed clients (--cluster: every gateway's)
@@ -79,14 +80,15 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return usageError{"no command given"}
 	}
 	cmds := map[string]func(context.Context, []string) error{
-		"serve":   m.serve,
-		"worker":  m.worker,
-		"call":    m.call,
-		"auto":    m.auto,
-		"bench":   m.bench,
-		"clients": m.clients,
-		"certs":   m.certsCmd,
-		"version": m.version,
+		"serve":    m.serve,
+		"worker":   m.worker,
+		"call":     m.call,
+		"describe": m.describe,
+		"auto":     m.auto,
+		"bench":    m.bench,
+		"clients":  m.clients,
+		"certs":    m.certsCmd,
+		"version":  m.version,
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":

@@ -603,3 +603,32 @@ func TestBenchVerdict(t *testing.T) {
 		t.Errorf("a paced run that missed its rate: %v, stderr %q", err, stderr)
 	}
 }
+
+// TestDescribe: nexo describe lists what the server offers, prints one
+// method in full, passes the server's JSON through with --json, and
+// fails like call for a method that does not exist.
+func TestDescribe(t *testing.T) {
+	addr := serve(t, nil)["native"]
+	out, _, err := run(nil, "describe", "--addr", addr)
+	if err != nil || !strings.Contains(out, "math.add       binary   yes") || !strings.Contains(out, "sys.describe") {
+		t.Errorf("describe: %v\n%s", err, out)
+	}
+	out, _, err = run(nil, "describe", "--addr", addr, "math.div")
+	if err != nil || !strings.Contains(out, "errors:     DIVISION_BY_ZERO, BAD_PAYLOAD") || !strings.Contains(out, "[7,2] → 3.5") {
+		t.Errorf("describe math.div: %v\n%s", err, out)
+	}
+	out, _, err = run(nil, "describe", "--addr", addr, "--json", "math.div")
+	var d struct {
+		Name     string
+		Examples []json.RawMessage
+	}
+	if err != nil || json.Unmarshal([]byte(out), &d) != nil || d.Name != "math.div" || len(d.Examples) != 3 {
+		t.Errorf("describe --json math.div: %v\n%s", err, out)
+	}
+	if _, _, err := run(nil, "describe", "--addr", addr, "no.such"); err == nil || !strings.HasPrefix(err.Error(), "UNKNOWN_METHOD") {
+		t.Errorf("describe no.such: %v", err)
+	}
+	if _, _, err := run(nil, "describe", "--addr", addr, "a", "b"); !errors.As(err, new(usageError)) {
+		t.Errorf("two methods: %v, want a usage error", err)
+	}
+}

@@ -59,6 +59,10 @@ func (r *RPC) Handler(who CallerFunc) http.Handler {
 func (r *RPC) serveHTTP(w http.ResponseWriter, req *http.Request, caller *service.Caller) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxBody))
 	if err != nil {
+		// The rest of the body is not read: the connection closes after
+		// the answer, and says so (MaxBytesReader does that by itself only
+		// on net/http's own ResponseWriter, which doors may wrap).
+		w.Header().Set("Connection", "close")
 		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
 			http.Error(w, "body over 1 MiB", http.StatusRequestEntityTooLarge)
 			return

@@ -777,3 +777,24 @@ func TestJSONMethodEveryDoor(t *testing.T) {
 		t.Errorf("sys.describe of an unknown method: %v", err)
 	}
 }
+
+// TestTooLargeCloses: a POST /rpc over 1 MiB gets 413 and a connection
+// that says it closes; the counting wrapper of the HTTP doors hid the
+// body reader's own close, and the connection stayed open unsaid.
+func TestTooLargeCloses(t *testing.T) {
+	srv := nexotest.Start(t, nexotest.FastConfig())
+	body := `[` + strings.Repeat(`1,`, 600<<10) + `1]`
+	req, err := http.NewRequest("POST", "http://"+srv.Web+"/rpc", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req) // keep-alive
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Errorf("%s, Close %v: want 413 and the connection closed", resp.Status, resp.Close)
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/sys"
+	"github.com/nexo-project/nexo/service"
+)
+
+// describe prints what a server offers (sys.describe): every method in a
+// table, or one method in full; --json prints the server's JSON as is,
+// for scripts.
+func (m *Main) describe(ctx context.Context, args []string) error {
+	fs := m.flags("describe", "[METHOD]")
+	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	asJSON := fs.Bool("json", false, "print the description as JSON, as sys.describe answers it")
+	cf := addConnFlags(fs)
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return usageError{"describe: one METHOD at most"}
+	}
+	opts, err := cf.options("nexo-describe")
+	if err != nil {
+		return err
+	}
+	var params []byte
+	if fs.NArg() == 1 {
+		params, _ = json.Marshal([]string{fs.Arg(0)}) // a string always marshals
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, *addr, opts)
+	if err != nil {
+		return dialHint(err)
+	}
+	defer c.Close()
+	out, err := c.Call(ctx, "sys.describe", params)
+	if err != nil {
+		return describeError(err)
+	}
+	if *asJSON {
+		var b bytes.Buffer
+		if err := json.Indent(&b, out, "", "  "); err != nil {
+			return err
+		}
+		fmt.Fprintln(m.Stdout, b.String())
+		return nil
+	}
+	if fs.NArg() == 1 {
+		var d service.Described
+		if err := json.Unmarshal(out, &d); err != nil {
+			return fmt.Errorf("describe: the server's answer: %w", err)
+		}
+		printMethod(m.Stdout, d)
+		return nil
+	}
+	var cat sys.Catalog
+	if err := json.Unmarshal(out, &cat); err != nil {
+		return fmt.Errorf("describe: the server's answer: %w", err)
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "METHOD\tPAYLOAD\tIDEMPOTENT\tSUMMARY")
+	for _, d := range cat.Methods {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Name, d.Encoding, yesNo(d.Idempotent), d.Summary)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(m.Stdout, "%d methods on %s; 'nexo describe METHOD' for one in full\n", len(cat.Methods), cat.Server)
+	return nil
+}
+
+// printMethod prints one method's description for people.
+func printMethod(w io.Writer, d service.Described) {
+	fmt.Fprintf(w, "%s: %s\n", d.Name, d.Summary)
+	fmt.Fprintf(w, "  payload:    %s", d.Encoding)
+	if d.Binary != "" {
+		fmt.Fprintf(w, " (%s)", d.Binary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  idempotent: %s\n", yesNo(d.Idempotent))
+	if len(d.Errors) > 0 {
+		fmt.Fprintf(w, "  errors:     %s\n", strings.Join(d.Errors, ", "))
+	}
+	fmt.Fprintf(w, "  params:     %s\n", d.Params)
+	fmt.Fprintf(w, "  result:     %s\n", d.Result)
+	for _, ex := range d.Examples {
+		if ex.Error != "" {
+			fmt.Fprintf(w, "  example:    %s → %s\n", ex.Params, ex.Error)
+		} else {
+			fmt.Fprintf(w, "  example:    %s → %s\n", ex.Params, ex.Result)
+		}
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
