@@ -196,7 +196,14 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 // not count.
 func CheckGoroutines(t testing.TB, base int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	CheckGoroutinesWithin(t, base, 5*time.Second)
+}
+
+// CheckGoroutinesWithin is CheckGoroutines with a grace period of d; the
+// failure lists the goroutines left.
+func CheckGoroutinesWithin(t testing.TB, base int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		n, dump := projectGoroutines()
 		if n <= base {
