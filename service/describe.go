@@ -64,11 +64,19 @@ func (m *Method) Describe() Described {
 	return d
 }
 
-// Describe returns every method the caller may see, by name.
+// Describe returns every method the caller may see, by name: those
+// registered here, and those known elsewhere (SetRemote).
 func (r *Registry) Describe(withHidden bool) []Described {
 	var out []Described
 	for _, name := range r.Names(withHidden) {
 		out = append(out, r.methods[name].Describe())
+	}
+	if r.remote != nil {
+		for _, d := range r.remote.Describe() {
+			if r.methods[d.Name] == nil {
+				out = append(out, d)
+			}
+		}
 	}
 	slices.SortFunc(out, func(a, b Described) int {
 		switch {

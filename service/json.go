@@ -51,14 +51,14 @@ func JSON[P, R any](name string, fn JSONFunc[P, R]) Method {
 			}
 			return append(dst, b...), nil
 		},
-		JSON: passJSON,
+		JSON: PassJSON,
 		Desc: Description{Params: params, Result: result, Errors: []wire.Code{wire.CodeBadPayload}},
 	}
 }
 
-// passJSON is the JSON codec of JSON methods: params and result pass
-// through unchanged.
-var passJSON = &JSONCodec{
+// PassJSON is the JSON codec of JSON methods, whose native payloads are
+// JSON already: params and result pass through unchanged.
+var PassJSON = &JSONCodec{
 	Params: func(params, dst []byte) ([]byte, error) { return append(dst, params...), nil },
 	Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
 	// The schema check bounds what the method takes; the doors' count

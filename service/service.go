@@ -175,7 +175,23 @@ var NoParamsJSON = &JSONCodec{
 type Registry struct {
 	methods  map[string]*Method
 	fallback *Method
+	remote   Remote
 }
+
+// Remote is what a registry knows of methods served elsewhere: a
+// gateway's view of the methods its cluster's workers serve.
+type Remote interface {
+	// Describe returns the methods served elsewhere.
+	Describe() []Described
+	// Method returns a method served elsewhere, callable from here (by
+	// the JSON doors too), or nil when none of that name is known.
+	Method(name string) *Method
+}
+
+// SetRemote makes the methods rm knows part of the registry's Get and
+// Describe; the local ones win a name both have. Set it before the server
+// starts.
+func (r *Registry) SetRemote(rm Remote) { r.remote = rm }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{methods: make(map[string]*Method)} }
@@ -222,8 +238,14 @@ func (r *Registry) Names(withHidden bool) []string {
 	return names
 }
 
-// Get returns the method with the given name, or nil.
-func (r *Registry) Get(name string) *Method { return r.methods[name] }
+// Get returns the method with the given name, registered here or known
+// elsewhere (SetRemote), or nil.
+func (r *Registry) Get(name string) *Method {
+	if m := r.methods[name]; m != nil || r.remote == nil {
+		return m
+	}
+	return r.remote.Method(name)
+}
 
 // SetFallback makes m serve every name that is not registered, on the
 // doors that can call a method without knowing it (native). A gateway uses

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -50,6 +51,8 @@ type Gateway struct {
 	fwd      forwardCollector
 	subjects Subjects
 	svc      micro.Service
+	catalog  *clusterCatalog
+	joined   *nats.Subscription // workers that start say so here
 }
 
 // Local is what a gateway tells the cluster about the server it runs in.
@@ -68,6 +71,17 @@ func NewGateway(nc *nats.Conn, local Local, o GatewayOptions) (*Gateway, error) 
 		return nil, err
 	}
 	g := &Gateway{Forwarder: f, name: o.Name, nc: nc, local: local, fwd: forwardCollector{f, nc}, subjects: Subjects{o.Prefix}}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	g.catalog = newClusterCatalog(nc, g.subjects, o.Log, f.Stub)
+	joined, err := nc.Subscribe(g.subjects.Admin(JoinedQuery), func(*nats.Msg) { g.catalog.joined() })
+	if err != nil {
+		g.catalog.close()
+		f.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.joined = joined
 	// Gateways are a micro service too, so "nats micro ls" shows them; the
 	// queries go to every gateway, so no queue group.
 	g.svc, err = micro.AddService(nc, micro.Config{
@@ -109,7 +123,46 @@ func (g *Gateway) Close() {
 	if g.svc != nil {
 		_ = g.svc.Stop() // fails only when the connection is closed already
 	}
+	_ = g.joined.Unsubscribe() // fails only when the connection is closed already
+	g.catalog.close()
 	g.Forwarder.Close()
+}
+
+// Remote is the cluster's catalog: the methods its workers serve, for the
+// registry (service.Registry.SetRemote), so that sys.describe shows them
+// and the JSON doors can call the JSON ones.
+func (g *Gateway) Remote() service.Remote { return g.catalog }
+
+// Fallback is the registry's fallback: a method the gateway does not
+// know is forwarded when the cluster's catalog has it (gathered again
+// first if it is stale, see CatalogMinGap), and is UNKNOWN_METHOD
+// otherwise, so that a typo is not taken for an outage. When the catalog
+// cannot be gathered (NATS is unreachable) the answer is UNAVAILABLE.
+func (g *Gateway) Fallback() service.Method {
+	fwd := g.Forwarder.Fallback()
+	return service.Method{
+		Name: fwd.Name,
+		Async: func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
+			name := string(req.Method)
+			if g.catalog.has(name) || !validSubject(name) {
+				fwd.Async(req, deadline, done) // an invalid name is refused there
+				return
+			}
+			// Decided off the reader: a gather may take a while.
+			req.Method, req.Payload = []byte(name), slices.Clone(req.Payload)
+			go func() {
+				ok, err := g.catalog.lookup(name)
+				switch {
+				case err != nil:
+					g.answerNow(done, wire.CodeUnavailable, "cannot reach the cluster to look up "+name+": "+err.Error())
+				case !ok:
+					g.answerNow(done, wire.CodeUnknownMethod, "no worker in the cluster serves "+name)
+				default:
+					fwd.Async(req, deadline, done)
+				}
+			}()
+		},
+	}
 }
 
 // MaxGatewayClients bounds the clients one gateway lists in its answer to

@@ -60,13 +60,14 @@ func TestCluster(t *testing.T) {
 	if f := roundTrip(t, c, 1, 5000, "sys.echo", []byte("through NATS")); f.Type != wire.TypeResponse || string(f.Body) != "through NATS" {
 		t.Errorf("sys.echo: %s", nexotest.String(f))
 	}
-	// A method no worker serves: UNAVAILABLE, not a wait for the deadline.
+	// A method no worker serves: UNKNOWN_METHOD (see
+	// TestUnknownIsNotUnavailable), not a wait for the deadline.
 	start := time.Now()
-	if f := roundTrip(t, c, 2, 10000, "nobody.serves", nil); errorCode(f) != wire.CodeUnavailable {
-		t.Errorf("unknown method: %s, want UNAVAILABLE", nexotest.String(f))
+	if f := roundTrip(t, c, 2, 10000, "nobody.serves", nil); errorCode(f) != wire.CodeUnknownMethod {
+		t.Errorf("unknown method: %s, want UNKNOWN_METHOD", nexotest.String(f))
 	}
 	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("UNAVAILABLE took %v: it waited for the deadline", d)
+		t.Errorf("UNKNOWN_METHOD took %v: it waited for the deadline", d)
 	}
 	// A name that cannot be a NATS subject is never sent.
 	if f := roundTrip(t, c, 3, 5000, "bad..name", nil); errorCode(f) != wire.CodeUnknownMethod {
@@ -627,5 +628,85 @@ func TestRetryPace(t *testing.T) {
 	}
 	if retried == 0 {
 		t.Errorf("nothing was sent again after RetryAfter: %v", seen)
+	}
+}
+
+// greetParams is test.greet's params: a JSON method only workers serve.
+type greetParams struct {
+	Name string `json:"name" jsonschema:"minLength=1"`
+}
+
+func greetMethod(name string) service.Method {
+	m := service.JSON(name, func(_ context.Context, _ *service.Caller, p greetParams) (map[string]string, error) {
+		return map[string]string{"greeting": "Hello, " + p.Name + "!"}, nil
+	})
+	m.Summary, m.Idempotent = "greets", true
+	return m
+}
+
+// TestUnknownIsNotUnavailable: through a pure gateway, a method no worker
+// serves is UNKNOWN_METHOD (it was UNAVAILABLE, so a typo looked like an
+// outage); a JSON method only a worker serves is described by the
+// gateway's sys.describe and called on the native door and /rpc; a worker
+// that joins with a new method is reachable at the first request; and a
+// method whose workers are all gone is UNAVAILABLE at once.
+func TestUnknownIsNotUnavailable(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	startWorker(t, ns.URL(), greetMethod("test.greet"))
+	g := startGateway(t, ns.URL(), "gw", 0)
+	c, _ := nexotest.Hello(t, g.Native, "caller")
+
+	start := time.Now()
+	if f := roundTrip(t, c, 1, 5000, "no.such", nil); errorCode(f) != wire.CodeUnknownMethod {
+		t.Errorf("a method nobody serves: %s, want UNKNOWN_METHOD", nexotest.String(f))
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("UNKNOWN_METHOD took %v", d)
+	}
+	if f := roundTrip(t, c, 2, 5000, "test.greet", []byte(`{"name":"Ann"}`)); f.Type != wire.TypeResponse || string(f.Body) != `{"greeting":"Hello, Ann!"}` {
+		t.Errorf("test.greet on the native door: %s", nexotest.String(f))
+	}
+	post := func(body string) string {
+		resp, err := http.Post("http://"+g.Web+"/rpc", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := post(`{"jsonrpc":"2.0","method":"test.greet","params":{"name":"Ann"},"id":1}`); got != `{"jsonrpc":"2.0","result":{"greeting":"Hello, Ann!"},"id":1}`+"\n" {
+		t.Errorf("test.greet on /rpc: %s", got)
+	}
+	if got := post(`{"jsonrpc":"2.0","method":"no.such","id":1}`); !strings.Contains(got, `"code":-32601`) {
+		t.Errorf("no.such on /rpc: %s", got)
+	}
+	f := roundTrip(t, c, 3, 5000, "sys.describe", []byte(`["test.greet"]`))
+	var d service.Described
+	if f.Type != wire.TypeResponse || json.Unmarshal(f.Body, &d) != nil || d.Encoding != "json" || !strings.Contains(string(d.Params), "minLength") {
+		t.Errorf("sys.describe [test.greet] on the gateway: %s", nexotest.String(f))
+	}
+
+	late := startWorker(t, ns.URL(), greetMethod("test.late"))
+	// A worker says it joined; the gateway gathers the catalog at once.
+	nexotest.WaitFor(t, 2*time.Second, "the gateway to know test.late", func() bool {
+		for _, d := range g.Reg.Describe(true) {
+			if d.Name == "test.late" {
+				return true
+			}
+		}
+		return false
+	})
+	if f := roundTrip(t, c, 4, 5000, "test.late", []byte(`{"name":"Bo"}`)); f.Type != wire.TypeResponse {
+		t.Errorf("a method of a worker that just joined: %s", nexotest.String(f))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := late.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if f := roundTrip(t, c, 5, 5000, "test.late", []byte(`{"name":"Bo"}`)); errorCode(f) != wire.CodeUnavailable || time.Since(start) > time.Second {
+		t.Errorf("a method whose workers are gone: %s after %v, want UNAVAILABLE at once", nexotest.String(f), time.Since(start))
 	}
 }

@@ -186,11 +186,10 @@ func (f *Forwarder) Stub(m service.Method) service.Method {
 // FallbackName is the name the fallback goes by in metrics and logs.
 const FallbackName = "(forwarded)"
 
-// Fallback is the registry's fallback (service.Registry.SetFallback):
-// methods unknown to the gateway go to "<prefix>.svc.<method>" too, so a
-// worker can offer methods the gateway was not built with. They are sent
-// at once, one per message, are not idempotent to the gateway, and are not
-// reachable from JSON doors, which need the method's codec.
+// Fallback forwards methods unknown to the gateway to "<prefix>.svc.<method>"
+// too, so a worker can offer methods the gateway was not built with. They
+// are sent at once, one per message, and are not idempotent to the
+// gateway. Gateway.Fallback puts the cluster's catalog in front of it.
 func (f *Forwarder) Fallback() service.Method {
 	return service.Method{
 		Name: FallbackName,

@@ -2,6 +2,7 @@ package backplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -106,7 +107,7 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 		}
 		err := svc.AddEndpoint(endpointName(name), w.handler(m, w.served[subjects.Service(name)]),
 			micro.WithEndpointSubject(subjects.Service(name)),
-			micro.WithEndpointMetadata(map[string]string{"method": name, "summary": m.Summary}))
+			micro.WithEndpointMetadata(endpointMetadata(m)))
 		if err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("worker endpoint %s: %w", name, err)
@@ -117,8 +118,23 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 		_ = svc.Stop()
 		return nil, fmt.Errorf("worker: no method to serve")
 	}
+	// Gateways gather the catalog again when told a worker joined, so its
+	// methods are callable at once, not at their next periodic gather.
+	_ = nc.Publish(subjects.Admin(JoinedQuery), nil) // lost when NATS is down: the periodic gather finds it
 	return w, nil
 }
+
+// endpointMetadata is what a worker's NATS micro INFO says of a method:
+// its name, summary and whole description (service.Described in JSON),
+// from which gateways build the cluster's catalog.
+func endpointMetadata(m *service.Method) map[string]string {
+	d, _ := json.Marshal(m.Describe()) // strings, schemas already JSON, bools: always marshals
+	return map[string]string{"method": m.Name, "summary": m.Summary, MetadataDescription: string(d)}
+}
+
+// MetadataDescription is the key of a method's description in its
+// endpoint's metadata.
+const MetadataDescription = "description"
 
 // endpointName makes a micro endpoint name of a method name: micro allows
 // only letters, digits, - and _.

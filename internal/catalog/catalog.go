@@ -60,6 +60,8 @@ type Gateway interface {
 	Stub(m service.Method) service.Method
 	// Fallback forwards any method not registered.
 	Fallback() service.Method
+	// Remote is what the gateway knows of the methods its cluster serves.
+	Remote() service.Remote
 }
 
 // Options say what to register.
@@ -111,6 +113,7 @@ func Register(reg *service.Registry, o Options) error {
 		}
 	}
 	if o.Gateway != nil {
+		reg.SetRemote(o.Gateway.Remote())
 		return reg.SetFallback(o.Gateway.Fallback())
 	}
 	return nil

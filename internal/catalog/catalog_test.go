@@ -35,6 +35,22 @@ func (stubs) Fallback() service.Method {
 	return service.Method{Name: "forward", Async: func(service.Request, time.Time, func([]byte, error) service.Flusher) {}}
 }
 
+// Remote knows one JSON method of the cluster.
+func (stubs) Remote() service.Remote { return remote{} }
+
+type remote struct{}
+
+func (remote) Describe() []service.Described {
+	return []service.Described{{Name: "far.away", Encoding: "json", Errors: []string{}}}
+}
+
+func (remote) Method(name string) *service.Method {
+	if name != "far.away" {
+		return nil
+	}
+	return &service.Method{Name: name, JSON: service.PassJSON}
+}
+
 func TestParse(t *testing.T) {
 	for _, tt := range []struct {
 		in   string

@@ -195,16 +195,30 @@ func describeMethod(reg *service.Registry, version string) service.Method {
 			}
 			var v any = Catalog{Server: "nexo/" + version, Methods: reg.Describe(trusted)}
 			if name != "" {
-				m := reg.Get(name)
-				if m == nil || (m.Hidden && !trusted) {
+				d, ok := describeOne(reg, name, trusted)
+				if !ok {
 					return dst, service.Error(wire.CodeUnknownMethod, "no method "+strconv.Quote(name))
 				}
-				v = m.Describe()
+				v = d
 			}
 			b, err := json.Marshal(v)
 			return append(dst, b...), err
 		},
 	}
+}
+
+// describeOne describes one method the caller may see, registered here or
+// known elsewhere (a gateway's cluster).
+func describeOne(reg *service.Registry, name string, trusted bool) (service.Described, bool) {
+	if m := reg.Get(name); m != nil {
+		return m.Describe(), !m.Hidden || trusted
+	}
+	for _, d := range reg.Describe(trusted) {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return service.Described{}, false
 }
 
 // describeParams reads sys.describe's params: the method's name, or "" for

@@ -1,0 +1,233 @@
+package backplane
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nexo-project/nexo/service"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// The cluster's catalog, as a gateway knows it: the methods its workers
+// serve, gathered from their NATS micro INFO, where every endpoint carries
+// its method's description (endpointMetadata). A gateway gathers it when
+// it starts, every CatalogEvery, and at once when a request names a method
+// it does not know, at most once per CatalogMinGap: a misspelt method
+// costs one gather a second at most, and a worker that joins with a new
+// method is reachable at its first request. A method is remembered
+// CatalogForget after it was last seen, so that a method whose workers are
+// all gone is UNAVAILABLE, not UNKNOWN_METHOD.
+const (
+	// JoinedQuery is the admin query a worker publishes when it starts:
+	// gateways gather the catalog at once.
+	JoinedQuery   = "joined"
+	CatalogEvery  = 5 * time.Second
+	CatalogMinGap = time.Second
+	CatalogForget = 10 * time.Minute
+)
+
+// clusterCatalog is a gateway's catalog of the methods its workers serve.
+type clusterCatalog struct {
+	nc       *nats.Conn
+	subject  string // the workers' INFO
+	subjects Subjects
+	log      *slog.Logger
+	stub     func(service.Method) service.Method // forwards a method
+
+	mu        sync.Mutex
+	methods   map[string]known
+	at        time.Time     // when the last gather began
+	gathering chan struct{} // closed when the gather under way ends; nil when none
+	again     bool          // a worker joined during the gather under way: gather once more
+	err       error         // the last gather's failure
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// known is a method of the cluster.
+type known struct {
+	d    service.Described
+	seen time.Time
+	m    *service.Method // the stub JSON doors call, made on first use
+}
+
+func newClusterCatalog(nc *nats.Conn, subjects Subjects, log *slog.Logger, stub func(service.Method) service.Method) *clusterCatalog {
+	c := &clusterCatalog{nc: nc, subject: "$SRV.INFO." + WorkerService, subjects: subjects, log: log, stub: stub,
+		methods: map[string]known{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+// loop gathers the catalog every CatalogEvery until close.
+func (c *clusterCatalog) loop() {
+	defer close(c.done)
+	t := time.NewTicker(CatalogEvery)
+	defer t.Stop()
+	for {
+		c.refresh()
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *clusterCatalog) close() {
+	close(c.stop)
+	<-c.done
+}
+
+// joined is told that a worker started: the catalog is gathered now, or
+// once more after the gather under way, which may have missed it.
+func (c *clusterCatalog) joined() {
+	c.mu.Lock()
+	busy := c.gathering != nil
+	c.again = c.again || busy
+	c.mu.Unlock()
+	if !busy {
+		go c.refresh()
+	}
+}
+
+// refresh gathers the catalog now, or waits for the gather under way.
+func (c *clusterCatalog) refresh() {
+	c.mu.Lock()
+	if ch := c.gathering; ch != nil {
+		c.mu.Unlock()
+		<-ch
+		return
+	}
+	ch := make(chan struct{})
+	c.gathering, c.at = ch, time.Now()
+	c.mu.Unlock()
+
+	infos, err := Gather(context.Background(), c.nc, c.subject, nil)
+	now := time.Now()
+	c.mu.Lock()
+	c.err = err
+	if err == nil {
+		for _, b := range infos {
+			var info micro.Info
+			if json.Unmarshal(b, &info) != nil {
+				continue
+			}
+			for _, ep := range info.Endpoints {
+				var d service.Described
+				if json.Unmarshal([]byte(ep.Metadata[MetadataDescription]), &d) != nil || d.Name == "" ||
+					ep.Subject != c.subjects.Service(d.Name) {
+					continue // a worker of an older nexo (no description), or of another cluster (prefix)
+				}
+				k := c.methods[d.Name]
+				if k.d.Name == "" || !sameDescription(k.d, d) {
+					k = known{d: d} // new, or described anew: the stub is made again
+				}
+				k.seen = now
+				c.methods[d.Name] = k
+			}
+		}
+		for name, k := range c.methods {
+			if now.Sub(k.seen) > CatalogForget {
+				delete(c.methods, name)
+			}
+		}
+	} else {
+		c.log.Warn("cannot gather the cluster's catalog", slog.Any("err", err))
+	}
+	c.gathering = nil
+	again := c.again
+	c.again = false
+	c.mu.Unlock()
+	close(ch)
+	if again {
+		c.refresh()
+	}
+}
+
+// sameDescription reports whether two descriptions say the same.
+func sameDescription(a, b service.Described) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// lookup reports whether the cluster serves name, gathering the catalog
+// again first when name is unknown and the last gather is older than
+// CatalogMinGap. err is set when the catalog cannot be gathered (NATS is
+// unreachable), so that nothing can be said of name.
+func (c *clusterCatalog) lookup(name string) (ok bool, err error) {
+	c.mu.Lock()
+	_, ok = c.methods[name]
+	stale := time.Since(c.at) >= CatalogMinGap || c.gathering != nil
+	c.mu.Unlock()
+	if ok || !stale {
+		return ok, nil
+	}
+	c.refresh()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok = c.methods[name]
+	if !ok && c.err != nil {
+		return false, c.err
+	}
+	return ok, nil
+}
+
+// has reports whether name is in the catalog now, without gathering.
+func (c *clusterCatalog) has(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.methods[name]
+	return ok
+}
+
+// Describe implements service.Remote: the methods of the cluster.
+func (c *clusterCatalog) Describe() []service.Described {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]service.Described, 0, len(c.methods))
+	for _, k := range c.methods {
+		out = append(out, k.d)
+	}
+	slices.SortFunc(out, func(a, b service.Described) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Method implements service.Remote: a stub forwarding a JSON method of the
+// cluster, for the JSON doors (the native door reaches every method
+// through the fallback). A binary method of the cluster has no JSON form
+// the gateway knows, so it is nil there.
+func (c *clusterCatalog) Method(name string) *service.Method {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.methods[name]
+	if !ok || k.d.Encoding != "json" {
+		return nil
+	}
+	if k.m == nil {
+		m := c.stub(service.Method{Name: name, Summary: k.d.Summary, Idempotent: k.d.Idempotent, JSON: service.PassJSON,
+			Desc: service.Description{Params: k.d.Params, Result: k.d.Result, Examples: k.d.Examples, Errors: codes(k.d.Errors)}})
+		k.m = &m
+		c.methods[name] = k
+	}
+	return k.m
+}
+
+// codes turns error names back into codes.
+func codes(names []string) []wire.Code {
+	var out []wire.Code
+	for _, n := range names {
+		if c, ok := wire.ParseCode(n); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
