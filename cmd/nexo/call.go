@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -13,11 +15,12 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/calc"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 
 func (m *Main) call(ctx context.Context, args []string) error {
-	fs := m.flags("call", "METHOD [ARG...]")
+	fs := m.flags("call", "METHOD [ARG...]  (a JSON method takes one JSON argument, name=value pairs, or values in its params' order)")
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	cf := addConnFlags(fs)
@@ -33,8 +36,9 @@ func (m *Main) call(ctx context.Context, args []string) error {
 		return usageError{"call: METHOD is missing"}
 	}
 	method, rest := fs.Arg(0), fs.Args()[1:]
+	binary := strings.HasPrefix(method, "math.") || method == "sys.echo"
 	payload, err := encodeArgs(method, rest)
-	if err != nil {
+	if binary && err != nil {
 		return usageError{"call: " + err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -44,12 +48,44 @@ func (m *Main) call(ctx context.Context, args []string) error {
 		return dialHint(err)
 	}
 	defer c.Close()
+	if !binary {
+		// A JSON method's params are built from its schema; the server
+		// describes it (a server without sys.describe gets the arguments
+		// joined by spaces, as before).
+		d, err := describeMethod(ctx, c, method)
+		if err != nil {
+			return describeError(err)
+		}
+		if d != nil && d.Encoding == "json" {
+			if payload, err = jsonParams(d.Params, rest); err != nil {
+				return usageError{"call " + method + ": " + err.Error()}
+			}
+		}
+	}
 	resp, err := c.Call(ctx, method, payload)
 	if err != nil {
 		return describeError(err)
 	}
 	fmt.Fprintln(m.Stdout, formatResult(method, resp))
 	return nil
+}
+
+// describeMethod asks the server to describe a method: nil when the
+// server cannot (it has no sys.describe).
+func describeMethod(ctx context.Context, c *client.Client, method string) (*service.Described, error) {
+	params, _ := json.Marshal([]string{method}) // a string always marshals
+	out, err := c.Call(ctx, "sys.describe", params)
+	if err != nil {
+		if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeUnknownMethod && !strings.Contains(we.Msg, method) {
+			return nil, nil // sys.describe itself is unknown: an older server
+		}
+		return nil, err
+	}
+	var d service.Described
+	if err := json.Unmarshal(out, &d); err != nil {
+		return nil, fmt.Errorf("the server's description of %s: %w", method, err)
+	}
+	return &d, nil
 }
 
 // encodeArgs turns command-line arguments into a method's payload: two

@@ -106,6 +106,11 @@ func TestCall(t *testing.T) {
 		{[]string{"math.div", "0", "-5"}, "0\n", ""},
 		{[]string{"math.div", "-9223372036854775808", "-1"}, "9.223372036854776e+18\n", ""}, // never the invented 9223372036854776000
 		{[]string{"sys.echo", "hello", "world"}, "hello world\n", ""},
+		{[]string{"sys.kick", "999999", "maintenance"}, "false\n", ""}, // params from the schema: [999999,"maintenance"]
+		{[]string{"sys.kick", "id=1"}, "", "BAD_PAYLOAD"},              // an object where the schema says an array
+		{[]string{"sys.subscribe", "stats"}, "[\"stats\"]\n", ""},      // a string item
+		{[]string{"sys.describe", "no.such"}, "", "UNKNOWN_METHOD"},
+		{[]string{"test.nothing", "x"}, "", "UNKNOWN_METHOD"},
 		{[]string{"math.div", "1", "0"}, "", "DIVISION_BY_ZERO"},
 		{[]string{"math.add", "9223372036854775807", "1"}, "", "OVERFLOW"},
 		{[]string{"no.such"}, "", "UNKNOWN_METHOD"},
