@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/schema"
 	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/service"
 )
@@ -92,8 +93,8 @@ func printMethod(w io.Writer, d service.Described) {
 	if len(d.Errors) > 0 {
 		fmt.Fprintf(w, "  errors:     %s\n", strings.Join(d.Errors, ", "))
 	}
-	fmt.Fprintf(w, "  params:     %s\n", d.Params)
-	fmt.Fprintf(w, "  result:     %s\n", d.Result)
+	fmt.Fprintf(w, "  params:     %s\n", paramsLine(d.Params))
+	fmt.Fprintf(w, "  result:     %s\n", resultLine(d.Result))
 	for _, ex := range d.Examples {
 		if ex.Error != "" {
 			fmt.Fprintf(w, "  example:    %s → %s\n", ex.Params, ex.Error)
@@ -101,6 +102,53 @@ func printMethod(w io.Writer, d service.Described) {
 			fmt.Fprintf(w, "  example:    %s → %s\n", ex.Params, ex.Result)
 		}
 	}
+}
+
+// paramsLine says a params schema in a line: [a integer, b integer] by
+// position, {name string} by name, "none" for none; --json gives the
+// schema itself.
+func paramsLine(s json.RawMessage) string {
+	p, err := schema.Read(s)
+	if err != nil || len(p.Fields) == 0 {
+		if strings.Contains(string(s), `"maxItems":0`) {
+			return "none"
+		}
+		return string(s)
+	}
+	var fields []string
+	for _, f := range p.Fields {
+		field := f.Name
+		if f.Type != "" {
+			field += " " + f.Type
+		}
+		if !f.Required {
+			field += " (optional)"
+		}
+		fields = append(fields, field)
+	}
+	if p.Kind == "object" {
+		return "{" + strings.Join(fields, ", ") + "} by name"
+	}
+	return "[" + strings.Join(fields, ", ") + "] by position"
+}
+
+// resultLine says a result schema in a line: its type and description.
+func resultLine(s json.RawMessage) string {
+	var r struct {
+		Type        any    `json:"type"`
+		Description string `json:"description"`
+	}
+	if json.Unmarshal(s, &r) != nil {
+		return string(s)
+	}
+	t, _ := r.Type.(string)
+	switch {
+	case t == "":
+		t = "JSON"
+	case r.Description != "":
+		t += ": " + r.Description
+	}
+	return t
 }
 
 func yesNo(b bool) string {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/nexo-project/nexo/internal/schema"
 )
 
 // jsonParams builds a JSON method's params from command-line arguments,
@@ -20,7 +22,7 @@ import (
 // number (exact JSON text), true or false, a string, or parsed JSON for an
 // object or array; when the schema says nothing, JSON if it parses, else
 // a string.
-func jsonParams(schema json.RawMessage, args []string) ([]byte, error) {
+func jsonParams(params json.RawMessage, args []string) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, nil
 	}
@@ -29,10 +31,11 @@ func jsonParams(schema json.RawMessage, args []string) ([]byte, error) {
 			return []byte(a), nil
 		}
 	}
-	s, err := readSchema(schema)
+	s, err := schema.Read(params)
 	if err != nil {
 		return nil, err
 	}
+	order, types := fieldTypes(s)
 	named := 0
 	for _, a := range args {
 		if name, _, ok := strings.Cut(a, "="); ok && name != "" && !strings.ContainsAny(name, " {[\"") {
@@ -45,7 +48,7 @@ func jsonParams(schema json.RawMessage, args []string) ([]byte, error) {
 		b.WriteByte('{')
 		for i, a := range args {
 			name, value, _ := strings.Cut(a, "=")
-			v, err := jsonValue(s.props[name], value)
+			v, err := jsonValue(types[name], value)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
@@ -60,14 +63,14 @@ func jsonParams(schema json.RawMessage, args []string) ([]byte, error) {
 		b.WriteByte('}')
 	case named > 0:
 		return nil, fmt.Errorf("give every argument as name=value, or none")
-	case s.kind == "object":
-		if len(args) > len(s.order) {
-			return nil, fmt.Errorf("%d arguments for %d fields (%s)", len(args), len(s.order), strings.Join(s.order, ", "))
+	case s.Kind == "object":
+		if len(args) > len(order) {
+			return nil, fmt.Errorf("%d arguments for %d fields (%s)", len(args), len(order), strings.Join(order, ", "))
 		}
 		b.WriteByte('{')
 		for i, a := range args {
-			name := s.order[i]
-			v, err := jsonValue(s.props[name], a)
+			name := order[i]
+			v, err := jsonValue(types[name], a)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
@@ -84,8 +87,8 @@ func jsonParams(schema json.RawMessage, args []string) ([]byte, error) {
 		b.WriteByte('[')
 		for i, a := range args {
 			typ := ""
-			if i < len(s.items) {
-				typ = s.items[i]
+			if i < len(s.Fields) {
+				typ = s.Fields[i].Type
 			}
 			v, err := jsonValue(typ, a)
 			if err != nil {
@@ -101,60 +104,15 @@ func jsonParams(schema json.RawMessage, args []string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// paramsSchema is what jsonParams reads of a params schema.
-type paramsSchema struct {
-	kind  string            // "object", "array" or ""
-	order []string          // an object's properties, in the schema's order
-	props map[string]string // an object's property types
-	items []string          // an array's item types, by position
-}
-
-// readSchema reads the type, properties (in order) and prefix items of a
-// JSON Schema.
-func readSchema(schema json.RawMessage) (paramsSchema, error) {
-	s := paramsSchema{props: map[string]string{}}
-	if len(schema) == 0 {
-		return s, nil
+// fieldTypes maps the schema's fields to their types, and lists their
+// names in order.
+func fieldTypes(p schema.Params) (order []string, types map[string]string) {
+	types = map[string]string{}
+	for _, f := range p.Fields {
+		order = append(order, f.Name)
+		types[f.Name] = f.Type
 	}
-	var top struct {
-		Type        any                           `json:"type"`
-		Properties  json.RawMessage               `json:"properties"`
-		PrefixItems []struct{ Type any }          `json:"prefixItems"`
-		Props       map[string]struct{ Type any } `json:"-"`
-	}
-	if err := json.Unmarshal(schema, &top); err != nil {
-		return s, fmt.Errorf("the method's params schema: %w", err)
-	}
-	s.kind = typeName(top.Type)
-	for _, it := range top.PrefixItems {
-		s.items = append(s.items, typeName(it.Type))
-	}
-	if len(top.Properties) > 0 {
-		d := json.NewDecoder(bytes.NewReader(top.Properties))
-		if _, err := d.Token(); err != nil { // {
-			return s, err
-		}
-		for d.More() {
-			tok, err := d.Token()
-			if err != nil {
-				return s, err
-			}
-			name, _ := tok.(string)
-			var p struct{ Type any }
-			if err := d.Decode(&p); err != nil {
-				return s, err
-			}
-			s.order = append(s.order, name)
-			s.props[name] = typeName(p.Type)
-		}
-	}
-	return s, nil
-}
-
-// typeName is a schema's "type" when it is one name ("integer"), or "".
-func typeName(t any) string {
-	name, _ := t.(string)
-	return name
+	return order, types
 }
 
 // jsonValue is a command-line value as JSON of the given schema type.

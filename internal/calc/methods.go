@@ -53,7 +53,7 @@ func Methods() []service.Method {
 
 // operandsSchema is the JSON form of every math method's params: [a, b],
 // two int64 integers, read exactly.
-var operandsSchema = json.RawMessage(`{"type":"array","prefixItems":[` + int64Schema + `,` + int64Schema +
+var operandsSchema = json.RawMessage(`{"type":"array","prefixItems":[{"title":"a",` + int64Schema[1:] + `,{"title":"b",` + int64Schema[1:] +
 	`],"minItems":2,"maxItems":2,"items":false,"description":"[a, b]"}`)
 
 // int64Schema is a JSON integer within int64.

@@ -38,6 +38,9 @@ type RPC struct {
 	reg     *service.Registry
 	timeout time.Duration
 
+	// Version is the server's version, in the rpc.discover document.
+	Version string
+
 	// Observe, when set, is told of every call answered: the method (nil
 	// when it does not exist, or when the message is not a call at all,
 	// then with BAD_FRAME), the result code (0 for success) and how long
@@ -238,6 +241,9 @@ func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request) 
 func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, params json.RawMessage, id json.RawMessage) response {
 	start := time.Now()
 	m := r.reg.Get(name)
+	if m == nil && name == Discover {
+		return r.discover(caller, params, id, start)
+	}
 	if m == nil || m.JSON == nil || (m.Hidden && !caller.Trusted()) {
 		r.observe(nil, wire.CodeUnknownMethod, start)
 		return errorResponse(id, codeMethodNotFound, "method not found: "+name, wire.CodeUnknownMethod.String())
@@ -271,6 +277,31 @@ func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, para
 		msg = "method not found: " + name // a method hidden from this caller looks absent
 	}
 	return errorResponse(id, ErrorCode(code), msg, code.String())
+}
+
+// discoverMethod is rpc.discover's name in metrics.
+var discoverMethod = service.Method{Name: Discover}
+
+// discover answers rpc.discover: the OpenRPC document of the methods the
+// caller may call on the JSON doors. It takes no params.
+func (r *RPC) discover(caller *service.Caller, params, id json.RawMessage, start time.Time) response {
+	if p := bytes.TrimSpace(params); len(p) > 0 && string(p) != "[]" && string(p) != "{}" && string(p) != "null" {
+		r.observe(&discoverMethod, wire.CodeBadPayload, start)
+		return errorResponse(id, codeInvalidParams, "invalid params: rpc.discover takes none", wire.CodeBadPayload.String())
+	}
+	var ds []service.Described
+	for _, d := range r.reg.Describe(caller.Trusted()) {
+		if m := r.reg.Get(d.Name); m != nil && m.JSON != nil { // what the JSON doors can call
+			ds = append(ds, d)
+		}
+	}
+	doc, err := discover(ds, r.Version)
+	if err != nil {
+		r.observe(&discoverMethod, wire.CodeInternal, start)
+		return errorResponse(id, ErrorCode(wire.CodeInternal), "internal error", wire.CodeInternal.String())
+	}
+	r.observe(&discoverMethod, 0, start)
+	return response{JSONRPC: "2.0", Result: doc, ID: id}
 }
 
 // invalid is the answer to a message that is not a call (not JSON, not

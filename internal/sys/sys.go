@@ -55,7 +55,7 @@ func Methods() []service.Method {
 	return []service.Method{{
 		Name: "sys.echo", Summary: "returns its payload", Inline: true, Idempotent: true, JSON: echoJSON,
 		Desc: service.Description{
-			Params: json.RawMessage(`{"type":"array","prefixItems":[{"type":"string"}],"minItems":1,"maxItems":1,"items":false,"description":"[text]"}`),
+			Params: json.RawMessage(`{"type":"array","prefixItems":[{"title":"text","type":"string"}],"minItems":1,"maxItems":1,"items":false,"description":"[text]"}`),
 			Result: json.RawMessage(`{"type":"string"}`), Errors: []wire.Code{wire.CodeBadPayload},
 			Binary:   "any bytes → the same bytes (JSON doors: [\"text\"] → \"text\")",
 			Examples: []service.Example{{Params: json.RawMessage(`["hello"]`), Result: json.RawMessage(`"hello"`)}},
@@ -141,7 +141,7 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 			Name: "sys.kick", Summary: `disconnect a client: [id, "reason"]; admins only`,
 			Hidden: true, JSON: jsonPayload,
 			Desc: service.Description{
-				Params:   json.RawMessage(`{"type":"array","prefixItems":[{"type":"integer","minimum":1},{"type":"string"}],"minItems":1,"maxItems":2,"items":false,"description":"[id, reason]"}`),
+				Params:   json.RawMessage(`{"type":"array","prefixItems":[{"title":"id","type":"integer","minimum":1},{"title":"reason","type":"string"}],"minItems":1,"maxItems":2,"items":false,"description":"[id, reason]"}`),
 				Result:   json.RawMessage(`{"type":"boolean","description":"whether that client was connected"}`),
 				Errors:   []wire.Code{wire.CodeBadPayload, wire.CodeUnknownMethod},
 				Examples: []service.Example{{Params: json.RawMessage(`[999999,"maintenance"]`), Result: json.RawMessage(`false`)}},
@@ -181,7 +181,7 @@ func describeMethod(reg *service.Registry, version string) service.Method {
 		Inline: true, Idempotent: true, JSON: jsonPayload,
 		Desc: service.Description{
 			Params: json.RawMessage(`{"anyOf":[{"type":"null"},{"type":"array","maxItems":0},{"type":"object","maxProperties":0},` +
-				`{"type":"array","prefixItems":[{"type":"string"}],"minItems":1,"maxItems":1,"items":false},` +
+				`{"type":"array","prefixItems":[{"title":"method","type":"string"}],"minItems":1,"maxItems":1,"items":false},` +
 				`{"type":"object","properties":{"method":{"type":"string"}},"required":["method"],"additionalProperties":false}]}`),
 			Result:   json.RawMessage(`{"anyOf":[` + string(service.SchemaOf[Catalog]()) + `,` + string(service.SchemaOf[service.Described]()) + `]}`),
 			Errors:   []wire.Code{wire.CodeBadPayload, wire.CodeUnknownMethod},

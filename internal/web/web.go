@@ -56,6 +56,7 @@ func Handler(o Options) http.Handler {
 	srv.AddDoor(DoorHTTP)
 	rpc := jsonrpc.NewRPC(srv.Registry(), timeout)
 	rpc.Observe = srv.Observe
+	rpc.Version = srv.Config().Version
 	who := func(r *http.Request) (*service.Caller, error) {
 		token, _ := server.RequestToken(r)
 		admin, err := srv.Authenticate(r.RemoteAddr, token, DoorHTTP)

@@ -1,12 +1,15 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	jsonschema "github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/catalog"
@@ -798,3 +802,104 @@ func TestTooLargeCloses(t *testing.T) {
 		t.Errorf("%s, Close %v: want 413 and the connection closed", resp.Status, resp.Close)
 	}
 }
+
+// TestDiscover: rpc.discover on /rpc and /ws answers an OpenRPC document
+// that the OpenRPC meta-schema (testdata/openrpc) accepts, with every
+// method the JSON doors call: math.add's params by position, its errors
+// and examples; a typed JSON method's params by name.
+func TestDiscover(t *testing.T) {
+	greet := service.JSON("test.greet", func(_ context.Context, _ *service.Caller, p greetParams) (greeting, error) {
+		return greeting{"Hello, " + p.Name + "!"}, nil
+	})
+	srv := nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{Catalog: func(*server.Server) (catalog.Options, error) {
+		return catalog.Options{Extra: []service.Method{greet}}, nil
+	}})
+	openrpc := openRPCSchema(t)
+	w, _, err := dialWS(t, srv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.welcome()
+	for door, m := range map[string]message{"ws": w.call("rpc.discover", "[]"), "http": postRPC(t, srv, "rpc.discover", "[]")} {
+		if m.Error != nil {
+			t.Fatalf("%s: %+v", door, m.Error)
+		}
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(m.Result))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := openrpc.Validate(v); err != nil {
+			t.Errorf("%s: the document is not valid OpenRPC: %v", door, err)
+		}
+		var d struct {
+			OpenRPC string
+			Methods []struct {
+				Name           string
+				ParamStructure string
+				Params         []struct{ Name string }
+				Errors         []struct{ Code int }
+				Examples       []json.RawMessage
+			}
+		}
+		if err := json.Unmarshal(m.Result, &d); err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]int{}
+		for i, m := range d.Methods {
+			byName[m.Name] = i
+		}
+		add, greet := d.Methods[byName["math.add"]], d.Methods[byName["test.greet"]]
+		if d.OpenRPC != "1.3.2" || add.ParamStructure != "by-position" || len(add.Params) != 2 || add.Params[0].Name != "a" ||
+			len(add.Examples) != 2 || !slices.ContainsFunc(add.Errors, func(e struct{ Code int }) bool { return e.Code == -32007 }) {
+			t.Errorf("%s: math.add in the document: %+v", door, add)
+		}
+		if greet.ParamStructure != "by-name" || len(greet.Params) != 1 || greet.Params[0].Name != "name" {
+			t.Errorf("%s: test.greet in the document: %+v", door, greet)
+		}
+	}
+	if m := postRPC(t, srv, "rpc.discover", `["x"]`); m.Error == nil || m.Error.Code != -32602 {
+		t.Errorf("rpc.discover with params: %+v", m.Error)
+	}
+}
+
+// openRPCSchema compiles the OpenRPC meta-schema of testdata/openrpc. It
+// and the JSON Schema meta-schema it refers to name a draft-07 dialect
+// published at meta.json-schema.tools as their $schema: they are compiled
+// as draft-07, and that address is served from testdata, offline.
+func openRPCSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	dir := filepath.Join(vectors.Dir(), "..", "openrpc")
+	load := func(name string) any {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte(`"$schema": "https://meta.json-schema.tools/"`), []byte(`"$schema": "http://json-schema.org/draft-07/schema#"`))
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	tools := load("json-schema-tools-meta-schema.json")
+	c := jsonschema.NewCompiler()
+	c.UseLoader(jsonschema.SchemeURLLoader{"https": loaderFunc(func(url string) (any, error) {
+		if strings.TrimSuffix(url, "/") == "https://meta.json-schema.tools" {
+			return tools, nil
+		}
+		return nil, fmt.Errorf("offline: no %s", url)
+	})})
+	if err := c.AddResource("https://meta.open-rpc.org/", load("meta-schema.json")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("https://meta.open-rpc.org/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// loaderFunc is a jsonschema.URLLoader of a function.
+type loaderFunc func(url string) (any, error)
+
+func (f loaderFunc) Load(url string) (any, error) { return f(url) }
