@@ -360,11 +360,16 @@ func (k *canary) close() error {
 	return k.err
 }
 
-// mark is where the samples of an attack begin.
+// mark is where the samples of an attack begin. The samples before it
+// are dropped, so that the canary's memory stays that of one case (tens
+// of thousands of samples a second would otherwise grow the heap by
+// megabytes in the middle of a case, and fail its heap check); an earlier
+// mark is not valid after a later one.
 func (k *canary) mark() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return len(k.lat)
+	k.lat = k.lat[:0]
+	return 0
 }
 
 // window waits for at least n samples after mark and returns them.
