@@ -1,10 +1,11 @@
-// Command nexo is the nexo server and its command-line clients in one
-// binary: serve, call, auto, bench, clients and version.
+// Package cli is the nexo command line: serve, worker, call, describe,
+// auto, bench, clients, certs and version. cmd/nexo runs it; package host
+// runs serve and worker with methods of one's own.
 //
 // Every flag may also come from the environment as NEXO_ plus the flag name
 // in upper case with '-' as '_' (NEXO_NATIVE_ADDR); a flag given on the
 // command line wins.
-package main
+package cli
 
 import (
 	"context"
@@ -12,33 +13,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+
+	"github.com/nexo-project/nexo/service"
 )
 
-// version is the release, set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0"
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	err := m.Run(ctx, os.Args[1:])
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	case errors.As(err, new(usageError)):
-		fmt.Fprintln(os.Stderr, "nexo:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "nexo:", err)
-		os.Exit(1)
-	}
-}
+// Version is the release, set by cmd/nexo (which takes it at build time
+// with -ldflags "-X main.version=...").
+var Version = "0.1.0"
 
 // Main runs one nexo command. Tests use it to run commands in-process.
 type Main struct {
@@ -49,6 +31,28 @@ type Main struct {
 	// Listening, when set, is called by serve with each door's real
 	// address once it listens (ports given as 0 are resolved).
 	Listening func(door, addr string)
+	// Methods are served by serve and worker beside the services nexo
+	// ships (package host passes a program's own).
+	Methods []service.Method
+}
+
+// Exit runs the command named by args[0] and returns the process's exit
+// status, having printed its error: 0, 1 for a failure, 2 for a mistake
+// in the command line.
+func (m *Main) Exit(ctx context.Context, args []string) int {
+	err := m.Run(ctx, args)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 2
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(m.Stderr, "nexo:", err)
+		return 2
+	default:
+		fmt.Fprintln(m.Stderr, "nexo:", err)
+		return 1
+	}
 }
 
 // usageError is a mistake in the command line (exit status 2).
@@ -108,7 +112,7 @@ func (m *Main) version(_ context.Context, args []string) error {
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "nexo %s\n", version)
+	fmt.Fprintf(m.Stdout, "nexo %s\n", Version)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -74,14 +74,17 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(sel) == 0 {
+	if len(sel) == 0 && len(m.Methods) == 0 {
 		return usageError{"--services none: a worker needs at least one service"}
 	}
 	reg := service.NewRegistry()
-	if err := catalog.Register(reg, catalog.Options{Select: sel}); err != nil {
+	if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {
 		return err
 	}
 	var names []string
+	for _, m := range m.Methods {
+		names = append(names, m.Name)
+	}
 	for _, n := range catalog.Names() {
 		if sel[n] {
 			names = append(names, n)
@@ -95,14 +98,14 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	defer nc.Close()
 	w, err := backplane.NewWorker(nc, reg, backplane.WorkerOptions{
 		Prefix:   *nf.prefix,
-		Version:  version,
+		Version:  Version,
 		Metadata: map[string]string{"services": strings.Join(names, ","), "host": name},
 		Log:      log,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("nexo worker started", slog.String("version", version), slog.String("nats", *nf.url),
+	log.Info("nexo worker started", slog.String("version", Version), slog.String("nats", *nf.url),
 		slog.String("prefix", *nf.prefix), slog.Any("methods", reg.Names(true)))
 
 	var hs *http.Server

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -278,7 +278,7 @@ func TestClients(t *testing.T) {
 }
 
 func TestVersionAndUsage(t *testing.T) {
-	if out, _, err := run(nil, "version"); err != nil || out != "nexo "+version+"\n" {
+	if out, _, err := run(nil, "version"); err != nil || out != "nexo "+Version+"\n" {
 		t.Errorf("version: %q %v", out, err)
 	}
 	if _, errOut, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
@@ -297,7 +297,7 @@ func TestBinarySignals(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := filepath.Join(t.TempDir(), "nexo")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nexo-project/nexo/cmd/nexo").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {

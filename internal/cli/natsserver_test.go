@@ -1,6 +1,6 @@
 //go:build !nonats
 
-package main
+package cli
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -150,7 +150,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	// Fields the flags do not set keep their zero value, which means the
 	// server's default (MaxPending, for one, follows MaxFrame).
 	cfg := server.Config{
-		Version:           version,
+		Version:           Version,
 		Heartbeat:         *heartbeat,
 		MaxFrame:          *maxFrame,
 		MaxConns:          *maxConns,
@@ -236,7 +236,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 			m.Listening("nats", addr)
 		}
 	}
-	co := catalog.Options{Select: set.services, Server: p.srv, Version: version}
+	co := catalog.Options{Select: set.services, Server: p.srv, Version: Version, Extra: m.Methods}
 	var ao admin.Options
 	if natsURL != "" {
 		name := set.gatewayName
@@ -249,7 +249,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		}
 		p.closers = append(p.closers, nc.Close)
 		gw, err := backplane.NewGateway(nc, p.srv, backplane.GatewayOptions{
-			Name: name, Prefix: *set.nats.prefix, Version: version, RetryAfter: set.natsRetry, Log: log,
+			Name: name, Prefix: *set.nats.prefix, Version: Version, RetryAfter: set.natsRetry, Log: log,
 		})
 		if err != nil {
 			return p, err
@@ -338,7 +338,7 @@ func (p *process) listen(ctx context.Context, set *serveSettings) error {
 // runServe serves every door until a signal or a failed door, then drains.
 func (m *Main) runServe(ctx context.Context, set *serveSettings, p *process) error {
 	log, cfg := set.log, set.cfg
-	log.Info("nexo starting", slog.String("version", version), slog.Duration("heartbeat", cfg.Heartbeat),
+	log.Info("nexo starting", slog.String("version", Version), slog.Duration("heartbeat", cfg.Heartbeat),
 		slog.Int("max_frame", cfg.MaxFrame), slog.Int("max_conns", cfg.MaxConns), slog.Bool("admin_token", cfg.AdminToken != ""),
 		slog.Int("client_tokens", len(cfg.Tokens)), slog.Bool("tls", set.tls != nil), slog.Bool("mtls", set.mtls),
 		slog.String("nats", *set.nats.url),
