@@ -32,7 +32,8 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	conns := fs.Int("c", 50, "connections")
 	pipeline := fs.Int("p", 1, "requests outstanding per connection")
 	duration := fs.Duration("d", 10*time.Second, "how long to run")
-	method := fs.String("method", "math.add", "method to call (math.* get operands 1 and 2; others an empty payload)")
+	method := fs.String("method", "math.add", "method to call (math.* get operands 1 and 2; others --params, or an empty payload)")
+	params := fs.String("params", "", "a JSON method's params, in JSON (its native payload; JSON-RPC params on --door web)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
 	idle := fs.Bool("idle", false, "capacity test: open -c (or --connections) idle clients that only answer PINGs, hold them for -d, then close them")
 	connections := fs.Int("connections", 0, "same as -c; reads better with --idle")
@@ -51,7 +52,10 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if *idle {
 		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON, *allowErrors)
 	}
-	cfg := loadgen.Config{Addr: *addr, Door: *door, Rate: *rate, Method: *method, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
+	if *params != "" && !json.Valid([]byte(*params)) {
+		return usageError{"bench: --params is not JSON"}
+	}
+	cfg := loadgen.Config{Addr: *addr, Door: *door, Rate: *rate, Method: *method, Params: *params, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
 	live := isTerminal(m.Stdout) && !*asJSON
 	if live {
 		cfg.Progress = func(elapsed time.Duration, ops, errs uint64) {

@@ -242,6 +242,14 @@ func TestBench(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ops/s") || strings.Contains(out, "\r") {
 		t.Errorf("text output (no progress line when not a terminal): %q, %v", out, err)
 	}
+	// A JSON method with its params: its native payload is the JSON.
+	out, _, err = run(nil, "bench", "--addr", addr, "-c", "2", "-d", "200ms", "--method", "sys.describe", "--params", `["math.add"]`, "--json")
+	if err != nil || !strings.Contains(out, `"errors":0`) || strings.Contains(out, `"ops":0,`) {
+		t.Errorf("a JSON method: %q %v", out, err)
+	}
+	if _, _, err := run(nil, "bench", "--addr", addr, "--params", "{not json"); !errors.As(err, new(usageError)) {
+		t.Errorf("--params not JSON: %v, want a usage error", err)
+	}
 	out, _, err = run(nil, "bench", "--addr", addr, "-c", "2", "-d", "200ms", "--method", "math.div", "--json")
 	if err != nil || !strings.Contains(out, `"errors":0`) {
 		t.Errorf("math.div bench: %q %v", out, err)

@@ -272,9 +272,12 @@ func (w *webCodec) close() {
 	_ = w.ws.Close("bench done")
 }
 
-// jsonParams are the JSON-RPC params of the configured payload: [a, b] for
-// math methods, none otherwise.
+// jsonParams are the JSON-RPC params of the configured payload: Params
+// when set, [a, b] for math methods, none otherwise.
 func jsonParams(cfg Config) string {
+	if cfg.Params != "" {
+		return cfg.Params
+	}
 	if len(cfg.Payload) == 16 {
 		a, b := int64(binary.BigEndian.Uint64(cfg.Payload)), int64(binary.BigEndian.Uint64(cfg.Payload[8:]))
 		return "[" + strconv.FormatInt(a, 10) + "," + strconv.FormatInt(b, 10) + "]"

@@ -39,7 +39,10 @@ type Config struct {
 	Door        string        // DoorNative (default), DoorLegacy, DoorWeb or DoorRedis
 	Rate        float64       // target requests per second over all connections; 0: closed loop
 	Method      string        // default "math.add"
-	Payload     []byte        // default: operands 1 and 2 for math.*, empty otherwise
+	Payload     []byte        // default: operands 1 and 2 for math.*, Params for others, empty otherwise
+	// Params are a JSON method's params, in JSON: its native payload, and
+	// its JSON-RPC params on the web door.
+	Params string
 	Connections int           // default 50
 	Pipeline    int           // requests outstanding per connection, default 1
 	Duration    time.Duration // default 10s
@@ -94,6 +97,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Method == "" {
 		c.Method = "math.add"
+	}
+	if c.Payload == nil && c.Params != "" {
+		c.Payload = []byte(c.Params)
 	}
 	if c.Payload == nil && strings.HasPrefix(c.Method, "math.") {
 		c.Payload = calc.AppendOperands(nil, 1, 2)
