@@ -3,6 +3,7 @@ package backplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -51,6 +52,9 @@ type clusterCatalog struct {
 	stop      chan struct{}
 	done      chan struct{}
 }
+
+// errNotConnected is a gather's failure while NATS is unreachable.
+var errNotConnected = errors.New("not connected to NATS")
 
 // known is a method of the cluster.
 type known struct {
@@ -110,7 +114,11 @@ func (c *clusterCatalog) refresh() {
 	c.gathering, c.at = ch, time.Now()
 	c.mu.Unlock()
 
-	infos, err := Gather(context.Background(), c.nc, c.subject, nil)
+	var infos [][]byte
+	err := errNotConnected
+	if c.nc.IsConnected() {
+		infos, err = Gather(context.Background(), c.nc, c.subject, nil)
+	}
 	now := time.Now()
 	c.mu.Lock()
 	c.err = err
@@ -139,7 +147,7 @@ func (c *clusterCatalog) refresh() {
 				delete(c.methods, name)
 			}
 		}
-	} else {
+	} else if !errors.Is(err, errNotConnected) { // the gateway logs NATS's comings and goings itself
 		c.log.Warn("cannot gather the cluster's catalog", slog.Any("err", err))
 	}
 	c.gathering = nil

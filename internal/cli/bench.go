@@ -46,9 +46,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if *connections > 0 {
 		*conns = *connections
 	}
-	if !m.given(fs, "addr") {
-		*addr = defaultDoorAddr[*door]
-	}
+	*addr = benchAddr(*door, *addr, m.given(fs, "addr"))
 	if *idle {
 		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON, *allowErrors)
 	}
@@ -179,4 +177,13 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// benchAddr is the address bench drives: the one given, or the door's own
+// default (7071 legacy, 8080 web, 6379 redis), not the native door's.
+func benchAddr(door, addr string, given bool) string {
+	if d, ok := defaultDoorAddr[door]; ok && !given {
+		return d
+	}
+	return addr
 }

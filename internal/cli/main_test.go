@@ -106,9 +106,9 @@ func TestCall(t *testing.T) {
 		{[]string{"math.div", "0", "-5"}, "0\n", ""},
 		{[]string{"math.div", "-9223372036854775808", "-1"}, "9.223372036854776e+18\n", ""}, // never the invented 9223372036854776000
 		{[]string{"sys.echo", "hello", "world"}, "hello world\n", ""},
-		{[]string{"sys.kick", "999999", "maintenance"}, "false\n", ""}, // params from the schema: [999999,"maintenance"]
-		{[]string{"sys.kick", "id=1"}, "", "BAD_PAYLOAD"},              // an object where the schema says an array
-		{[]string{"sys.subscribe", "stats"}, "[\"stats\"]\n", ""},      // a string item
+		{[]string{"sys.kick", "999999", "maintenance"}, "false\n", ""},           // params from the schema: [999999,"maintenance"]
+		{[]string{"sys.kick", "reason=maintenance", "id=999999"}, "false\n", ""}, // named items of positional params, placed by their titles
+		{[]string{"sys.subscribe", "stats"}, "[\"stats\"]\n", ""},                // a string item
 		{[]string{"sys.describe", "no.such"}, "", "UNKNOWN_METHOD"},
 		{[]string{"test.nothing", "x"}, "", "UNKNOWN_METHOD"},
 		{[]string{"math.div", "1", "0"}, "", "DIVISION_BY_ZERO"},
@@ -212,15 +212,24 @@ func TestAuto(t *testing.T) {
 // TestBenchDoorAddr: without --addr, bench drives each door at serve's
 // default address for that door (it dialled 7070 for every door). The
 // output names the address whether a server is there or not.
+// TestBenchDoorAddr: bench drives a door's own default address unless
+// --addr is given (it dialled the native door's for every door). It does
+// not dial: a test must not send load to whatever listens on the default
+// ports (the README's own server, say).
 func TestBenchDoorAddr(t *testing.T) {
-	for door, want := range map[string]string{"legacy": "127.0.0.1:7071", "web": "127.0.0.1:8080"} {
-		out, _, err := run(nil, "bench", "--door", door, "-c", "1", "-d", "50ms")
-		got := out
-		if err != nil {
-			got = err.Error()
-		}
-		if !strings.Contains(got, want) {
-			t.Errorf("bench --door %s: %q, want %s", door, got, want)
+	for _, tt := range []struct {
+		door, addr string
+		given      bool
+		want       string
+	}{
+		{"native", "127.0.0.1:7070", false, "127.0.0.1:7070"},
+		{"legacy", "127.0.0.1:7070", false, "127.0.0.1:7071"},
+		{"web", "127.0.0.1:7070", false, "127.0.0.1:8080"},
+		{"redis", "127.0.0.1:7070", false, "127.0.0.1:6379"},
+		{"web", "10.0.0.1:9000", true, "10.0.0.1:9000"},
+	} {
+		if got := benchAddr(tt.door, tt.addr, tt.given); got != tt.want {
+			t.Errorf("%s door, --addr %s given %v: %s, want %s", tt.door, tt.addr, tt.given, got, tt.want)
 		}
 	}
 }

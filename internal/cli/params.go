@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,14 +37,41 @@ func jsonParams(params json.RawMessage, args []string) ([]byte, error) {
 		return nil, err
 	}
 	order, types := fieldTypes(s)
+	// name=value names a field; for positional params, only one of the
+	// schema's items, so that a positional value may hold a '='.
 	named := 0
 	for _, a := range args {
-		if name, _, ok := strings.Cut(a, "="); ok && name != "" && !strings.ContainsAny(name, " {[\"") {
+		name, _, ok := strings.Cut(a, "=")
+		if ok && name != "" && !strings.ContainsAny(name, " {[\"") && (s.Kind != "array" || slices.Contains(order, name)) {
 			named++
 		}
 	}
 	var b bytes.Buffer
 	switch {
+	case named == len(args) && s.Kind == "array":
+		// Named items of a positional schema: placed by their titles.
+		vals := make([][]byte, len(order))
+		last := -1
+		for _, a := range args {
+			name, value, _ := strings.Cut(a, "=")
+			i := slices.Index(order, name)
+			v, err := jsonValue(types[name], value)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			vals[i], last = v, max(last, i)
+		}
+		b.WriteByte('[')
+		for i, v := range vals[:last+1] {
+			if v == nil {
+				return nil, fmt.Errorf("%s is missing: the params are positional", order[i])
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(v)
+		}
+		b.WriteByte(']')
 	case named == len(args):
 		b.WriteByte('{')
 		for i, a := range args {

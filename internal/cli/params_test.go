@@ -12,6 +12,7 @@ func TestJSONParams(t *testing.T) {
 	object := json.RawMessage(`{"type":"object","properties":{"name":{"type":"string"},"times":{"type":"integer"},` +
 		`"loud":{"type":"boolean"},"tags":{"type":"array"},"ratio":{"type":"number"}},"required":["name"]}`)
 	array := json.RawMessage(`{"type":"array","prefixItems":[{"type":"integer","minimum":1},{"type":"string"}],"minItems":1,"maxItems":2}`)
+	titled := json.RawMessage(`{"type":"array","prefixItems":[{"title":"id","type":"integer"},{"title":"reason","type":"string"}],"minItems":1}`)
 	for _, tt := range []struct {
 		schema json.RawMessage
 		args   []string
@@ -30,6 +31,11 @@ func TestJSONParams(t *testing.T) {
 		{object, []string{"a", "1", "true", "[]", "1", "extra"}, "", true},
 		{array, []string{"7", "maintenance"}, `[7,"maintenance"]`, false},
 		{array, []string{"x"}, "", true},
+		{array, []string{"param1=7", "param2=x"}, `[7,"x"]`, false}, // untitled items are param1, param2
+		{titled, []string{"reason=maintenance", "id=7"}, `[7,"maintenance"]`, false},
+		{titled, []string{"id=7"}, `[7]`, false},
+		{titled, []string{"reason=x"}, "", true},                       // id before it is missing
+		{titled, []string{"7", "ticket=42"}, `[7,"ticket=42"]`, false}, // not a field: a value
 		{nil, []string{"math.add"}, `["math.add"]`, false},
 		{nil, []string{"method=math.add"}, `{"method":"math.add"}`, false},
 		{nil, nil, "", false},

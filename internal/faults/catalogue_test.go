@@ -397,10 +397,15 @@ func (k *canary) baseline(t *testing.T) {
 	t.Logf("canary p99 alone: %v", k.base)
 }
 
+// judgeP99 says whether the canary's p99 is judged: when the suite runs
+// alone (NEXO_CATALOGUE_P99 set, as CI's own step for it does) and without
+// the race detector. Under go test ./... other packages' tests share the
+// two cores at random moments, and under -race every goroutine is slowed
+// several times over: neither says anything of the server's latency.
+func judgeP99() bool { return !raceEnabled && os.Getenv("NEXO_CATALOGUE_P99") != "" }
+
 // check fails the test if the canary failed, and returns an error when
-// its p99 since mark passed twice its baseline (never under the race
-// detector, whose timing says nothing of the server's; CI runs the suite
-// without it too). A p99 over that is measured again alone right after,
+// its p99 since mark passed twice its baseline (only when judgeP99). A p99 over that is measured again alone right after,
 // and that figure is the baseline if it is higher: a machine busy with
 // other work (go test runs packages side by side) slows the canary with
 // or without the attack, and only the attack's share is judged.
@@ -410,8 +415,8 @@ func (k *canary) check(t *testing.T, mark int) error {
 	if got <= 2*k.base {
 		return nil
 	}
-	if raceEnabled {
-		t.Logf("canary p99 %v during the attack, %v alone (not judged under -race)", got, k.base)
+	if !judgeP99() {
+		t.Logf("canary p99 %v during the attack, %v alone (judged only with NEXO_CATALOGUE_P99 set, without -race)", got, k.base)
 		return nil
 	}
 	alone := p99(k.window(t, k.mark(), minSamples))

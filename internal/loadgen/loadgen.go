@@ -35,14 +35,14 @@ import (
 
 // Config describes a run.
 type Config struct {
-	Addr        string        // server address
-	Door        string        // DoorNative (default), DoorLegacy, DoorWeb or DoorRedis
-	Rate        float64       // target requests per second over all connections; 0: closed loop
-	Method      string        // default "math.add"
-	Payload     []byte        // default: operands 1 and 2 for math.*, Params for others, empty otherwise
+	Addr    string  // server address
+	Door    string  // DoorNative (default), DoorLegacy, DoorWeb or DoorRedis
+	Rate    float64 // target requests per second over all connections; 0: closed loop
+	Method  string  // default "math.add"
+	Payload []byte  // default: operands 1 and 2 for math.*, Params for others, empty otherwise
 	// Params are a JSON method's params, in JSON: its native payload, and
 	// its JSON-RPC params on the web door.
-	Params string
+	Params      string
 	Connections int           // default 50
 	Pipeline    int           // requests outstanding per connection, default 1
 	Duration    time.Duration // default 10s
