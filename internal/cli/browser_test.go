@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,6 +199,41 @@ func TestBrowser(t *testing.T) {
 		poll(`document.querySelector("#calc-error").textContent.includes("whole number")`),
 		chromedp.SetValue(chromedp.CSS("#a"), "7"),
 	)
+
+	// The Services panel: every method of the catalog, a form from its
+	// params schema, the result or the error.
+	svc := func(method string, fields map[string]string) {
+		var actions []chromedp.Action[chromedp.Void]
+		actions = append(actions, chromedp.SetValue(chromedp.CSS("#svc-method"), method),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector("#svc-method").dispatchEvent(new Event("change"))`))
+		for name, v := range fields {
+			actions = append(actions, chromedp.SetValue(chromedp.CSS("#svc-f-"+name), v))
+		}
+		actions = append(actions, chromedp.Click(chromedp.CSS("#svc-call")),
+			poll(`document.querySelector("#svc-result").textContent !== "" || document.querySelector("#svc-error").textContent !== ""`))
+		step("services: "+method, actions...)
+	}
+	poll1 := func(expr string) { step("the services are listed", poll(expr)) }
+	poll1(`[...document.querySelectorAll("#svc-method option")].some((o) => o.value === "sys.describe")`)
+	for _, tt := range []struct {
+		method string
+		fields map[string]string
+		result string
+		err    string
+	}{
+		{"math.mul", map[string]string{"a": "9007199254740991", "b": "3"}, "27021597764222973", ""},
+		{"math.add", map[string]string{"a": "9223372036854775807", "b": "1"}, "", "overflow"},
+		{"sys.echo", map[string]string{"text": "hello"}, `"hello"`, ""},
+		{"sys.kick", map[string]string{"id": "999999"}, "false", ""},
+	} {
+		svc(tt.method, tt.fields)
+		if got := text(ctx, t, "#svc-result"); got != tt.result {
+			t.Errorf("services %s: result %q, want %q", tt.method, got, tt.result)
+		}
+		if got := text(ctx, t, "#svc-error"); !strings.Contains(got, tt.err) || (tt.err == "" && got != "") {
+			t.Errorf("services %s: error %q, want %q", tt.method, got, tt.err)
+		}
+	}
 
 	step("auto mode",
 		chromedp.SetValue(chromedp.CSS("#every"), "0.2"),

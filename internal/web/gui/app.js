@@ -1,7 +1,7 @@
 // The nexo GUI: a calculator, the automatic client, live charts, the live
 // client list and, on a gateway (nexo serve --nats), the whole cluster, all
 // over one WebSocket through nexo.js.
-import { connect, NexoError, formatQuotient } from "/nexo.js";
+import { connect, NexoError, formatQuotient, parseJSON, stringifyJSON } from "/nexo.js";
 
 const $ = (id) => document.getElementById(id);
 const wsURL = new URL("/ws", location.href);
@@ -55,6 +55,7 @@ async function run() {
     } catch (e) {
       console.warn("subscribe failed", e);
     }
+    loadServices();
     // A gateway shows the cluster to admins: sys.cluster, every 2 s.
     let clusterTimer = null;
     if (w.admin && (await pollCluster())) clusterTimer = setInterval(pollCluster, 2000);
@@ -128,6 +129,126 @@ $("calc").addEventListener("submit", async (ev) => {
     $("result").textContent = show(op, await client.call(op, [a, b]));
   } catch (e) {
     $("calc-error").textContent = explain(e);
+  }
+});
+
+// ---- services: every method of the catalog, a form from its schema -------
+
+let services = new Map(); // name -> description (sys.describe)
+
+async function loadServices() {
+  try {
+    const cat = await client.call("sys.describe");
+    services = new Map(cat.methods.map((d) => [d.name, d]));
+  } catch (e) {
+    $("svc-error").textContent = "cannot list the services: " + explain(e);
+    return;
+  }
+  const sel = $("svc-method");
+  const keep = sel.value;
+  sel.replaceChildren(...[...services.keys()].map((name) => new Option(name, name)));
+  if (services.has(keep)) sel.value = keep;
+  showMethod();
+}
+
+// fieldsOf reads a params schema: "object" (by name) or "array" (by
+// position), and its fields in order; an anyOf is read as its first branch
+// with fields, which are then optional.
+function fieldsOf(s) {
+  if (!s || typeof s !== "object") return { kind: "", fields: [] };
+  for (const b of [...(s.anyOf || []), ...(s.oneOf || [])]) {
+    const r = fieldsOf(b);
+    if (r.fields.length) return { kind: r.kind, fields: r.fields.map((f) => ({ ...f, required: false })) };
+  }
+  const fields = [];
+  (s.prefixItems || []).forEach((it, i) =>
+    fields.push({ name: it.title || `param${i + 1}`, type: it.type, required: i < (s.minItems || 0) }));
+  const req = new Set(s.required || []);
+  for (const [name, p] of Object.entries(s.properties || {})) fields.push({ name, type: p.type, required: req.has(name) });
+  return { kind: s.type === "object" ? "object" : s.type === "array" ? "array" : "", fields };
+}
+
+function showMethod() {
+  const d = services.get($("svc-method").value);
+  const box = $("svc-fields");
+  box.replaceChildren(box.firstElementChild); // the legend
+  $("svc-result").textContent = "";
+  $("svc-error").textContent = "";
+  if (!d) return;
+  $("svc-summary").textContent = d.summary || "";
+  for (const f of fieldsOf(d.params).fields) {
+    const id = "svc-f-" + f.name;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = `${f.name} (${f.type || "JSON"}${f.required ? "" : ", optional"})`;
+    let input;
+    if (f.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+    } else {
+      input = document.createElement(f.type === "object" || f.type === "array" ? "textarea" : "input");
+      input.autocomplete = "off";
+      if (f.type === "integer") input.inputMode = "numeric";
+      input.required = f.required;
+    }
+    input.id = id;
+    input.dataset.field = f.name;
+    input.dataset.type = f.type || "";
+    box.append(label, input);
+  }
+}
+
+// fieldValue reads one field as its schema type says: integers exactly
+// (BigInt), JSON for objects, arrays and untyped fields.
+function fieldValue(input) {
+  const t = input.dataset.type, v = input.value.trim();
+  if (t === "boolean") return input.checked;
+  if (v === "") return undefined;
+  if (t === "integer") {
+    if (!/^-?\d+$/.test(v)) throw new NexoError("BAD_PAYLOAD", `${input.dataset.field} must be a whole number`);
+    return BigInt(v);
+  }
+  if (t === "number") {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new NexoError("BAD_PAYLOAD", `${input.dataset.field} must be a number`);
+    return n;
+  }
+  if (t === "string") return v;
+  try {
+    return parseJSON(v);
+  } catch {
+    if (t === "") return v; // untyped: a bare word is a string
+    throw new NexoError("BAD_PAYLOAD", `${input.dataset.field} must be JSON`);
+  }
+}
+
+$("svc-method").addEventListener("change", showMethod);
+
+$("svc").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("svc-result").textContent = "";
+  $("svc-error").textContent = "";
+  const method = $("svc-method").value;
+  const d = services.get(method);
+  try {
+    if (!client || !d) throw new NexoError("UNAVAILABLE", "");
+    const { kind } = fieldsOf(d.params);
+    const inputs = [...$("svc-fields").querySelectorAll("[data-field]")];
+    let params;
+    if (kind === "object") {
+      params = {};
+      for (const i of inputs) {
+        const v = fieldValue(i);
+        if (v !== undefined) params[i.dataset.field] = v;
+      }
+    } else if (inputs.length) {
+      params = inputs.map(fieldValue);
+      while (params.length && params[params.length - 1] === undefined) params.pop(); // optional ones left out
+    }
+    const r = await client.call(method, params);
+    $("svc-result").textContent = method === "math.div" ? formatQuotient(Number(r)) : stringifyJSON(r);
+  } catch (e) {
+    $("svc-error").textContent = explain(e);
   }
 });
 
