@@ -68,3 +68,30 @@ func TestJSONMethod(t *testing.T) {
 		t.Errorf("description: %+v\nparams %s\nresult %s", d, d.Params, d.Result)
 	}
 }
+
+// FuzzJSONMethod: whatever a client sends as a typed JSON method's params,
+// the method answers a result or BAD_PAYLOAD, and never runs its function
+// with params the schema refuses.
+func FuzzJSONMethod(f *testing.F) {
+	for _, s := range []string{`{"name":"Ann"}`, `{"name":""}`, `{}`, `[]`, `null`, `{"name":"x","y":1}`, `{"name":7}`, `"`, `{"name":"\ud800"}`} {
+		f.Add([]byte(s))
+	}
+	m := service.JSON("fuzz.greet", func(_ context.Context, _ *service.Caller, p greetParams) (greeting, error) {
+		if n := len([]rune(p.Name)); n < 1 || n > 64 {
+			panic("the function ran with params its schema refuses")
+		}
+		return greeting{"Hello, " + p.Name + "!"}, nil
+	})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		out, err := m.Call(context.Background(), service.Request{Payload: payload}, nil)
+		switch {
+		case err == nil:
+			var g greeting
+			if json.Unmarshal(out, &g) != nil || !strings.HasPrefix(g.Greeting, "Hello, ") {
+				t.Fatalf("%q answered %q", payload, out)
+			}
+		case service.CodeOf(err) != wire.CodeBadPayload:
+			t.Fatalf("%q: %v, want BAD_PAYLOAD", payload, err)
+		}
+	})
+}
