@@ -70,6 +70,7 @@ Usage:
   nexo auto    [flags]                  send a random math operation every interval
   nexo bench   [flags]                  closed-loop load test
   nexo clients [flags]                  list connected and recently closed clients (--cluster: every gateway's)
+  nexo kick    [flags] ID               disconnect a client (admins): it gets GOODBYE with --reason
   nexo certs   [flags]                  make a development CA and certificates for TLS
   nexo version                          print the version
 
@@ -88,6 +89,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		"worker":   m.worker,
 		"call":     m.call,
 		"describe": m.describe,
+		"kick":     m.kick,
 		"auto":     m.auto,
 		"bench":    m.bench,
 		"clients":  m.clients,

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -652,5 +653,33 @@ func TestDescribe(t *testing.T) {
 	}
 	if _, _, err := run(nil, "describe", "--addr", addr, "a", "b"); !errors.As(err, new(usageError)) {
 		t.Errorf("two methods: %v, want a usage error", err)
+	}
+}
+
+// TestKick: nexo kick disconnects a client, which gets GOODBYE with the
+// reason; a client that is not connected is an error, and a bad id a
+// usage error.
+func TestKick(t *testing.T) {
+	addr := serve(t, nil)["native"]
+	victim, err := client.Dial(context.Background(), addr, &client.Options{Name: "victim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	out, _, err := run(nil, "kick", "--addr", addr, "--reason", "maintenance", "--json", strconv.FormatUint(victim.ID(), 10))
+	if err != nil || out != fmt.Sprintf("{\"kicked\":%d}\n", victim.ID()) {
+		t.Fatalf("kick: %q %v", out, err)
+	}
+	nexotest.WaitFor(t, 5*time.Second, "the victim to hear GOODBYE", func() bool {
+		_, err := victim.Add(context.Background(), 1, 1)
+		return err != nil && strings.Contains(err.Error(), "maintenance")
+	})
+	if _, _, err := run(nil, "kick", "--addr", addr, strconv.FormatUint(victim.ID(), 10)); err == nil || !strings.Contains(err.Error(), "no connected client") {
+		t.Errorf("kick of a client gone: %v", err)
+	}
+	for _, args := range [][]string{{"kick", "--addr", addr}, {"kick", "--addr", addr, "abc"}, {"kick", "--addr", addr, "0"}} {
+		if _, _, err := run(nil, args...); !errors.As(err, new(usageError)) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
 	}
 }
