@@ -99,8 +99,8 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 	now := time.Now()
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	t := cl.Totals
-	fmt.Fprintf(tw, "cluster: %d gateways, %d workers, %d clients, %d requests answered (gathered in %.0f ms)\n\n",
-		t.Gateways, t.Workers, t.Clients, t.Requests, cl.TookMS)
+	fmt.Fprintf(tw, "cluster: %s, %s, %s, %d requests answered (gathered in %.0f ms)\n\n",
+		count(t.Gateways, "gateway"), count(t.Workers, "worker"), count(t.Clients, "client"), t.Requests, cl.TookMS)
 	fmt.Fprintln(tw, "GATEWAY\tCLIENTS\tREQUESTS\tFORWARDED\tBATCHES\tRETRIED\tUNAVAILABLE\tTIMED OUT\tUPTIME")
 	for _, g := range cl.Gateways {
 		f := g.Forward
@@ -146,4 +146,12 @@ func rtt(us int64) string {
 		return "-"
 	}
 	return (time.Duration(us) * time.Microsecond).String()
+}
+
+// count says n things, in the singular for one: "1 client", "2 clients".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

@@ -42,7 +42,7 @@ func TestClusterCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1 gateways, 1 workers", "gw-one", "math", "(this command)"} {
+	for _, want := range []string{"cluster: 1 gateway, 1 worker, 1 client,", "gw-one", "math", "(this command)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("clients --cluster lacks %q:\n%s", want, out)
 		}

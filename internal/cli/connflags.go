@@ -8,6 +8,7 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/certs"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // connFlags are the flags of every command that connects to the native
@@ -45,6 +46,9 @@ func (f *connFlags) options(name string) (*client.Options, error) {
 // dialHint adds to a refused connection the likely reason: no server
 // listens there.
 func dialHint(err error) error {
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		return describeError(we) // the server refused the handshake, and said why
+	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%w (is `nexo serve` running? its native door listens on 127.0.0.1:7070 by default)", err)
 	}

@@ -512,6 +512,13 @@ func TestServerDownHint(t *testing.T) {
 	if _, _, err := run(nil, "call", "--addr", addrs["web"], "math.add", "1", "2"); err == nil || !strings.Contains(err.Error(), "HTTP") {
 		t.Errorf("call to the web door: %v", err)
 	}
+	// The legacy door refuses a native HELLO with an ERROR naming the
+	// native door: one line, its code first, "nexo:" said once (main adds
+	// it; the error said it again).
+	_, _, err = run(nil, "call", "--addr", addrs["legacy"], "math.add", "1", "2")
+	if err == nil || !strings.HasPrefix(err.Error(), "BAD_FRAME: ") || !strings.Contains(err.Error(), "native door") || strings.Contains(err.Error(), "nexo:") {
+		t.Errorf("call to the legacy door: %v", err)
+	}
 }
 
 // TestAutoReconnects: the automatic client, kicked, says so on stderr,
