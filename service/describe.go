@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 
 	"github.com/nexo-project/nexo/wire"
 )
@@ -78,15 +79,7 @@ func (r *Registry) Describe(withHidden bool) []Described {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Described) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Described) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/host"
 	"github.com/nexo-project/nexo/internal/natsembed"
+	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -29,17 +29,6 @@ func build(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// freeAddr is a loopback address with a port nobody listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // start runs the example; it gets SIGTERM when the test ends and must
@@ -99,7 +88,7 @@ func call(t *testing.T, c *client.Client, method, payload string) (string, error
 // the native door and /rpc beside math, bad names are BAD_PAYLOAD naming
 // the field, and SIGTERM stops it cleanly.
 func TestServe(t *testing.T) {
-	native, web := freeAddr(t), freeAddr(t)
+	native, web := nexotest.FreeAddr(t), nexotest.FreeAddr(t)
 	start(t, build(t), "--serve", "--native-addr", native, "--legacy-addr", "", "--web-addr", web, "--admin-addr", "")
 	c := dial(t, native)
 	if got, err := call(t, c, "greet.go", `{"name":"Ann"}`); err != nil || got != `{"greeting":"Hello, Ann!"}` {
@@ -136,7 +125,7 @@ func TestWorker(t *testing.T) {
 	defer ns.Stop()
 	start(t, build(t), "--nats", ns.URL())
 
-	native := freeAddr(t)
+	native := nexotest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {

@@ -275,7 +275,7 @@ func TestChaos(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 14))
 	timeline := chaosTimeline(rng, d, nKills, nCuts)
 
-	addr := freePort(t) // NATS comes back on the same address
+	addr := nexotest.FreeAddr(t) // NATS comes back on the same address
 	ns := startNATS(t, addr)
 	workers := make([]childWorker, chaosWorkers)
 	for i := range workers {

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +23,6 @@ import (
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/internal/legacy"
 	"github.com/nexo-project/nexo/internal/nexotest"
-	"github.com/nexo-project/nexo/internal/vectors"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -302,7 +299,7 @@ func TestWorkerKilled(t *testing.T) {
 // TIMEOUT, never a hang; once it is back, gateways and workers reconnect
 // by themselves and requests are served again.
 func TestNATSRestart(t *testing.T) {
-	addr := freePort(t)
+	addr := nexotest.FreeAddr(t)
 	ns := startNATS(t, addr)
 	startWorker(t, ns.URL())
 	leaving := startWorker(t, ns.URL())
@@ -720,75 +717,28 @@ func TestUnknownIsNotUnavailable(t *testing.T) {
 // one connection, and every math vector on /rpc as web.TestMethodVectorsJSON
 // wants it.
 func TestGatewayAnswersLikeServe(t *testing.T) {
-	type vector struct {
-		Method      string          `json:"method"`
-		PayloadHex  string          `json:"payload_hex"`
-		ResponseHex *string         `json:"response_hex"`
-		Error       string          `json:"error"`
-		A           json.RawMessage `json:"a"`
-		B           json.RawMessage `json:"b"`
-		Result      json.RawMessage `json:"result"`
-	}
-	vs := vectors.Load[vector](t, "methods.json")
 	ns := startNATS(t, "127.0.0.1:0")
 	startWorker(t, ns.URL())
 	startWorker(t, ns.URL())
 	g := startGateway(t, ns.URL(), "gw", 0)
-	c, _ := nexotest.Hello(t, g.Native, "vectors")
-	var burst []byte
-	for i, v := range vs {
-		p, _ := hex.DecodeString(v.PayloadHex)
-		burst = wire.AppendRequest(burst, uint32(i+1), v.Method, p)
-	}
-	c.Send(burst)
-	got := map[uint32]wire.Frame{}
-	for range vs {
-		f := c.Read()
-		f.Body = append([]byte(nil), f.Body...)
-		got[f.ID] = f
-	}
-	for i, v := range vs {
-		f := got[uint32(i+1)]
-		if v.ResponseHex != nil {
-			if f.Type != wire.TypeResponse || hex.EncodeToString(f.Body) != *v.ResponseHex {
-				t.Errorf("%s %s: got %s, want RESPONSE %s", v.Method, v.PayloadHex, nexotest.String(f), *v.ResponseHex)
-			}
-			continue
-		}
-		if we, err := wire.ParseError(f.Body); f.Type != wire.TypeError || err != nil || we.Code.String() != v.Error {
-			t.Errorf("%s %s: got %s, want ERROR %s", v.Method, v.PayloadHex, nexotest.String(f), v.Error)
-		}
-	}
-	for _, v := range vs {
-		if !strings.HasPrefix(v.Method, "math.") || v.A == nil {
-			continue
-		}
-		body := `{"jsonrpc":"2.0","method":"` + v.Method + `","params":[` + string(v.A) + `,` + string(v.B) + `],"id":1}`
+	nexotest.CheckMethodVectors(t, g.Native)
+	nexotest.CheckJSONVectors(t, "/rpc", func(method, params string) (json.RawMessage, string) {
+		body := `{"jsonrpc":"2.0","method":"` + method + `","params":` + params + `,"id":1}`
 		resp, err := http.Post("http://"+g.Web+"/rpc", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		var m struct {
 			Result json.RawMessage
 			Error  *struct{ Data struct{ Name string } }
 		}
-		err = json.NewDecoder(resp.Body).Decode(&m)
-		resp.Body.Close()
-		switch {
-		case err != nil:
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
 			t.Fatal(err)
-		case v.Error != "":
-			if m.Error == nil || m.Error.Data.Name != v.Error {
-				t.Errorf("/rpc %s: %s %+v, want %s", body, m.Result, m.Error, v.Error)
-			}
-		case v.Method == "math.div":
-			a, _ := strconv.ParseFloat(string(m.Result), 64)
-			b, _ := strconv.ParseFloat(string(v.Result), 64)
-			if m.Error != nil || a != b {
-				t.Errorf("/rpc %s: %s %+v, want %s", body, m.Result, m.Error, v.Result)
-			}
-		case m.Error != nil || string(m.Result) != string(v.Result):
-			t.Errorf("/rpc %s: %s %+v, want exactly %s", body, m.Result, m.Error, v.Result)
 		}
-	}
+		if m.Error != nil {
+			return nil, m.Error.Data.Name
+		}
+		return m.Result, ""
+	})
 }

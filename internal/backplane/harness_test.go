@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -319,17 +318,6 @@ func roundTrip(t testing.TB, c *nexotest.Conn, id uint32, deadlineMS uint32, met
 		t.Fatalf("answer to %d, want %d: %s", f.ID, id, nexotest.String(f))
 	}
 	return f
-}
-
-// freePort returns a loopback address nobody listens on now.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // errorCode returns the code of an ERROR frame, or 0.

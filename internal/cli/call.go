@@ -10,7 +10,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/nexo-project/nexo/client"
@@ -21,14 +20,8 @@ import (
 
 func (m *Main) call(ctx context.Context, args []string) error {
 	fs := m.flags("call", "METHOD [ARG...]  (a JSON method takes one JSON argument, name=value pairs, or values in its params' order)")
-	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	cf := addConnFlags(fs)
+	cf := addClientFlags(fs)
 	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	opts, err := cf.options("nexo-call")
-	if err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
@@ -41,13 +34,11 @@ func (m *Main) call(ctx context.Context, args []string) error {
 	if binary && err != nil {
 		return usageError{"call: " + err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := client.Dial(ctx, *addr, opts)
+	c, ctx, done, err := cf.dial(ctx, "nexo-call")
 	if err != nil {
-		return dialHint(err)
+		return err
 	}
-	defer c.Close()
+	defer done()
 	if !binary {
 		// A JSON method's params are built from its schema; the server
 		// describes it (a server without sys.describe gets the arguments

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/certs"
@@ -53,4 +55,36 @@ func dialHint(err error) error {
 		return fmt.Errorf("%w (is `nexo serve` running? its native door listens on 127.0.0.1:7070 by default)", err)
 	}
 	return err
+}
+
+// clientFlags are the flags of a command that makes a few calls and ends
+// (call, describe, kick): the native door's address, a time limit, and
+// the token and TLS settings.
+type clientFlags struct {
+	addr    *string
+	timeout *time.Duration
+	conn    *connFlags
+}
+
+func addClientFlags(fs *flag.FlagSet) clientFlags {
+	return clientFlags{
+		addr:    fs.String("addr", "127.0.0.1:7070", "server `address` (native door)"),
+		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long"),
+		conn:    addConnFlags(fs),
+	}
+}
+
+// dial connects as name. The context it returns, bounded by --timeout,
+// is for the calls that follow; done closes the connection and ends it.
+func (f clientFlags) dial(ctx context.Context, name string) (c *client.Client, callCtx context.Context, done func(), err error) {
+	opts, err := f.conn.options(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	if c, err = client.Dial(ctx, *f.addr, opts); err != nil {
+		cancel()
+		return nil, nil, nil, dialHint(err)
+	}
+	return c, ctx, func() { c.Close(); cancel() }, nil
 }

@@ -8,9 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
-	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/schema"
 	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/service"
@@ -21,10 +19,8 @@ import (
 // for scripts.
 func (m *Main) describe(ctx context.Context, args []string) error {
 	fs := m.flags("describe", "[METHOD]")
-	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	asJSON := fs.Bool("json", false, "print the description as JSON, as sys.describe answers it")
-	cf := addConnFlags(fs)
+	cf := addClientFlags(fs)
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
@@ -32,21 +28,15 @@ func (m *Main) describe(ctx context.Context, args []string) error {
 		fs.Usage()
 		return usageError{"describe: one METHOD at most"}
 	}
-	opts, err := cf.options("nexo-describe")
-	if err != nil {
-		return err
-	}
 	var params []byte
 	if fs.NArg() == 1 {
 		params, _ = json.Marshal([]string{fs.Arg(0)}) // a string always marshals
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := client.Dial(ctx, *addr, opts)
+	c, ctx, done, err := cf.dial(ctx, "nexo-describe")
 	if err != nil {
-		return dialHint(err)
+		return err
 	}
-	defer c.Close()
+	defer done()
 	out, err := c.Call(ctx, "sys.describe", params)
 	if err != nil {
 		return describeError(err)

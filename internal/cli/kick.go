@@ -5,20 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"time"
-
-	"github.com/nexo-project/nexo/client"
 )
 
 // kick disconnects a client (sys.kick, admins only): it gets GOODBYE with
 // the reason, its requests in flight are answered, then it is closed.
 func (m *Main) kick(ctx context.Context, args []string) error {
 	fs := m.flags("kick", "ID")
-	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door)")
 	reason := fs.String("reason", "", "what the client is told (default: by admin <your address>)")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	asJSON := fs.Bool("json", false, `print {"kicked": ID} as JSON`)
-	cf := addConnFlags(fs)
+	cf := addClientFlags(fs)
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
@@ -30,17 +25,11 @@ func (m *Main) kick(ctx context.Context, args []string) error {
 	if err != nil || id == 0 {
 		return usageError{fmt.Sprintf("kick: %q is not a client id (a positive integer; nexo clients lists them)", fs.Arg(0))}
 	}
-	opts, err := cf.options("nexo-kick")
+	c, ctx, done, err := cf.dial(ctx, "nexo-kick")
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, err := client.Dial(ctx, *addr, opts)
-	if err != nil {
-		return dialHint(err)
-	}
-	defer c.Close()
+	defer done()
 	params, _ := json.Marshal([]any{id, *reason}) // numbers and a string always marshal
 	if *reason == "" {
 		params, _ = json.Marshal([]any{id})

@@ -46,89 +46,73 @@ func jsonParams(params json.RawMessage, args []string) ([]byte, error) {
 			named++
 		}
 	}
-	var b bytes.Buffer
+	// Each argument becomes a named, typed value; the object or array is
+	// written from those.
+	type entry struct{ name, value string }
+	var entries []entry
+	byName := named == len(args)
 	switch {
-	case named == len(args) && s.Kind == "array":
-		// Named items of a positional schema: placed by their titles.
-		vals := make([][]byte, len(order))
-		last := -1
+	case byName:
 		for _, a := range args {
 			name, value, _ := strings.Cut(a, "=")
-			i := slices.Index(order, name)
-			v, err := jsonValue(types[name], value)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			vals[i], last = v, max(last, i)
+			entries = append(entries, entry{name, value})
 		}
-		b.WriteByte('[')
-		for i, v := range vals[:last+1] {
-			if v == nil {
-				return nil, fmt.Errorf("%s is missing: the params are positional", order[i])
-			}
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.Write(v)
-		}
-		b.WriteByte(']')
-	case named == len(args):
-		b.WriteByte('{')
-		for i, a := range args {
-			name, value, _ := strings.Cut(a, "=")
-			v, err := jsonValue(types[name], value)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			k, _ := json.Marshal(name) // a string always marshals
-			b.Write(k)
-			b.WriteByte(':')
-			b.Write(v)
-		}
-		b.WriteByte('}')
 	case named > 0:
 		return nil, fmt.Errorf("give every argument as name=value, or none")
-	case s.Kind == "object":
-		if len(args) > len(order) {
-			return nil, fmt.Errorf("%d arguments for %d fields (%s)", len(args), len(order), strings.Join(order, ", "))
-		}
-		b.WriteByte('{')
+	case s.Kind == "object" && len(args) > len(order):
+		return nil, fmt.Errorf("%d arguments for %d fields (%s)", len(args), len(order), strings.Join(order, ", "))
+	default:
 		for i, a := range args {
-			name := order[i]
-			v, err := jsonValue(types[name], a)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
+			name := fmt.Sprintf("argument %d", i+1)
+			if i < len(order) {
+				name = order[i]
 			}
+			entries = append(entries, entry{name, a})
+		}
+	}
+	vals := make([][]byte, len(entries))
+	for i, e := range entries {
+		v, err := jsonValue(types[e.name], e.value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.name, err)
+		}
+		vals[i] = v
+	}
+	var b bytes.Buffer
+	if s.Kind == "object" || (byName && s.Kind != "array") {
+		b.WriteByte('{')
+		for i, e := range entries {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			k, _ := json.Marshal(name) // a string always marshals
+			k, _ := json.Marshal(e.name) // a string always marshals
 			b.Write(k)
 			b.WriteByte(':')
-			b.Write(v)
+			b.Write(vals[i])
 		}
 		b.WriteByte('}')
-	default: // an array, or nothing said: positional
-		b.WriteByte('[')
-		for i, a := range args {
-			typ := ""
-			if i < len(s.Fields) {
-				typ = s.Fields[i].Type
-			}
-			v, err := jsonValue(typ, a)
-			if err != nil {
-				return nil, fmt.Errorf("argument %d: %w", i+1, err)
-			}
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.Write(v)
-		}
-		b.WriteByte(']')
+		return b.Bytes(), nil
 	}
+	if byName { // named items of positional params: placed by their titles
+		placed := make([][]byte, len(order))
+		last := -1
+		for i, e := range entries {
+			at := slices.Index(order, e.name)
+			placed[at], last = vals[i], max(last, at)
+		}
+		vals = placed[:last+1]
+	}
+	b.WriteByte('[')
+	for i, v := range vals {
+		if v == nil {
+			return nil, fmt.Errorf("%s is missing: the params are positional", order[i])
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(v)
+	}
+	b.WriteByte(']')
 	return b.Bytes(), nil
 }
 

@@ -420,7 +420,7 @@ func exhaustion() []fault {
 			}()
 			busy := 0
 			for range 48 {
-				_, payload := readWSMessage(t, br)
+				_, payload := ReadWSFrame(t, br)
 				if bytes.Contains(payload, []byte("too many bytes in flight")) {
 					busy++
 				}
@@ -433,31 +433,6 @@ func exhaustion() []fault {
 			}
 		}},
 	}
-}
-
-// readWSMessage reads one server frame: its opcode and payload.
-func readWSMessage(t *testing.T, br *bufio.Reader) (byte, []byte) {
-	t.Helper()
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	n := int(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var l [2]byte
-		_, _ = io.ReadFull(br, l[:])
-		n = int(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		_, _ = io.ReadFull(br, l[:])
-		n = int(binary.BigEndian.Uint64(l[:]))
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(br, b); err != nil {
-		t.Fatal(err)
-	}
-	return h[0] & 0x0f, b
 }
 
 var jsonHeader = map[string]string{"Content-Type": "application/json"}
@@ -485,17 +460,7 @@ func doHTTP(t *testing.T, e *env, from, door, method, path string, hdr map[strin
 	if door == "admin" {
 		addr = e.Admin
 	}
-	r, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			r.Host = v
-			continue
-		}
-		r.Header.Set(k, v)
-	}
+	r := NewRequest(t, method, "http://"+addr+path, body, hdr)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}, Timeout: 10 * time.Second}
 	resp, err := hc.Do(r)
@@ -677,39 +642,13 @@ func deadPeers() []fault {
 			c := smallWindow(t, e.Native)
 			c.Hello(wire.Hello{Name: "non-reader"})
 			big := wire.AppendRequest(nil, 1, "sys.echo", make([]byte, 512<<10))
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := c.Write(big); err != nil {
-						return
-					}
-				}
-			}()
+			defer flood(c, big)()
 			WaitFor(t, wrBound, "the non-reader to be closed", func() bool { return e.ClosedWith("non-reader", "slow consumer") })
 		}},
 		{family: "dead peers", name: "legacy: pipelines and never reads", bound: wrBound + quick, counted: "closed/slow consumer", attack: func(t *testing.T, e *env) {
 			c := smallWindow(t, e.Legacy)
 			packet := bytes.Repeat(legacy.Append(nil, binary.LittleEndian, "MULTIPLICACION", -32768, -32768), 4096)
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := c.Write(packet); err != nil {
-						return
-					}
-				}
-			}()
+			defer flood(c, packet)()
 			WaitFor(t, wrBound, "the non-reader to be closed", func() bool { return lastClosed(e, "legacy", "slow consumer") })
 		}},
 		{family: "dead peers", name: "WebSocket: never reads", bound: wrBound + quick, counted: "closed/slow consumer", attack: func(t *testing.T, e *env) {
@@ -717,20 +656,7 @@ func deadPeers() []fault {
 			_ = c.(*net.TCPConn).SetReadBuffer(4096)
 			_ = c.SetDeadline(time.Time{})
 			msg := WSFrame(0x1, true, []byte(`{"jsonrpc":"2.0","method":"sys.echo","params":["`+strings.Repeat("e", 200<<10)+`"],"id":1}`))
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := c.Write(msg); err != nil {
-						return
-					}
-				}
-			}()
+			defer flood(c, msg)()
 			WaitFor(t, wrBound, "the non-reader to be closed", func() bool { return lastClosed(e, "ws", "slow consumer") })
 		}},
 		{family: "dead peers", name: "WebSocket: never answers PINGs", bound: hbBound, counted: "closed/heartbeat timeout", attack: func(t *testing.T, e *env) {
@@ -745,6 +671,25 @@ func deadPeers() []fault {
 			c.ExpectClosed()
 		}},
 	}
+}
+
+// flood writes b to c over and over, from a goroutine of its own, until
+// the returned stop is called or a write fails.
+func flood(c io.Writer, b []byte) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := c.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // listed reports whether a client id is connected.
@@ -1018,7 +963,7 @@ func browser() []fault {
 			c, br := DialWS(t, e.Web, "")
 			_, _ = c.Write(WSFrame(0x1, true, []byte(`{"hello":"world"}`)))
 			for {
-				_, msg := readWSMessage(t, br)
+				_, msg := ReadWSFrame(t, br)
 				if bytes.Contains(msg, []byte(`"event.`)) {
 					continue
 				}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -46,32 +47,49 @@ func DialWS(t testing.TB, addr, header string) (net.Conn, *bufio.Reader) {
 func WSCloseStatus(t testing.TB, br *bufio.Reader) int {
 	t.Helper()
 	for {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			t.Fatalf("no close frame: %v", err)
-		}
-		n := int(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var l [2]byte
-			_, _ = io.ReadFull(br, l[:])
-			n = int(binary.BigEndian.Uint16(l[:]))
-		case 127:
-			var l [8]byte
-			_, _ = io.ReadFull(br, l[:])
-			n = int(binary.BigEndian.Uint64(l[:]))
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(br, body); err != nil {
-			t.Fatal(err)
-		}
-		if h[0]&0x0f == 0x8 {
+		op, body := ReadWSFrame(t, br)
+		if op == 0x8 {
 			if len(body) < 2 {
 				return 1005
 			}
 			return int(binary.BigEndian.Uint16(body))
 		}
 	}
+}
+
+// ReadWSFrame reads one server frame (unmasked, as servers send them):
+// its opcode and payload.
+func ReadWSFrame(t testing.TB, br *bufio.Reader) (op byte, payload []byte) {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		t.Fatalf("no frame: %v", err)
+	}
+	n := uint64(h[1] & 0x7f)
+	var ext []byte
+	switch n {
+	case 126:
+		ext = make([]byte, 2)
+	case 127:
+		ext = make([]byte, 8)
+	}
+	if ext != nil {
+		if _, err := io.ReadFull(br, ext); err != nil {
+			t.Fatalf("frame length: %v", err)
+		}
+		n = 0
+		for _, b := range ext {
+			n = n<<8 | uint64(b)
+		}
+	}
+	if n > 64<<20 {
+		t.Fatalf("a frame of %d bytes", n)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	return h[0] & 0x0f, payload
 }
 
 // WSFrame is a client frame: masked, as RFC 6455 requires, with op as its
@@ -96,4 +114,33 @@ func WSFrame(op byte, fin bool, payload []byte) []byte {
 		f = append(f, c^key[i%4])
 	}
 	return f
+}
+
+// NewRequest is an HTTP request with these headers; a "Host" one sets the
+// request's Host, as a browser on a rebinding page would send it.
+func NewRequest(t testing.TB, method, url, body string, hdr map[string]string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			r.Host = v
+			continue
+		}
+		r.Header.Set(k, v)
+	}
+	return r
+}
+
+// FreeAddr is a loopback address with a port nobody listens on now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

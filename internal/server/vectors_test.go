@@ -7,7 +7,6 @@ import (
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/vectors"
-	"github.com/nexo-project/nexo/wire"
 )
 
 func unhex(t *testing.T, s string) []byte {
@@ -22,39 +21,8 @@ func unhex(t *testing.T, s string) []byte {
 // TestMethodVectors sends every shared method vector to a live server,
 // pipelined on one connection, and checks each answer byte for byte.
 func TestMethodVectors(t *testing.T) {
-	type vector struct {
-		Method      string  `json:"method"`
-		PayloadHex  string  `json:"payload_hex"`
-		ResponseHex *string `json:"response_hex"`
-		Error       string  `json:"error"`
-	}
-	vs := vectors.Load[vector](t, "methods.json")
 	srv := Start(t, server.Config{})
-	c, _ := Hello(t, srv.Native, "vectors")
-	var burst []byte
-	for i, v := range vs {
-		burst = wire.AppendRequest(burst, uint32(i+1), v.Method, unhex(t, v.PayloadHex))
-	}
-	c.Send(burst)
-	got := map[uint32]wire.Frame{}
-	for range vs {
-		f := c.Read()
-		f.Body = append([]byte(nil), f.Body...)
-		got[f.ID] = f
-	}
-	for i, v := range vs {
-		f := got[uint32(i+1)]
-		if v.ResponseHex != nil {
-			if f.Type != wire.TypeResponse || hex.EncodeToString(f.Body) != *v.ResponseHex {
-				t.Errorf("%s %s: got %s, want RESPONSE %s", v.Method, v.PayloadHex, String(f), *v.ResponseHex)
-			}
-			continue
-		}
-		we, err := wire.ParseError(f.Body)
-		if f.Type != wire.TypeError || err != nil || we.Code.String() != v.Error {
-			t.Errorf("%s %s: got %s, want ERROR %s", v.Method, v.PayloadHex, String(f), v.Error)
-		}
-	}
+	CheckMethodVectors(t, srv.Native)
 }
 
 // TestLegacyVectors sends every shared legacy vector to a live legacy door:

@@ -20,18 +20,7 @@ import (
 // its status.
 func do(t *testing.T, method, url, body string, hdr map[string]string) int {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(nexotest.NewRequest(t, method, url, body, hdr))
 	if err != nil {
 		t.Fatal(err)
 	}

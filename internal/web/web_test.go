@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -641,48 +640,26 @@ func TestWebSocketSlowConsumer(t *testing.T) {
 // integer exactly, the same float64, or the same error. Integers beyond
 // 2^53 were refused (or, as results, rounded by clients) before.
 func TestMethodVectorsJSON(t *testing.T) {
-	type raw struct {
-		Method string          `json:"method"`
-		A      json.RawMessage `json:"a"`
-		B      json.RawMessage `json:"b"`
-		Result json.RawMessage `json:"result"`
-		Error  string          `json:"error"`
-	}
 	srv := nexotest.Start(t, nexotest.FastConfig())
 	w, _, err := dialWS(t, srv, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.welcome()
-	n := 0
-	for _, v := range vectors.Load[raw](t, "methods.json") {
-		if !strings.HasPrefix(v.Method, "math.") || v.A == nil {
-			continue // binary-only cases: short payloads have no JSON form
-		}
-		n++
-		params := "[" + string(v.A) + "," + string(v.B) + "]"
-		for door, m := range map[string]message{"ws": w.call(v.Method, params), "http": postRPC(t, srv, v.Method, params)} {
-			switch {
-			case v.Error != "":
-				if m.Error == nil || m.Error.Data.Name != v.Error {
-					t.Errorf("%s %s %s: %+v %s, want %s", door, v.Method, params, m.Error, m.Result, v.Error)
-				}
-			case m.Error != nil:
-				t.Errorf("%s %s %s: %+v, want %s", door, v.Method, params, m.Error, v.Result)
-			case v.Method == "math.div":
-				got, err1 := strconv.ParseFloat(string(m.Result), 64)
-				want, err2 := strconv.ParseFloat(string(v.Result), 64)
-				if err1 != nil || err2 != nil || got != want {
-					t.Errorf("%s %s %s: %s, want %s", door, v.Method, params, m.Result, v.Result)
-				}
-			case string(m.Result) != string(v.Result):
-				t.Errorf("%s %s %s: %s, want exactly %s", door, v.Method, params, m.Result, v.Result)
-			}
-		}
+	nexotest.CheckJSONVectors(t, "ws", func(method, params string) (json.RawMessage, string) {
+		return w.call(method, params).answer()
+	})
+	nexotest.CheckJSONVectors(t, "http", func(method, params string) (json.RawMessage, string) {
+		return postRPC(t, srv, method, params).answer()
+	})
+}
+
+// answer is a message's result, or its error's name.
+func (m message) answer() (json.RawMessage, string) {
+	if m.Error != nil {
+		return nil, m.Error.Data.Name
 	}
-	if n < 15 {
-		t.Errorf("only %d math vectors with operands", n)
-	}
+	return m.Result, ""
 }
 
 // postRPC calls a method over POST /rpc.
