@@ -27,6 +27,10 @@ type Description struct {
 	// for a JSON method, whose native payloads are its JSON params and
 	// result.
 	Binary string
+	// ServedBy says what serves the method when that is not Go code in
+	// this process, such as "upstream http://127.0.0.1:8000/rpc"; empty
+	// means "in-process".
+	ServedBy []string
 }
 
 // Example is one call of a method in JSON: its params, and its result or
@@ -49,13 +53,20 @@ type Described struct {
 	Errors     []string        `json:"errors"`
 	Idempotent bool            `json:"idempotent"`
 	Examples   []Example       `json:"examples,omitempty"`
+	// ServedBy names what serves the method: "in-process", "go worker",
+	// "node worker", "upstream URL", or what another worker calls itself;
+	// a gateway lists every kind its cluster has for the method.
+	ServedBy []string `json:"served_by,omitempty"`
 }
 
 // Describe returns the method as sys.describe publishes it.
 func (m *Method) Describe() Described {
 	d := Described{Name: m.Name, Summary: m.Summary, Encoding: "json", Binary: m.Desc.Binary,
 		Params: m.Desc.Params, Result: m.Desc.Result, Idempotent: m.Idempotent,
-		Examples: m.Desc.Examples, Errors: []string{}}
+		Examples: m.Desc.Examples, Errors: []string{}, ServedBy: m.Desc.ServedBy}
+	if len(d.ServedBy) == 0 {
+		d.ServedBy = []string{InProcess}
+	}
 	if m.Desc.Binary != "" {
 		d.Encoding = "binary"
 	}
@@ -65,16 +76,21 @@ func (m *Method) Describe() Described {
 	return d
 }
 
+// InProcess is the ServedBy of a method served by Go code in the process
+// that describes it.
+const InProcess = "in-process"
+
 // Describe returns every method the caller may see, by name: those
 // registered here, and those known elsewhere (SetRemote).
 func (r *Registry) Describe(withHidden bool) []Described {
 	var out []Described
+	methods := r.all()
 	for _, name := range r.Names(withHidden) {
-		out = append(out, r.methods[name].Describe())
+		out = append(out, methods[name].Describe())
 	}
 	if r.remote != nil {
 		for _, d := range r.remote.Describe() {
-			if r.methods[d.Name] == nil {
+			if methods[d.Name] == nil {
 				out = append(out, d)
 			}
 		}
@@ -85,6 +101,8 @@ func (r *Registry) Describe(withHidden bool) []Described {
 
 // Error returns an error that carries a protocol code: a handler returns
 // Error(wire.CodeOverflow, "...") and the client gets OVERFLOW (-32007 on
-// the JSON doors) with that message. Codes that close a connection, and
-// unknown ones, are sent as INTERNAL.
+// the JSON doors) with that message. A service's own codes are 1000 and
+// up (wire.MinApplicationCode): every door carries them unchanged, the
+// JSON doors as the same JSON-RPC code. Codes that close a connection,
+// and other unknown ones, are sent as INTERNAL.
 func Error(code wire.Code, msg string) error { return &wire.Error{Code: code, Msg: msg} }

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexo-project/nexo/wire"
@@ -170,10 +172,13 @@ var NoParamsJSON = &JSONCodec{
 	Result: func(payload, dst []byte) ([]byte, error) { return append(dst, payload...), nil },
 }
 
-// Registry maps method names to methods. Register everything before the
-// server starts: lookups take no lock.
+// Registry maps method names to methods. Lookups take no lock: the map
+// is replaced whole, never changed in place, so methods may come and go
+// while the server runs (an HTTP upstream's, say) at the cost of a copy
+// per change.
 type Registry struct {
-	methods  map[string]*Method
+	methods  atomic.Pointer[map[string]*Method]
+	mu       sync.Mutex // serialises changes
 	fallback *Method
 	remote   Remote
 }
@@ -194,11 +199,32 @@ type Remote interface {
 func (r *Registry) SetRemote(rm Remote) { r.remote = rm }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{methods: make(map[string]*Method)} }
+func NewRegistry() *Registry { return &Registry{} }
+
+// all returns the methods now. The map must not be changed.
+func (r *Registry) all() map[string]*Method {
+	if p := r.methods.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Register adds methods. A duplicate or invalid name is an error, and
 // nothing of that call is registered.
-func (r *Registry) Register(ms ...Method) error {
+func (r *Registry) Register(ms ...Method) error { return r.Replace(nil, ms...) }
+
+// Replace removes the methods named in remove and adds ms, at once: a
+// lookup sees the registry before or after, never between. A name of ms
+// that is registered and not removed, or an invalid one, is an error, and
+// nothing changes.
+func (r *Registry) Replace(remove []string, ms ...Method) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur := r.all()
+	gone := make(map[string]bool, len(remove))
+	for _, n := range remove {
+		gone[n] = true
+	}
 	for i, m := range ms {
 		if err := wire.CheckMethod(m.Name); err != nil {
 			return fmt.Errorf("register %q: %w", m.Name, err)
@@ -206,7 +232,7 @@ func (r *Registry) Register(ms ...Method) error {
 		if (m.Handler == nil) == (m.Async == nil) {
 			return fmt.Errorf("register %q: want exactly one of Handler and Async", m.Name)
 		}
-		if _, dup := r.methods[m.Name]; dup {
+		if _, dup := cur[m.Name]; dup && !gone[m.Name] {
 			return fmt.Errorf("register %q: already registered", m.Name)
 		}
 		for _, prev := range ms[:i] {
@@ -215,21 +241,29 @@ func (r *Registry) Register(ms ...Method) error {
 			}
 		}
 	}
-	for _, m := range ms {
-		r.methods[m.Name] = &m
+	next := make(map[string]*Method, len(cur)+len(ms))
+	for n, m := range cur {
+		if !gone[n] {
+			next[n] = m
+		}
 	}
+	for _, m := range ms {
+		next[m.Name] = &m
+	}
+	r.methods.Store(&next)
 	return nil
 }
 
 // Lookup returns the method with the given name, or nil. It does not
 // allocate.
-func (r *Registry) Lookup(name []byte) *Method { return r.methods[string(name)] }
+func (r *Registry) Lookup(name []byte) *Method { return r.all()[string(name)] }
 
 // Names returns the sorted method names, leaving out hidden methods unless
 // withHidden is set.
 func (r *Registry) Names(withHidden bool) []string {
-	names := make([]string, 0, len(r.methods))
-	for n, m := range r.methods {
+	methods := r.all()
+	names := make([]string, 0, len(methods))
+	for n, m := range methods {
 		if withHidden || !m.Hidden {
 			names = append(names, n)
 		}
@@ -241,7 +275,7 @@ func (r *Registry) Names(withHidden bool) []string {
 // Get returns the method with the given name, registered here or known
 // elsewhere (SetRemote), or nil.
 func (r *Registry) Get(name string) *Method {
-	if m := r.methods[name]; m != nil || r.remote == nil {
+	if m := r.all()[name]; m != nil || r.remote == nil {
 		return m
 	}
 	return r.remote.Method(name)
@@ -320,19 +354,24 @@ func CodeOf(err error) wire.Code {
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.CodeTimeout
 	}
-	if c, ok := wire.CodeOf(err); ok && c.Known() && !c.ClosesConn() {
+	if c, ok := wire.CodeOf(err); ok && c.Answerable() {
 		return c
 	}
 	return wire.CodeInternal
 }
 
 // ErrorMessage is the text sent with an error: the handler's own words for
-// known errors, nothing of an internal one (log those instead).
+// known errors, nothing of an internal one (log those instead), unless it
+// is an Error(wire.CodeInternal, msg), whose words were meant for the
+// client (an upstream's garbage answer, say).
 func ErrorMessage(code wire.Code, err error) string {
-	if code == wire.CodeInternal {
+	we, isWire := errors.AsType[*wire.Error](err)
+	switch {
+	case isWire && we.Code == code:
+		return we.Msg
+	case code == wire.CodeInternal:
 		return "internal error"
-	}
-	if we, ok := errors.AsType[*wire.Error](err); ok {
+	case isWire:
 		return we.Msg
 	}
 	return err.Error()

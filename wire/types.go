@@ -110,6 +110,20 @@ var codeNames = [...]string{
 // Known reports whether c is a code of version 1.
 func (c Code) Known() bool { return c >= CodeBadFrame && c <= CodeUnavailable }
 
+// MinApplicationCode is the first of the codes a service defines for its
+// own errors: 1..999 are the protocol's (table 1.4 and its future
+// growth), 1000..65535 are services' own, and every door carries them
+// unchanged (the JSON doors as the same JSON-RPC code).
+const MinApplicationCode Code = 1000
+
+// Application reports whether c is a service's own code (1000..65535).
+func (c Code) Application() bool { return c >= MinApplicationCode }
+
+// Answerable reports whether a request may be answered with c and the
+// connection kept: a known code that does not close the connection, or an
+// application code.
+func (c Code) Answerable() bool { return c.Known() && !c.ClosesConn() || c.Application() }
+
 // String returns the code's name from the specification, such as "OVERFLOW".
 func (c Code) String() string {
 	if c.Known() {

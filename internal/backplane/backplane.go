@@ -174,7 +174,7 @@ func replyError(h nats.Header) (err error, ok bool) {
 	}
 	n, perr := strconv.Atoi(v)
 	code := wire.Code(n)
-	if perr != nil || n <= 0 || n > 0xffff || !code.Known() || code.ClosesConn() {
+	if perr != nil || n <= 0 || n > 0xffff || !code.Answerable() {
 		code = wire.CodeInternal // a worker of another version, or not nexo
 	}
 	return &wire.Error{Code: code, Msg: h.Get(micro.ErrorHeader)}, true

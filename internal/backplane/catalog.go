@@ -123,6 +123,7 @@ func (c *clusterCatalog) refresh() {
 	c.mu.Lock()
 	c.err = err
 	if err == nil {
+		servedBy := map[string][]string{} // by method: what serves it, over every worker
 		for _, b := range infos {
 			var info micro.Info
 			if json.Unmarshal(b, &info) != nil {
@@ -134,6 +135,11 @@ func (c *clusterCatalog) refresh() {
 					ep.Subject != c.subjects.Service(d.Name) {
 					continue // a worker of an older nexo (no description), or of another cluster (prefix)
 				}
+				if len(d.ServedBy) == 0 {
+					d.ServedBy = []string{ServedByGoWorker} // a worker of an older nexo
+				}
+				servedBy[d.Name] = append(servedBy[d.Name], d.ServedBy...)
+				d.ServedBy = nil // set below, from every worker's
 				k := c.methods[d.Name]
 				if k.d.Name == "" || !sameDescription(k.d, d) {
 					k = known{d: d} // new, or described anew: the stub is made again
@@ -141,6 +147,12 @@ func (c *clusterCatalog) refresh() {
 				k.seen = now
 				c.methods[d.Name] = k
 			}
+		}
+		for name, sb := range servedBy {
+			k := c.methods[name]
+			slices.Sort(sb)
+			k.d.ServedBy = slices.Compact(sb)
+			c.methods[name] = k
 		}
 		for name, k := range c.methods {
 			if now.Sub(k.seen) > CatalogForget {
@@ -160,8 +172,10 @@ func (c *clusterCatalog) refresh() {
 	}
 }
 
-// sameDescription reports whether two descriptions say the same.
+// sameDescription reports whether two descriptions say the same, but for
+// what serves them.
 func sameDescription(a, b service.Described) bool {
+	a.ServedBy, b.ServedBy = nil, nil
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)

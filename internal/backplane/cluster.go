@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -210,6 +211,15 @@ type WorkerEndpoint struct {
 	Messages int     `json:"messages"` // NATS messages (a batch is one)
 	Errors   int     `json:"errors"`   // messages answered with an error
 	AvgUS    float64 `json:"avg_us"`   // average processing time of a message, microseconds
+	// Upstream is the health of the HTTP upstream that serves the
+	// method, for a worker in front of one.
+	Upstream *upstream.Health `json:"upstream,omitempty"`
+}
+
+// ClusterMethod is a method of the cluster and what serves it.
+type ClusterMethod struct {
+	Name     string   `json:"name"`
+	ServedBy []string `json:"served_by"`
 }
 
 // ClusterTotals sum the cluster view.
@@ -225,7 +235,10 @@ type Cluster struct {
 	Gateways []GatewayStats  `json:"gateways"`
 	Clients  []ClusterClient `json:"clients"`
 	Workers  []WorkerInfo    `json:"workers"`
-	Totals   ClusterTotals   `json:"totals"`
+	// Methods are every method the gateway that answers can call, and
+	// what serves each: in-process, a Go or Node worker, an upstream.
+	Methods []ClusterMethod `json:"methods"`
+	Totals  ClusterTotals   `json:"totals"`
 	// Truncated says some gateway had more clients than it lists
 	// (MaxGatewayClients); Totals.Clients counts them all.
 	Truncated bool    `json:"truncated,omitempty"`
@@ -294,7 +307,7 @@ func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
 			w.Errors += e.NumErrors
 			w.Endpoints = append(w.Endpoints, WorkerEndpoint{
 				Method: g.method(e.Subject), Subject: e.Subject, Requests: data.Requests, Messages: e.NumRequests,
-				Errors: e.NumErrors, AvgUS: float64(e.AverageProcessingTime) / 1e3,
+				Errors: e.NumErrors, AvgUS: float64(e.AverageProcessingTime) / 1e3, Upstream: data.Upstream,
 			})
 		}
 		c.Workers = append(c.Workers, w)

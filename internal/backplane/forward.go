@@ -469,7 +469,7 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 		if codes[i], bodies[i], rest, err = nextResponseEntry(rest); err != nil {
 			break
 		}
-		if codes[i] != 0 && (!codes[i].Known() || codes[i].ClosesConn()) {
+		if codes[i] != 0 && !codes[i].Answerable() {
 			codes[i] = wire.CodeInternal
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -24,6 +26,9 @@ type WorkerOptions struct {
 	Version  string            // SemVer, shown by "nats micro info"
 	Metadata map[string]string // shown by "nats micro info"; "services" is a good key
 	Log      *slog.Logger
+	// Upstream, when set, is the health of the HTTP upstream whose
+	// methods the worker serves: the cluster view shows it.
+	Upstream func() upstream.Health
 }
 
 // Worker serves a registry's methods to gateways over NATS: each method is
@@ -57,7 +62,8 @@ type Worker struct {
 // EndpointData is the Data of a worker endpoint's micro stats: micro counts
 // messages, and a batch is one message of many requests.
 type EndpointData struct {
-	Requests uint64 `json:"requests"`
+	Requests uint64           `json:"requests"`
+	Upstream *upstream.Health `json:"upstream,omitempty"` // the upstream's, when the worker serves one
 }
 
 // NewWorker registers the registry's methods on nc. Methods that are
@@ -79,15 +85,27 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 		w.served[subjects.Service(name)] = new(atomic.Uint64)
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	meta := maps.Clone(o.Metadata)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	if meta[MetadataRuntime] == "" {
+		meta[MetadataRuntime] = "go"
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        WorkerService,
 		Version:     o.Version,
 		Description: "nexo service worker",
-		Metadata:    o.Metadata,
+		Metadata:    meta,
 		QueueGroup:  QueueGroup,
 		StatsHandler: func(e *micro.Endpoint) any {
 			if n := w.served[e.Subject]; n != nil {
-				return EndpointData{Requests: n.Load()}
+				d := EndpointData{Requests: n.Load()}
+				if o.Upstream != nil {
+					h := o.Upstream()
+					d.Upstream = &h
+				}
+				return d
 			}
 			return nil
 		},
@@ -128,9 +146,21 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 // its name, summary and whole description (service.Described in JSON),
 // from which gateways build the cluster's catalog.
 func endpointMetadata(m *service.Method) map[string]string {
-	d, _ := json.Marshal(m.Describe()) // strings, schemas already JSON, bools: always marshals
+	desc := m.Describe()
+	if len(m.Desc.ServedBy) == 0 {
+		desc.ServedBy = []string{ServedByGoWorker}
+	}
+	d, _ := json.Marshal(desc) // strings, schemas already JSON, bools: always marshals
 	return map[string]string{"method": m.Name, "summary": m.Summary, MetadataDescription: string(d)}
 }
+
+// MetadataRuntime is the key of a worker's micro service metadata that
+// names what it runs on: "go", "node", ...
+const MetadataRuntime = "runtime"
+
+// ServedByGoWorker is the served_by of a method a Go worker serves with
+// Go code of its own.
+const ServedByGoWorker = "go worker"
 
 // MetadataDescription is the key of a method's description in its
 // endpoint's metadata.
@@ -335,6 +365,9 @@ func (w *Worker) failure(m *service.Method, err error) (wire.Code, string) {
 // Expired returns how many requests arrived past their deadline and were
 // not run.
 func (w *Worker) Expired() uint64 { return w.expired.Load() }
+
+// Connected reports whether the worker's NATS connection is up.
+func (w *Worker) Connected() bool { return w.nc.IsConnected() }
 
 // Info returns the worker's micro service description.
 func (w *Worker) Info() micro.Info { return w.svc.Info() }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -124,10 +125,33 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 		fmt.Fprintf(tw, "(%d of %d clients listed: each gateway lists at most %d)\n", len(cl.Clients), t.Clients, backplane.MaxGatewayClients)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "WORKER\tHOST\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
+	fmt.Fprintln(tw, "WORKER\tHOST\tRUNTIME\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
+	var ups []string
 	for _, w := range cl.Workers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s ago\n", w.ID, dash(w.Metadata["host"]), dash(w.Metadata["services"]),
-			w.Requests, w.Errors, since(now, w.Started))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s ago\n", w.ID, dash(w.Metadata["host"]), dash(w.Metadata[backplane.MetadataRuntime]),
+			dash(w.Metadata["services"]), w.Requests, w.Errors, since(now, w.Started))
+		if len(w.Endpoints) > 0 && w.Endpoints[0].Upstream != nil {
+			h := w.Endpoints[0].Upstream
+			up := "up"
+			if !h.Up {
+				up = "DOWN: " + h.Error
+			}
+			ups = append(ups, fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%d\t%.2f ms\t%d", h.URL, w.ID, up, h.Methods, h.Calls, h.Errors, h.AvgMS, h.Connections))
+		}
+	}
+	if len(ups) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "UPSTREAM\tWORKER\tHEALTH\tMETHODS\tCALLS\tERRORS\tAVG\tCONNECTIONS")
+		for _, u := range ups {
+			fmt.Fprintln(tw, u)
+		}
+	}
+	if len(cl.Methods) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "METHOD\tSERVED BY")
+		for _, me := range cl.Methods {
+			fmt.Fprintf(tw, "%s\t%s\n", me.Name, strings.Join(me.ServedBy, ", "))
+		}
 	}
 	return tw.Flush()
 }

@@ -10,13 +10,18 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/catalog"
+	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // parseServices parses --services: "all", "none", or a comma-separated list
@@ -62,20 +67,25 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	fs := m.flags("worker", "")
 	fs.String("config", "", "TOML `file` of settings named like these flags; flags and NEXO_* win over it")
 	nf := addNATSFlags(fs, nats.DefaultURL)
-	services := fs.String("services", "all", "services to serve: all, or a comma-separated list of math, sys")
-	healthAddr := fs.String("health-addr", "", "serve /livez and /readyz (ready while connected to NATS) on this `address`; empty turns it off")
+	services := fs.String("services", "all", "services to serve: all, none, or a comma-separated list of math, sys (none when --upstream is given)")
+	upf := addUpstreamFlags(fs)
+	maxFrame := fs.Int("max-frame", wire.DefaultMaxFrame, "largest answer an upstream may give, in `bytes` (the gateways' --max-frame)")
+	healthAddr := fs.String("health-addr", "", "serve /livez, /readyz (ready while connected to NATS) and /metrics on this `address`; empty turns it off")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in hand may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	log, _, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return err
 	}
+	if len(upf.urls) > 0 && !given(fs, "services") {
+		*services = "none"
+	}
 	sel, err := parseServices(*services)
 	if err != nil {
 		return err
 	}
-	if len(sel) == 0 && len(m.Methods) == 0 {
-		return usageError{"--services none: a worker needs at least one service"}
+	if len(sel) == 0 && len(m.Methods) == 0 && len(upf.urls) == 0 {
+		return usageError{"--services none: a worker needs at least one service, or an --upstream"}
 	}
 	reg := service.NewRegistry()
 	if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {
@@ -91,39 +101,41 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		}
 	}
 	name := defaultName()
-	nc, err := nf.connect("nexo-worker "+name, log)
+	ws := &workers{connect: func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) }, log: log,
+		o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log},
+		up: map[*upstream.Upstream]*backplane.Worker{}}
+	defer ws.close()
+	if len(names) > 0 {
+		if err := ws.start(nil, reg, map[string]string{"services": strings.Join(names, ","), "host": name}); err != nil {
+			return err
+		}
+	}
+	ups, err := upf.dial(*maxFrame, log, ws.changed(name), ws.added(name))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	w, err := backplane.NewWorker(nc, reg, backplane.WorkerOptions{
-		Prefix:   *nf.prefix,
-		Version:  Version,
-		Metadata: map[string]string{"services": strings.Join(names, ","), "host": name},
-		Log:      log,
-	})
-	if err != nil {
-		return err
-	}
+	defer closeAll(ups)
 	log.Info("nexo worker started", slog.String("version", Version), slog.String("nats", *nf.url),
-		slog.String("prefix", *nf.prefix), slog.Any("methods", reg.Names(true)))
+		slog.String("prefix", *nf.prefix), slog.Any("methods", ws.methods()))
 
 	var hs *http.Server
 	if *healthAddr != "" {
 		ln, err := net.Listen("tcp", *healthAddr)
 		if err != nil {
-			_ = w.Stop(ctx)
 			return fmt.Errorf("health address: %w", err)
 		}
+		metrics := prometheus.NewRegistry()
+		metrics.MustRegister(upstream.Collector(ups))
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !nc.IsConnected() {
+			if !ws.connected() {
 				http.Error(w, "not connected to NATS\n", http.StatusServiceUnavailable)
 				return
 			}
 			_, _ = w.Write([]byte("ready\n"))
 		})
+		mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		log.Info("listening", slog.String("door", "health"), slog.String("addr", ln.Addr().String()))
 		if m.Listening != nil {
@@ -140,7 +152,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	notifySystemd(log, "STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
-	err = w.Stop(sctx)
+	err = ws.stop(sctx)
 	if hs != nil {
 		_ = hs.Shutdown(sctx)
 	}
@@ -149,4 +161,144 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	}
 	log.Info("nexo worker stopped")
 	return nil
+}
+
+// given reports whether a flag was set: on the command line, in the
+// environment or in the config file.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// workers are a worker process's NATS micro services: one for its own
+// methods, and one per upstream, each on a connection of its own (a
+// Worker's Stop drains its connection). When an upstream's methods
+// change, a new service starts before the old one drains, so that no
+// request finds nobody.
+type workers struct {
+	connect func() (*nats.Conn, error)
+	o       backplane.WorkerOptions
+	log     *slog.Logger
+
+	mu  sync.Mutex
+	own *backplane.Worker
+	up  map[*upstream.Upstream]*backplane.Worker
+}
+
+// start serves reg's methods as a new micro service, in place of u's
+// (u nil: the process's own methods).
+func (ws *workers) start(u *upstream.Upstream, reg *service.Registry, meta map[string]string) error {
+	nc, err := ws.connect()
+	if err != nil {
+		return err
+	}
+	o := ws.o
+	o.Metadata = meta
+	if u != nil {
+		o.Upstream = u.Health
+	}
+	w, err := backplane.NewWorker(nc, reg, o)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	ws.mu.Lock()
+	old := ws.own
+	if u == nil {
+		ws.own = w
+	} else {
+		old = ws.up[u]
+		ws.up[u] = w
+	}
+	ws.mu.Unlock()
+	if old != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), service.DefaultTimeout)
+			defer cancel()
+			_ = old.Stop(ctx)
+		}()
+	}
+	return nil
+}
+
+// added serves a new upstream's methods.
+func (ws *workers) added(host string) func(*upstream.Upstream) error {
+	return func(u *upstream.Upstream) error { return ws.serveUpstream(host, u, u.Methods()) }
+}
+
+// changed serves an upstream's methods anew.
+func (ws *workers) changed(host string) func(*upstream.Upstream, []service.Method) {
+	return func(u *upstream.Upstream, ms []service.Method) {
+		if err := ws.serveUpstream(host, u, ms); err != nil {
+			ws.log.Warn("cannot serve an upstream's new methods; the old ones stay", slog.String("upstream", u.URL()), slog.Any("err", err))
+		}
+	}
+}
+
+func (ws *workers) serveUpstream(host string, u *upstream.Upstream, ms []service.Method) error {
+	reg := service.NewRegistry()
+	if err := reg.Register(ms...); err != nil {
+		return fmt.Errorf("--upstream %s: %w", u.URL(), err)
+	}
+	return ws.start(u, reg, map[string]string{"services": strings.Join(reg.Names(true), ","), "host": host, "upstream": u.URL()})
+}
+
+// methods lists every method served.
+func (ws *workers) methods() []string {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	var out []string
+	for _, w := range ws.all() {
+		for _, e := range w.Info().Endpoints {
+			out = append(out, e.Metadata["method"])
+		}
+	}
+	return out
+}
+
+// all lists the services now; mu is held.
+func (ws *workers) all() []*backplane.Worker {
+	var out []*backplane.Worker
+	if ws.own != nil {
+		out = append(out, ws.own)
+	}
+	for _, w := range ws.up {
+		out = append(out, w)
+	}
+	return out
+}
+
+// connected reports whether every service is connected to NATS.
+func (ws *workers) connected() bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.all() {
+		if !w.Connected() {
+			return false
+		}
+	}
+	return true
+}
+
+// stop drains every service at once.
+func (ws *workers) stop(ctx context.Context) error {
+	ws.mu.Lock()
+	all := ws.all()
+	ws.own, ws.up = nil, map[*upstream.Upstream]*backplane.Worker{}
+	ws.mu.Unlock()
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, w := range all {
+		wg.Go(func() { errs[i] = w.Stop(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// close stops what is left, at once (an error before the signal).
+func (ws *workers) close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = ws.stop(ctx)
 }

@@ -62,9 +62,9 @@ func (m *Main) describe(ctx context.Context, args []string) error {
 		return fmt.Errorf("describe: the server's answer: %w", err)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "METHOD\tPAYLOAD\tIDEMPOTENT\tSUMMARY")
+	fmt.Fprintln(tw, "METHOD\tPAYLOAD\tIDEMPOTENT\tSERVED BY\tSUMMARY")
 	for _, d := range cat.Methods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Name, d.Encoding, yesNo(d.Idempotent), d.Summary)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Encoding, yesNo(d.Idempotent), dash(strings.Join(d.ServedBy, ", ")), d.Summary)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(m.Stdout, "%d methods on %s; 'nexo describe METHOD' for one in full\n", len(cat.Methods), cat.Server)
@@ -80,6 +80,9 @@ func printMethod(w io.Writer, d service.Described) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  idempotent: %s\n", yesNo(d.Idempotent))
+	if len(d.ServedBy) > 0 {
+		fmt.Fprintf(w, "  served by:  %s\n", strings.Join(d.ServedBy, ", "))
+	}
 	if len(d.Errors) > 0 {
 		fmt.Fprintf(w, "  errors:     %s\n", strings.Join(d.Errors, ", "))
 	}

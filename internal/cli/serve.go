@@ -25,6 +25,7 @@ import (
 	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/certs"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/internal/web"
 	"github.com/nexo-project/nexo/service"
 )
@@ -40,6 +41,7 @@ type serveSettings struct {
 	services                                map[string]bool
 	servicesText                            string
 	nats                                    natsFlags
+	upstreams                               *upstreamFlags
 	natsEmbedded                            string
 	natsRetry                               time.Duration
 	gatewayName                             string
@@ -103,6 +105,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA `file`: require client certificates it signed (mutual TLS)")
 	services := fs.String("services", "all", "services to run in this process: all, none, or a comma-separated list of "+strings.Join(catalog.Names(), ", ")+"; with --nats the others go to workers")
 	nf := addNATSFlags(fs, "")
+	ups := addUpstreamFlags(fs)
 	natsEmbedded := fs.String("nats-embedded", "", "run a NATS server in this process on `address` (127.0.0.1:4222) for workers on this machine; --nats defaults to it")
 	natsRetry := fs.Duration("nats-retry-after", backplane.DefaultRetryAfter, "send a forwarded idempotent request again after this long without an answer")
 	reuse := fs.Bool("reuseport", false, "share the doors' ports with other nexo processes started with --reuseport (SO_REUSEPORT): the kernel spreads connections over them")
@@ -174,7 +177,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	return &serveSettings{
 		cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
 		origins: origins, hosts: hosts, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
-		services: sel, servicesText: *services, nats: nf, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
+		services: sel, servicesText: *services, nats: nf, upstreams: ups, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
 		gatewayName: *gwName, drain: *drain, log: log, level: level, fs: fs, args: args,
 	}, nil
 }
@@ -258,13 +261,30 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		// worker any more; nc.Close (closed after it) then flushes.
 		p.closers = append(p.closers, gw.Close)
 		co.Gateway = gw
-		co.Cluster = func(ctx context.Context) (any, error) { return gw.Cluster(ctx) }
+		co.Cluster = func(ctx context.Context) (any, error) {
+			cl, err := gw.Cluster(ctx)
+			for _, d := range p.reg.Describe(false) {
+				cl.Methods = append(cl.Methods, backplane.ClusterMethod{Name: d.Name, ServedBy: d.ServedBy})
+			}
+			return cl, err
+		}
 		ao.Cluster, ao.Collectors = co.Cluster, append(ao.Collectors, gw.Collector())
 	}
 	// The services chosen run here; with NATS the others are stubs that
 	// forward, and so is any method this binary does not know.
 	if err := catalog.Register(p.reg, co); err != nil {
 		return p, err
+	}
+	if len(set.upstreams.urls) > 0 {
+		um := newUpstreamMethods(p.reg, log)
+		ups, err := set.upstreams.dial(set.cfg.MaxFrame, log, um.changed, um.add)
+		if err != nil {
+			return p, err
+		}
+		for _, u := range ups {
+			p.closers = append(p.closers, u.Close)
+		}
+		ao.Collectors = append(ao.Collectors, upstream.Collector(ups))
 	}
 
 	if set.nativeAddr != "" {

@@ -319,13 +319,16 @@ func (r *RPC) observe(m *service.Method, code wire.Code, start time.Time) {
 }
 
 // ErrorCode is the JSON-RPC error code of a native code: the standard one
-// where it applies, -32000 minus the native code otherwise.
+// where it applies, a service's own code (1000 and up) unchanged, -32000
+// minus the native code otherwise.
 func ErrorCode(code wire.Code) int {
-	switch code {
-	case wire.CodeUnknownMethod:
+	switch {
+	case code == wire.CodeUnknownMethod:
 		return codeMethodNotFound
-	case wire.CodeBadPayload:
+	case code == wire.CodeBadPayload:
 		return codeInvalidParams
+	case code.Application():
+		return int(code)
 	}
 	return codeNativeBase - int(code)
 }
