@@ -33,6 +33,8 @@ const (
 	CatalogEvery  = 5 * time.Second
 	CatalogMinGap = time.Second
 	CatalogForget = 10 * time.Minute
+	// MaxGone bounds the names one Joined message may say are gone.
+	MaxGone = 4096
 )
 
 // clusterCatalog is a gateway's catalog of the methods its workers serve.
@@ -45,10 +47,11 @@ type clusterCatalog struct {
 
 	mu        sync.Mutex
 	methods   map[string]known
-	at        time.Time     // when the last gather began
-	gathering chan struct{} // closed when the gather under way ends; nil when none
-	again     bool          // a worker joined during the gather under way: gather once more
-	err       error         // the last gather's failure
+	at        time.Time            // when the last gather began
+	gathering chan struct{}        // closed when the gather under way ends; nil when none
+	again     bool                 // a worker joined during the gather under way: gather once more
+	err       error                // the last gather's failure
+	gone      map[string]time.Time // methods a worker stopped serving, and when it said so
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -90,10 +93,28 @@ func (c *clusterCatalog) close() {
 	<-c.done
 }
 
-// joined is told that a worker started: the catalog is gathered now, or
-// once more after the gather under way, which may have missed it.
-func (c *clusterCatalog) joined() {
+// Joined is what a worker publishes on JoinedQuery: nothing when it
+// starts, or the methods it stopped serving (an upstream's document lost
+// them), so that gateways forget them at once if no worker serves them
+// any more, instead of CatalogForget later.
+type Joined struct {
+	Gone []string `json:"gone,omitempty"`
+}
+
+// joined is told that a worker started, or serves fewer methods: the
+// catalog is gathered now, or once more after the gather under way,
+// which may have missed it.
+func (c *clusterCatalog) joined(data []byte) {
+	var j Joined
+	_ = json.Unmarshal(data, &j) // empty: a worker that started
 	c.mu.Lock()
+	now := time.Now()
+	for _, name := range j.Gone[:min(len(j.Gone), MaxGone)] {
+		if c.gone == nil {
+			c.gone = map[string]time.Time{}
+		}
+		c.gone[name] = now
+	}
 	busy := c.gathering != nil
 	c.again = c.again || busy
 	c.mu.Unlock()
@@ -111,7 +132,8 @@ func (c *clusterCatalog) refresh() {
 		return
 	}
 	ch := make(chan struct{})
-	c.gathering, c.at = ch, time.Now()
+	started := time.Now()
+	c.gathering, c.at = ch, started
 	c.mu.Unlock()
 
 	var infos [][]byte
@@ -146,6 +168,14 @@ func (c *clusterCatalog) refresh() {
 				}
 				k.seen = now
 				c.methods[d.Name] = k
+			}
+		}
+		for name, at := range c.gone {
+			if at.Before(started) { // this gather began after the worker said so
+				if k, ok := c.methods[name]; ok && k.seen != now {
+					delete(c.methods, name)
+				}
+				delete(c.gone, name)
 			}
 		}
 		for name, sb := range servedBy {

@@ -76,7 +76,7 @@ func NewGateway(nc *nats.Conn, local Local, o GatewayOptions) (*Gateway, error) 
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	g.catalog = newClusterCatalog(nc, g.subjects, o.Log, f.Stub)
-	joined, err := nc.Subscribe(g.subjects.Admin(JoinedQuery), func(*nats.Msg) { g.catalog.joined() })
+	joined, err := nc.Subscribe(g.subjects.Admin(JoinedQuery), func(m *nats.Msg) { g.catalog.joined(m.Data) })
 	if err != nil {
 		g.catalog.close()
 		f.Close()

@@ -56,6 +56,7 @@ type Worker struct {
 	mu       sync.Mutex
 	stopping bool // guarded by mu: Stop waits for the handlers, none may start
 	expired  atomic.Uint64
+	subjects Subjects
 	served   map[string]*atomic.Uint64 // by subject: requests, counting each of a batch
 }
 
@@ -81,6 +82,7 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 	}
 	w := &Worker{nc: nc, log: o.Log, caller: service.Caller{Door: "nats", Remote: "nats"}, served: make(map[string]*atomic.Uint64)}
 	subjects := Subjects{o.Prefix}
+	w.subjects = subjects
 	for _, name := range reg.Names(true) {
 		w.served[subjects.Service(name)] = new(atomic.Uint64)
 	}
@@ -365,6 +367,14 @@ func (w *Worker) failure(m *service.Method, err error) (wire.Code, string) {
 // Expired returns how many requests arrived past their deadline and were
 // not run.
 func (w *Worker) Expired() uint64 { return w.expired.Load() }
+
+// Gone tells the gateways that the methods named no longer have this
+// worker (its predecessor, for an upstream's new document): they forget
+// those no other worker serves, at once.
+func (w *Worker) Gone(names []string) {
+	b, _ := json.Marshal(Joined{Gone: names})
+	_ = w.nc.Publish(w.subjects.Admin(JoinedQuery), b) // lost when NATS is down: CatalogForget forgets them later
+}
 
 // Connected reports whether the worker's NATS connection is up.
 func (w *Worker) Connected() bool { return w.nc.IsConnected() }

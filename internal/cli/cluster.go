@@ -213,13 +213,28 @@ func (ws *workers) start(u *upstream.Upstream, reg *service.Registry, meta map[s
 	}
 	ws.mu.Unlock()
 	if old != nil {
+		gone := lost(old, reg)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), service.DefaultTimeout)
 			defer cancel()
 			_ = old.Stop(ctx)
+			if len(gone) > 0 {
+				w.Gone(gone)
+			}
 		}()
 	}
 	return nil
+}
+
+// lost lists the methods old served that reg does not.
+func lost(old *backplane.Worker, reg *service.Registry) []string {
+	var gone []string
+	for _, e := range old.Info().Endpoints {
+		if name := e.Metadata["method"]; reg.Lookup([]byte(name)) == nil {
+			gone = append(gone, name)
+		}
+	}
+	return gone
 }
 
 // added serves a new upstream's methods.
