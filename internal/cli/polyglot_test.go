@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/natsembed"
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -395,4 +397,65 @@ func sameJSON(a, b string) bool {
 	xa, _ := json.Marshal(x)
 	ya, _ := json.Marshal(y)
 	return string(xa) == string(ya)
+}
+
+// TestUpstreamChanges: an upstream's document is read again at every
+// check, so a method it adds is callable and one it drops is gone
+// (UNKNOWN_METHOD, not UNAVAILABLE): in-process (serve --upstream), and
+// through a gateway from a worker (which tells the gateways what it
+// dropped).
+func TestUpstreamChanges(t *testing.T) {
+	var doc atomic.Pointer[string]
+	one := `{"openrpc":"1.3.2","methods":[{"name":"up.one","params":[]}]}`
+	two := `{"openrpc":"1.3.2","methods":[{"name":"up.two","params":[]}]}`
+	doc.Store(&one)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Method string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		if req.Method == "rpc.discover" {
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%s}`, *doc.Load())
+			return
+		}
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%q}`, req.Method)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/rpc"
+
+	ns, err := natsembed.Start("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	startWorker(t, "--nats", ns.URL(), "--upstream", url, "--upstream-check", "50ms")
+	gw := serve(t, nil, "--nats", ns.URL(), "--services", "none")
+	lone := serve(t, nil, "--upstream", url, "--upstream-check", "50ms")
+
+	for _, doors := range []map[string]string{lone, gw} {
+		c, err := client.Dial(context.Background(), doors["native"], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		waitAnswer(t, c, "up.one")
+	}
+	doc.Store(&two)
+	for name, doors := range map[string]map[string]string{"serve --upstream": lone, "a gateway": gw} {
+		c, err := client.Dial(context.Background(), doors["native"], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		waitAnswer(t, c, "up.two")
+		var last error
+		nexotest.WaitFor(t, 10*time.Second, name+": up.one gone", func() bool {
+			_, last = nativeCall(c, "up.one", "", 2*time.Second)
+			return errors.Is(last, wire.CodeUnknownMethod)
+		})
+	}
 }
