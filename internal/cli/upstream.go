@@ -17,6 +17,7 @@ import (
 type upstreamFlags struct {
 	urls  []string
 	check *time.Duration
+	conns *int
 }
 
 func addUpstreamFlags(fs *flag.FlagSet) *upstreamFlags {
@@ -29,6 +30,7 @@ func addUpstreamFlags(fs *flag.FlagSet) *upstreamFlags {
 		}
 		return nil
 	})
+	f.conns = fs.Int("upstream-conns", upstream.DefaultConns, "most connections kept open to each upstream; calls beyond them wait for one")
 	f.check = fs.Duration("upstream-check", upstream.DefaultCheck, "how often each upstream's rpc.discover is fetched: its health check, and its methods kept current")
 	return f
 }
@@ -39,6 +41,9 @@ func (f *upstreamFlags) dial(maxBody int, log *slog.Logger, changed func(*upstre
 	if *f.check <= 0 {
 		return nil, usageError{"--upstream-check: want a positive duration"}
 	}
+	if *f.conns <= 0 {
+		return nil, usageError{"--upstream-conns: want at least 1"}
+	}
 	var ups []*upstream.Upstream
 	seen := map[string]bool{}
 	for _, raw := range f.urls {
@@ -47,7 +52,7 @@ func (f *upstreamFlags) dial(maxBody int, log *slog.Logger, changed func(*upstre
 		}
 		seen[raw] = true
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		u, err := upstream.New(ctx, raw, upstream.Options{Check: *f.check, MaxBody: maxBody, Log: log, Changed: changed})
+		u, err := upstream.New(ctx, raw, upstream.Options{Check: *f.check, MaxBody: maxBody, Conns: *f.conns, Log: log, Changed: changed})
 		cancel()
 		if err != nil {
 			return closeAll(ups), err

@@ -52,8 +52,8 @@ const (
 	ProbeTimeout = 2 * time.Second
 	// MaxDocument bounds an OpenRPC document.
 	MaxDocument = 8 << 20
-	// MaxIdleConns is how many idle connections each upstream keeps.
-	MaxIdleConns = 256
+	// DefaultConns is Options.Conns when 0.
+	DefaultConns = 64
 )
 
 // Options configure an upstream.
@@ -64,7 +64,11 @@ type Options struct {
 	// MaxBody bounds an answer, in bytes: the server's max frame
 	// (DefaultMaxBody when 0).
 	MaxBody int
-	Log     *slog.Logger
+	// Conns is the most connections open to the upstream at once
+	// (DefaultConns when 0): the pool's size. A call finding them all
+	// busy waits for one, within its deadline.
+	Conns int
+	Log   *slog.Logger
 	// Changed, when set, is told the methods the upstream serves now,
 	// each time its document says something new. It runs on the check
 	// loop, one call at a time.
@@ -105,6 +109,9 @@ func New(ctx context.Context, rawURL string, o Options) (*Upstream, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
+	if o.Conns <= 0 {
+		o.Conns = DefaultConns
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -121,8 +128,9 @@ func New(ctx context.Context, rawURL string, o Options) (*Upstream, error) {
 			u.dials.Add(1)
 			return dialer.DialContext(ctx, network, addr)
 		},
-		MaxIdleConns:        MaxIdleConns,
-		MaxIdleConnsPerHost: MaxIdleConns,
+		MaxConnsPerHost:     o.Conns,
+		MaxIdleConns:        o.Conns,
+		MaxIdleConnsPerHost: o.Conns,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,

@@ -258,11 +258,11 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-// TestKeepAlive: calls reuse connections; a burst opens at most one per
-// concurrent call.
+// TestKeepAlive: calls reuse connections, and a burst of more calls than
+// the pool holds waits for its connections instead of opening more.
 func TestKeepAlive(t *testing.T) {
 	f := newFake(t, "127.0.0.1:0")
-	u := open(t, f.url(), Options{})
+	u := open(t, f.url(), Options{Conns: 4})
 	greet := method(t, u, "greet")
 	for i := range 200 {
 		if _, err := call(greet, `{"name":"a"}`, time.Second); err != nil {
@@ -284,8 +284,8 @@ func TestKeepAlive(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := u.Health().Connections; n > 17 {
-		t.Errorf("16 callers of 50 calls each opened %d connections, want at most 17", n)
+	if n := u.Health().Connections; n > 4 {
+		t.Errorf("16 callers of 50 calls each opened %d connections, want at most the pool's 4", n)
 	}
 }
 
