@@ -227,6 +227,9 @@ func TestBrowser(t *testing.T) {
 		{"sys.kick", map[string]string{"id": "999999"}, "false", ""},
 	} {
 		svc(tt.method, tt.fields)
+		if got := text(ctx, t, "#svc-served"); got != "in-process" {
+			t.Errorf("services %s: served by %q, want in-process", tt.method, got)
+		}
 		if got := text(ctx, t, "#svc-result"); got != tt.result {
 			t.Errorf("services %s: result %q, want %q", tt.method, got, tt.result)
 		}

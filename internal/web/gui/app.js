@@ -176,6 +176,7 @@ function showMethod() {
   $("svc-error").textContent = "";
   if (!d) return;
   $("svc-summary").textContent = d.summary || "";
+  $("svc-served").textContent = (d.served_by || []).join(", ");
   for (const f of fieldsOf(d.params).fields) {
     const id = "svc-f-" + f.name;
     const label = document.createElement("label");
@@ -452,7 +453,9 @@ function onCluster(c) {
     const md = w.metadata || {};
     cell(tr, w.id);
     cell(tr, md.host || "");
-    cell(tr, md.services || "");
+    cell(tr, md.runtime || "");
+    const up = (w.endpoints || []).map((e) => e.upstream).find(Boolean);
+    cell(tr, (md.services || "") + (up ? ` from ${up.url} (${up.up ? "up" : "down: " + (up.error || "")})` : ""));
     cell(tr, (w.endpoints || []).map((e) => e.method).join(", "));
     cell(tr, w.requests.toLocaleString());
     cell(tr, w.errors.toLocaleString());
