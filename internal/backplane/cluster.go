@@ -39,6 +39,9 @@ type GatewayOptions struct {
 	Version    string // SemVer
 	RetryAfter time.Duration
 	Log        *slog.Logger
+	// Upstreams, when set, reports the HTTP upstreams the gateway serves
+	// in-process (nexo serve --upstream), for the cluster view.
+	Upstreams func() []upstream.Health
 }
 
 // Gateway is the NATS side of a nexo server: it forwards the methods the
@@ -104,7 +107,13 @@ func NewGateway(nc *nats.Conn, local Local, o GatewayOptions) (*Gateway, error) 
 			all := local.Clients().Clients
 			return GatewayClients{Gateway: g.name, Total: len(all), Clients: all[:min(len(all), MaxGatewayClients)]}
 		}},
-		{"stats", func() any { return GatewayStats{Gateway: g.name, Stats: local.Stats(), Forward: f.Stats()} }},
+		{"stats", func() any {
+			gs := GatewayStats{Gateway: g.name, Stats: local.Stats(), Forward: f.Stats()}
+			if o.Upstreams != nil {
+				gs.Upstreams = o.Upstreams()
+			}
+			return gs
+		}},
 	} {
 		err := g.svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(ep.body()) }),
 			micro.WithEndpointSubject(g.subjects.Admin(ep.name)))
@@ -181,9 +190,10 @@ type GatewayClients struct {
 
 // GatewayStats is a gateway's answer to "<prefix>.admin.stats".
 type GatewayStats struct {
-	Gateway string       `json:"gateway"`
-	Stats   status.Stats `json:"stats"`
-	Forward ForwardStats `json:"forward"`
+	Gateway   string            `json:"gateway"`
+	Stats     status.Stats      `json:"stats"`
+	Forward   ForwardStats      `json:"forward"`
+	Upstreams []upstream.Health `json:"upstreams,omitempty"` // served in-process
 }
 
 // ClusterClient is one row of the cluster's client list.

@@ -12,6 +12,7 @@ import (
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -127,21 +128,28 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "WORKER\tHOST\tRUNTIME\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
 	var ups []string
+	upstreamRow := func(h *upstream.Health, by string) {
+		up := "up"
+		if !h.Up {
+			up = "DOWN: " + h.Error
+		}
+		ups = append(ups, fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%d\t%.2f ms\t%d", h.URL, by, up, h.Methods, h.Calls, h.Errors, h.AvgMS, h.Connections))
+	}
+	for _, g := range cl.Gateways {
+		for i := range g.Upstreams {
+			upstreamRow(&g.Upstreams[i], g.Gateway)
+		}
+	}
 	for _, w := range cl.Workers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s ago\n", w.ID, dash(w.Metadata["host"]), dash(w.Metadata[backplane.MetadataRuntime]),
 			dash(w.Metadata["services"]), w.Requests, w.Errors, since(now, w.Started))
 		if len(w.Endpoints) > 0 && w.Endpoints[0].Upstream != nil {
-			h := w.Endpoints[0].Upstream
-			up := "up"
-			if !h.Up {
-				up = "DOWN: " + h.Error
-			}
-			ups = append(ups, fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%d\t%.2f ms\t%d", h.URL, w.ID, up, h.Methods, h.Calls, h.Errors, h.AvgMS, h.Connections))
+			upstreamRow(w.Endpoints[0].Upstream, w.ID)
 		}
 	}
 	if len(ups) > 0 {
 		fmt.Fprintln(tw)
-		fmt.Fprintln(tw, "UPSTREAM\tWORKER\tHEALTH\tMETHODS\tCALLS\tERRORS\tAVG\tCONNECTIONS")
+		fmt.Fprintln(tw, "UPSTREAM\tSERVED BY\tHEALTH\tMETHODS\tCALLS\tERRORS\tAVG\tCONNECTIONS")
 		for _, u := range ups {
 			fmt.Fprintln(tw, u)
 		}

@@ -435,6 +435,19 @@ func TestUpstreamChanges(t *testing.T) {
 	startWorker(t, "--nats", ns.URL(), "--upstream", url, "--upstream-check", "50ms")
 	gw := serve(t, nil, "--nats", ns.URL(), "--services", "none")
 	lone := serve(t, nil, "--upstream", url, "--upstream-check", "50ms")
+	serve(t, nil, "--nats", ns.URL(), "--services", "none", "--name", "gw-up", "--upstream", url)
+
+	// The cluster view shows both upstreams: the worker's, and the one a
+	// gateway serves in-process.
+	out, _, err := run(nil, "clients", "--cluster", "--addr", gw["native"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`(?m)^` + regexp.QuoteMeta(url) + `\s+gw-up\s+up\s+1\s`, `(?m)^` + regexp.QuoteMeta(url) + `\s+\w{22}\s+up\s+1\s`} {
+		if !regexp.MustCompile(w).MatchString(out) {
+			t.Errorf("nexo clients --cluster lacks %s:\n%s", w, out)
+		}
+	}
 
 	for _, doors := range []map[string]string{lone, gw} {
 		c, err := client.Dial(context.Background(), doors["native"], nil)

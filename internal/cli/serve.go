@@ -240,6 +240,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		}
 	}
 	co := catalog.Options{Select: set.services, Server: p.srv, Version: Version, Extra: m.Methods}
+	var ups []*upstream.Upstream // set below, before the doors open
 	var ao admin.Options
 	if natsURL != "" {
 		name := set.gatewayName
@@ -253,6 +254,13 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		p.closers = append(p.closers, nc.Close)
 		gw, err := backplane.NewGateway(nc, p.srv, backplane.GatewayOptions{
 			Name: name, Prefix: *set.nats.prefix, Version: Version, RetryAfter: set.natsRetry, Log: log,
+			Upstreams: func() []upstream.Health {
+				hs := make([]upstream.Health, len(ups))
+				for i, u := range ups {
+					hs[i] = u.Health()
+				}
+				return hs
+			},
 		})
 		if err != nil {
 			return p, err
@@ -277,8 +285,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 	}
 	if len(set.upstreams.urls) > 0 {
 		um := newUpstreamMethods(p.reg, log)
-		ups, err := set.upstreams.dial(set.cfg.MaxFrame, log, um.changed, um.add)
-		if err != nil {
+		if ups, err = set.upstreams.dial(set.cfg.MaxFrame, log, um.changed, um.add); err != nil {
 			return p, err
 		}
 		for _, u := range ups {
