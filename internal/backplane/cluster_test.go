@@ -181,6 +181,17 @@ func TestDeadlines(t *testing.T) {
 	if err != nil || reply.Header.Get(micro.ErrorCodeHeader) != "5" {
 		t.Errorf("short batch: %v %v, want BAD_PAYLOAD", reply, err)
 	}
+	// A Nexo-Batch that is not 1..1024 is refused too; it once crashed
+	// the worker (a negative count reached make).
+	for _, n := range []string{"0", "1025", "-1", "abc"} {
+		reply, err = nc.RequestMsg(&nats.Msg{Subject: "nexo.svc.test.count", Data: b, Header: nats.Header{BatchHeader: []string{n}}}, 5*time.Second)
+		if err != nil || reply.Header.Get(micro.ErrorCodeHeader) != "5" {
+			t.Errorf("Nexo-Batch %s: %v %v, want BAD_PAYLOAD", n, reply, err)
+		}
+	}
+	if _, err := nc.Request("nexo.svc.test.count", nil, 5*time.Second); err != nil {
+		t.Errorf("the worker after bad batches: %v", err)
+	}
 }
 
 // atomicCounter is "test.count": inline, answers how many times it ran.

@@ -188,6 +188,11 @@ func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.Handler
 			return
 		}
 		n := batchCount(r.Headers().Get(BatchHeader))
+		if n < 0 {
+			w.respond(r, m, nil, &wire.Error{Code: wire.CodeBadPayload, Msg: "malformed request batch: Nexo-Batch must be 1 to " + strconv.Itoa(maxBatch)})
+			w.running.Done()
+			return
+		}
 		served.Add(uint64(max(n, 1)))
 		if n != 0 {
 			if m.Inline {
