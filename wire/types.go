@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // Version is the protocol version this package speaks.
@@ -146,11 +147,18 @@ func (c Code) ClosesConn() bool {
 	return false
 }
 
-// ParseCode returns the code with the given name, such as "OVERFLOW".
+// ParseCode returns the code with the given name, such as "OVERFLOW", or
+// "CODE_1001" for an application code (what String gives).
 func ParseCode(name string) (Code, bool) {
 	for c, n := range codeNames {
 		if n != "" && n == name {
 			return Code(c), true
+		}
+	}
+	if digits, ok := strings.CutPrefix(name, "CODE_"); ok {
+		n, err := strconv.ParseUint(digits, 10, 16)
+		if c := Code(n); err == nil && c.Application() && c.String() == name {
+			return c, true
 		}
 	}
 	return 0, false

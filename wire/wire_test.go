@@ -246,6 +246,19 @@ func TestCodes(t *testing.T) {
 	if CodeDivisionByZero.String() != "DIVISION_BY_ZERO" || Code(99).String() != "CODE_99" || Type(0).String() != "Type(0)" {
 		t.Error("names")
 	}
+	for _, c := range []Code{1000, 1001, 65535} {
+		if got, ok := ParseCode(c.String()); !ok || got != c || !c.Application() || !c.Answerable() {
+			t.Errorf("application code %d: ParseCode(%q) = %v, %v", c, c.String(), got, ok)
+		}
+	}
+	for _, name := range []string{"CODE_99", "CODE_65536", "CODE_01001", "CODE_+1001", "CODE_"} {
+		if _, ok := ParseCode(name); ok {
+			t.Errorf("ParseCode accepted %q", name)
+		}
+	}
+	if Code(14).Answerable() || Code(999).Answerable() || CodeBadFrame.Answerable() || !CodeTimeout.Answerable() {
+		t.Error("Answerable")
+	}
 	if _, ok := ParseCode("NOPE"); ok {
 		t.Error("ParseCode accepted an unknown name")
 	}
