@@ -409,23 +409,7 @@ func TestUpstreamChanges(t *testing.T) {
 	one := `{"openrpc":"1.3.2","methods":[{"name":"up.one","params":[]}]}`
 	two := `{"openrpc":"1.3.2","methods":[{"name":"up.two","params":[]}]}`
 	doc.Store(&one)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Method string }
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		w.Header().Set("Content-Type", "application/json")
-		if req.Method == "rpc.discover" {
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%s}`, *doc.Load())
-			return
-		}
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%q}`, req.Method)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/rpc"
+	url := docServer(t, &doc)
 
 	ns, err := natsembed.Start("127.0.0.1:0", nil)
 	if err != nil {
@@ -470,5 +454,56 @@ func TestUpstreamChanges(t *testing.T) {
 			_, last = nativeCall(c, "up.one", "", 2*time.Second)
 			return errors.Is(last, wire.CodeUnknownMethod)
 		})
+	}
+}
+
+// docServer is an upstream whose OpenRPC document is *doc, and whose
+// methods answer their own name.
+func docServer(t *testing.T, doc *atomic.Pointer[string]) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Method string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		if req.Method == "rpc.discover" {
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%s}`, *doc.Load())
+			return
+		}
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%q}`, req.Method)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String() + "/rpc"
+}
+
+// TestUpstreamCollisions: an upstream's method whose name is served here
+// already is left out (another nexo as an upstream describes sys.* too);
+// an upstream with nothing left to serve refuses the start-up.
+func TestUpstreamCollisions(t *testing.T) {
+	var doc atomic.Pointer[string]
+	both := `{"openrpc":"1.3.2","methods":[{"name":"sys.echo","params":[]},{"name":"up.one","params":[]}]}`
+	doc.Store(&both)
+	url := docServer(t, &doc)
+	doors := serve(t, nil, "--upstream", url)
+	c, err := client.Dial(context.Background(), doors["native"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := nativeCall(c, "up.one", "", 2*time.Second); err != nil || got != `"up.one"` {
+		t.Errorf("up.one: %s %v", got, err)
+	}
+	if got, err := nativeCall(c, "sys.echo", "hi", 2*time.Second); err != nil || got != "hi" {
+		t.Errorf("sys.echo stays in-process: %s %v", got, err)
+	}
+	only := `{"openrpc":"1.3.2","methods":[{"name":"sys.echo","params":[]}]}`
+	doc.Store(&only)
+	_, _, err = run(nil, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "", "--web-addr", "", "--admin-addr", "", "--upstream", url)
+	if err == nil || !strings.Contains(err.Error(), "every method it describes is served here already") || !strings.Contains(err.Error(), "sys.echo") {
+		t.Errorf("an upstream of nothing but taken names: %v", err)
 	}
 }

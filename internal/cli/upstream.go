@@ -75,8 +75,10 @@ func closeAll(ups []*upstream.Upstream) []*upstream.Upstream {
 
 // upstreamMethods keeps a registry's methods of each upstream current:
 // what an upstream's document says now replaces what it said before. A
-// method whose name is taken already (in-process, or by another upstream)
-// is left out, with a warning.
+// method whose name is taken already (in-process, or by another upstream:
+// another nexo as an upstream describes sys.* too) is left out, with a
+// warning; an upstream left with nothing to serve at start-up is an
+// error.
 type upstreamMethods struct {
 	reg   *service.Registry
 	log   *slog.Logger
@@ -116,8 +118,8 @@ func (r *upstreamMethods) set(u *upstream.Upstream, ms []service.Method) error {
 		}
 		keep = append(keep, m)
 	}
-	if len(taken) > 0 && old == nil {
-		return fmt.Errorf("--upstream %s: %s served here already (in-process, or by another upstream)", u.URL(), strings.Join(taken, ", "))
+	if len(keep) == 0 && old == nil {
+		return fmt.Errorf("--upstream %s: every method it describes is served here already (in-process, or by another upstream): %s", u.URL(), strings.Join(taken, ", "))
 	}
 	for _, n := range taken {
 		r.log.Warn("an upstream's method is served here already; left out", slog.String("upstream", u.URL()), slog.String("method", n))
