@@ -11,6 +11,8 @@ var (
 		"Calls of the upstream's methods, answered or not.", []string{"upstream"}, nil)
 	descErrors = prometheus.NewDesc("nexo_upstream_errors_total",
 		"Calls of the upstream's methods that ended in an error, by nexo code.", []string{"upstream", "code"}, nil)
+	descDowns = prometheus.NewDesc("nexo_upstream_downs_total",
+		"Times the upstream's health check found it down.", []string{"upstream"}, nil)
 	descDials = prometheus.NewDesc("nexo_upstream_connections_total",
 		"TCP connections opened to the upstream; kept alive, they stay few.", []string{"upstream"}, nil)
 )
@@ -21,7 +23,7 @@ type Collector []*Upstream
 
 // Describe implements prometheus.Collector.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descMethods, descCalls, descErrors, descDials} {
+	for _, d := range []*prometheus.Desc{descUp, descMethods, descCalls, descErrors, descDials, descDowns} {
 		ch <- d
 	}
 	for _, u := range c {
@@ -44,6 +46,7 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(n), u.url, code)
 		}
 		ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(h.Connections), u.url)
+		ch <- prometheus.MustNewConstMetric(descDowns, prometheus.CounterValue, float64(h.Downs), u.url)
 		u.seconds.Collect(ch)
 	}
 }

@@ -48,8 +48,8 @@ const ServedBy = "upstream "
 const (
 	DefaultCheck   = time.Second
 	DefaultMaxBody = 1 << 20
-	// ProbeTimeout bounds one fetch of rpc.discover.
-	ProbeTimeout = 2 * time.Second
+	// DefaultProbeTimeout bounds one fetch of rpc.discover.
+	DefaultProbeTimeout = 2 * time.Second
 	// MaxDocument bounds an OpenRPC document.
 	MaxDocument = 8 << 20
 	// DefaultConns is Options.Conns when 0.
@@ -64,6 +64,12 @@ type Options struct {
 	// MaxBody bounds an answer, in bytes: the server's max frame
 	// (DefaultMaxBody when 0).
 	MaxBody int
+	// ProbeTimeout bounds one fetch of rpc.discover as a health check
+	// (DefaultProbeTimeout when 0). A fetch that times out marks the
+	// upstream down only the second time in a row, so that one slow
+	// answer from a busy upstream does not fail calls it could serve; one
+	// that cannot connect marks it down at once.
+	ProbeTimeout time.Duration
 	// Conns is the most connections open to the upstream at once
 	// (DefaultConns when 0): the pool's size. A call finding them all
 	// busy waits for one, within its deadline.
@@ -82,12 +88,13 @@ type Upstream struct {
 	o      Options
 	log    *slog.Logger
 	up     atomic.Bool
+	slow   int           // health checks in a row that timed out; only the loop uses it
 	check  chan struct{} // a call failed on the network: check now
 	stop   chan struct{}
 	done   chan struct{}
 
-	dials, calls, failed, nanos atomic.Uint64
-	seconds                     prometheus.Histogram
+	dials, calls, failed, nanos, downs atomic.Uint64
+	seconds                            prometheus.Histogram
 
 	mu      sync.Mutex
 	doc     []byte // the last document read
@@ -111,6 +118,9 @@ func New(ctx context.Context, rawURL string, o Options) (*Upstream, error) {
 	}
 	if o.Conns <= 0 {
 		o.Conns = DefaultConns
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = DefaultProbeTimeout
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -204,14 +214,22 @@ func (u *Upstream) loop() {
 // refresh fetches the document: the upstream is up when it answers, and
 // its methods change when the document does.
 func (u *Upstream) refresh() {
-	ctx, cancel := context.WithTimeout(context.Background(), ProbeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), u.o.ProbeTimeout)
 	doc, err := u.discover(ctx)
 	cancel()
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		if u.slow++; u.slow < 2 {
+			u.log.Debug("upstream slow to answer its health check", slog.Any("err", err))
+			return
+		}
+	}
+	u.slow = 0
 	if err != nil {
 		u.mu.Lock()
 		u.err = err
 		u.mu.Unlock()
 		if u.up.Swap(false) {
+			u.downs.Add(1)
 			u.log.Warn("upstream down: its methods are UNAVAILABLE until it answers again", slog.Any("err", err))
 		}
 		return
@@ -250,7 +268,10 @@ func (u *Upstream) discover(ctx context.Context) ([]byte, error) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := u.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("rpc.discover: %s", errorText(err))
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err // not the method and URL again
+		}
+		return nil, fmt.Errorf("rpc.discover: %w", err)
 	}
 	defer resp.Body.Close()
 	b, err := readBody(resp.Body, MaxDocument)
@@ -482,6 +503,7 @@ type Health struct {
 	ErrorCodes  map[string]int `json:"error_codes,omitempty"`
 	AvgMS       float64        `json:"avg_ms"`
 	Connections uint64         `json:"connections"` // TCP connections opened so far
+	Downs       uint64         `json:"downs"`       // times it was found down
 }
 
 // Health returns the upstream's health and counters now.
@@ -489,7 +511,7 @@ func (u *Upstream) Health() Health {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	h := Health{URL: u.url, Up: u.up.Load(), Methods: len(u.methods), Calls: u.calls.Load(), Errors: u.failed.Load(),
-		Connections: u.dials.Load()}
+		Connections: u.dials.Load(), Downs: u.downs.Load()}
 	if !h.Up && u.err != nil {
 		h.Error = errorText(u.err)
 	}

@@ -42,6 +42,7 @@ type fake struct {
 	doc    atomic.Pointer[string]
 	answer func(w http.ResponseWriter, method string, params json.RawMessage, h http.Header)
 	calls  atomic.Int64
+	slow   atomic.Int64 // rpc.discover calls still to answer 200 ms late
 }
 
 func newFake(t testing.TB, addr string) *fake {
@@ -73,6 +74,9 @@ func (f *fake) start(addr string) {
 			return
 		}
 		if req.Method == "rpc.discover" {
+			if f.slow.Add(-1) >= 0 {
+				time.Sleep(200 * time.Millisecond)
+			}
 			writeJSON(w, `{"jsonrpc":"2.0","id":1,"result":`+*f.doc.Load()+`}`)
 			return
 		}
@@ -492,4 +496,28 @@ func BenchmarkCall(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSlowHealthCheck: one health check that times out does not mark a
+// busy upstream down; an upstream that keeps timing out is down.
+func TestSlowHealthCheck(t *testing.T) {
+	f := newFake(t, "127.0.0.1:0")
+	u := open(t, f.url(), Options{Check: 10 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond})
+	wentDown := func(within time.Duration) bool {
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			if u.Health().Downs > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	f.slow.Store(1)
+	if wentDown(500 * time.Millisecond) {
+		t.Error("one slow health check marked the upstream down")
+	}
+	f.slow.Store(1 << 30)
+	if !wentDown(2 * time.Second) {
+		t.Error("slow health checks in a row left the upstream up")
+	}
+	f.slow.Store(0)
 }
