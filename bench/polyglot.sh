@@ -47,7 +47,7 @@ done
 conns=$(curl -s http://127.0.0.1:7594/metrics | awk '/^nexo_upstream_connections_total/ {print $2}')
 calls=$(curl -s http://127.0.0.1:7594/metrics | awk '/^nexo_upstream_calls_total/ {print $2}')
 
-python3 - "$results" "$conns" "$calls" <<'PY'
+python3 - "$results" "$conns" "$calls" "$secs" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 what = {"greet.go": "in-process (Go)", "greet.js": "Node worker over NATS", "greet.py": "Python upstream over HTTP"}
@@ -62,6 +62,6 @@ for m in ("greet.go", "greet.js", "greet.py"):
         cells += ["%.0f" % ops, "%.2f" % (ops / med("greet.go", p, "ops_per_sec")), "%.0f / %.0f" % (med(m, p, "p50_us"), med(m, p, "p99_us"))]
     errs = sum(r["r"].get("errors", 0) for r in rows if r["m"] == m)
     print("| %s | %s | %s | %d |" % (m, what[m], " | ".join(cells), errs))
-print("\nmedians of %d rounds of %s; the upstream worker opened %s TCP connections for %s calls"
-      % (max(r["round"] for r in rows), sys.argv[1] and "each scenario", sys.argv[2], sys.argv[3]))
+print("\nmedians of %d rounds of %s s each; the upstream worker opened %s TCP connections for %s calls"
+      % (max(r["round"] for r in rows), sys.argv[4], sys.argv[2], sys.argv[3]))
 PY
