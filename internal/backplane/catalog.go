@@ -63,7 +63,7 @@ var errNotConnected = errors.New("not connected to NATS")
 type known struct {
 	d    service.Described
 	seen time.Time
-	m    *service.Method // the stub JSON doors call, made on first use
+	m    *service.Method // the stub that forwards it, made on first use
 }
 
 func newClusterCatalog(nc *nats.Conn, subjects Subjects, log *slog.Logger, stub func(service.Method) service.Method) *clusterCatalog {
@@ -233,14 +233,6 @@ func (c *clusterCatalog) lookup(name string) (ok bool, err error) {
 	return ok, nil
 }
 
-// has reports whether name is in the catalog now, without gathering.
-func (c *clusterCatalog) has(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.methods[name]
-	return ok
-}
-
 // Describe implements service.Remote: the methods of the cluster.
 func (c *clusterCatalog) Describe() []service.Described {
 	c.mu.Lock()
@@ -254,15 +246,26 @@ func (c *clusterCatalog) Describe() []service.Described {
 }
 
 // Method implements service.Remote: a stub forwarding a JSON method of the
-// cluster, for the JSON doors (the native door reaches every method
-// through the fallback). A binary method of the cluster has no JSON form
-// the gateway knows, so it is nil there.
+// cluster, for the JSON doors. A binary method of the cluster has no JSON
+// form the gateway knows, so it is nil there.
 func (c *clusterCatalog) Method(name string) *service.Method {
+	m, d := c.forward(name)
+	if m == nil || d.Encoding != "json" {
+		return nil
+	}
+	return m
+}
+
+// forward returns the stub forwarding a method of the cluster, and its
+// description, or nil when the catalog has no such method. The native
+// door calls it through the gateway's fallback: its requests are batched
+// like a built-in method's, and retried when it is described idempotent.
+func (c *clusterCatalog) forward(name string) (*service.Method, service.Described) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k, ok := c.methods[name]
-	if !ok || k.d.Encoding != "json" {
-		return nil
+	if !ok {
+		return nil, service.Described{}
 	}
 	if k.m == nil {
 		m := c.stub(service.Method{Name: name, Summary: k.d.Summary, Idempotent: k.d.Idempotent, JSON: service.PassJSON,
@@ -270,7 +273,7 @@ func (c *clusterCatalog) Method(name string) *service.Method {
 		k.m = &m
 		c.methods[name] = k
 	}
-	return k.m
+	return k.m, k.d
 }
 
 // codes turns error names back into codes.

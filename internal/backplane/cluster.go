@@ -152,10 +152,17 @@ func (g *Gateway) Fallback() service.Method {
 	fwd := g.Forwarder.Fallback()
 	return service.Method{
 		Name: fwd.Name,
+		// A method of the catalog goes through its stub, which queues it
+		// like a built-in method's: batched with the burst it came in.
+		Batcher: g.Forwarder,
 		Async: func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
 			name := string(req.Method)
-			if g.catalog.has(name) || !validSubject(name) {
-				fwd.Async(req, deadline, done) // an invalid name is refused there
+			if m, _ := g.catalog.forward(name); m != nil {
+				m.Async(req, deadline, done)
+				return
+			}
+			if !validSubject(name) {
+				fwd.Async(req, deadline, done) // refused there
 				return
 			}
 			// Decided off the reader: a gather may take a while.

@@ -753,3 +753,33 @@ func TestGatewayAnswersLikeServe(t *testing.T) {
 		return m.Result, ""
 	})
 }
+
+// TestCatalogMethodsBatched: requests for a method only the cluster's
+// catalog knows (a worker's own, not built into the gateway) travel
+// batched like a built-in method's: 64 pipelined requests leave in far
+// fewer NATS messages. They once went one message each.
+func TestCatalogMethodsBatched(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	startWorker(t, ns.URL(), greetMethod("test.greet"))
+	g := startGateway(t, ns.URL(), "gw", 0)
+	c, _ := nexotest.Hello(t, g.Native, "pipeliner")
+	if f := roundTrip(t, c, 1, 5000, "test.greet", []byte(`{"name":"Ann"}`)); f.Type != wire.TypeResponse {
+		t.Fatalf("test.greet: %s", nexotest.String(f))
+	}
+	before := g.gw.Stats()
+	var b []byte
+	for i := range 64 {
+		b = wire.AppendRequestDeadline(b, uint32(i+2), 5000, "test.greet", []byte(`{"name":"Ann"}`))
+	}
+	c.Send(b)
+	for range 64 {
+		if f := c.Read(); f.Type != wire.TypeResponse || string(f.Body) != `{"greeting":"Hello, Ann!"}` {
+			t.Fatalf("pipelined test.greet: %s", nexotest.String(f))
+		}
+	}
+	after := g.gw.Stats()
+	sent, msgs := after.Sent-before.Sent, after.Messages-before.Messages
+	if sent != 64 || msgs > 16 {
+		t.Errorf("64 pipelined requests: %d forwarded in %d messages, want 64 in a few", sent, msgs)
+	}
+}

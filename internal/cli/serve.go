@@ -271,7 +271,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		co.Gateway = gw
 		co.Cluster = func(ctx context.Context) (any, error) {
 			cl, err := gw.Cluster(ctx)
-			for _, d := range p.reg.Describe(false) {
+			for _, d := range p.reg.Describe(true) { // sys.cluster answers admins only
 				cl.Methods = append(cl.Methods, backplane.ClusterMethod{Name: d.Name, ServedBy: d.ServedBy})
 			}
 			return cl, err
