@@ -81,18 +81,29 @@ func (m *Method) Describe() Described {
 const InProcess = "in-process"
 
 // Describe returns every method the caller may see, by name: those
-// registered here, and those known elsewhere (SetRemote).
+// registered here, and those known elsewhere (SetRemote). A method
+// registered here that is served elsewhere (Async: a gateway's stub)
+// says what serves it there when the remote knows.
 func (r *Registry) Describe(withHidden bool) []Described {
 	var out []Described
 	methods := r.all()
-	for _, name := range r.Names(withHidden) {
-		out = append(out, methods[name].Describe())
-	}
+	remote := map[string]Described{}
 	if r.remote != nil {
 		for _, d := range r.remote.Describe() {
-			if methods[d.Name] == nil {
-				out = append(out, d)
-			}
+			remote[d.Name] = d
+		}
+	}
+	for _, name := range r.Names(withHidden) {
+		m := methods[name]
+		d := m.Describe()
+		if rd, ok := remote[name]; ok && m.Async != nil && len(rd.ServedBy) > 0 {
+			d.ServedBy = rd.ServedBy
+		}
+		out = append(out, d)
+	}
+	for name, d := range remote {
+		if methods[name] == nil {
+			out = append(out, d)
 		}
 	}
 	slices.SortFunc(out, func(a, b Described) int { return strings.Compare(a.Name, b.Name) })

@@ -177,11 +177,18 @@ func (f *Forwarder) Stub(m service.Method) service.Method {
 	m.Handler = nil
 	m.Inline = false
 	m.Batcher = f
+	if len(m.Desc.ServedBy) == 0 {
+		m.Desc.ServedBy = []string{ServedByCluster} // until the catalog says which workers
+	}
 	m.Async = func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
 		f.enqueue(ln, req.Payload, deadline, done)
 	}
 	return m
 }
+
+// ServedByCluster is the served_by of a method the gateway forwards and
+// no worker has described yet.
+const ServedByCluster = "cluster"
 
 // FallbackName is the name the fallback goes by in metrics and logs.
 const FallbackName = "(forwarded)"

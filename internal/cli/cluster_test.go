@@ -11,6 +11,7 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/natsembed"
+	"github.com/nexo-project/nexo/internal/nexotest"
 )
 
 // startWorker runs `nexo worker` in-process until the test ends.
@@ -38,6 +39,13 @@ func TestClusterCommands(t *testing.T) {
 	if _, _, err := run(nil, "call", "--addr", gw["native"], "sys.echo", "x"); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") {
 		t.Errorf("sys.echo with no worker for it: %v, want UNAVAILABLE", err)
 	}
+	// What serves math.add here is the worker, not this process, once the
+	// gateway has gathered the cluster's catalog (at start, in the
+	// background).
+	nexotest.WaitFor(t, 5*time.Second, "describe math.add to say go worker", func() bool {
+		out, _, err := run(nil, "describe", "--addr", gw["native"], "math.add")
+		return err == nil && strings.Contains(out, "served by:  go worker\n")
+	})
 	out, _, err = run(nil, "clients", "--cluster", "--addr", gw["native"])
 	if err != nil {
 		t.Fatal(err)

@@ -210,9 +210,6 @@ func describeMethod(reg *service.Registry, version string) service.Method {
 // describeOne describes one method the caller may see, registered here or
 // known elsewhere (a gateway's cluster).
 func describeOne(reg *service.Registry, name string, trusted bool) (service.Described, bool) {
-	if m := reg.Lookup([]byte(name)); m != nil { // registered here; a gateway's stubs are described by the cluster
-		return m.Describe(), !m.Hidden || trusted
-	}
 	for _, d := range reg.Describe(trusted) {
 		if d.Name == name {
 			return d, true
