@@ -40,9 +40,10 @@ type openrpcMethod struct {
 	Errors         []openrpcError      `json:"errors,omitempty"`
 	Examples       []examplePairing    `json:"examples,omitempty"`
 	// Extensions: what nexo's own descriptions say that OpenRPC does not.
-	Idempotent bool   `json:"x-idempotent"`
-	Encoding   string `json:"x-encoding"`
-	Binary     string `json:"x-binary,omitempty"`
+	Idempotent bool     `json:"x-idempotent"`
+	Encoding   string   `json:"x-encoding"`
+	Binary     string   `json:"x-binary,omitempty"`
+	ServedBy   []string `json:"x-served-by,omitempty"`
 }
 
 type contentDescriptor struct {
@@ -93,7 +94,7 @@ func openrpcMethodOf(d service.Described) (openrpcMethod, error) {
 		return openrpcMethod{}, err
 	}
 	m := openrpcMethod{Name: d.Name, Summary: d.Summary, ParamStructure: "by-position", Params: []contentDescriptor{},
-		Idempotent: d.Idempotent, Encoding: d.Encoding, Binary: d.Binary}
+		Idempotent: d.Idempotent, Encoding: d.Encoding, Binary: d.Binary, ServedBy: d.ServedBy}
 	if p.Kind == "object" {
 		m.ParamStructure = "by-name"
 	}
