@@ -93,8 +93,10 @@ func (r *Registry) Describe(withHidden bool) []Described {
 			remote[d.Name] = d
 		}
 	}
-	for _, name := range r.Names(withHidden) {
-		m := methods[name]
+	for name, m := range methods { // one snapshot: methods may change meanwhile (an upstream's)
+		if m.Hidden && !withHidden {
+			continue
+		}
 		d := m.Describe()
 		if rd, ok := remote[name]; ok && m.Async != nil && len(rd.ServedBy) > 0 {
 			d.ServedBy = rd.ServedBy

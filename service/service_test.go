@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +107,39 @@ func TestAsyncCall(t *testing.T) {
 	if err := r.SetFallback(m); err != nil || r.Fallback().Name != "a.async" || r.Lookup([]byte("a.async")) != nil {
 		t.Errorf("SetFallback: %v; the fallback must not be registered under its name", err)
 	}
+}
+
+// TestDescribeWhileChanging: methods may come and go while the registry is
+// described (an upstream's new document): Describe never sees a name
+// without its method.
+func TestDescribeWhileChanging(t *testing.T) {
+	reg := NewRegistry()
+	h := func(context.Context, Request, []byte) ([]byte, error) { return nil, nil }
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("up.m%d", i%8)
+			if reg.Lookup([]byte(name)) != nil {
+				_ = reg.Replace([]string{name})
+			} else {
+				_ = reg.Register(Method{Name: name, Handler: h})
+			}
+		}
+	}()
+	for range 50000 {
+		for _, d := range reg.Describe(true) {
+			if d.Name == "" {
+				t.Fatal("a method without a name")
+			}
+		}
+	}
+	close(stop)
+	<-done
 }

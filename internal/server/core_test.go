@@ -477,3 +477,24 @@ func TestRefuseLaterSurvivesPreemption(t *testing.T) {
 	}
 	(<-s.lingering).c.Close()
 }
+
+// TestCodeLabels: application codes (1000..65535) are counted under
+// APPLICATION, not under a protocol code that does not exist (CODE_15).
+func TestCodeLabels(t *testing.T) {
+	slot := func(c wire.Code) string {
+		var m metrics
+		st := m.stat("test")
+		m.record(0, st, c, 0)
+		for i := range codeSlots {
+			if st.codes[0].n[i].Load() == 1 {
+				return codeName(i)
+			}
+		}
+		return ""
+	}
+	for c, want := range map[wire.Code]string{0: "OK", wire.CodeOverflow: "OVERFLOW", wire.CodeUnavailable: "UNAVAILABLE", 1000: "APPLICATION", 1001: "APPLICATION", 65535: "APPLICATION"} {
+		if got := slot(c); got != want {
+			t.Errorf("code %d is counted as %q, want %q", c, got, want)
+		}
+	}
+}

@@ -20,7 +20,8 @@ import (
 // exist: their names come from clients and must not become label values.
 const unknownMethod = "unknown"
 
-// codeSlots is one counter per result code; slot 0 is success.
+// codeSlots is one counter per result code; slot 0 is success, and the
+// last slot counts every application code (1000..65535) together.
 const codeSlots = 16
 
 // DurationBuckets are the upper bounds, in seconds, of the request
@@ -315,8 +316,11 @@ func (s *Server) Metrics() Metrics {
 
 // codeName is the label value of a result code.
 func codeName(slot int) string {
-	if slot == 0 {
+	switch slot {
+	case 0:
 		return "OK"
+	case codeSlots - 1:
+		return "APPLICATION"
 	}
 	return wire.Code(slot).String()
 }
