@@ -30,7 +30,7 @@ worker = await serve({
   methods: {
     "greet.js": {
       summary: "greets a name of 1 to 64 characters",
-      // nexo checks every call's params against this before the handler runs.
+      // The worker checks every call's params against this before the handler runs.
       params: {
         type: "object",
         properties: { name: { type: "string", minLength: 1, maxLength: 64, description: "who to greet" } },

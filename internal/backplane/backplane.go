@@ -175,7 +175,9 @@ func replyError(h nats.Header) (err error, ok bool) {
 	n, perr := strconv.Atoi(v)
 	code := wire.Code(n)
 	if perr != nil || n <= 0 || n > 0xffff || !code.Answerable() {
-		code = wire.CodeInternal // a worker of another version, or not nexo
+		// A worker of another version, or not nexo: neither its code nor
+		// its words are for the client.
+		return &wire.Error{Code: wire.CodeInternal, Msg: "a worker answered code " + strconv.Quote(v)}, true
 	}
 	return &wire.Error{Code: code, Msg: h.Get(micro.ErrorHeader)}, true
 }

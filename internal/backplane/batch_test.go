@@ -2,7 +2,12 @@ package backplane
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nexo-project/nexo/wire"
 )
@@ -110,4 +115,27 @@ func FuzzBatch(f *testing.F) {
 			t.Fatalf("answer entries re-encode to %x, want %x", out, b[:len(b)-len(rest)])
 		}
 	})
+}
+
+// TestForeignCodes: a code a client may not get (one that closes a
+// connection, 14..999, garbage) becomes INTERNAL without the worker's
+// words, which may be a stack trace; application codes pass with theirs.
+func TestForeignCodes(t *testing.T) {
+	for _, tt := range []struct {
+		code, msg string
+		want      wire.Code
+		keep      bool
+	}{
+		{"1", "goroutine 1 [running]: main.go:12", wire.CodeInternal, false},
+		{"14", "secret", wire.CodeInternal, false},
+		{"x", "secret", wire.CodeInternal, false},
+		{"7", "calc: integer overflow", wire.CodeOverflow, true},
+		{"1001", "no such user", 1001, true},
+	} {
+		err, ok := replyError(nats.Header{micro.ErrorCodeHeader: []string{tt.code}, micro.ErrorHeader: []string{tt.msg}})
+		var we *wire.Error
+		if !ok || !errors.As(err, &we) || we.Code != tt.want || strings.Contains(we.Msg, tt.msg) != tt.keep {
+			t.Errorf("code %s %q: %v", tt.code, tt.msg, err)
+		}
+	}
 }

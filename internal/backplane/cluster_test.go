@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -781,5 +782,45 @@ func TestCatalogMethodsBatched(t *testing.T) {
 	sent, msgs := after.Sent-before.Sent, after.Messages-before.Messages
 	if sent != 64 || msgs > 16 {
 		t.Errorf("64 pipelined requests: %d forwarded in %d messages, want 64 in a few", sent, msgs)
+	}
+}
+
+// TestOversizedAnswers: an answer that does not fit a NATS message is
+// INTERNAL, saying so, instead of never arriving; in a batch, only the
+// largest answers are, until the rest fit.
+func TestOversizedAnswers(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	big := service.Method{Name: "test.big", Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+		n, _ := strconv.Atoi(string(req.Payload))
+		return append(dst, bytes.Repeat([]byte("x"), n)...), nil
+	}}
+	startWorker(t, ns.URL(), big)
+	nc := dialNATS(t, ns.URL())
+	max := int(nc.MaxPayload())
+	reply, err := nc.Request("nexo.svc.test.big", []byte(strconv.Itoa(max)), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Header.Get(micro.ErrorCodeHeader) != "11" || !strings.Contains(reply.Header.Get(micro.ErrorHeader), "does not fit") {
+		t.Errorf("one answer of max_payload bytes: headers %v, %d bytes", reply.Header, len(reply.Data))
+	}
+	b := appendRequestEntry(nil, time.Now().Add(time.Minute).UnixMilli(), []byte("10"))
+	b = appendRequestEntry(b, time.Now().Add(time.Minute).UnixMilli(), []byte(strconv.Itoa(max*2/3)))
+	b = appendRequestEntry(b, time.Now().Add(time.Minute).UnixMilli(), []byte(strconv.Itoa(max/2)))
+	reply, err = nc.RequestMsg(&nats.Msg{Subject: "nexo.svc.test.big", Data: b, Header: nats.Header{BatchHeader: []string{"3"}}}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []wire.Code
+	rest := reply.Data
+	for range 3 {
+		var code wire.Code
+		if code, _, rest, err = nextResponseEntry(rest); err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, code)
+	}
+	if codes[0] != 0 || codes[1] != wire.CodeInternal || codes[2] != 0 {
+		t.Errorf("a batch of 10 B, 2/3 and 1/2 of max_payload: codes %v, want the largest alone INTERNAL", codes)
 	}
 }

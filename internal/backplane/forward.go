@@ -477,7 +477,9 @@ func (f *Forwarder) onReply(m *nats.Msg) {
 			break
 		}
 		if codes[i] != 0 && !codes[i].Answerable() {
-			codes[i] = wire.CodeInternal
+			// Not a code a client may get: its words are not for the
+			// client either.
+			codes[i], bodies[i] = wire.CodeInternal, fmt.Appendf(nil, "a worker answered code %d", codes[i])
 		}
 	}
 	if err != nil || len(rest) != 0 || batchCount(m.Header.Get(BatchHeader)) != n {

@@ -228,6 +228,39 @@ func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.Handler
 	}
 }
 
+// errTooBig answers a request whose answer does not fit a NATS message,
+// and those of a batch whose answers do not, the largest first, until
+// they fit.
+var errTooBig = &wire.Error{Code: wire.CodeInternal, Msg: "the answer does not fit a NATS message (the server's max_payload)"}
+
+// fitBatch makes a batch's answers fit one NATS message: the largest
+// results become errTooBig until they do. Without it the answer would not
+// be sent, and every request of the batch would wait for its deadline.
+func (w *Worker) fitBatch(m *service.Method, results [][]byte, errs []error) {
+	limit := int(w.nc.MaxPayload()) - 4096 // the headers' room
+	size := 0
+	for i := range results {
+		size += 6 + len(results[i])
+		if errs[i] != nil {
+			size += 64 + len(errs[i].Error())
+		}
+	}
+	for size > limit {
+		big := -1
+		for i := range results {
+			if errs[i] == nil && (big < 0 || len(results[i]) > len(results[big])) {
+				big = i
+			}
+		}
+		if big < 0 || len(results[big]) == 0 {
+			return // errors only: they are short
+		}
+		w.log.Warn("an answer does not fit its batch's NATS message", slog.String("method", m.Name), slog.Int("bytes", len(results[big])))
+		size -= len(results[big]) - len(errTooBig.Msg)
+		results[big], errs[big] = nil, errTooBig
+	}
+}
+
 // errStopping answers a message that arrives once Stop waits for the
 // handlers: it was not run, which SHUTTING_DOWN says (a client sends it
 // again, whatever the method).
@@ -325,6 +358,7 @@ func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byt
 		wg.Go(func() { results[i], errs[i] = w.call(m, e.payload, dl, nil) })
 	}
 	wg.Wait()
+	w.fitBatch(m, results, errs)
 	// Answers of inline calls sit in out; the batch follows them there.
 	start := len(out)
 	for i := range n {
@@ -344,6 +378,10 @@ func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byt
 // respond sends a handler's answer, or its error as micro error headers
 // carrying the protocol code.
 func (w *Worker) respond(r micro.Request, m *service.Method, out []byte, err error) {
+	if err == nil && len(out) > int(w.nc.MaxPayload())-4096 {
+		w.log.Warn("an answer does not fit a NATS message", slog.String("method", m.Name), slog.Int("bytes", len(out)))
+		err = errTooBig
+	}
 	if err == nil {
 		err = r.Respond(out)
 	} else {

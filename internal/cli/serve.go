@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -240,7 +241,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		}
 	}
 	co := catalog.Options{Select: set.services, Server: p.srv, Version: Version, Extra: m.Methods}
-	var ups []*upstream.Upstream // set below, before the doors open
+	var ups atomic.Pointer[[]*upstream.Upstream] // set below, before the doors open; the gateway reads it from NATS
 	var ao admin.Options
 	if natsURL != "" {
 		name := set.gatewayName
@@ -255,9 +256,11 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		gw, err := backplane.NewGateway(nc, p.srv, backplane.GatewayOptions{
 			Name: name, Prefix: *set.nats.prefix, Version: Version, RetryAfter: set.natsRetry, Log: log,
 			Upstreams: func() []upstream.Health {
-				hs := make([]upstream.Health, len(ups))
-				for i, u := range ups {
-					hs[i] = u.Health()
+				var hs []upstream.Health
+				if p := ups.Load(); p != nil {
+					for _, u := range *p {
+						hs = append(hs, u.Health())
+					}
 				}
 				return hs
 			},
@@ -285,13 +288,15 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 	}
 	if len(set.upstreams.urls) > 0 {
 		um := newUpstreamMethods(p.reg, log)
-		if ups, err = set.upstreams.dial(set.cfg.MaxFrame, log, um.changed, um.add); err != nil {
+		dialed, err := set.upstreams.dial(set.cfg.MaxFrame, log, um.changed, um.add)
+		if err != nil {
 			return p, err
 		}
-		for _, u := range ups {
+		ups.Store(&dialed)
+		for _, u := range dialed {
 			p.closers = append(p.closers, u.Close)
 		}
-		ao.Collectors = append(ao.Collectors, upstream.Collector(ups))
+		ao.Collectors = append(ao.Collectors, upstream.Collector(dialed))
 	}
 
 	if set.nativeAddr != "" {

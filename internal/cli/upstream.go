@@ -45,7 +45,7 @@ func (f *upstreamFlags) dial(maxBody int, log *slog.Logger, changed func(*upstre
 		return nil, usageError{"--upstream-conns: want at least 1"}
 	}
 	var ups []*upstream.Upstream
-	seen := map[string]bool{}
+	seen, shown := map[string]bool{}, map[string]bool{}
 	for _, raw := range f.urls {
 		if seen[raw] {
 			return closeAll(ups), usageError{"--upstream " + raw + " is given twice"}
@@ -57,6 +57,11 @@ func (f *upstreamFlags) dial(maxBody int, log *slog.Logger, changed func(*upstre
 		if err != nil {
 			return closeAll(ups), err
 		}
+		if shown[u.URL()] { // the same but for its query
+			u.Close()
+			return closeAll(ups), usageError{"--upstream " + u.URL() + " is given twice"}
+		}
+		shown[u.URL()] = true
 		ups = append(ups, u)
 		if err := add(u); err != nil {
 			return closeAll(ups), err

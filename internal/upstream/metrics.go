@@ -39,14 +39,14 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		if h.Up {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, u.url)
-		ch <- prometheus.MustNewConstMetric(descMethods, prometheus.GaugeValue, float64(h.Methods), u.url)
-		ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(h.Calls), u.url)
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, u.name)
+		ch <- prometheus.MustNewConstMetric(descMethods, prometheus.GaugeValue, float64(h.Methods), u.name)
+		ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(h.Calls), u.name)
 		for code, n := range h.ErrorCodes {
-			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(n), u.url, code)
+			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(n), u.name, code)
 		}
-		ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(h.Connections), u.url)
-		ch <- prometheus.MustNewConstMetric(descDowns, prometheus.CounterValue, float64(h.Downs), u.url)
+		ch <- prometheus.MustNewConstMetric(descDials, prometheus.CounterValue, float64(h.Connections), u.name)
+		ch <- prometheus.MustNewConstMetric(descDowns, prometheus.CounterValue, float64(h.Downs), u.name)
 		u.seconds.Collect(ch)
 	}
 }

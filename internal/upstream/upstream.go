@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,8 +84,10 @@ type Options struct {
 
 // Upstream is one HTTP JSON-RPC service.
 type Upstream struct {
-	url    string
-	client *http.Client
+	url    string       // where calls go
+	name   string       // what is shown: the URL without its query (which may hold a key)
+	client *http.Client // calls: the pool
+	probe  *http.Client // rpc.discover: a connection of its own, never queued behind calls
 	o      Options
 	log    *slog.Logger
 	up     atomic.Bool
@@ -98,6 +101,7 @@ type Upstream struct {
 
 	mu      sync.Mutex
 	doc     []byte // the last document read
+	sig     string // what its methods say (signature)
 	methods []service.Method
 	err     error          // why it is down
 	codes   map[string]int // failed calls by code name
@@ -125,41 +129,65 @@ func New(ctx context.Context, rawURL string, o Options) (*Upstream, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	u := &Upstream{url: rawURL, o: o, log: o.Log.With(slog.String("upstream", rawURL)),
+	name := shownURL(rawURL)
+	u := &Upstream{url: rawURL, name: name, o: o, log: o.Log.With(slog.String("upstream", name)),
 		check: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), codes: map[string]int{},
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "nexo_upstream_call_seconds", Help: "How long the upstream took to answer a call, over HTTP.",
-			ConstLabels: prometheus.Labels{"upstream": rawURL},
+			ConstLabels: prometheus.Labels{"upstream": name},
 			Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		})}
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	u.client = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			u.dials.Add(1)
-			return dialer.DialContext(ctx, network, addr)
-		},
-		MaxConnsPerHost:     o.Conns,
-		MaxIdleConns:        o.Conns,
-		MaxIdleConnsPerHost: o.Conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}}
+	u.client = u.pool(o.Conns, &u.dials)
+	u.probe = u.pool(1, nil)
 	doc, err := u.discover(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", rawURL, err)
+		return nil, fmt.Errorf("upstream %s: %w", name, err)
 	}
 	ds, err := readDocument(doc)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: the OpenRPC document of rpc.discover: %w", rawURL, err)
+		return nil, fmt.Errorf("upstream %s: the OpenRPC document of rpc.discover: %w", name, err)
 	}
 	if len(ds) == 0 {
-		return nil, fmt.Errorf("upstream %s: its OpenRPC document describes no method", rawURL)
+		return nil, fmt.Errorf("upstream %s: its OpenRPC document describes no method", name)
 	}
-	u.doc, u.methods = doc, u.make(ds)
+	u.doc, u.methods, u.sig = doc, u.make(ds), signature(ds)
 	u.up.Store(true)
 	go u.loop()
 	return u, nil
+}
+
+// pool makes an HTTP client of at most conns kept-alive connections. It
+// follows no redirect: a call's params go to the URL given, nowhere else.
+// dials, when set, counts the connections it opens.
+func (u *Upstream) pool(conns int, dials *atomic.Uint64) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if dials != nil {
+					dials.Add(1)
+				}
+				return dialer.DialContext(ctx, network, addr)
+			},
+			MaxConnsPerHost:     conns,
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// shownURL is a URL as listings, errors and metrics show it: without its
+// query and fragment, which may hold a key.
+func shownURL(raw string) string {
+	p, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	p.RawQuery, p.Fragment, p.RawFragment = "", "", ""
+	return p.String()
 }
 
 // checkURL accepts an absolute http or https URL with a host.
@@ -177,8 +205,8 @@ func checkURL(raw string) error {
 	return nil
 }
 
-// URL returns the upstream's URL.
-func (u *Upstream) URL() string { return u.url }
+// URL returns the upstream's URL as it is shown: without its query.
+func (u *Upstream) URL() string { return u.name }
 
 // Methods returns the methods the upstream serves now.
 func (u *Upstream) Methods() []service.Method {
@@ -192,6 +220,7 @@ func (u *Upstream) Close() {
 	close(u.stop)
 	<-u.done
 	u.client.CloseIdleConnections()
+	u.probe.CloseIdleConnections()
 }
 
 // loop checks the upstream every Options.Check, and at once when a call
@@ -248,9 +277,15 @@ func (u *Upstream) refresh() {
 		u.log.Warn("upstream's new OpenRPC document cannot be read; its methods stay as they were", slog.Any("err", err))
 		return
 	}
-	ms := u.make(ds)
 	u.mu.Lock()
-	u.doc, u.methods = doc, ms
+	u.doc = doc
+	sig := signature(ds)
+	if sig == u.sig { // new text, same methods (a date in info, keys in another order)
+		u.mu.Unlock()
+		return
+	}
+	ms := u.make(ds)
+	u.methods, u.sig = ms, sig
 	u.mu.Unlock()
 	u.log.Info("upstream's methods changed", slog.Int("methods", len(ms)))
 	if u.o.Changed != nil {
@@ -266,7 +301,7 @@ func (u *Upstream) discover(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := u.client.Do(req)
+	resp, err := u.probe.Do(req)
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err // not the method and URL again
@@ -288,13 +323,30 @@ func (u *Upstream) discover(ctx context.Context) ([]byte, error) {
 	return r.Result, nil
 }
 
+// signature says what described methods say, whatever the text they were
+// read from, so that a document that changes without changing its
+// methods changes nothing.
+func signature(ds []described) string {
+	var b strings.Builder
+	for _, d := range ds {
+		desc, _ := json.Marshal(struct {
+			N, S string
+			I    bool
+			D    service.Description
+		}{d.name, d.summary, d.idempotent, d.desc})
+		b.Write(desc)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
 // make turns described methods into the registry's methods.
 func (u *Upstream) make(ds []described) []service.Method {
 	ms := make([]service.Method, len(ds))
 	for i, d := range ds {
 		quoted, _ := json.Marshal(d.name)
 		idempotent := d.idempotent
-		d.desc.ServedBy = []string{ServedBy + u.url}
+		d.desc.ServedBy = []string{ServedBy + u.name}
 		ms[i] = service.Method{
 			Name: d.name, Summary: d.summary, Idempotent: idempotent, JSON: service.PassJSON, Desc: d.desc,
 			Handler: func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
@@ -366,7 +418,7 @@ func (u *Upstream) call(ctx context.Context, name []byte, idempotent bool, param
 			if idempotent && attempt == 1 {
 				continue
 			}
-			return dst, service.Error(wire.CodeUnavailable, "upstream "+u.url+": "+errorText(err))
+			return dst, service.Error(wire.CodeUnavailable, "upstream "+u.name+": "+errorText(err))
 		}
 		b, err := readBody(resp.Body, u.o.MaxBody)
 		resp.Body.Close()
@@ -375,12 +427,12 @@ func (u *Upstream) call(ctx context.Context, name []byte, idempotent bool, param
 			if ctx.Err() != nil {
 				return dst, u.timeout()
 			}
-			return dst, service.Error(wire.CodeInternal, "upstream "+u.url+": "+err.Error())
+			return dst, service.Error(wire.CodeInternal, "upstream "+u.name+": "+err.Error())
 		}
 		r, err := readResponse(resp, b)
 		switch {
 		case err != nil:
-			return dst, service.Error(wire.CodeInternal, "upstream "+u.url+": "+err.Error())
+			return dst, service.Error(wire.CodeInternal, "upstream "+u.name+": "+err.Error())
 		case r.Error != nil:
 			return dst, u.answerError(r.Error)
 		}
@@ -398,14 +450,14 @@ func errorText(err error) string {
 }
 
 func (u *Upstream) timeout() error {
-	return service.Error(wire.CodeTimeout, "upstream "+u.url+" did not answer within the deadline")
+	return service.Error(wire.CodeTimeout, "upstream "+u.name+" did not answer within the deadline")
 }
 
 func (u *Upstream) downError() error {
 	u.mu.Lock()
 	err := u.err
 	u.mu.Unlock()
-	msg := "upstream " + u.url + " is down"
+	msg := "upstream " + u.name + " is down"
 	if err != nil {
 		msg += ": " + errorText(err)
 	}
@@ -416,7 +468,7 @@ func (u *Upstream) downError() error {
 func (u *Upstream) answerError(e *rpcError) error {
 	code, kept := mapCode(e.Code)
 	if !kept {
-		return service.Error(code, fmt.Sprintf("upstream %s: error %d: %s", u.url, e.Code, e.Message))
+		return service.Error(code, fmt.Sprintf("upstream %s: error %d: %s", u.name, e.Code, e.Message))
 	}
 	return service.Error(code, e.Message)
 }
@@ -510,7 +562,7 @@ type Health struct {
 func (u *Upstream) Health() Health {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	h := Health{URL: u.url, Up: u.up.Load(), Methods: len(u.methods), Calls: u.calls.Load(), Errors: u.failed.Load(),
+	h := Health{URL: u.name, Up: u.up.Load(), Methods: len(u.methods), Calls: u.calls.Load(), Errors: u.failed.Load(),
 		Connections: u.dials.Load(), Downs: u.downs.Load()}
 	if !h.Up && u.err != nil {
 		h.Error = errorText(u.err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -520,4 +521,87 @@ func TestSlowHealthCheck(t *testing.T) {
 		t.Error("slow health checks in a row left the upstream up")
 	}
 	f.slow.Store(0)
+}
+
+// TestProbeNotQueued: health checks have a connection of their own: with
+// every pooled connection busy on slow calls, the upstream stays up.
+func TestProbeNotQueued(t *testing.T) {
+	f := newFake(t, "127.0.0.1:0")
+	release := make(chan struct{})
+	f.answer = func(w http.ResponseWriter, _ string, _ json.RawMessage, _ http.Header) {
+		<-release
+		writeJSON(w, `{"jsonrpc":"2.0","id":1,"result":1}`)
+	}
+	u := open(t, f.url(), Options{Conns: 2, Check: 10 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond})
+	var wg sync.WaitGroup
+	for range 6 { // 2 on the wire, 4 waiting for a connection
+		wg.Go(func() { _, _ = call(method(t, u, "greet"), `{"name":"a"}`, 5*time.Second) })
+	}
+	waitFor(t, "the pool to fill", func() bool { return f.calls.Load() == 2 })
+	time.Sleep(500 * time.Millisecond) // health checks every 10 ms, each allowed 100 ms
+	if h := u.Health(); h.Downs != 0 || !h.Up {
+		t.Errorf("a full pool made the health check fail: %+v", h)
+	}
+	close(release)
+	wg.Wait()
+}
+
+// TestSameMethodsNewText: a document whose text changes but whose methods
+// do not (a date in info) changes nothing.
+func TestSameMethodsNewText(t *testing.T) {
+	f := newFake(t, "127.0.0.1:0")
+	var changed atomic.Int64
+	u := open(t, f.url(), Options{Check: 10 * time.Millisecond, Changed: func(*Upstream, []service.Method) { changed.Add(1) }})
+	for i := range 5 {
+		doc := strings.Replace(greetDoc, `"version":"1"`, `"version":"1.`+strconv.Itoa(i)+`"`, 1)
+		f.doc.Store(&doc)
+		time.Sleep(30 * time.Millisecond)
+	}
+	if n := changed.Load(); n != 0 {
+		t.Errorf("Changed told %d times of documents with the same methods", n)
+	}
+	doc := strings.Replace(greetDoc, `"summary":"greets"`, `"summary":"greets you"`, 1)
+	f.doc.Store(&doc)
+	waitFor(t, "a changed summary to be read", func() bool { return changed.Load() == 1 })
+	if s := method(t, u, "greet").Summary; s != "greets you" {
+		t.Errorf("summary %q", s)
+	}
+}
+
+// TestURLShown: a key in the URL's query never shows: not in served_by,
+// errors, health or metrics; calls still carry it.
+func TestURLShown(t *testing.T) {
+	f := newFake(t, "127.0.0.1:0")
+	f.answer = func(w http.ResponseWriter, _ string, _ json.RawMessage, _ http.Header) {
+		writeJSON(w, `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"boom"}}`)
+	}
+	inner := f.url() + "?key=s3cret"
+	u := open(t, inner, Options{})
+	greet := method(t, u, "greet")
+	_, err := call(greet, `{"name":"a"}`, time.Second)
+	shown := []string{u.URL(), u.Health().URL, strings.Join(greet.Describe().ServedBy, ","), fmt.Sprint(err)}
+	for _, s := range shown {
+		if strings.Contains(s, "s3cret") || !strings.Contains(s, f.url()) {
+			t.Errorf("shown: %q", s)
+		}
+	}
+}
+
+// TestNoRedirects: a redirect is not followed, so a call's params go
+// nowhere but the upstream's URL.
+func TestNoRedirects(t *testing.T) {
+	elsewhere := newFake(t, "127.0.0.1:0")
+	f := newFake(t, "127.0.0.1:0")
+	f.answer = func(w http.ResponseWriter, _ string, _ json.RawMessage, _ http.Header) {
+		w.Header().Set("Location", elsewhere.url())
+		w.WriteHeader(http.StatusTemporaryRedirect)
+	}
+	u := open(t, f.url(), Options{})
+	_, err := call(method(t, u, "greet"), `{"name":"a"}`, time.Second)
+	if !errors.Is(err, wire.CodeInternal) || !strings.Contains(err.Error(), "307") {
+		t.Errorf("a redirect: %v, want INTERNAL naming HTTP 307", err)
+	}
+	if n := elsewhere.calls.Load(); n != 0 {
+		t.Errorf("the redirect was followed: %d calls elsewhere", n)
+	}
 }

@@ -926,7 +926,7 @@ class Service:
         """A Server bound to addr ("HOST:PORT"; port 0 picks a free one),
         answering POST on path, not yet serving: call its serve_forever().
         At most max_connections connections are served at once, one thread
-        each (256, as many as nexo keeps open to an upstream); a request on
+        each (256: nexo keeps at most 64 per upstream, --upstream-conns); a request on
         a connection past them is answered -32008 (nexo's BUSY), but for
         rpc.discover, and the connection closed. A connection idle for
         idle_timeout seconds is closed (nexo closes its idle ones after
