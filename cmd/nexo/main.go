@@ -12,12 +12,8 @@ import (
 	"github.com/nexo-project/nexo/internal/cli"
 )
 
-// version is the release, set at build time with -ldflags "-X main.version=...".
-var version = cli.Version
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	cli.Version = version
 	code := (&cli.Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}).Exit(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)

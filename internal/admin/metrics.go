@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/nexo-project/nexo/internal/buildinfo"
 	"github.com/nexo-project/nexo/internal/server"
 )
 
@@ -48,7 +49,7 @@ func newCollector(srv *server.Server) *collector {
 		closed:    prometheus.NewDesc("nexo_connections_closed_total", "Sessions closed, by reason.", []string{"reason"}, nil),
 		bytesIn:   prometheus.NewDesc("nexo_received_bytes_total", "Bytes received from clients, by door.", []string{"door"}, nil),
 		bytesOut:  prometheus.NewDesc("nexo_sent_bytes_total", "Bytes sent to clients, by door.", []string{"door"}, nil),
-		buildInfo: prometheus.NewDesc("nexo_build_info", "Always 1; the labels tell the build.", []string{"version", "goversion"}, nil),
+		buildInfo: prometheus.NewDesc("nexo_build_info", "Always 1; the labels tell the build: its version, VCS revision and dirty flag, and Go's version.", []string{"version", "revision", "dirty", "goversion"}, nil),
 		authFailures: prometheus.NewDesc("nexo_auth_failures_total",
 			"Authentications refused (wrong or missing token, or an address over its failure limit), by door.", []string{"door"}, nil),
 		httpRefused: prometheus.NewDesc("nexo_http_refused_total",
@@ -102,7 +103,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range m.HandshakeFailed {
 		ch <- prometheus.MustNewConstMetric(c.handshakeFailed, prometheus.CounterValue, float64(n), reason)
 	}
-	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, m.Version, runtime.Version())
+	build := buildinfo.Read()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, m.Version, build.Commit, strconv.FormatBool(build.Dirty), runtime.Version())
 	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(m.Parked))
 }
 

@@ -9,18 +9,20 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/nexo-project/nexo/internal/buildinfo"
 	"github.com/nexo-project/nexo/service"
 )
 
-// Version is the release, set by cmd/nexo (which takes it at build time
-// with -ldflags "-X main.version=...").
-var Version = "0.1.0"
+// Version is this binary's version (package buildinfo): a release's, or
+// buildinfo.Base with the commit for a build from a checkout.
+var Version = buildinfo.Read().Version
 
 // Main runs one nexo command. Tests use it to run commands in-process.
 type Main struct {
@@ -111,10 +113,29 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 
 func (m *Main) version(_ context.Context, args []string) error {
 	fs := m.flags("version", "")
+	asJSON := fs.Bool("json", false, "print version, commit, date, dirty and go_version as JSON")
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "nexo %s\n", Version)
+	b := buildinfo.Read()
+	b.Version = Version
+	if *asJSON {
+		out, _ := json.Marshal(b) // strings and a bool
+		_, err := fmt.Fprintln(m.Stdout, string(out))
+		return err
+	}
+	var about []string
+	if b.Commit != "" {
+		about = append(about, "commit "+b.Commit)
+	}
+	if b.Date != "" {
+		about = append(about, b.Date)
+	}
+	if b.Dirty {
+		about = append(about, "with changes not committed")
+	}
+	about = append(about, b.GoVersion)
+	fmt.Fprintf(m.Stdout, "nexo %s (%s)\n", Version, strings.Join(about, ", "))
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -296,7 +297,7 @@ func TestClients(t *testing.T) {
 }
 
 func TestVersionAndUsage(t *testing.T) {
-	if out, _, err := run(nil, "version"); err != nil || out != "nexo "+Version+"\n" {
+	if out, _, err := run(nil, "version"); err != nil || !strings.HasPrefix(out, "nexo "+Version+" (") {
 		t.Errorf("version: %q %v", out, err)
 	}
 	if _, errOut, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
@@ -688,5 +689,73 @@ func TestKick(t *testing.T) {
 		if _, _, err := run(nil, args...); !errors.As(err, new(usageError)) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestStampedVersion: a release build stamps version, commit and date with
+// the linker; they show in `nexo version`, WELCOME's server string,
+// sys.info and nexo_build_info.
+func TestStampedVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	const pkg = "github.com/nexo-project/nexo/internal/buildinfo"
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	bin := filepath.Join(t.TempDir(), "nexo")
+	ldflags := "-X " + pkg + ".version=9.8.7 -X " + pkg + ".commit=" + commit + " -X " + pkg + ".date=2026-12-02T13:00:00Z -X " + pkg + ".dirty=false"
+	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, "github.com/nexo-project/nexo/cmd/nexo").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version", "--json").Output()
+	var v struct {
+		Version, Commit, Date string
+		Dirty                 bool
+	}
+	if err != nil || json.Unmarshal(out, &v) != nil || v.Version != "9.8.7" || v.Commit != commit || v.Date != "2026-12-02T13:00:00Z" || v.Dirty {
+		t.Errorf("version --json: %s %v", out, err)
+	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || string(out) != "nexo 9.8.7 (commit "+commit+", 2026-12-02T13:00:00Z, "+runtime.Version()+")\n" {
+		t.Errorf("version: %q %v", out, err)
+	}
+
+	cmd := exec.Command(bin, "serve", "--native-addr", "127.0.0.1:0", "--legacy-addr", "", "--web-addr", "", "--admin-addr", "127.0.0.1:0")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	addrRe := regexp.MustCompile(`msg=listening door=(native|admin) addr=(\S+)`)
+	addrs := map[string]string{}
+	for len(addrs) < 2 && sc.Scan() {
+		if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+			addrs[m[1]] = m[2]
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	c, err := client.Dial(context.Background(), addrs["native"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s := c.Welcome().Server; s != "nexo/9.8.7" {
+		t.Errorf("WELCOME server %q", s)
+	}
+	raw, err := c.Call(context.Background(), "sys.info", nil)
+	if err != nil || !strings.Contains(string(raw), `"version":"9.8.7","commit":"`+commit+`","build_date":"2026-12-02T13:00:00Z"`) {
+		t.Errorf("sys.info: %s %v", raw, err)
+	}
+	resp, err := http.Get("http://" + addrs["admin"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	want := `nexo_build_info{dirty="false",goversion="` + runtime.Version() + `",revision="` + commit + `",version="9.8.7"} 1`
+	if !strings.Contains(string(b), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

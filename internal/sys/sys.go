@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nexo-project/nexo/internal/buildinfo"
 	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
@@ -44,6 +45,9 @@ type Source interface {
 type Info struct {
 	Server    string   `json:"server"`
 	Version   string   `json:"version"`
+	Commit    string   `json:"commit,omitempty"`     // the VCS revision the binary was built from
+	BuildDate string   `json:"build_date,omitempty"` // RFC 3339
+	Dirty     bool     `json:"dirty,omitempty"`      // built with changes not committed
 	GoVersion string   `json:"go_version"`
 	UptimeS   float64  `json:"uptime_s"`
 	Clients   int      `json:"clients"`
@@ -82,6 +86,7 @@ func Methods() []service.Method {
 //     one method.
 func ServerMethods(src Source, reg *service.Registry, version string) []service.Method {
 	start := time.Now()
+	build := buildinfo.Read()
 	return []service.Method{
 		describeMethod(reg, version),
 		{
@@ -91,6 +96,9 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 				info := Info{
 					Server:    "nexo/" + version,
 					Version:   version,
+					Commit:    build.Commit,
+					BuildDate: build.Date,
+					Dirty:     build.Dirty,
 					GoVersion: runtime.Version(),
 					UptimeS:   time.Since(start).Seconds(),
 					Clients:   src.ClientCount(),
