@@ -33,7 +33,7 @@ type collector struct {
 	clients, accepted, rejected          *prometheus.Desc
 	closed, bytesIn, bytesOut, buildInfo *prometheus.Desc
 	authFailures, parked, httpRefused    *prometheus.Desc
-	handshakeFailed, httpUnserved        *prometheus.Desc
+	handshakeFailed, httpUnserved, ready *prometheus.Desc
 }
 
 func newCollector(srv *server.Server) *collector {
@@ -60,6 +60,8 @@ func newCollector(srv *server.Server) *collector {
 			[]string{"reason"}, nil),
 		httpUnserved: prometheus.NewDesc("nexo_http_unserved_total",
 			"HTTP connections closed before a request was read whole (headers too slow, too large or malformed), by door.", []string{"door"}, nil),
+		ready: prometheus.NewDesc("nexo_ready",
+			"1 while the server accepts new connections (what /readyz says); 0 while it drains.", nil, nil),
 		parked: prometheus.NewDesc("nexo_parked_clients",
 			"Idle native clients that hold no goroutine: the server's poller waits for their input.", nil, nil),
 	}
@@ -68,7 +70,7 @@ func newCollector(srv *server.Server) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.rtt, c.clients, c.accepted, c.rejected, c.closed,
-		c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures, c.parked, c.httpRefused, c.handshakeFailed, c.httpUnserved} {
+		c.bytesIn, c.bytesOut, c.buildInfo, c.authFailures, c.parked, c.httpRefused, c.handshakeFailed, c.httpUnserved, c.ready} {
 		ch <- d
 	}
 }
@@ -106,6 +108,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	build := buildinfo.Read()
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, m.Version, build.Commit, strconv.FormatBool(build.Dirty), runtime.Version())
 	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(m.Parked))
+	ready := 0.0
+	if c.srv.Accepting() {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready)
 }
 
 // cumulative returns the Prometheus form of a histogram snapshot: upper
