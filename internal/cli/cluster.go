@@ -73,6 +73,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	healthAddr := fs.String("health-addr", "", "serve /livez, /readyz (ready while connected to NATS) and /metrics on this `address`; empty turns it off")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in hand may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	check := fs.Bool("check", false, "check the settings (flags, NEXO_*, --config file) and exit: 0 when they are valid")
 	log, _, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return err
@@ -86,6 +87,13 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	}
 	if len(sel) == 0 && len(m.Methods) == 0 && len(upf.urls) == 0 {
 		return usageError{"--services none: a worker needs at least one service, or an --upstream"}
+	}
+	if *check {
+		if err := backplane.CheckPrefix(*nf.prefix); err != nil {
+			return usageError{"--nats-prefix: " + err.Error()}
+		}
+		fmt.Fprintln(m.Stdout, "nexo worker: the settings are valid")
+		return nil
 	}
 	reg := service.NewRegistry()
 	if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {

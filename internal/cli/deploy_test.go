@@ -59,3 +59,25 @@ func manifestArgs(t *testing.T, path string) (args, envs []string) {
 	}
 	return args, envs
 }
+
+// TestCheckFlag: `serve --check` and `worker --check` validate the
+// settings and exit without serving: deploy/systemd's config is valid, a
+// bad key or value is a usage error naming it.
+func TestCheckFlag(t *testing.T) {
+	if out, _, err := run(nil, "serve", "--config", "../../deploy/systemd/nexo.toml", "--check"); err != nil || !strings.Contains(out, "valid") {
+		t.Errorf("serve --check of deploy/systemd/nexo.toml: %q %v", out, err)
+	}
+	bad := t.TempDir() + "/bad.toml"
+	if err := os.WriteFile(bad, []byte("max-conns = -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(nil, "serve", "--config", bad, "--check"); !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "max conns") {
+		t.Errorf("serve --check of a bad config: %v", err)
+	}
+	if out, _, err := run(nil, "worker", "--services", "math", "--check"); err != nil || !strings.Contains(out, "valid") {
+		t.Errorf("worker --check: %q %v", out, err)
+	}
+	if _, _, err := run(nil, "worker", "--nats-prefix", "a..b", "--check"); !errors.As(err, new(usageError)) {
+		t.Errorf("worker --check with a bad prefix: %v", err)
+	}
+}

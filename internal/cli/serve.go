@@ -43,6 +43,7 @@ type serveSettings struct {
 	servicesText                            string
 	nats                                    natsFlags
 	upstreams                               *upstreamFlags
+	check                                   bool // --check: validate the settings and exit
 	natsEmbedded                            string
 	natsRetry                               time.Duration
 	gatewayName                             string
@@ -59,6 +60,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	set, err := m.parseServe(args)
 	if err != nil {
 		return err
+	}
+	if set.check {
+		fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
+		return nil
 	}
 	p, err := m.buildServe(set)
 	if err != nil {
@@ -113,6 +118,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	gwName := fs.String("name", "", "this gateway's `name` in the cluster view (default HOST-PID)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
+	check := fs.Bool("check", false, "check the settings (flags, NEXO_*, --config file) and exit: 0 when they are valid")
 	log, level, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return nil, err
@@ -179,7 +185,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 		cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
 		origins: origins, hosts: hosts, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
 		services: sel, servicesText: *services, nats: nf, upstreams: ups, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
-		gatewayName: *gwName, drain: *drain, log: log, level: level, fs: fs, args: args,
+		gatewayName: *gwName, drain: *drain, log: log, level: level, fs: fs, args: args, check: *check,
 	}, nil
 }
 
