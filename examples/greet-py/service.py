@@ -4,7 +4,8 @@ examples/greet-go: params {"name": string} (1 to 64 characters), result
 {"greeting": "Hello, <name>!"}, idempotent.
 
     python3 examples/greet-py/service.py --addr 127.0.0.1:8000   # serves http://127.0.0.1:8000/rpc
-    nexo worker --upstream http://127.0.0.1:8000/rpc              # greet.py joins nexo's catalog
+    nexo worker --nats nats://127.0.0.1:4222 --upstream http://127.0.0.1:8000/rpc   # greet.py joins the cluster's catalog
+    nexo serve --upstream http://127.0.0.1:8000/rpc                                # or one server's, without NATS
 
 It needs no install step: it finds nexo_client in this checkout. The
 helper it uses, nexo_client.service, is described in clients/python/README.md.

@@ -135,6 +135,9 @@ func Connect(o ConnectOptions) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("NATS %s: %w", o.URL, err)
 	}
+	if !nc.IsConnected() { // the first attempt failed; it goes on trying
+		log.Warn("NATS not reachable yet; trying every 250 ms to 1 s (NATS connected follows when it is)")
+	}
 	return nc, nil
 }
 

@@ -3,6 +3,8 @@ package backplane
 import (
 	"bytes"
 	"errors"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -137,5 +139,25 @@ func TestForeignCodes(t *testing.T) {
 		if !ok || !errors.As(err, &we) || we.Code != tt.want || strings.Contains(we.Msg, tt.msg) != tt.keep {
 			t.Errorf("code %s %q: %v", tt.code, tt.msg, err)
 		}
+	}
+}
+
+// TestConnectSaysNotReachable: a process whose NATS is not there says so
+// at once, instead of staying silent while it retries.
+func TestConnectSaysNotReachable(t *testing.T) {
+	var logs bytes.Buffer
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + ln.Addr().String()
+	ln.Close() // nobody listens there now
+	nc, err := Connect(ConnectOptions{URL: url, Name: "test", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if !strings.Contains(logs.String(), "NATS not reachable yet") {
+		t.Errorf("logs: %s", logs.String())
 	}
 }

@@ -74,7 +74,7 @@ Usage:
   nexo clients [flags]                  list connected and recently closed clients (--cluster: every gateway's)
   nexo kick    [flags] ID               disconnect a client (admins): it gets GOODBYE with --reason
   nexo certs   [flags]                  make a development CA and certificates for TLS
-  nexo version                          print the version
+  nexo version [--json]                 print the version (also nexo --version)
 
 Run 'nexo COMMAND -h' for a command's flags. Every flag can also be set
 from the environment as NEXO_<FLAG> (NEXO_NATIVE_ADDR=...).
@@ -102,6 +102,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
+	case "--version", "-version":
+		return m.version(ctx, args[1:])
 	}
 	run, ok := cmds[args[0]]
 	if !ok {

@@ -101,8 +101,8 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 	now := time.Now()
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	t := cl.Totals
-	fmt.Fprintf(tw, "cluster: %s, %s, %s, %d requests answered (gathered in %.0f ms)\n\n",
-		count(t.Gateways, "gateway"), count(t.Workers, "worker"), count(t.Clients, "client"), t.Requests, cl.TookMS)
+	fmt.Fprintf(tw, "cluster: %s, %s, %s, %s answered (gathered in %.0f ms)\n\n",
+		count(t.Gateways, "gateway"), count(t.Workers, "worker"), count(t.Clients, "client"), count(int(t.Requests), "request"), cl.TookMS)
 	fmt.Fprintln(tw, "GATEWAY\tCLIENTS\tREQUESTS\tFORWARDED\tBATCHES\tRETRIED\tUNAVAILABLE\tTIMED OUT\tUPTIME")
 	for _, g := range cl.Gateways {
 		f := g.Forward

@@ -297,8 +297,10 @@ func TestClients(t *testing.T) {
 }
 
 func TestVersionAndUsage(t *testing.T) {
-	if out, _, err := run(nil, "version"); err != nil || !strings.HasPrefix(out, "nexo "+Version+" (") {
-		t.Errorf("version: %q %v", out, err)
+	for _, cmd := range []string{"version", "--version"} {
+		if out, _, err := run(nil, cmd); err != nil || !strings.HasPrefix(out, "nexo "+Version+" (") {
+			t.Errorf("%s: %q %v", cmd, out, err)
+		}
 	}
 	if _, errOut, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
 		t.Errorf("unknown command: %v", err)

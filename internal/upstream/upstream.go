@@ -193,10 +193,7 @@ func shownURL(raw string) string {
 // checkURL accepts an absolute http or https URL with a host.
 func checkURL(raw string) error {
 	p, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("upstream %q: %w", raw, err)
-	}
-	if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
+	if err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
 		return fmt.Errorf("upstream %q: want an http:// or https:// URL with a host, such as http://127.0.0.1:8000/rpc", raw)
 	}
 	if p.User != nil {
@@ -305,6 +302,9 @@ func (u *Upstream) discover(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err // not the method and URL again
+		}
+		if len(err.Error()) > 200 { // net/http quotes what a non-HTTP server said
+			return nil, fmt.Errorf("rpc.discover: %.200s... (is it an HTTP server?)", err.Error())
 		}
 		return nil, fmt.Errorf("rpc.discover: %w", err)
 	}

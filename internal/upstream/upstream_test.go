@@ -375,6 +375,7 @@ func TestStartErrors(t *testing.T) {
 	f := newFake(t, "127.0.0.1:0")
 	for _, c := range []struct{ url, doc, want string }{
 		{"ftp://host/x", "", "want an http:// or https:// URL"},
+		{"127.0.0.1:8000/rpc", "", "want an http:// or https:// URL"},
 		{"http://user:pw@127.0.0.1:1/", "", "credentials in the URL"},
 		{"http://127.0.0.1:1/rpc", "", "connection refused"},
 		{"", `[]`, "not an OpenRPC document"},
