@@ -276,20 +276,14 @@ func TestPolyglot(t *testing.T) {
 // MiB (over the max frame), fake.mine with the application code 1001.
 func startFakeUpstream(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := `{"openrpc":"1.3.2","info":{"title":"fake","version":"1"},"methods":[` +
+	var doc atomic.Pointer[string]
+	d := `{"openrpc":"1.3.2","info":{"title":"fake","version":"1"},"methods":[` +
 		`{"name":"fake.slow","params":[]},{"name":"fake.garbage","params":[]},{"name":"fake.huge","params":[]},{"name":"fake.mine","params":[]}]}`
+	doc.Store(&d)
 	stop := make(chan struct{})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Method string }
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		w.Header().Set("Content-Type", "application/json")
-		switch req.Method {
-		case "rpc.discover":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%s}`, doc)
+	t.Cleanup(func() { close(stop) }) // a slow call ends with the test
+	return fakeServer(t, &doc, func(w http.ResponseWriter, method string) {
+		switch method {
 		case "fake.slow":
 			select {
 			case <-time.After(3 * time.Second):
@@ -303,10 +297,7 @@ func startFakeUpstream(t *testing.T) string {
 		case "fake.mine":
 			fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"error":{"code":1001,"message":"not yours"}}`)
 		}
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { close(stop); _ = srv.Close() })
-	return "http://" + ln.Addr().String() + "/rpc"
+	})
 }
 
 // waitListening waits for a child to listen on addr.
@@ -467,6 +458,15 @@ func TestUpstreamChanges(t *testing.T) {
 // methods answer their own name.
 func docServer(t *testing.T, doc *atomic.Pointer[string]) string {
 	t.Helper()
+	return fakeServer(t, doc, func(w http.ResponseWriter, method string) {
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%q}`, method)
+	})
+}
+
+// fakeServer is an HTTP JSON-RPC server on loopback whose rpc.discover
+// answers *doc, and whose other methods answer as answer writes.
+func fakeServer(t *testing.T, doc *atomic.Pointer[string], answer func(w http.ResponseWriter, method string)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -479,7 +479,7 @@ func docServer(t *testing.T, doc *atomic.Pointer[string]) string {
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%s}`, *doc.Load())
 			return
 		}
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%q}`, req.Method)
+		answer(w, req.Method)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })

@@ -300,9 +300,7 @@ func (u *Upstream) discover(ctx context.Context) ([]byte, error) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := u.probe.Do(req)
 	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err // not the method and URL again
-		}
+		err = withoutURL(err)
 		if len(err.Error()) > 200 { // net/http quotes what a non-HTTP server said
 			return nil, fmt.Errorf("rpc.discover: %.200s... (is it an HTTP server?)", err.Error())
 		}
@@ -440,14 +438,17 @@ func (u *Upstream) call(ctx context.Context, name []byte, idempotent bool, param
 	}
 }
 
-// errorText is a network error without the method and URL net/http puts
-// before it.
-func errorText(err error) string {
+// withoutURL is a network error without the method and URL net/http puts
+// before it (which may hold a key).
+func withoutURL(err error) error {
 	if ue, ok := errors.AsType[*url.Error](err); ok {
-		return ue.Err.Error()
+		return ue.Err
 	}
-	return err.Error()
+	return err
 }
+
+// errorText is withoutURL's text.
+func errorText(err error) string { return withoutURL(err).Error() }
 
 func (u *Upstream) timeout() error {
 	return service.Error(wire.CodeTimeout, "upstream "+u.name+" did not answer within the deadline")
