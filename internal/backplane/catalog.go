@@ -172,7 +172,7 @@ func (c *clusterCatalog) refresh() {
 		}
 		for name, at := range c.gone {
 			if at.Before(started) { // this gather began after the worker said so
-				if k, ok := c.methods[name]; ok && k.seen != now {
+				if _, seen := servedBy[name]; !seen {
 					delete(c.methods, name)
 				}
 				delete(c.gone, name)
