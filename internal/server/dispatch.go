@@ -294,9 +294,12 @@ func (s *session) replyError(ref uint32, m *service.Method, code wire.Code, msg 
 func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
-	if err == nil && ctx.Err() != nil {
+	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = ctx.Err() // finished too late: the client has given up
 	}
+	// A session that ends (a hard shutdown) cancels ctx too: the call ran,
+	// so its result goes out if the connection still takes it, never an
+	// INTERNAL for a call that succeeded.
 	cancel()
 	s.answer(ref, m, resp, err, start, true, len(payload))
 }
