@@ -334,7 +334,7 @@ func readAllWithin(t *testing.T, c net.Conn, d time.Duration) string {
 
 func exhaustion() []fault {
 	perIP := func(door, from string, addr func(*env) string, hold func(t *testing.T, c net.Conn), check func(t *testing.T, got string)) fault {
-		return fault{family: "exhaustion", name: "past --max-conns-per-ip at the " + door + " door", bound: 3 * quick, counted: "rejected/" + door,
+		return fault{family: "exhaustion", name: "past --max-conns-per-ip at the " + door + " door", bound: 3 * quick, counted: "rejected/" + door, conns: 101,
 			attack: func(t *testing.T, e *env) {
 				conns := dialMany(t, from, addr(e), 100)
 				for _, c := range conns {
@@ -365,17 +365,17 @@ func exhaustion() []fault {
 			}
 		}),
 		perIP("web", "127.0.0.13", func(e *env) string { return e.Web }, nothing, httpBusy),
-		{family: "exhaustion", name: "past the admin listener's own 256", bound: 3 * quick, counted: "rejected/admin", attack: func(t *testing.T, e *env) {
+		{family: "exhaustion", name: "past the admin listener's own 256", bound: 3 * quick, counted: "rejected/admin", conns: 257, attack: func(t *testing.T, e *env) {
 			dialMany(t, "127.0.0.14", e.Admin, 256)
 			httpBusy(t, readAllWithin(t, dialMany(t, "127.0.0.14", e.Admin, 1)[0], quick))
 		}},
-		{family: "exhaustion", name: "a WebSocket upgrade past --max-conns-per-ip", bound: 3 * quick, counted: "rejected/web", attack: func(t *testing.T, e *env) {
+		{family: "exhaustion", name: "a WebSocket upgrade past --max-conns-per-ip", bound: 3 * quick, counted: "rejected/web", conns: 101, attack: func(t *testing.T, e *env) {
 			dialMany(t, "127.0.0.15", e.Web, 100)
 			c := dialMany(t, "127.0.0.15", e.Web, 1)[0]
 			fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", e.Web)
 			httpBusy(t, readAllWithin(t, c, quick))
 		}},
-		{family: "exhaustion", name: "frame headers claiming 1 MiB on 300 connections", bound: hbBound + 3*quick, counted: "closed/heartbeat timeout", attack: func(t *testing.T, e *env) {
+		{family: "exhaustion", name: "frame headers claiming 1 MiB on 300 connections", bound: hbBound + 3*quick, counted: "closed/heartbeat timeout", conns: 300, attack: func(t *testing.T, e *env) {
 			heap := heapInUse()
 			var conns []*Conn
 			for i := range 300 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -57,6 +58,11 @@ type fault struct {
 	// secure runs the attack against the server that requires tokens and
 	// serves its native door over TLS.
 	secure bool
+	// conns is how many connections the attack opens in a burst. Opening
+	// them costs CPU that no server can avoid, and on two cores the canary
+	// feels it: its p99 is then judged against its p99 while as many
+	// connections are opened to a bare listener (env.churn), if higher.
+	conns  int
 	attack func(t *testing.T, e *env)
 }
 
@@ -67,6 +73,9 @@ type env struct {
 	// tlsNative is a native door over TLS (the secure env only).
 	tlsNative string
 	tlsConfig *tls.Config // a client's TLS settings for tlsNative
+	// churns holds the canary's p99 while n connections are opened to a
+	// bare listener, by n (see churn).
+	churns map[int]time.Duration
 }
 
 // Tokens of the secure env.
@@ -121,10 +130,16 @@ func TestCatalogue(t *testing.T) {
 
 // runFault runs one fault and checks everything the catalogue promises.
 func runFault(t *testing.T, e *env, f fault) {
+	var floor time.Duration
+	if f.conns > 0 {
+		floor = e.churn(t, f.conns)
+	}
 	goroutines, fds, heap := goroutineBaseline(), openFDs(t), heapInUse()
 	before := counters(e.Server)
-	// A canary p99 over its bound is judged on a second run of the
-	// attack: a real cost shows in both, a scheduler's hiccup in one.
+	// A canary p99 over its bound is judged on further runs of the
+	// attack: a real cost shows in every one, a noisy neighbour on a
+	// shared machine rarely in three in a row.
+	const runs = 3
 	for run := 1; ; run++ {
 		mark := e.canary.mark()
 		start := time.Now()
@@ -139,11 +154,11 @@ func runFault(t *testing.T, e *env, f fault) {
 			checkCounted(t, e, f.counted, before)
 		}
 		alive(t, e)
-		err := e.canary.check(t, mark)
+		err := e.canary.check(t, mark, floor)
 		if err == nil {
 			break
 		}
-		if run == 2 {
+		if run == runs {
 			t.Error(err)
 			break
 		}
@@ -158,7 +173,7 @@ func runFault(t *testing.T, e *env, f fault) {
 // startEnv starts a server with every door and a canary on it; secure
 // also serves the native door over TLS.
 func startEnv(t *testing.T, cfg server.Config, secure bool) *env {
-	e := &env{Server: Start(t, cfg)}
+	e := &env{Server: Start(t, cfg), churns: map[int]time.Duration{}}
 	if secure {
 		dir := t.TempDir()
 		if err := certs.Generate(dir, []string{"127.0.0.1"}, "client", time.Hour); err != nil {
@@ -391,10 +406,17 @@ func (k *canary) window(t *testing.T, mark, n int) []time.Duration {
 // minSamples is the least a p99 is taken over.
 const minSamples = 1000
 
-// baseline measures the canary's p99 alone.
+// baseline measures the canary's p99 alone: the highest of four windows
+// as long as the ones judged, since the p99 of a window of a thousand
+// calls varies from one to the next by itself on a shared machine, and the
+// baseline is the noise the attack is judged above.
 func (k *canary) baseline(t *testing.T) {
-	k.base = p99(k.window(t, k.mark(), 4*minSamples))
-	t.Logf("canary p99 alone: %v", k.base)
+	var ps []time.Duration
+	for range 4 {
+		ps = append(ps, p99(k.window(t, k.mark(), minSamples)))
+	}
+	k.base = slices.Max(ps)
+	t.Logf("canary p99 alone: %v (the highest of %v)", k.base, ps)
 }
 
 // judgeP99 says whether the canary's p99 is judged: when the suite runs
@@ -405,25 +427,73 @@ func (k *canary) baseline(t *testing.T) {
 func judgeP99() bool { return !raceEnabled && os.Getenv("NEXO_CATALOGUE_P99") != "" }
 
 // check fails the test if the canary failed, and returns an error when
-// its p99 since mark passed twice its baseline (only when judgeP99). A p99 over that is measured again alone right after,
-// and that figure is the baseline if it is higher: a machine busy with
-// other work (go test runs packages side by side) slows the canary with
-// or without the attack, and only the attack's share is judged.
-func (k *canary) check(t *testing.T, mark int) error {
+// its p99 since mark passed twice its baseline, or twice floor if that is
+// higher (only when judgeP99). A p99 over that is measured again alone
+// right after, and that figure is the baseline if it is higher: a machine
+// busy with other work (go test runs packages side by side) slows the
+// canary with or without the attack, and only the attack's share is
+// judged.
+func (k *canary) check(t *testing.T, mark int, floor time.Duration) error {
 	t.Helper()
+	base := max(k.base, floor)
 	got := p99(k.window(t, mark, minSamples))
-	if got <= 2*k.base {
+	if got <= 2*base {
 		return nil
 	}
 	if !judgeP99() {
-		t.Logf("canary p99 %v during the attack, %v alone (judged only with NEXO_CATALOGUE_P99 set, without -race)", got, k.base)
+		t.Logf("canary p99 %v during the attack, %v alone (judged only with NEXO_CATALOGUE_P99 set, without -race)", got, base)
 		return nil
 	}
 	alone := p99(k.window(t, k.mark(), minSamples))
-	if got > 2*max(k.base, alone) {
-		return fmt.Errorf("canary p99 %v during the attack, over twice its baseline (%v; %v alone right after)", got, k.base, alone)
+	if got > 2*max(base, alone) {
+		return fmt.Errorf("canary p99 %v during the attack, over twice its baseline (%v alone, %v opening as many connections to a bare listener; %v alone right after)", got, k.base, floor, alone)
 	}
 	return nil
+}
+
+// churn returns the canary's p99 while n connections are opened in a
+// burst to a bare listener in this process, which reads each until it
+// closes, and are then closed: what opening that many connections costs
+// the canary by itself. It is measured once per n and kept.
+func (e *env) churn(t *testing.T, n int) time.Duration {
+	t.Helper()
+	if d, ok := e.churns[n]; ok {
+		return d
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, _ = io.Copy(io.Discard, c)
+				_ = c.Close()
+			}()
+		}
+	}()
+	mark := e.canary.mark()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.30")}, Timeout: 5 * time.Second}
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	got := p99(e.canary.window(t, mark, minSamples))
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	t.Logf("canary p99 while %d connections are opened to a bare listener: %v", n, got)
+	e.churns[n] = got
+	return got
 }
 
 // p99 is the 99th percentile of d.
