@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"math"
 	"net"
 	"os"
@@ -61,6 +62,12 @@ type Options struct {
 	// client's reader goroutine: it must return quickly. payload is only
 	// valid during the call.
 	OnEvent func(topic string, payload []byte)
+	// Trace asks the server to accept trace contexts (an extension of
+	// version 1, see docs/protocol.md; servers that do not know it ignore
+	// the request). If it agrees, a call whose ctx holds an OpenTelemetry
+	// span carries that span's context, and the server's spans for the
+	// call join the caller's trace.
+	Trace bool
 }
 
 // Client is a connection to a nexo server.
@@ -150,7 +157,7 @@ func Handshake(ctx context.Context, conn net.Conn, opts *Options) (wire.Welcome,
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	hello, err := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: opts.Name, Token: opts.Token})
+	hello, err := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: opts.Name, Token: opts.Token, Trace: opts.Trace})
 	if err != nil {
 		return wire.Welcome{}, nil, err
 	}
@@ -264,6 +271,20 @@ func (c *Client) Call(ctx context.Context, method string, payload []byte) ([]byt
 	return out, nil
 }
 
+// traceContext writes the trace field of a REQUEST (wire.FlagTrace) for
+// the span ctx holds, if it holds a valid one.
+func traceContext(ctx context.Context, tc *[wire.TraceLen]byte) bool {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return false
+	}
+	tid, sid := sc.TraceID(), sc.SpanID()
+	copy(tc[:16], tid[:])
+	copy(tc[16:24], sid[:])
+	tc[24] = byte(sc.TraceFlags())
+	return true
+}
+
 // roundTrip does one call. The returned call holds the response in buf;
 // the caller puts it back in the pool.
 func (c *Client) roundTrip(ctx context.Context, method string, payload []byte) (*call, error) {
@@ -297,11 +318,15 @@ func (c *Client) roundTrip(ctx context.Context, method string, payload []byte) (
 	c.mu.Unlock()
 
 	b := c.out.Begin()
+	var tc [wire.TraceLen]byte
+	flags := wire.Flags(0)
 	if hasDeadline {
-		b = wire.AppendRequestDeadline(b, id, deadlineMS, method, payload)
-	} else {
-		b = wire.AppendRequest(b, id, method, payload)
+		flags |= wire.FlagDeadline
 	}
+	if c.welcome.Trace && traceContext(ctx, &tc) {
+		flags |= wire.FlagTrace
+	}
+	b = wire.AppendRequestFlags(b, id, flags, deadlineMS, tc[:], method, payload)
 	if err := c.out.Commit(b); err != nil {
 		c.forget(id)
 		return nil, fmt.Errorf("%w: %w", ErrClosed, err)

@@ -61,6 +61,10 @@ type Request struct {
 	Method  []byte
 	Payload []byte
 	Caller  *Caller
+	// Trace, when tracing is on, is a context holding the request's span,
+	// for an Async handler to carry on to where it serves the request (a
+	// Handler has it in ctx). Nil when tracing is off.
+	Trace context.Context
 }
 
 // Handler serves one method. It appends its response payload to dst and
@@ -324,6 +328,9 @@ func (m *Method) wait(ctx context.Context, req Request, dst []byte) ([]byte, err
 		err     error
 	}
 	ch := make(chan result, 1)
+	if req.Trace == nil {
+		req.Trace = ctx // a JSON door's span, if tracing is on
+	}
 	if m.Batcher != nil {
 		m.Batcher.Hold()
 	}

@@ -22,8 +22,11 @@ type Request struct {
 	ID          uint32
 	HasDeadline bool
 	Deadline    uint32 // milliseconds from the moment the server read the frame
-	Method      []byte
-	Payload     []byte
+	// Trace is the caller's trace context (FlagTrace): TraceLen bytes,
+	// trace id, parent span id and trace flags; nil without the flag.
+	Trace   []byte
+	Method  []byte
+	Payload []byte
 }
 
 // ParseRequest decodes the body of a REQUEST frame.
@@ -37,6 +40,13 @@ func ParseRequest(f Frame) (Request, error) {
 		req.HasDeadline = true
 		req.Deadline = binary.BigEndian.Uint32(b)
 		b = b[4:]
+	}
+	if f.Flags&FlagTrace != 0 {
+		if len(b) < TraceLen {
+			return req, newError(CodeBadFrame, "REQUEST too short for its trace context")
+		}
+		req.Trace = b[:TraceLen:TraceLen]
+		b = b[TraceLen:]
 	}
 	if len(b) < 1 {
 		return req, newError(CodeBadFrame, "REQUEST without method length")
@@ -72,16 +82,17 @@ func ParseEvent(body []byte) (topic, payload []byte, err error) {
 	return body[1 : 1+n], body[1+n:], nil
 }
 
-// validate checks what the header and body of f must satisfy for its type.
-func (f Frame) validate() error {
+// validate checks what the header and body of f must satisfy for its
+// type; extra are the extension flags the connection agreed to.
+func (f Frame) validate(extra Flags) error {
 	if !f.Type.Valid() {
 		return newError(CodeBadFrame, "unknown frame type "+strconv.Itoa(int(f.Type)))
 	}
-	if f.Flags&^knownFlags != 0 {
-		return newError(CodeBadFrame, "unknown flag bits 0x"+strconv.FormatUint(uint64(f.Flags&^knownFlags), 16))
+	if f.Flags&^(knownFlags|extra) != 0 {
+		return newError(CodeBadFrame, "unknown flag bits 0x"+strconv.FormatUint(uint64(f.Flags&^(knownFlags|extra)), 16))
 	}
-	if f.Flags&FlagDeadline != 0 && f.Type != TypeRequest {
-		return newError(CodeBadFrame, "DEADLINE flag on a "+f.Type.String()+" frame")
+	if f.Flags&(FlagDeadline|FlagTrace) != 0 && f.Type != TypeRequest {
+		return newError(CodeBadFrame, "DEADLINE or TRACE flag on a "+f.Type.String()+" frame")
 	}
 	switch f.Type {
 	case TypeRequest:
@@ -146,6 +157,23 @@ func AppendRequestDeadline(dst []byte, id uint32, deadlineMS uint32, method stri
 	return FinishFrame(dst, start)
 }
 
+// AppendRequestFlags appends a REQUEST with any of the flags DEADLINE
+// (deadlineMS is then sent) and TRACE (trace, TraceLen bytes, is then
+// sent; only on a connection that agreed to it, see [FlagTrace]).
+func AppendRequestFlags(dst []byte, id uint32, flags Flags, deadlineMS uint32, trace []byte, method string, payload []byte) []byte {
+	dst, start := StartFrame(dst, TypeRequest, flags, id)
+	if flags&FlagDeadline != 0 {
+		dst = binary.BigEndian.AppendUint32(dst, deadlineMS)
+	}
+	if flags&FlagTrace != 0 {
+		dst = append(dst, trace[:TraceLen]...)
+	}
+	dst = append(dst, byte(len(method)))
+	dst = append(dst, method...)
+	dst = append(dst, payload...)
+	return FinishFrame(dst, start)
+}
+
 // CheckMethod reports whether name can travel as a method or event topic.
 func CheckMethod(name string) error {
 	if len(name) == 0 || len(name) > 255 {
@@ -193,6 +221,9 @@ func AppendGoodbye(dst []byte, reason string) []byte {
 type Hello struct {
 	Name  string `json:"name,omitempty"`
 	Token string `json:"token,omitempty"`
+	// Trace asks to send trace contexts on requests (FlagTrace), an
+	// extension of version 1 that servers which do not know it ignore.
+	Trace bool `json:"trace,omitempty"`
 }
 
 // Welcome is the body of a WELCOME frame.
@@ -201,6 +232,8 @@ type Welcome struct {
 	Server      string `json:"server"`
 	HeartbeatMS int64  `json:"heartbeat_ms"`
 	MaxFrame    int    `json:"max_frame"`
+	// Trace grants a HELLO's Trace: the client may set FlagTrace.
+	Trace bool `json:"trace,omitempty"`
 }
 
 // ParseHello decodes a HELLO body. An empty body is an empty object; any

@@ -28,6 +28,8 @@ func FuzzReadFrame(f *testing.F) {
 		raw(TypeRequest, FlagDeadline, 1, []byte{0, 0}),
 		raw(TypePing, 0x8000, 0, nil),
 		append(AppendResponse(nil, 1, nil), AppendGoodbye(nil, "")...),
+		AppendRequestFlags(nil, 6, FlagTrace|FlagDeadline, 9, make([]byte, TraceLen), "math.add", nil),
+		raw(TypeRequest, FlagTrace, 1, make([]byte, TraceLen)),
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -35,6 +37,12 @@ func FuzzReadFrame(f *testing.F) {
 	const limit = 4096
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := NewReader(bytes.NewReader(data), limit)
+		// Half the inputs are read as on a connection that agreed to the
+		// trace extension, so its REQUEST layout is decoded too.
+		traced := len(data) > 0 && data[len(data)-1]&1 == 1
+		if traced {
+			r.AllowFlags(FlagTrace)
+		}
 		consumed := 0
 		for {
 			fr, err := r.ReadFrame()
@@ -50,6 +58,12 @@ func FuzzReadFrame(f *testing.F) {
 					t.Fatalf("decoder error %v does not close the connection", we.Code)
 				}
 				return
+			}
+			if fr.Flags&FlagTrace != 0 {
+				req, err := ParseRequest(fr)
+				if !traced || err != nil || len(req.Trace) != TraceLen {
+					t.Fatalf("a TRACE REQUEST read (the extension agreed: %v): trace of %d bytes, err %v", traced, len(req.Trace), err)
+				}
 			}
 			enc := AppendFrame(nil, fr.Type, fr.Flags, fr.ID, fr.Body)
 			if !bytes.Equal(enc, data[consumed:consumed+len(enc)]) {

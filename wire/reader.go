@@ -34,6 +34,7 @@ type Reader struct {
 	r, w  int // unread data is buf[r:w]
 	burst int // bytes read since the buffer was last empty
 	err   error
+	extra Flags // extension flags the handshake agreed to (AllowFlags)
 	small [smallReadBuf]byte
 }
 
@@ -45,6 +46,10 @@ func NewReader(rd io.Reader, maxFrame int) *Reader {
 	}
 	return &Reader{rd: rd, max: maxFrame}
 }
+
+// AllowFlags accepts the extension flags f (see [FlagTrace]) in the
+// frames read from now on, as the handshake agreed.
+func (r *Reader) AllowFlags(f Flags) { r.extra |= f }
 
 // SetMaxFrame changes the largest frame length accepted from now on: a
 // server reads the handshake with a small limit and raises it once the
@@ -195,7 +200,7 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	if r.r == r.w {
 		r.r, r.w = 0, 0
 	}
-	if err := f.validate(); err != nil {
+	if err := f.validate(r.extra); err != nil {
 		return Frame{}, err
 	}
 	return f, nil

@@ -67,6 +67,19 @@ type Flags uint16
 // milliseconds, counted from the moment the server reads the frame.
 const FlagDeadline Flags = 0x0001
 
+// FlagTrace marks a REQUEST that carries its caller's trace context: the
+// body holds [TraceLen] bytes after the deadline (if any) and before the
+// method length. It is an extension of version 1, valid only on a
+// connection whose HELLO asked for it and whose WELCOME granted it
+// (Hello.Trace, Welcome.Trace); everywhere else it is an unknown bit and
+// BAD_FRAME, as version 1 says, so old clients and servers never see it.
+const FlagTrace Flags = 0x0002
+
+// TraceLen is the size of a REQUEST's trace context (FlagTrace): the W3C
+// traceparent's fields of version 00 in binary, trace id (16 bytes),
+// parent span id (8) and trace flags (1).
+const TraceLen = 25
+
 // knownFlags are the flag bits defined in version 1.
 const knownFlags = FlagDeadline
 

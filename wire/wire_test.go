@@ -413,3 +413,36 @@ func TestReaderBuffers(t *testing.T) {
 		t.Errorf("waiting with a buffer of %d bytes (pooled %v), want the small array", len(r.buf), r.big != nil)
 	}
 }
+
+// TestTraceExtension: FlagTrace is BAD_FRAME unless the reader was told
+// the connection agreed to it; then a REQUEST carries its 25 bytes after
+// the deadline, and one too short for them is BAD_FRAME.
+func TestTraceExtension(t *testing.T) {
+	tc := bytes.Repeat([]byte{7}, TraceLen)
+	frame := AppendRequestFlags(nil, 3, FlagDeadline|FlagTrace, 250, tc, "math.add", []byte("pay"))
+	if _, err := NewReader(bytes.NewReader(frame), 0).ReadFrame(); !errors.Is(err, CodeBadFrame) {
+		t.Errorf("TRACE without the extension: %v, want BAD_FRAME", err)
+	}
+	r := NewReader(bytes.NewReader(frame), 0)
+	r.AllowFlags(FlagTrace)
+	f, err := r.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := ParseRequest(f)
+	if err != nil || req.Deadline != 250 || !bytes.Equal(req.Trace, tc) || string(req.Method) != "math.add" || string(req.Payload) != "pay" {
+		t.Errorf("got %+v, %v", req, err)
+	}
+	short := AppendFrame(nil, TypeRequest, FlagTrace, 4, tc[:TraceLen-1])
+	r = NewReader(bytes.NewReader(short), 0)
+	r.AllowFlags(FlagTrace)
+	if _, err := r.ReadFrame(); !errors.Is(err, CodeBadFrame) {
+		t.Errorf("a body too short for the trace context: %v, want BAD_FRAME", err)
+	}
+	ping := AppendFrame(nil, TypePing, FlagTrace, 0, nil)
+	r = NewReader(bytes.NewReader(ping), 0)
+	r.AllowFlags(FlagTrace)
+	if _, err := r.ReadFrame(); !errors.Is(err, CodeBadFrame) {
+		t.Errorf("TRACE on a PING: %v, want BAD_FRAME", err)
+	}
+}

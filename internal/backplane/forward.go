@@ -1,6 +1,7 @@
 package backplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +12,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -88,6 +92,7 @@ func (b *batch) recycle() {
 type call struct {
 	deadline time.Time
 	done     func([]byte, error) service.Flusher // guarded by Forwarder.mu once in a flight; nil once answered
+	trace    context.Context                     // the forward span's context when tracing is on (sent alone), or nil
 }
 
 // flight is one message sent and waiting for its answer.
@@ -181,9 +186,41 @@ func (f *Forwarder) Stub(m service.Method) service.Method {
 		m.Desc.ServedBy = []string{ServedByCluster} // until the catalog says which workers
 	}
 	m.Async = func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
+		if req.Trace != nil {
+			if ctx, done := traced(req.Trace, ln.subject, done); ctx != nil {
+				f.sendOne(ln, ctx, req.Payload, deadline, done)
+				return
+			}
+		}
 		f.enqueue(ln, req.Payload, deadline, done)
 	}
 	return m
+}
+
+// traced starts the span of the NATS hop for a request whose context
+// holds a span (tracing is on), with the tracer that made that span, and
+// returns the hop's context and done wrapped to end it with the answer.
+// Otherwise it returns a nil context and done as it is.
+func traced(parent context.Context, subject string, done func([]byte, error) service.Flusher) (context.Context, func([]byte, error) service.Flusher) {
+	sp := trace.SpanFromContext(parent)
+	if !sp.SpanContext().IsValid() {
+		return nil, done
+	}
+	hop := tracing.StartChild(parent, tracing.Tracer(sp.TracerProvider(), "nexo gateway"), "nats "+subject, trace.SpanKindClient,
+		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
+	return hop.Ctx, func(p []byte, err error) service.Flusher {
+		hop.Finish(err)
+		return done(p, err)
+	}
+}
+
+// sendOne sends one request in a message of its own; trace, when not nil,
+// travels in its traceparent header.
+func (f *Forwarder) sendOne(ln *lane, trace context.Context, payload []byte, deadline time.Time, done func([]byte, error) service.Flusher) {
+	b := batches.Get().(*batch)
+	b.calls = append(b.calls, call{deadline: deadline, done: done, trace: trace})
+	b.buf = appendRequestEntry(b.buf, deadline.UnixMilli(), payload)
+	f.send(ln, b)
 }
 
 // ServedByCluster is the served_by of a method the gateway forwards and
@@ -206,10 +243,12 @@ func (f *Forwarder) Fallback() service.Method {
 				f.answerNow(done, wire.CodeUnknownMethod, "unknown method "+name)
 				return
 			}
-			b := batches.Get().(*batch)
-			b.calls = append(b.calls, call{deadline: deadline, done: done})
-			b.buf = appendRequestEntry(b.buf, deadline.UnixMilli(), req.Payload)
-			f.send(&lane{subject: f.subjects.Service(name)}, b)
+			ln := &lane{subject: f.subjects.Service(name)}
+			var ctx context.Context
+			if req.Trace != nil {
+				ctx, done = traced(req.Trace, ln.subject, done)
+			}
+			f.sendOne(ln, ctx, req.Payload, deadline, done)
 		},
 	}
 }
@@ -311,6 +350,9 @@ func (f *Forwarder) flightLocked(ln *lane, b *batch) *flight {
 		// One request travels in the plain format.
 		fl.msg.Data = b.buf[reqEntryHeader:]
 		fl.msg.Header = nats.Header{DeadlineHeader: []string{strconv.FormatInt(b.calls[0].deadline.UnixMilli(), 10)}}
+		if t := b.calls[0].trace; t != nil {
+			tracing.Inject(t, fl.msg.Header)
+		}
 	} else {
 		fl.msg.Data = b.buf
 		fl.msg.Header = nats.Header{BatchHeader: []string{strconv.Itoa(len(b.calls))}}

@@ -157,9 +157,15 @@ type gateway struct {
 
 func startGateway(t testing.TB, url, name string, retryAfter time.Duration) *gateway {
 	t.Helper()
+	return startGatewayWith(t, url, name, retryAfter, nexotest.FastConfig())
+}
+
+// startGatewayWith is startGateway with the server's configuration.
+func startGatewayWith(t testing.TB, url, name string, retryAfter time.Duration, cfg server.Config) *gateway {
+	t.Helper()
 	nc := dialNATS(t, url)
 	g := &gateway{}
-	g.Server = nexotest.StartWith(t, nexotest.FastConfig(), nexotest.Options{
+	g.Server = nexotest.StartWith(t, cfg, nexotest.Options{
 		Catalog: func(srv *server.Server) (catalog.Options, error) {
 			var err error
 			g.gw, err = NewGateway(nc, srv, GatewayOptions{Name: name, Version: "0.0.1", RetryAfter: retryAfter})

@@ -14,7 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
@@ -29,6 +31,9 @@ type WorkerOptions struct {
 	// Upstream, when set, is the health of the HTTP upstream whose
 	// methods the worker serves: the cluster view shows it.
 	Upstream func() upstream.Health
+	// Tracer, when set, makes a request that carries a traceparent header
+	// a span, with its handler's span inside. Nil is tracing off.
+	Tracer trace.Tracer
 }
 
 // Worker serves a registry's methods to gateways over NATS: each method is
@@ -58,6 +63,7 @@ type Worker struct {
 	expired  atomic.Uint64
 	subjects Subjects
 	served   map[string]*atomic.Uint64 // by subject: requests, counting each of a batch
+	tracer   trace.Tracer              // nil: tracing is off
 }
 
 // EndpointData is the Data of a worker endpoint's micro stats: micro counts
@@ -80,7 +86,7 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{nc: nc, log: o.Log, caller: service.Caller{Door: "nats", Remote: "nats"}, served: make(map[string]*atomic.Uint64)}
+	w := &Worker{nc: nc, log: o.Log, tracer: o.Tracer, caller: service.Caller{Door: "nats", Remote: "nats"}, served: make(map[string]*atomic.Uint64)}
 	subjects := Subjects{o.Prefix}
 	w.subjects = subjects
 	for _, name := range reg.Names(true) {
@@ -213,6 +219,15 @@ func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.Handler
 			w.running.Done()
 			return
 		}
+		if w.tracer != nil {
+			if h := r.Headers(); h.Get(tracing.Header) != "" {
+				go func() {
+					defer w.running.Done()
+					w.serveTraced(r, m, h, deadline)
+				}()
+				return
+			}
+		}
 		if m.Inline {
 			out, err := m.Call(w.ctx, service.Request{Payload: r.Data(), Caller: &w.caller}, buf[:0])
 			w.respond(r, m, out, err)
@@ -222,10 +237,22 @@ func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.Handler
 		}
 		go func() {
 			defer w.running.Done()
-			out, err := w.call(m, r.Data(), deadline, nil)
+			out, err := w.call(w.ctx, m, r.Data(), deadline, nil)
 			w.respond(r, m, out, err)
 		}()
 	}
+}
+
+// serveTraced serves a request whose headers carry a trace context: the
+// worker's span, child of the gateway's NATS hop, and the handler's span
+// inside it. An internal error is logged with the trace id.
+func (w *Worker) serveTraced(r micro.Request, m *service.Method, h micro.Headers, deadline time.Time) {
+	sp := tracing.StartServer(tracing.Extract(w.ctx, h), w.tracer, "nats", m.Name)
+	hs := tracing.StartChild(sp.Ctx, w.tracer, "handler "+m.Name, trace.SpanKindInternal)
+	out, err := w.call(hs.Ctx, m, r.Data(), deadline, nil)
+	hs.Finish(err)
+	w.respondContext(hs.Ctx, r, m, out, err)
+	sp.Finish(err)
 }
 
 // errTooBig answers a request whose answer does not fit a NATS message,
@@ -293,16 +320,17 @@ func keep(b []byte) []byte {
 	return b[:0]
 }
 
-// call runs a handler within a deadline (zero: DefaultTimeout).
-func (w *Worker) call(m *service.Method, payload []byte, deadline time.Time, dst []byte) ([]byte, error) {
+// call runs a handler within a deadline (zero: DefaultTimeout); parent
+// is w.ctx, or a context derived from it.
+func (w *Worker) call(parent context.Context, m *service.Method, payload []byte, deadline time.Time, dst []byte) ([]byte, error) {
 	req := service.Request{Payload: payload, Caller: &w.caller}
 	if m.Inline {
-		return m.Call(w.ctx, req, dst)
+		return m.Call(parent, req, dst)
 	}
 	if deadline.IsZero() {
 		deadline = time.Now().Add(service.DefaultTimeout)
 	}
-	ctx, cancel := context.WithDeadline(w.ctx, deadline)
+	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 	out, err := m.Call(ctx, req, dst)
 	if err == nil && ctx.Err() != nil {
@@ -355,7 +383,7 @@ func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byt
 			results[i], errs[i] = out[start:len(out):len(out)], err
 			continue
 		}
-		wg.Go(func() { results[i], errs[i] = w.call(m, e.payload, dl, nil) })
+		wg.Go(func() { results[i], errs[i] = w.call(w.ctx, m, e.payload, dl, nil) })
 	}
 	wg.Wait()
 	w.fitBatch(m, results, errs)
@@ -363,7 +391,7 @@ func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byt
 	start := len(out)
 	for i := range n {
 		if errs[i] != nil {
-			code, msg := w.failure(m, errs[i])
+			code, msg := w.failure(w.ctx, m, errs[i])
 			out = appendResponseEntry(out, code, []byte(msg))
 		} else {
 			out = appendResponseEntry(out, 0, results[i])
@@ -378,6 +406,12 @@ func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byt
 // respond sends a handler's answer, or its error as micro error headers
 // carrying the protocol code.
 func (w *Worker) respond(r micro.Request, m *service.Method, out []byte, err error) {
+	w.respondContext(w.ctx, r, m, out, err)
+}
+
+// respondContext is respond with the context its log lines are about (a
+// traced request's, so that they carry its trace id).
+func (w *Worker) respondContext(ctx context.Context, r micro.Request, m *service.Method, out []byte, err error) {
 	if err == nil && len(out) > int(w.nc.MaxPayload())-4096 {
 		w.log.Warn("an answer does not fit a NATS message", slog.String("method", m.Name), slog.Int("bytes", len(out)))
 		err = errTooBig
@@ -385,7 +419,7 @@ func (w *Worker) respond(r micro.Request, m *service.Method, out []byte, err err
 	if err == nil {
 		err = r.Respond(out)
 	} else {
-		code, msg := w.failure(m, err)
+		code, msg := w.failure(ctx, m, err)
 		err = r.Error(errCode(code), msg, nil)
 	}
 	if err != nil {
@@ -395,10 +429,10 @@ func (w *Worker) respond(r micro.Request, m *service.Method, out []byte, err err
 
 // failure turns a handler's error into its protocol code and message, and
 // logs internal errors, whose text stays here.
-func (w *Worker) failure(m *service.Method, err error) (wire.Code, string) {
+func (w *Worker) failure(ctx context.Context, m *service.Method, err error) (wire.Code, string) {
 	code := service.CodeOf(err)
 	if code == wire.CodeInternal {
-		w.log.Error("handler failed", slog.String("method", m.Name), slog.Any("err", err))
+		w.log.ErrorContext(ctx, "handler failed", slog.String("method", m.Name), slog.Any("err", err))
 	}
 	msg := service.ErrorMessage(code, err)
 	if msg == "" {

@@ -74,10 +74,16 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in hand may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	check := fs.Bool("check", false, "check the settings (flags, NEXO_*, --config file) and exit: 0 when they are valid")
+	otlp := addTracingFlag(fs)
 	log, _, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return err
 	}
+	tracer, stopTracing, err := startTracing(ctx, *otlp, "nexo worker", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if len(upf.urls) > 0 && !given(fs, "services") {
 		*services = "none"
 	}
@@ -110,7 +116,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	}
 	name := defaultName()
 	ws := &workers{connect: func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) }, log: log,
-		o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log},
+		o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log, Tracer: tracer},
 		up: map[*upstream.Upstream]*backplane.Worker{}}
 	defer ws.close()
 	if len(names) > 0 {

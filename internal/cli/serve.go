@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/certs"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/internal/web"
 	"github.com/nexo-project/nexo/service"
@@ -48,6 +50,7 @@ type serveSettings struct {
 	natsRetry                               time.Duration
 	gatewayName                             string
 	drain                                   time.Duration
+	otlp                                    string // --otlp-endpoint (OTEL_* apply without it)
 	log                                     *slog.Logger
 	level                                   *slog.LevelVar
 	fs                                      *flag.FlagSet
@@ -61,10 +64,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tracer, stopTracing, err := startTracing(ctx, set.otlp, "nexo serve", set.log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if set.check {
 		fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
 		return nil
 	}
+	set.cfg.Tracer = tracer
 	p, err := m.buildServe(set)
 	if err != nil {
 		return err
@@ -119,6 +128,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
 	check := fs.Bool("check", false, "check the settings (flags, NEXO_*, --config file) and exit: 0 when they are valid")
+	otlp := addTracingFlag(fs)
 	log, level, err := m.parseDaemon(fs, args, logLevel)
 	if err != nil {
 		return nil, err
@@ -185,7 +195,7 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 		cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
 		origins: origins, hosts: hosts, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
 		services: sel, servicesText: *services, nats: nf, upstreams: ups, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
-		gatewayName: *gwName, drain: *drain, log: log, level: level, fs: fs, args: args, check: *check,
+		gatewayName: *gwName, drain: *drain, otlp: *otlp, log: log, level: level, fs: fs, args: args, check: *check,
 	}, nil
 }
 
@@ -452,7 +462,33 @@ func (m *Main) parseDaemon(fs *flag.FlagSet, args []string, levelText *string) (
 	if err := level.UnmarshalText([]byte(*levelText)); err != nil {
 		return nil, nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *levelText)}
 	}
-	return slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level})), level, nil
+	// A line logged about a traced request carries its trace id.
+	return slog.New(tracing.LogHandler(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))), level, nil
+}
+
+// addTracingFlag adds --otlp-endpoint, shared by serve and worker.
+func addTracingFlag(fs *flag.FlagSet) *string {
+	return fs.String("otlp-endpoint", "", "export traces of requests over OTLP/HTTP to this `URL` (http://127.0.0.1:4318); OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables work too; unset, tracing is off")
+}
+
+// startTracing starts exporting traces to --otlp-endpoint or the OTEL_*
+// endpoint (see tracing.Start); with neither, the tracer is nil: tracing
+// is off. stop flushes what is left.
+func startTracing(ctx context.Context, flag, role string, log *slog.Logger) (tracer trace.Tracer, stop func(), err error) {
+	tracer, shutdown, err := tracing.Start(ctx, flag, role)
+	if err != nil {
+		return nil, nil, usageError{"--otlp-endpoint: " + err.Error()}
+	}
+	if tracer != nil {
+		log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(flag)))
+	}
+	return tracer, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.Warn("cannot send the last traces", slog.Any("err", err))
+		}
+	}, nil
 }
 
 // onCommandLine reports whether args set the flag.

@@ -2,6 +2,7 @@ package jsonrpc
 
 import (
 	"errors"
+	"github.com/nexo-project/nexo/internal/tracing"
 	"io"
 	"net/http"
 
@@ -70,7 +71,11 @@ func (r *RPC) serveHTTP(w http.ResponseWriter, req *http.Request, caller *servic
 		http.Error(w, "cannot read the body", http.StatusBadRequest)
 		return
 	}
-	out, _ := r.Handle(req.Context(), caller, body)
+	ctx := req.Context()
+	if r.Tracer != nil {
+		ctx = tracing.ExtractHTTP(ctx, req.Header)
+	}
+	out, _ := r.Handle(ctx, caller, body)
 	if out == nil {
 		w.WriteHeader(http.StatusNoContent) // notifications only: nothing to answer
 		return

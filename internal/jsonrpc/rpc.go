@@ -13,9 +13,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"go.opentelemetry.io/otel/trace"
 	"strconv"
 	"time"
 
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -46,6 +48,11 @@ type RPC struct {
 	// then with BAD_FRAME), the result code (0 for success) and how long
 	// it took. Set it before the first call.
 	Observe func(m *service.Method, code wire.Code, d time.Duration)
+
+	// Tracer, when set, makes each call a span, child of the trace
+	// context its HTTP request carried (the traceparent header). Nil is
+	// tracing off. Set it before the first call.
+	Tracer trace.Tracer
 }
 
 // Tally counts what one message held.
@@ -238,7 +245,33 @@ func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request) 
 	return r.run(ctx, caller, *req.Method, req.Params, id), req.ID != nil
 }
 
+// run runs one call, as a span when tracing is on.
 func (r *RPC) run(ctx context.Context, caller *service.Caller, name string, params json.RawMessage, id json.RawMessage) response {
+	if r.Tracer == nil {
+		return r.serve(ctx, caller, name, params, id)
+	}
+	door := ""
+	if caller != nil {
+		door = caller.Door
+	}
+	sp := tracing.StartServer(ctx, r.Tracer, door, name)
+	resp := r.serve(sp.Ctx, caller, name, params, id)
+	if e := resp.Error; e != nil {
+		code := wire.CodeInternal
+		if e.Data != nil {
+			if c, ok := wire.ParseCode(e.Data.Name); ok {
+				code = c
+			}
+		}
+		sp.End(code, e.Message)
+	} else {
+		sp.End(0, "")
+	}
+	return resp
+}
+
+// serve runs one call.
+func (r *RPC) serve(ctx context.Context, caller *service.Caller, name string, params json.RawMessage, id json.RawMessage) response {
 	start := time.Now()
 	m := r.reg.Get(name)
 	if m == nil && name == Discover {

@@ -5,10 +5,14 @@ import (
 	"encoding/binary"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -96,4 +100,32 @@ func benchClient(b *testing.B) *client.Client {
 	}
 	b.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestTracingCostsNothingOff: with no tracer configured (tracing off, the
+// default), a request allocates nothing in the server; with one, it does,
+// which shows the measure can tell.
+func TestTracingCostsNothingOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures allocations over thousands of requests")
+	}
+	allocs := func(cfg server.Config) float64 {
+		srv := Start(t, cfg)
+		c, _ := Hello(t, srv.Native, "allocs")
+		req := wire.AppendRequest(nil, 1, "math.add", Operands(1, 2))
+		return testing.AllocsPerRun(2000, func() {
+			c.Send(req)
+			if f, err := c.Rd.ReadFrame(); err != nil || f.Type != wire.TypeResponse {
+				t.Fatalf("%v %v", f.Type, err)
+			}
+		})
+	}
+	if got := allocs(server.Config{}); got != 0 {
+		t.Errorf("tracing off: %v allocations per request, want 0", got)
+	}
+	tp := tracing.NewProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+	defer tp.Shutdown(context.Background())
+	if got := allocs(server.Config{Tracer: tracing.Tracer(tp, "test")}); got < 1 {
+		t.Errorf("tracing on: %v allocations per request; the measure cannot tell", got)
+	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"net/netip"
 	"time"
 
@@ -14,6 +15,10 @@ import (
 type Config struct {
 	// Version is reported in WELCOME ("nexo/<Version>") and sys.info.
 	Version string
+	// Tracer, when set, makes each request a span, child of the trace
+	// context the request carried (see internal/tracing). Nil is tracing
+	// off, which costs the request path nothing.
+	Tracer trace.Tracer
 	// Heartbeat is the PING interval announced in WELCOME (default 5s). A
 	// native client silent for 2 intervals plus a grace of half an interval
 	// is closed.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -30,6 +31,7 @@ type request struct {
 	payload []byte
 	timeout time.Duration // from the request's deadline; 0: the server's RequestTimeout
 	expired bool          // the deadline had passed on arrival
+	trace   []byte        // the caller's trace context (native FlagTrace), or nil
 }
 
 // input notes bytes of input at the start of a frame: the first of a
@@ -169,32 +171,43 @@ func (s *session) releaseBytes(size int) { s.inflightBytes.Add(-int64(size)) }
 
 // request serves one decoded request: inline methods at once on the
 // reader, the others on a goroutine of their own (or, for a door whose
-// answers keep the order of requests, on the reader too).
+// answers keep the order of requests, on the reader too). With tracing on
+// it is a span, which its answer ends.
 func (s *session) request(r request) {
 	start := monoNow()
 	s.settle(start) // the previous inline request ended here
 	s.rd.reqs++
 	s.rd.served = true
 	m := r.m
+	var sp *tracing.Span // nil: tracing is off
+	if t := s.srv.cfg.Tracer; t != nil {
+		sp = tracing.StartServer(tracing.FromBinary(s.ctx, r.trace), t, s.door.name, string(r.name))
+	}
 	if code, msg := s.admit(false, 0); code != 0 {
 		s.replyError(r.ref, m, code, msg, start)
+		sp.End(code, msg)
 		return
 	}
 	switch {
 	case m == nil:
-		s.replyError(r.ref, nil, wire.CodeUnknownMethod, "unknown method "+string(r.name), start)
+		msg := "unknown method " + string(r.name)
+		s.replyError(r.ref, nil, wire.CodeUnknownMethod, msg, start)
+		sp.End(wire.CodeUnknownMethod, msg)
 		return
 	case r.expired:
-		s.replyError(r.ref, m, wire.CodeTimeout, "deadline of 0 ms passed on arrival", start)
+		const msg = "deadline of 0 ms passed on arrival"
+		s.replyError(r.ref, m, wire.CodeTimeout, msg, start)
+		sp.End(wire.CodeTimeout, msg)
 		return
 	}
 	if m.Inline || s.codec.Ordered() {
-		s.runHere(r, m, start)
+		s.runHere(r, m, start, sp)
 		return
 	}
 	size := len(r.payload)
 	if code, msg := s.admit(true, size); code != 0 {
 		s.replyError(r.ref, m, code, msg, start)
+		sp.End(code, msg)
 		return
 	}
 	// The request is counted before it runs beside the reader, so that
@@ -220,34 +233,38 @@ func (s *session) request(r request) {
 		}
 		// The deadline may travel to another machine as wall-clock time:
 		// take it from the wall clock, not from monoNow.
-		m.Async(service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, time.Now().Add(timeout),
+		m.Async(service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller, Trace: sp.Context()}, time.Now().Add(timeout),
 			func(resp []byte, err error) service.Flusher {
-				s.answer(ref, m, resp, err, start, false, size)
+				s.answer(ref, m, resp, err, start, false, size, sp)
 				return s
 			})
 		return
 	}
-	go s.runAsync(m, r.ref, append([]byte(nil), r.payload...), start, start.add(timeout))
+	go s.runAsync(m, r.ref, append([]byte(nil), r.payload...), start, start.add(timeout), sp)
 }
 
 // runHere serves a request on the reader and appends its answer to the
 // burst's pending output. An inline method runs as it is; another one (a
 // door whose answers keep their order) gets the request timeout.
-func (s *session) runHere(r request, m *service.Method, start mono) {
+func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.Span) {
 	ctx := s.ctx
+	if sp != nil {
+		ctx = sp.Ctx
+	}
 	if !m.Inline {
 		timeout := s.srv.cfg.RequestTimeout
 		if r.timeout > 0 {
 			timeout = r.timeout
 		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(s.ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, s.rd.scratch[:0])
+	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller, Trace: sp.Context()}, s.rd.scratch[:0])
 	var code wire.Code
 	s.rd.pend, code, err = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
-	s.logHandlerError(m, code, err)
+	s.logHandlerError(ctx, m, code, err)
+	sp.Finish(err)
 	if cap(resp) <= flushAt {
 		s.rd.scratch = resp[:0]
 	}
@@ -291,9 +308,13 @@ func (s *session) replyError(ref uint32, m *service.Method, code wire.Code, msg 
 }
 
 // runAsync serves one request on its own goroutine and writes the answer.
-func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time) {
-	ctx, cancel := context.WithDeadline(s.ctx, deadline)
-	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
+func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time, sp *tracing.Span) {
+	parent := s.ctx
+	if sp != nil {
+		parent = sp.Ctx
+	}
+	ctx, cancel := context.WithDeadline(parent, deadline)
+	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller, Trace: sp.Context()}, nil)
 	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = ctx.Err() // finished too late: the client has given up
 	}
@@ -301,14 +322,15 @@ func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start 
 	// so its result goes out if the connection still takes it, never an
 	// INTERNAL for a call that succeeded.
 	cancel()
-	s.answer(ref, m, resp, err, start, true, len(payload))
+	s.answer(ref, m, resp, err, start, true, len(payload), sp)
 }
 
 // answer writes the result of a request that was not served on the reader
 // and gives back its in-flight share (size bytes). write says whether to
 // write from the calling goroutine; otherwise the answer waits for Flush,
-// so that answers delivered together by a forwarder share one write.
-func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int) {
+// so that answers delivered together by a forwarder share one write. sp,
+// the request's span when tracing is on, ends with the answer.
+func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int, sp *tracing.Span) {
 	// The payload is no longer held: its bytes go back before the answer
 	// is written, so that a client that has read it finds them free.
 	s.releaseBytes(size)
@@ -317,7 +339,12 @@ func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, 
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}
-	s.logHandlerError(m, code, err)
+	if sp != nil {
+		s.logHandlerError(sp.Ctx, m, code, err)
+		sp.Finish(err)
+	} else {
+		s.logHandlerError(s.ctx, m, code, err)
+	}
 	s.srv.metrics.observe(s.shard(), m, code, start.since())
 }
 

@@ -142,6 +142,9 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	rd.SetMaxFrame(s.cfg.MaxFrame)
+	if hello.Trace {
+		rd.AllowFlags(wire.FlagTrace) // granted whether tracing is on or not: the field costs nothing
+	}
 
 	var n *nativeConn
 	sess := s.newSession(c, DoorNative, hello.Name, func(sess *session) Codec {
@@ -155,6 +158,7 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 		Server:      "nexo/" + s.cfg.Version,
 		HeartbeatMS: s.cfg.Heartbeat.Milliseconds(),
 		MaxFrame:    s.cfg.MaxFrame,
+		Trace:       hello.Trace,
 	})
 	_ = sess.out.Commit(append(sess.out.Begin(), welcome...))
 	s.register(sess)
@@ -268,7 +272,7 @@ func (n *nativeConn) request(f wire.Frame) {
 		n.s.replyError(f.ID, nil, wire.CodeBadFrame, err.Error(), monoNow())
 		return
 	}
-	r := request{ref: req.ID, m: n.s.srv.lookup(req.Method), name: req.Method, payload: req.Payload}
+	r := request{ref: req.ID, m: n.s.srv.lookup(req.Method), name: req.Method, payload: req.Payload, trace: req.Trace}
 	if req.HasDeadline {
 		r.timeout = time.Duration(req.Deadline) * time.Millisecond
 		r.expired = req.Deadline == 0

@@ -292,8 +292,8 @@ func (s *session) end(readErr error) {
 
 // logHandlerError logs what the client is not told: the error behind an
 // INTERNAL answer.
-func (s *session) logHandlerError(m *service.Method, code wire.Code, err error) {
+func (s *session) logHandlerError(ctx context.Context, m *service.Method, code wire.Code, err error) {
 	if code == wire.CodeInternal && err != nil {
-		s.logger().Error("handler failed", slog.String("method", m.Name), slog.Any(keyError, err))
+		s.logger().ErrorContext(ctx, "handler failed", slog.String("method", m.Name), slog.Any(keyError, err))
 	}
 }

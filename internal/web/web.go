@@ -57,6 +57,7 @@ func Handler(o Options) http.Handler {
 	rpc := jsonrpc.NewRPC(srv.Registry(), timeout)
 	rpc.Observe = srv.Observe
 	rpc.Version = srv.Config().Version
+	rpc.Tracer = srv.Config().Tracer
 	who := func(r *http.Request) (*service.Caller, error) {
 		token, _ := server.RequestToken(r)
 		admin, err := srv.Authenticate(r.RemoteAddr, token, DoorHTTP)

@@ -1,0 +1,222 @@
+package backplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/tracing"
+	"github.com/nexo-project/nexo/service"
+)
+
+// tracedProcess is what a process that traces holds: its tracer and the
+// in-memory exporter its spans end up in.
+type tracedProcess struct {
+	exp    *tracetest.InMemoryExporter
+	tracer trace.Tracer
+}
+
+func newTracedProcess(t *testing.T, role string) tracedProcess {
+	exp := tracetest.NewInMemoryExporter()
+	tp := tracing.NewProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tracedProcess{exp: exp, tracer: tracing.Tracer(tp, role)}
+}
+
+// span returns the one span named name, waiting for it to end.
+func (p tracedProcess) span(t *testing.T, name string) tracetest.SpanStub {
+	t.Helper()
+	var found []tracetest.SpanStub
+	nexotest.WaitFor(t, 5*time.Second, "span "+name, func() bool {
+		found = found[:0]
+		for _, s := range p.exp.GetSpans() {
+			if s.Name == name {
+				found = append(found, s)
+			}
+		}
+		return len(found) > 0
+	})
+	if len(found) != 1 {
+		t.Fatalf("%d spans named %q, want 1", len(found), name)
+	}
+	return found[0]
+}
+
+// attr returns a span's attribute key as a string.
+func attr(s tracetest.SpanStub, key string) string {
+	for _, a := range s.Attributes {
+		if a.Key == attribute.Key(key) {
+			return a.Value.Emit()
+		}
+	}
+	return ""
+}
+
+// syncBuffer is a log destination that handlers write from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTracing: a call that crosses processes is one trace. The client's
+// span is the parent of the gateway's door span, which is the parent of
+// the NATS hop, which is the parent of the worker's span, which holds the
+// handler's: each process exports its own spans, as separate processes
+// do, and they join by the trace context the native door, the HTTP door
+// and the NATS headers carry. A failed call marks its spans as errors and
+// the worker's log line about it carries the trace id.
+func TestTracing(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	gwp, wp, cp := newTracedProcess(t, "nexo serve"), newTracedProcess(t, "nexo worker"), newTracedProcess(t, "client")
+
+	logs := &syncBuffer{}
+	fail := service.Method{Name: "test.fail", Handler: func(context.Context, service.Request, []byte) ([]byte, error) {
+		return nil, errors.New("the disk is on fire")
+	}}
+	nc := dialNATS(t, ns.ClientURL())
+	w, err := NewWorker(nc, workerRegistry([]service.Method{fail}), WorkerOptions{
+		Version: "0.0.1", Tracer: wp.tracer, Log: slog.New(tracing.LogHandler(slog.NewTextHandler(logs, nil))),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	cfg := nexotest.FastConfig()
+	cfg.Tracer = gwp.tracer
+	g := startGatewayWith(t, ns.ClientURL(), "gw", 0, cfg)
+	if err := nc.Flush(); err != nil { // the worker's subscriptions are in place
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, g.Native, &client.Options{Name: "traced", Trace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	t.Run("native door", func(t *testing.T) {
+		cctx, root := cp.tracer.Start(ctx, "client work")
+		if got, err := c.Add(cctx, 2, 3); err != nil || got != 5 {
+			t.Fatalf("add = %d, %v", got, err)
+		}
+		root.End()
+		chain(t, root.SpanContext(), gwp, wp, "math.add", "native", "")
+	})
+
+	t.Run("HTTP door", func(t *testing.T) {
+		cctx, root := cp.tracer.Start(ctx, "client HTTP work")
+		req, _ := http.NewRequestWithContext(cctx, "POST", "http://"+g.Web+"/rpc", strings.NewReader(`{"jsonrpc":"2.0","method":"math.sub","params":[5,3],"id":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		sc := root.SpanContext()
+		req.Header.Set("traceparent", fmt.Sprintf("00-%s-%s-01", sc.TraceID(), sc.SpanID()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		root.End()
+		chain(t, sc, gwp, wp, "math.sub", "http", "")
+	})
+
+	t.Run("a failure", func(t *testing.T) {
+		cctx, root := cp.tracer.Start(ctx, "client failing work")
+		if _, err := c.Call(cctx, "test.fail", nil); err == nil {
+			t.Fatal("test.fail succeeded")
+		}
+		root.End()
+		worker := chain(t, root.SpanContext(), gwp, wp, "test.fail", "native", "INTERNAL")
+		want := "trace_id=" + worker.SpanContext.TraceID().String()
+		nexotest.WaitFor(t, 5*time.Second, "the worker's log line with "+want, func() bool {
+			return strings.Contains(logs.String(), want)
+		})
+	})
+
+	t.Run("a client that does not ask", func(t *testing.T) {
+		plain, err := client.Dial(ctx, g.Native, &client.Options{Name: "untraced"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		cctx, root := cp.tracer.Start(ctx, "client work, not sent")
+		if _, err := plain.Mul(cctx, 2, 3); err != nil {
+			t.Fatal(err)
+		}
+		root.End()
+		door := gwp.span(t, "math.mul")
+		if door.Parent.IsValid() || door.SpanContext.TraceID() == root.SpanContext().TraceID() {
+			t.Errorf("the door's span joined a trace the client did not send: parent %v", door.Parent)
+		}
+	})
+}
+
+// chain checks the spans of one call across the processes: the gateway's
+// door span (child of parent), its NATS hop, the worker's span and its
+// handler's; code is the result's name, empty for success. It returns the
+// worker's span.
+func chain(t *testing.T, parent trace.SpanContext, gwp, wp tracedProcess, method, door, code string) tracetest.SpanStub {
+	t.Helper()
+	in := gwp.span(t, method)
+	hop := gwp.span(t, "nats nexo.svc."+method)
+	worker := wp.span(t, method)
+	handler := wp.span(t, "handler "+method)
+	links := []struct {
+		what          string
+		child, parent trace.SpanContext
+		childParent   trace.SpanContext
+	}{
+		{"the gateway's door span", in.SpanContext, parent, in.Parent},
+		{"the NATS hop", hop.SpanContext, in.SpanContext, hop.Parent},
+		{"the worker's span", worker.SpanContext, hop.SpanContext, worker.Parent},
+		{"the handler's span", handler.SpanContext, worker.SpanContext, handler.Parent},
+	}
+	for _, l := range links {
+		if l.child.TraceID() != parent.TraceID() || l.childParent.SpanID() != l.parent.SpanID() {
+			t.Errorf("%s is in trace %s under span %s; want trace %s under %s", l.what,
+				l.child.TraceID(), l.childParent.SpanID(), parent.TraceID(), l.parent.SpanID())
+		}
+	}
+	if got := attr(in, "nexo.door"); got != door {
+		t.Errorf("door span's nexo.door = %q, want %q", got, door)
+	}
+	if in.SpanKind != trace.SpanKindServer || hop.SpanKind != trace.SpanKindClient || worker.SpanKind != trace.SpanKindServer {
+		t.Errorf("kinds: door %v, hop %v, worker %v", in.SpanKind, hop.SpanKind, worker.SpanKind)
+	}
+	for _, s := range []tracetest.SpanStub{in, hop, worker, handler} {
+		if got := attr(s, "nexo.code"); got != code {
+			t.Errorf("span %q: nexo.code %q, want %q", s.Name, got, code)
+		}
+		if failed := s.Status.Code == otelcodes.Error; failed != (code != "") {
+			t.Errorf("span %q: status %v, want an error: %v", s.Name, s.Status, code != "")
+		}
+	}
+	return worker
+}
