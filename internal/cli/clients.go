@@ -103,10 +103,10 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 	t := cl.Totals
 	fmt.Fprintf(tw, "cluster: %s, %s, %s, %s answered (gathered in %.0f ms)\n\n",
 		count(t.Gateways, "gateway"), count(t.Workers, "worker"), count(t.Clients, "client"), count(int(t.Requests), "request"), cl.TookMS)
-	fmt.Fprintln(tw, "GATEWAY\tCLIENTS\tREQUESTS\tFORWARDED\tBATCHES\tRETRIED\tUNAVAILABLE\tTIMED OUT\tUPTIME")
+	fmt.Fprintln(tw, "GATEWAY\tVERSION\tCLIENTS\tREQUESTS\tFORWARDED\tBATCHES\tRETRIED\tUNAVAILABLE\tTIMED OUT\tUPTIME")
 	for _, g := range cl.Gateways {
 		f := g.Forward
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Gateway, g.Stats.Clients, g.Stats.Requests,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Gateway, dash(g.Stats.Version), g.Stats.Clients, g.Stats.Requests,
 			f.Sent, f.Messages, f.Retried, f.Unavailable, f.TimedOut, time.Duration(g.Stats.UptimeS*float64(time.Second)).Round(time.Second))
 	}
 	fmt.Fprintln(tw)
@@ -126,7 +126,7 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 		fmt.Fprintf(tw, "(%d of %d clients listed: each gateway lists at most %d)\n", len(cl.Clients), t.Clients, backplane.MaxGatewayClients)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "WORKER\tHOST\tRUNTIME\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
+	fmt.Fprintln(tw, "WORKER\tHOST\tRUNTIME\tVERSION\tSERVICES\tREQUESTS\tERRORS\tSTARTED")
 	var ups []string
 	upstreamRow := func(h *upstream.Health, by string) {
 		up := "up"
@@ -141,8 +141,8 @@ func (m *Main) printCluster(raw []byte, self uint64) error {
 		}
 	}
 	for _, w := range cl.Workers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s ago\n", w.ID, dash(w.Metadata["host"]), dash(w.Metadata[backplane.MetadataRuntime]),
-			dash(w.Metadata["services"]), w.Requests, w.Errors, since(now, w.Started))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s ago\n", w.ID, dash(w.Metadata["host"]), dash(w.Metadata[backplane.MetadataRuntime]),
+			dash(w.Version), dash(w.Metadata["services"]), w.Requests, w.Errors, since(now, w.Started))
 		if len(w.Endpoints) > 0 && w.Endpoints[0].Upstream != nil {
 			upstreamRow(w.Endpoints[0].Upstream, w.ID)
 		}
