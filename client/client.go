@@ -21,13 +21,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/trace"
 	"math"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nexo-project/nexo/internal/batch"
 	"github.com/nexo-project/nexo/wire"
@@ -63,10 +64,12 @@ type Options struct {
 	// valid during the call.
 	OnEvent func(topic string, payload []byte)
 	// Trace asks the server to accept trace contexts (an extension of
-	// version 1, see docs/protocol.md; servers that do not know it ignore
-	// the request). If it agrees, a call whose ctx holds an OpenTelemetry
-	// span carries that span's context, and the server's spans for the
-	// call join the caller's trace.
+	// version 1, see docs/protocol.md): HELLO carries "trace": true. A
+	// nexo server of any version ignores the field if it does not know
+	// it; a server written to the version 1 contract alone may not, which
+	// is why this is off by default. If the server agrees, a call whose
+	// ctx holds an OpenTelemetry span carries that span's context, and
+	// the server's spans for the call join the caller's trace.
 	Trace bool
 }
 
@@ -76,6 +79,7 @@ type Client struct {
 	out     *batch.Writer
 	welcome wire.Welcome
 	onEvent func(string, []byte)
+	traces  bool // asked for trace contexts, and the server granted them
 	ids     atomic.Uint32
 	recv    atomic.Int64  // unix ns of the last frame received
 	done    chan struct{} // closed when the reader exits
@@ -222,6 +226,7 @@ func newClient(conn net.Conn, welcome wire.Welcome, rd *wire.Reader, opts *Optio
 		conn:    conn,
 		welcome: welcome,
 		onEvent: opts.OnEvent,
+		traces:  opts.Trace && welcome.Trace,
 		pending: make(map[uint32]*call),
 		done:    make(chan struct{}),
 		hbDone:  make(chan struct{}),
@@ -323,7 +328,7 @@ func (c *Client) roundTrip(ctx context.Context, method string, payload []byte) (
 	if hasDeadline {
 		flags |= wire.FlagDeadline
 	}
-	if c.welcome.Trace && traceContext(ctx, &tc) {
+	if c.traces && traceContext(ctx, &tc) {
 		flags |= wire.FlagTrace
 	}
 	b = wire.AppendRequestFlags(b, id, flags, deadlineMS, tc[:], method, payload)

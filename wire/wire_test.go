@@ -446,3 +446,17 @@ func TestTraceExtension(t *testing.T) {
 		t.Errorf("TRACE on a PING: %v, want BAD_FRAME", err)
 	}
 }
+
+// TestParseHelloTrace: HELLO's trace is a boolean; another type is
+// BAD_FRAME, like a name that is not a string.
+func TestParseHelloTrace(t *testing.T) {
+	if h, err := ParseHello([]byte(`{"name":"a","trace":true}`)); err != nil || !h.Trace {
+		t.Errorf("trace true: %+v, %v", h, err)
+	}
+	if h, err := ParseHello([]byte(`{"name":"a"}`)); err != nil || h.Trace {
+		t.Errorf("no trace: %+v, %v", h, err)
+	}
+	if _, err := ParseHello([]byte(`{"trace":"yes"}`)); !errors.Is(err, CodeBadFrame) {
+		t.Errorf(`trace "yes": %v, want BAD_FRAME`, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nexo-project/nexo/internal/status"
 	"github.com/nexo-project/nexo/internal/upstream"
@@ -42,6 +43,9 @@ type GatewayOptions struct {
 	// Upstreams, when set, reports the HTTP upstreams the gateway serves
 	// in-process (nexo serve --upstream), for the cluster view.
 	Upstreams func() []upstream.Health
+	// Tracer, when set, is the server's (server.Config.Tracer): the
+	// forwarder's spans of the NATS hop (see ForwarderOptions.Tracer).
+	Tracer trace.Tracer
 }
 
 // Gateway is the NATS side of a nexo server: it forwards the methods the
@@ -70,7 +74,7 @@ func NewGateway(nc *nats.Conn, local Local, o GatewayOptions) (*Gateway, error) 
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
-	f, err := NewForwarder(nc, ForwarderOptions{Prefix: o.Prefix, RetryAfter: o.RetryAfter, Log: o.Log})
+	f, err := NewForwarder(nc, ForwarderOptions{Prefix: o.Prefix, RetryAfter: o.RetryAfter, Log: o.Log, Tracer: o.Tracer})
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,7 @@ type Forwarder struct {
 	flights map[uint64]*flight // guarded by mu: messages waiting for their answer
 	next    uint64             // guarded by mu: the last token used
 
+	tracer  trace.Tracer // nil: tracing is off
 	holders atomic.Int64 // doors in the middle of a burst (Hold)
 	held    atomic.Int64 // requests queued since the last flush
 
@@ -127,6 +128,10 @@ type ForwarderOptions struct {
 	Prefix     string        // subject prefix (DefaultPrefix when empty)
 	RetryAfter time.Duration // DefaultRetryAfter when 0
 	Log        *slog.Logger
+	// Tracer, when set, makes a span of the NATS hop of each request
+	// whose trace is sampled; that request then travels alone, with its
+	// traceparent header. Nil is tracing off.
+	Tracer trace.Tracer
 }
 
 // NewForwarder subscribes to its reply inbox on nc.
@@ -148,6 +153,7 @@ func NewForwarder(nc *nats.Conn, o ForwarderOptions) (*Forwarder, error) {
 		subjects:   Subjects{o.Prefix},
 		retryAfter: o.RetryAfter,
 		log:        o.Log,
+		tracer:     o.Tracer,
 		inbox:      nc.NewInbox() + ".",
 		flights:    make(map[uint64]*flight),
 	}
@@ -186,8 +192,8 @@ func (f *Forwarder) Stub(m service.Method) service.Method {
 		m.Desc.ServedBy = []string{ServedByCluster} // until the catalog says which workers
 	}
 	m.Async = func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
-		if req.Trace != nil {
-			if ctx, done := traced(req.Trace, ln.subject, done); ctx != nil {
+		if req.Trace != nil && f.tracer != nil {
+			if ctx, done := f.traced(req.Trace, "nats "+ln.subject, ln.subject, done); ctx != nil {
 				f.sendOne(ln, ctx, req.Payload, deadline, done)
 				return
 			}
@@ -198,21 +204,25 @@ func (f *Forwarder) Stub(m service.Method) service.Method {
 }
 
 // traced starts the span of the NATS hop for a request whose context
-// holds a span (tracing is on), with the tracer that made that span, and
-// returns the hop's context and done wrapped to end it with the answer.
-// Otherwise it returns a nil context and done as it is.
-func traced(parent context.Context, subject string, done func([]byte, error) service.Flusher) (context.Context, func([]byte, error) service.Flusher) {
-	sp := trace.SpanFromContext(parent)
-	if !sp.SpanContext().IsValid() {
+// holds a sampled span, and returns the hop's context and done wrapped to
+// end it with the answer. Otherwise (no trace, or one the sampler left
+// out) it returns a nil context and done as it is: the request is batched
+// as when tracing is off.
+func (f *Forwarder) traced(parent context.Context, name, subject string, done func([]byte, error) service.Flusher) (context.Context, func([]byte, error) service.Flusher) {
+	if !trace.SpanContextFromContext(parent).IsSampled() {
 		return nil, done
 	}
-	hop := tracing.StartChild(parent, tracing.Tracer(sp.TracerProvider(), "nexo gateway"), "nats "+subject, trace.SpanKindClient,
+	hop := tracing.StartChild(parent, f.tracer, name, trace.SpanKindClient,
 		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 	return hop.Ctx, func(p []byte, err error) service.Flusher {
 		hop.Finish(err)
 		return done(p, err)
 	}
 }
+
+// forwardedHop names the span of the NATS hop of a method the gateway
+// forwards without knowing it (Fallback).
+const forwardedHop = "nats (forwarded)"
 
 // sendOne sends one request in a message of its own; trace, when not nil,
 // travels in its traceparent header.
@@ -245,8 +255,8 @@ func (f *Forwarder) Fallback() service.Method {
 			}
 			ln := &lane{subject: f.subjects.Service(name)}
 			var ctx context.Context
-			if req.Trace != nil {
-				ctx, done = traced(req.Trace, ln.subject, done)
+			if req.Trace != nil && f.tracer != nil {
+				ctx, done = f.traced(req.Trace, forwardedHop, ln.subject, done) // a name any caller may invent: not in the span's name
 			}
 			f.sendOne(ln, ctx, req.Payload, deadline, done)
 		},

@@ -168,7 +168,7 @@ func startGatewayWith(t testing.TB, url, name string, retryAfter time.Duration, 
 	g.Server = nexotest.StartWith(t, cfg, nexotest.Options{
 		Catalog: func(srv *server.Server) (catalog.Options, error) {
 			var err error
-			g.gw, err = NewGateway(nc, srv, GatewayOptions{Name: name, Version: "0.0.1", RetryAfter: retryAfter})
+			g.gw, err = NewGateway(nc, srv, GatewayOptions{Name: name, Version: "0.0.1", RetryAfter: retryAfter, Tracer: cfg.Tracer})
 			if err != nil {
 				return catalog.Options{}, err
 			}

@@ -251,8 +251,7 @@ func (w *Worker) serveTraced(r micro.Request, m *service.Method, h micro.Headers
 	hs := tracing.StartChild(sp.Ctx, w.tracer, "handler "+m.Name, trace.SpanKindInternal)
 	out, err := w.call(hs.Ctx, m, r.Data(), deadline, nil)
 	hs.Finish(err)
-	w.respondContext(hs.Ctx, r, m, out, err)
-	sp.Finish(err)
+	sp.Finish(w.respondContext(hs.Ctx, r, m, out, err))
 }
 
 // errTooBig answers a request whose answer does not fit a NATS message,
@@ -410,21 +409,24 @@ func (w *Worker) respond(r micro.Request, m *service.Method, out []byte, err err
 }
 
 // respondContext is respond with the context its log lines are about (a
-// traced request's, so that they carry its trace id).
-func (w *Worker) respondContext(ctx context.Context, r micro.Request, m *service.Method, out []byte, err error) {
+// traced request's, so that they carry its trace id). It returns the
+// error answered: err, or errTooBig for an answer too large to send.
+func (w *Worker) respondContext(ctx context.Context, r micro.Request, m *service.Method, out []byte, err error) error {
 	if err == nil && len(out) > int(w.nc.MaxPayload())-4096 {
 		w.log.Warn("an answer does not fit a NATS message", slog.String("method", m.Name), slog.Int("bytes", len(out)))
 		err = errTooBig
 	}
+	var serr error
 	if err == nil {
-		err = r.Respond(out)
+		serr = r.Respond(out)
 	} else {
 		code, msg := w.failure(ctx, m, err)
-		err = r.Error(errCode(code), msg, nil)
+		serr = r.Error(errCode(code), msg, nil)
 	}
-	if err != nil {
-		w.log.Debug("cannot answer a request", slog.String("method", m.Name), slog.Any("err", err))
+	if serr != nil {
+		w.log.Debug("cannot answer a request", slog.String("method", m.Name), slog.Any("err", serr))
 	}
+	return err
 }
 
 // failure turns a handler's error into its protocol code and message, and

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,10 +33,11 @@ const mixedBaseEnv = "NEXO_MIXED_BASE"
 // worker built from two commits of main must work together both ways.
 // The old binary is built from $NEXO_MIXED_BASE, a commit from before
 // tracing added the traceparent header to what travels over NATS. An old
-// gateway forwards to a new worker (which traces), and a new gateway that
-// traces every request (so each travels alone with traceparent) forwards
-// to an old worker; in each, single, batched and failing calls from the
-// native door and POST /rpc are answered as by one version.
+// gateway forwards to a new worker (which traces); a new gateway forwards
+// to an old worker, untraced (requests batched) and tracing every request
+// (each travels alone with traceparent). In each, single, batched (or,
+// traced, unbatched: the gateway's counts say which) and failing calls
+// from the native door and POST /rpc are answered as by one version.
 func TestMixedVersions(t *testing.T) {
 	base := os.Getenv(mixedBaseEnv)
 	if base == "" {
@@ -74,7 +76,8 @@ func TestMixedVersions(t *testing.T) {
 		traced          bool // the gateway traces: requests travel alone with traceparent
 	}{
 		{"old gateway, new worker", oldBin, newBin, false},
-		{"new gateway, old worker", newBin, oldBin, true},
+		{"new gateway, old worker", newBin, oldBin, false},
+		{"new tracing gateway, old worker", newBin, oldBin, true},
 	} {
 		t.Run(mix.name, func(t *testing.T) {
 			native, web, natsAddr := nexotest.FreeAddr(t), nexotest.FreeAddr(t), nexotest.FreeAddr(t)
@@ -130,6 +133,25 @@ func TestMixedVersions(t *testing.T) {
 			}
 			if got := rpcCall(t, web, "math.add", "[9223372036854775807,1]"); !strings.Contains(got, `"name":"OVERFLOW"`) {
 				t.Errorf("POST /rpc overflow: %s", got)
+			}
+			// What the gateway sent: batches when it does not trace, each
+			// request alone when it traces them all.
+			raw, err := c.Call(ctx, "sys.cluster", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cl struct {
+				Gateways []struct {
+					Forward struct{ Sent, Messages uint64 }
+				}
+			}
+			if err := json.Unmarshal(raw, &cl); err != nil || len(cl.Gateways) != 1 {
+				t.Fatalf("sys.cluster: %v %s", err, raw)
+			}
+			f := cl.Gateways[0].Forward
+			t.Logf("the gateway forwarded %d requests in %d NATS messages", f.Sent, f.Messages)
+			if batched := f.Messages < f.Sent; batched == mix.traced {
+				t.Errorf("%d requests in %d messages: batched %v, want %v", f.Sent, f.Messages, batched, !mix.traced)
 			}
 		})
 	}

@@ -206,7 +206,7 @@ func TestPolyglot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, w := range []string{`\s+node\s+greet\.js\s`, `\s+go\s+greet\.go\s`, `(?m)^` + regexp.QuoteMeta(pyURL) + `\s+\w+\s+up\s+1\s`,
+		for _, w := range []string{`\s+node\s+\S+\s+greet\.js\s`, `\s+go\s+\S+\s+greet\.go\s`, `(?m)^` + regexp.QuoteMeta(pyURL) + `\s+\w+\s+up\s+1\s`,
 			`greet\.js\s+node worker`, `greet\.py\s+upstream ` + regexp.QuoteMeta(pyURL)} {
 			if !regexp.MustCompile(w).MatchString(out) {
 				t.Errorf("nexo clients --cluster lacks %s:\n%s", w, out)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nexo-project/nexo/internal/admin"
 	"github.com/nexo-project/nexo/internal/backplane"
@@ -270,7 +270,7 @@ func (m *Main) buildServe(set *serveSettings) (p *process, err error) {
 		}
 		p.closers = append(p.closers, nc.Close)
 		gw, err := backplane.NewGateway(nc, p.srv, backplane.GatewayOptions{
-			Name: name, Prefix: *set.nats.prefix, Version: Version, RetryAfter: set.natsRetry, Log: log,
+			Name: name, Prefix: *set.nats.prefix, Version: Version, RetryAfter: set.natsRetry, Log: log, Tracer: set.cfg.Tracer,
 			Upstreams: func() []upstream.Health {
 				var hs []upstream.Health
 				if p := ups.Load(); p != nil {

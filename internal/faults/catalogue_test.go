@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,22 +465,31 @@ func (e *env) churn(t *testing.T, n int) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every goroutine of the listener has ended when churn returns: the
+	// case's goroutine baseline comes next, and must not count them.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer ln.Close()
-	go func() {
+	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
+			wg.Go(func() {
 				_, _ = io.Copy(io.Discard, c)
 				_ = c.Close()
-			}()
+			})
+		}
+	})
+	conns := make([]net.Conn, 0, n)
+	defer func() { // first: the readers end on their connection's close
+		for _, c := range conns {
+			_ = c.Close()
 		}
 	}()
 	mark := e.canary.mark()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.30")}, Timeout: 5 * time.Second}
-	conns := make([]net.Conn, 0, n)
 	for range n {
 		c, err := d.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -488,9 +498,6 @@ func (e *env) churn(t *testing.T, n int) time.Duration {
 		conns = append(conns, c)
 	}
 	got := p99(e.canary.window(t, mark, minSamples))
-	for _, c := range conns {
-		_ = c.Close()
-	}
 	t.Logf("canary p99 while %d connections are opened to a bare listener: %v", n, got)
 	e.churns[n] = got
 	return got
@@ -523,5 +530,52 @@ func TestCatalogueDocumented(t *testing.T) {
 	}
 	if n := len(catalogue()); n < 90 {
 		t.Errorf("the catalogue has %d faults, want at least 90", n)
+	}
+}
+
+// TestCanarySeesADisturbance: the canary can fail. Its answers pass
+// through a proxy that, for a while, holds each one back 5 ms, as a server
+// slowed by an attack would: its p99 over that window is then far over
+// twice its baseline, the catalogue's bound.
+func TestCanarySeesADisturbance(t *testing.T) {
+	srv := Start(t, catalogueConfig())
+	var delay atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", srv.Native)
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		t.Cleanup(func() { _ = c.Close(); _ = s.Close() })
+		go func() { _, _ = io.Copy(s, c) }()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := s.Read(buf)
+			if err != nil {
+				return
+			}
+			time.Sleep(time.Duration(delay.Load()))
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	k := startCanary(t, ln.Addr().String(), &client.Options{Name: "canary"})
+	k.baseline(t)
+	delay.Store(int64(5 * time.Millisecond))
+	got := p99(k.window(t, k.mark(), 100))
+	delay.Store(0)
+	t.Logf("canary p99 %v with its answers held back 5 ms; %v alone", got, k.base)
+	if got <= 2*k.base {
+		t.Errorf("canary p99 %v with its answers held back 5 ms, within twice its baseline %v: the canary cannot see a disturbance", got, k.base)
 	}
 }

@@ -2,10 +2,10 @@ package jsonrpc
 
 import (
 	"errors"
-	"github.com/nexo-project/nexo/internal/tracing"
 	"io"
 	"net/http"
 
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
 )
 

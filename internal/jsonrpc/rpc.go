@@ -13,9 +13,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"go.opentelemetry.io/otel/trace"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"

@@ -3,9 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/trace"
 	"net/netip"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nexo-project/nexo/wire"
 )

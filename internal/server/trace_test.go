@@ -16,7 +16,8 @@ import (
 // TestTraceFlag: the TRACE flag is an extension a client must ask for in
 // HELLO. Without asking it is an unknown bit, BAD_FRAME as version 1
 // says; asked, WELCOME grants it, and a REQUEST's trace context becomes
-// the parent of the server's span for it (an invalid one is ignored).
+// the parent of the server's span for it (an invalid one is ignored). A
+// call to a method that does not exist gets a span of a fixed name.
 func TestTraceFlag(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := tracing.NewProvider(sdktrace.WithSyncer(exp))
@@ -53,6 +54,10 @@ func TestTraceFlag(t *testing.T) {
 		if f := c.Read(); f.Type != wire.TypeResponse || f.ID != 8 {
 			t.Fatalf("got %v id %d %q, want RESPONSE 8", f.Type, f.ID, f.Body)
 		}
+		c.Send(wire.AppendRequestFlags(nil, 9, wire.FlagTrace, 0, field, "no.such.method", nil))
+		if f := c.Read(); f.Type != wire.TypeError || f.ID != 9 {
+			t.Fatalf("got %v id %d %q, want ERROR 9", f.Type, f.ID, f.Body)
+		}
 		spans := map[string]tracetest.SpanStub{}
 		for _, s := range exp.GetSpans() {
 			spans[s.Name] = s
@@ -63,6 +68,12 @@ func TestTraceFlag(t *testing.T) {
 		}
 		if got := add.Parent.SpanID(); string(got[:]) != string(spanID) || !add.Parent.IsRemote() {
 			t.Errorf("math.add's span has parent %v, want the request's remote span", add.Parent)
+		}
+		if _, ok := spans[tracing.UnknownMethod]; !ok {
+			t.Error("a call to an unknown method: no span named " + tracing.UnknownMethod)
+		}
+		if _, ok := spans["no.such.method"]; ok {
+			t.Error("a span is named after a method that does not exist: callers could make names without end")
 		}
 		if !sub.SpanContext.IsValid() || sub.Parent.IsValid() {
 			t.Errorf("math.sub with a zero trace context: span %v, parent %v; want a new trace", sub.SpanContext, sub.Parent)

@@ -162,15 +162,21 @@ func FromBinary(ctx context.Context, b []byte) context.Context {
 	return trace.ContextWithRemoteSpanContext(ctx, sc)
 }
 
+// UnknownMethod is the name a span takes when its call is answered
+// UNKNOWN_METHOD: a fixed name, so that callers cannot make span names
+// without end by calling names that do not exist.
+const UnknownMethod = "unknown method"
+
 // Span is a request's span, with the context that holds it.
 type Span struct {
-	Ctx  context.Context
+	Ctx  context.Context // holds the span: the parent of what the request does next
 	span trace.Span
 }
 
 // StartServer starts the span of a request read from a door or a NATS
-// message: method is what was called, door where, and parent holds the
-// remote span context the request carried, if any.
+// message: method is what was called (the span's name, until an answer
+// UNKNOWN_METHOD renames it UnknownMethod), door where, and parent holds
+// the remote span context the request carried, if any.
 func StartServer(parent context.Context, t trace.Tracer, door, method string) *Span {
 	ctx, sp := t.Start(parent, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 		attribute.String("rpc.system", "nexo"),
@@ -192,6 +198,10 @@ func StartChild(parent context.Context, t trace.Tracer, name string, kind trace.
 func (s *Span) End(code wire.Code, msg string) {
 	if s == nil {
 		return
+	}
+	if code == wire.CodeUnknownMethod {
+		s.span.SetName(UnknownMethod)
+		s.span.SetAttributes(attribute.String("rpc.method", UnknownMethod))
 	}
 	if code != 0 {
 		s.span.SetAttributes(attribute.String("nexo.code", code.String()))
