@@ -1,7 +1,6 @@
 package backplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,24 +66,6 @@ func attr(s tracetest.SpanStub, key string) string {
 	return ""
 }
 
-// syncBuffer is a log destination that handlers write from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestTracing: a call that crosses processes is one trace. The client's
 // span is the parent of the gateway's door span, which is the parent of
 // the NATS hop, which is the parent of the worker's span, which holds the
@@ -96,7 +77,7 @@ func TestTracing(t *testing.T) {
 	ns := startNATS(t, "127.0.0.1:0")
 	gwp, wp, cp := newTracedProcess(t, "nexo serve"), newTracedProcess(t, "nexo worker"), newTracedProcess(t, "client")
 
-	logs := &syncBuffer{}
+	logs := &nexotest.SyncBuffer{}
 	fail := service.Method{Name: "test.fail", Handler: func(context.Context, service.Request, []byte) ([]byte, error) {
 		return nil, errors.New("the disk is on fire")
 	}}
