@@ -114,7 +114,11 @@ func Connect(o ConnectOptions) (*nats.Conn, error) {
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS connected", slog.String("server", nc.ConnectedUrlRedacted()))
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() { // closed on purpose (a drain): nothing to reconnect
+				log.Debug("NATS connection closed")
+				return
+			}
 			log.Warn("NATS disconnected; reconnecting", slog.Any("err", err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {

@@ -32,7 +32,7 @@ type tracedProcess struct {
 
 func newTracedProcess(t *testing.T, role string) tracedProcess {
 	exp := tracetest.NewInMemoryExporter()
-	tp := tracing.NewProvider(sdktrace.WithSyncer(exp))
+	tp := tracing.NewProvider(role, sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tracedProcess{exp: exp, tracer: tracing.Tracer(tp, role)}
 }
@@ -209,7 +209,7 @@ func TestTracingUnsampled(t *testing.T) {
 	ns := startNATS(t, "127.0.0.1:0")
 	startWorker(t, ns.ClientURL())
 	exp := tracetest.NewInMemoryExporter()
-	tp := tracing.NewProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.NeverSample()))
+	tp := tracing.NewProvider("nexo serve", sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.NeverSample()))
 	defer tp.Shutdown(context.Background())
 	cfg := nexotest.FastConfig()
 	cfg.Tracer = tracing.Tracer(tp, "nexo serve")

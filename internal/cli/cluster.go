@@ -19,6 +19,7 @@ import (
 
 	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/catalog"
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
@@ -100,6 +101,9 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintln(m.Stdout, "nexo worker: the settings are valid")
 		return nil
+	}
+	if tracer != nil {
+		log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(*otlp)))
 	}
 	reg := service.NewRegistry()
 	if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {

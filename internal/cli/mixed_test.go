@@ -101,7 +101,7 @@ func TestMixedVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			tp := tracing.NewProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+			tp := tracing.NewProvider("test", sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
 			defer tp.Shutdown(context.Background())
 			ctx, span := tracing.Tracer(tp, "test").Start(ctx, "mixed versions")
 			defer span.End()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nexo-project/nexo/internal/admin"
@@ -74,6 +75,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return nil
 	}
 	set.cfg.Tracer = tracer
+	if tracer != nil {
+		set.log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(set.otlp)))
+	}
 	p, err := m.buildServe(set)
 	if err != nil {
 		return err
@@ -471,16 +475,20 @@ func addTracingFlag(fs *flag.FlagSet) *string {
 	return fs.String("otlp-endpoint", "", "export traces of requests over OTLP/HTTP to this `URL` (http://127.0.0.1:4318); OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables work too; unset, tracing is off")
 }
 
-// startTracing starts exporting traces to --otlp-endpoint or the OTEL_*
-// endpoint (see tracing.Start); with neither, the tracer is nil: tracing
-// is off. stop flushes what is left.
+// startTracing makes the exporter of traces to --otlp-endpoint or the
+// OTEL_* endpoint (see tracing.Start), which sends nothing until the first
+// span ends; with neither, the tracer is nil: tracing is off. The SDK's
+// own errors (a collector that does not answer) go to log. stop flushes
+// what is left.
 func startTracing(ctx context.Context, flag, role string, log *slog.Logger) (tracer trace.Tracer, stop func(), err error) {
 	tracer, shutdown, err := tracing.Start(ctx, flag, role)
 	if err != nil {
 		return nil, nil, usageError{"--otlp-endpoint: " + err.Error()}
 	}
 	if tracer != nil {
-		log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(flag)))
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("traces not exported", slog.Any("err", err))
+		}))
 	}
 	return tracer, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -123,7 +123,7 @@ func TestTracingCostsNothingOff(t *testing.T) {
 	if got := allocs(server.Config{}); got != 0 {
 		t.Errorf("tracing off: %v allocations per request, want 0", got)
 	}
-	tp := tracing.NewProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+	tp := tracing.NewProvider("test", sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
 	defer tp.Shutdown(context.Background())
 	if got := allocs(server.Config{Tracer: tracing.Tracer(tp, "test")}); got < 1 {
 		t.Errorf("tracing on: %v allocations per request; the measure cannot tell", got)

@@ -20,7 +20,7 @@ import (
 // call to a method that does not exist gets a span of a fixed name.
 func TestTraceFlag(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
-	tp := tracing.NewProvider(sdktrace.WithSyncer(exp))
+	tp := tracing.NewProvider("test", sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
 	srv := Start(t, server.Config{Tracer: tracing.Tracer(tp, "test")})
 	traceID := []byte("0123456789abcdef")

@@ -57,35 +57,41 @@ func Endpoint(flag string) string {
 // variable names an endpoint, the tracer is nil: tracing is off. service
 // names the process's role in its spans.
 func Start(ctx context.Context, flag, service string) (trace.Tracer, func(context.Context) error, error) {
+	endpoint := Endpoint(flag)
+	if endpoint == "" {
+		return nil, func(context.Context) error { return nil }, nil
+	}
+	// The variables are checked as the flag is: the SDK would take a
+	// malformed one and fail only when it first exports.
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, nil, fmt.Errorf("OTLP endpoint %q: want a URL such as http://127.0.0.1:4318", endpoint)
+	}
 	var opts []otlptracehttp.Option
-	switch {
-	case flag != "":
-		u, err := url.Parse(flag)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, nil, fmt.Errorf("OTLP endpoint %q: want a URL such as http://127.0.0.1:4318", flag)
-		}
+	if flag != "" {
 		if !strings.HasSuffix(u.Path, "/v1/traces") {
 			u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/traces"
 		}
 		opts = append(opts, otlptracehttp.WithEndpointURL(u.String()))
-	case Endpoint("") == "":
-		return nil, func(context.Context) error { return nil }, nil
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("OTLP endpoint %q: %w", Endpoint(flag), err)
+		return nil, nil, fmt.Errorf("OTLP endpoint %q: %w", endpoint, err)
 	}
-	tp := NewProvider(sdktrace.WithBatcher(exp))
+	tp := NewProvider(service, sdktrace.WithBatcher(exp))
 	return Tracer(tp, service), tp.Shutdown, nil
 }
 
-// NewProvider returns an SDK tracer provider with nexo's resource (the
-// service's version) and the given options, such as an exporter; tests pass
-// an in-memory one.
-func NewProvider(opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
-		semconv.ServiceVersion(buildinfo.Read().Version),
-	))
+// NewProvider returns an SDK tracer provider with nexo's resource and the
+// given options, such as an exporter; tests pass an in-memory one. The
+// resource has the service's version, and its name: OTEL_SERVICE_NAME, or
+// else service ("nexo serve" is named nexo-serve).
+func NewProvider(service string, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
+	attrs := []attribute.KeyValue{semconv.ServiceVersion(buildinfo.Read().Version)}
+	if os.Getenv("OTEL_SERVICE_NAME") == "" && !strings.Contains(os.Getenv("OTEL_RESOURCE_ATTRIBUTES"), "service.name=") {
+		attrs = append(attrs, semconv.ServiceName(strings.ReplaceAll(service, " ", "-")))
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attrs...))
 	if err != nil {
 		res = resource.Default()
 	}

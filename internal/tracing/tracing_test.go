@@ -29,8 +29,8 @@ func TestEndpoint(t *testing.T) {
 	}
 }
 
-// TestStart: no endpoint is tracing off (no tracer); a malformed one is
-// an error naming it; a real one exports the spans over OTLP/HTTP to its
+// TestStart: no endpoint is tracing off (no tracer); a malformed one, by
+// flag or variable, is an error naming it; a real one exports the spans over OTLP/HTTP to its
 // /v1/traces, which a stand-in collector receives when the tracer stops.
 func TestStart(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
@@ -44,6 +44,11 @@ func TestStart(t *testing.T) {
 			t.Errorf("endpoint %q accepted", bad)
 		}
 	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "foo")
+	if _, _, err := Start(ctx, "", "test"); err == nil {
+		t.Error("a malformed OTEL_EXPORTER_OTLP_ENDPOINT accepted")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	var got atomic.Int32
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == "POST" && r.URL.Path == "/v1/traces" && r.Header.Get("Content-Type") == "application/x-protobuf" {
