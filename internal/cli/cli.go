@@ -47,7 +47,9 @@ func (m *Main) Exit(ctx context.Context, args []string) int {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
-		return 2
+		return 0 // asked for: the usage is printed
+	case errors.Is(err, errFlagPrinted):
+		return 2 // the flag package printed the error and the usage
 	case errors.As(err, new(usageError)):
 		fmt.Fprintln(m.Stderr, "nexo:", err)
 		return 2
@@ -56,6 +58,11 @@ func (m *Main) Exit(ctx context.Context, args []string) int {
 		return 1
 	}
 }
+
+// errFlagPrinted wraps a mistake the flag package found in the command
+// line, which it has printed already with the usage: exit status 2, and
+// no second copy of the error.
+var errFlagPrinted = errors.New("the command line's mistake, printed")
 
 // usageError is a mistake in the command line (exit status 2).
 type usageError struct{ msg string }
@@ -157,7 +164,10 @@ func (m *Main) flags(name, synopsis string) *flag.FlagSet {
 // config file.
 func (m *Main) parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errFlagPrinted, err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

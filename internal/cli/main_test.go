@@ -310,6 +310,31 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 }
 
+// TestExitStatus: a mistake in the command line exits 2 with its error
+// printed once (a flag that does not exist, a bad flag value, an unknown
+// command), help asked for exits 0 with the usage, and a failure at run
+// time exits 1.
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		says   string // once on stderr
+	}{
+		{[]string{"bench", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"call", "--timeout", "soon", "math.add", "1", "2"}, 2, `invalid value "soon" for flag -timeout`},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"call", "-h"}, 0, "Usage: nexo call"},
+		{[]string{"call", "--addr", "127.0.0.1:1", "math.add", "1", "2"}, 1, "nexo serve"},
+	} {
+		var out, errb bytes.Buffer
+		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+		status := m.Exit(context.Background(), tc.args)
+		if status != tc.status || strings.Count(errb.String(), tc.says) != 1 {
+			t.Errorf("nexo %s: exit %d, want %d, with %q once on stderr:\n%s", strings.Join(tc.args, " "), status, tc.status, tc.says, errb.String())
+		}
+	}
+}
+
 // TestBinarySignals builds the real binary, runs `nexo serve`, keeps a
 // request in flight, and sends SIGTERM: the request is answered and the
 // process exits 0 after draining.
