@@ -267,13 +267,30 @@ func (c *clusterCatalog) forward(name string) (*service.Method, service.Describe
 	if !ok {
 		return nil, service.Described{}
 	}
+	return c.stubLocked(name, k), k.d
+}
+
+// forwardBytes is forward for a name still in a connection's read buffer,
+// as the fallback has it: the lookup copies nothing.
+func (c *clusterCatalog) forwardBytes(name []byte) *service.Method {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.methods[string(name)] // a map index with a converted key does not allocate
+	if !ok {
+		return nil
+	}
+	return c.stubLocked(string(name), k)
+}
+
+// stubLocked returns k's stub, made the first time it is asked for.
+func (c *clusterCatalog) stubLocked(name string, k known) *service.Method {
 	if k.m == nil {
 		m := c.stub(service.Method{Name: name, Summary: k.d.Summary, Idempotent: k.d.Idempotent, JSON: service.PassJSON,
 			Desc: service.Description{Params: k.d.Params, Result: k.d.Result, Examples: k.d.Examples, Errors: codes(k.d.Errors)}})
 		k.m = &m
 		c.methods[name] = k
 	}
-	return k.m, k.d
+	return k.m
 }
 
 // codes turns error names back into codes.

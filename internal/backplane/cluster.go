@@ -160,11 +160,11 @@ func (g *Gateway) Fallback() service.Method {
 		// like a built-in method's: batched with the burst it came in.
 		Batcher: g.Forwarder,
 		Async: func(req service.Request, deadline time.Time, done func([]byte, error) service.Flusher) {
-			name := string(req.Method)
-			if m, _ := g.catalog.forward(name); m != nil {
+			if m := g.catalog.forwardBytes(req.Method); m != nil {
 				m.Async(req, deadline, done)
 				return
 			}
+			name := string(req.Method)
 			if !validSubject(name) {
 				fwd.Async(req, deadline, done) // refused there
 				return
