@@ -80,11 +80,6 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tracer, stopTracing, err := startTracing(ctx, *otlp, "nexo worker", log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
 	if len(upf.urls) > 0 && !given(fs, "services") {
 		*services = "none"
 	}
@@ -99,12 +94,17 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		if err := backplane.CheckPrefix(*nf.prefix); err != nil {
 			return usageError{"--nats-prefix: " + err.Error()}
 		}
+		if err := tracing.CheckEndpoint(*otlp); err != nil {
+			return usageError{"--otlp-endpoint: " + err.Error()}
+		}
 		fmt.Fprintln(m.Stdout, "nexo worker: the settings are valid")
 		return nil
 	}
-	if tracer != nil {
-		log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(*otlp)))
+	tracer, stopTracing, err := startTracing(ctx, *otlp, "nexo worker", log)
+	if err != nil {
+		return err
 	}
+	defer stopTracing()
 	reg := service.NewRegistry()
 	if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {
 		return err

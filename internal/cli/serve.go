@@ -65,19 +65,19 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if set.check {
+		if err := tracing.CheckEndpoint(set.otlp); err != nil {
+			return usageError{"--otlp-endpoint: " + err.Error()}
+		}
+		fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
+		return nil
+	}
 	tracer, stopTracing, err := startTracing(ctx, set.otlp, "nexo serve", set.log)
 	if err != nil {
 		return err
 	}
 	defer stopTracing()
-	if set.check {
-		fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
-		return nil
-	}
 	set.cfg.Tracer = tracer
-	if tracer != nil {
-		set.log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(set.otlp)))
-	}
 	p, err := m.buildServe(set)
 	if err != nil {
 		return err
@@ -489,6 +489,7 @@ func startTracing(ctx context.Context, flag, role string, log *slog.Logger) (tra
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 			log.Warn("traces not exported", slog.Any("err", err))
 		}))
+		log.Info("tracing requests", slog.String("otlp", tracing.Endpoint(flag)))
 	}
 	return tracer, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

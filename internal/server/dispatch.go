@@ -184,20 +184,15 @@ func (s *session) request(r request) {
 		sp = tracing.StartServer(tracing.FromBinary(s.ctx, r.trace), t, s.door.name, string(r.name))
 	}
 	if code, msg := s.admit(false, 0); code != 0 {
-		s.replyError(r.ref, m, code, msg, start)
-		sp.End(code, msg)
+		s.refuse(r.ref, m, code, msg, start, sp)
 		return
 	}
 	switch {
 	case m == nil:
-		msg := "unknown method " + string(r.name)
-		s.replyError(r.ref, nil, wire.CodeUnknownMethod, msg, start)
-		sp.End(wire.CodeUnknownMethod, msg)
+		s.refuse(r.ref, nil, wire.CodeUnknownMethod, "unknown method "+string(r.name), start, sp)
 		return
 	case r.expired:
-		const msg = "deadline of 0 ms passed on arrival"
-		s.replyError(r.ref, m, wire.CodeTimeout, msg, start)
-		sp.End(wire.CodeTimeout, msg)
+		s.refuse(r.ref, m, wire.CodeTimeout, "deadline of 0 ms passed on arrival", start, sp)
 		return
 	}
 	if m.Inline || s.codec.Ordered() {
@@ -206,8 +201,7 @@ func (s *session) request(r request) {
 	}
 	size := len(r.payload)
 	if code, msg := s.admit(true, size); code != 0 {
-		s.replyError(r.ref, m, code, msg, start)
-		sp.End(code, msg)
+		s.refuse(r.ref, m, code, msg, start, sp)
 		return
 	}
 	// The request is counted before it runs beside the reader, so that
@@ -247,10 +241,7 @@ func (s *session) request(r request) {
 // burst's pending output. An inline method runs as it is; another one (a
 // door whose answers keep their order) gets the request timeout.
 func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.Span) {
-	ctx := s.ctx
-	if sp != nil {
-		ctx = sp.Ctx
-	}
+	ctx := sp.ContextOr(s.ctx)
 	if !m.Inline {
 		timeout := s.srv.cfg.RequestTimeout
 		if r.timeout > 0 {
@@ -260,7 +251,7 @@ func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller, Trace: sp.Context()}, s.rd.scratch[:0])
+	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, s.rd.scratch[:0])
 	var code wire.Code
 	s.rd.pend, code, err = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
 	s.logHandlerError(ctx, m, code, err)
@@ -309,14 +300,17 @@ func (s *session) replyError(ref uint32, m *service.Method, code wire.Code, msg 
 	s.srv.metrics.observe(s.shard(), m, code, start.since())
 }
 
+// refuse answers a request with an error without running it, and ends its
+// span (nil: tracing is off).
+func (s *session) refuse(ref uint32, m *service.Method, code wire.Code, msg string, start mono, sp *tracing.Span) {
+	s.replyError(ref, m, code, msg, start)
+	sp.End(code, msg)
+}
+
 // runAsync serves one request on its own goroutine and writes the answer.
 func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time, sp *tracing.Span) {
-	parent := s.ctx
-	if sp != nil {
-		parent = sp.Ctx
-	}
-	ctx, cancel := context.WithDeadline(parent, deadline)
-	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller, Trace: sp.Context()}, nil)
+	ctx, cancel := context.WithDeadline(sp.ContextOr(s.ctx), deadline)
+	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
 	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = ctx.Err() // finished too late: the client has given up
 	}
@@ -341,11 +335,9 @@ func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, 
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}
+	s.logHandlerError(sp.ContextOr(s.ctx), m, code, err)
 	if sp != nil {
-		s.logHandlerError(sp.Ctx, m, code, err)
 		sp.Finish(err)
-	} else {
-		s.logHandlerError(s.ctx, m, code, err)
 	}
 	s.srv.metrics.observe(s.shard(), m, code, start.since())
 }

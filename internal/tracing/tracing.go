@@ -61,12 +61,10 @@ func Start(ctx context.Context, flag, service string) (trace.Tracer, func(contex
 	if endpoint == "" {
 		return nil, func(context.Context) error { return nil }, nil
 	}
-	// The variables are checked as the flag is: the SDK would take a
-	// malformed one and fail only when it first exports.
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, fmt.Errorf("OTLP endpoint %q: want a URL such as http://127.0.0.1:4318", endpoint)
+	if err := CheckEndpoint(flag); err != nil {
+		return nil, nil, err
 	}
+	u, _ := url.Parse(endpoint)
 	var opts []otlptracehttp.Option
 	if flag != "" {
 		if !strings.HasSuffix(u.Path, "/v1/traces") {
@@ -80,6 +78,22 @@ func Start(ctx context.Context, flag, service string) (trace.Tracer, func(contex
 	}
 	tp := NewProvider(service, sdktrace.WithBatcher(exp))
 	return Tracer(tp, service), tp.Shutdown, nil
+}
+
+// CheckEndpoint reports whether the endpoint Start would use (see
+// Endpoint) is a URL it can export to. The variables are checked as the
+// flag is: the SDK would take a malformed one and fail only when it first
+// exports.
+func CheckEndpoint(flag string) error {
+	endpoint := Endpoint(flag)
+	if endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("OTLP endpoint %q: want a URL such as http://127.0.0.1:4318", endpoint)
+	}
+	return nil
 }
 
 // NewProvider returns an SDK tracer provider with nexo's resource and the
@@ -230,10 +244,20 @@ func (s *Span) Finish(err error) {
 	s.End(code, service.ErrorMessage(code, err))
 }
 
-// Context returns the span's context; nil for a nil Span.
+// Context returns the span's context; nil for a nil Span (tracing off),
+// as service.Request.Trace wants it.
 func (s *Span) Context() context.Context {
 	if s == nil {
 		return nil
+	}
+	return s.Ctx
+}
+
+// ContextOr returns the span's context, or def for a nil Span (tracing
+// off).
+func (s *Span) ContextOr(def context.Context) context.Context {
+	if s == nil {
+		return def
 	}
 	return s.Ctx
 }

@@ -416,7 +416,7 @@ func (u *Upstream) call(ctx context.Context, name []byte, idempotent bool, param
 			if idempotent && attempt == 1 {
 				continue
 			}
-			return dst, service.Error(wire.CodeUnavailable, "upstream "+u.name+": "+errorText(err))
+			return dst, service.Error(wire.CodeUnavailable, "upstream "+u.name+": "+withoutURL(err).Error())
 		}
 		b, err := readBody(resp.Body, u.o.MaxBody)
 		resp.Body.Close()
@@ -447,9 +447,6 @@ func withoutURL(err error) error {
 	return err
 }
 
-// errorText is withoutURL's text.
-func errorText(err error) string { return withoutURL(err).Error() }
-
 func (u *Upstream) timeout() error {
 	return service.Error(wire.CodeTimeout, "upstream "+u.name+" did not answer within the deadline")
 }
@@ -460,7 +457,7 @@ func (u *Upstream) downError() error {
 	u.mu.Unlock()
 	msg := "upstream " + u.name + " is down"
 	if err != nil {
-		msg += ": " + errorText(err)
+		msg += ": " + withoutURL(err).Error()
 	}
 	return service.Error(wire.CodeUnavailable, msg)
 }
@@ -566,7 +563,7 @@ func (u *Upstream) Health() Health {
 	h := Health{URL: u.name, Up: u.up.Load(), Methods: len(u.methods), Calls: u.calls.Load(), Errors: u.failed.Load(),
 		Connections: u.dials.Load(), Downs: u.downs.Load()}
 	if !h.Up && u.err != nil {
-		h.Error = errorText(u.err)
+		h.Error = withoutURL(u.err).Error()
 	}
 	if len(u.codes) > 0 {
 		h.ErrorCodes = make(map[string]int, len(u.codes))
