@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/legacy"
@@ -43,82 +47,93 @@ const (
 	reconnectMax = 5 * time.Second
 )
 
-func (m *Main) auto(ctx context.Context, args []string) error {
-	fs := m.flags("auto", "")
+func (m *Main) auto(fs *pflag.FlagSet) runFunc {
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (7071 by default with --legacy)")
 	every := fs.Duration("every", 10*time.Second, "`interval` between operations")
 	useLegacy := fs.Bool("legacy", false, "speak the legacy struct-packed protocol, as the original Python client")
 	count := fs.Int("count", 0, "stop after this many operations answered (0: run until interrupted)")
 	giveUp := fs.Duration("give-up", time.Minute, "after losing the connection, try to reconnect this long before exiting with an error")
+	asJSON := fs.Bool("json", false, `print each operation as a JSON line: {"op":"math.add","a":1,"b":2,"result":3} or "error" in place of "result"`)
 	cf := addConnFlags(fs)
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if *every <= 0 {
-		return usageError{"auto: --every must be positive"}
-	}
-	if *useLegacy && !m.given(fs, "addr") {
-		*addr = "127.0.0.1:7071"
-	}
-	connect := func(ctx context.Context) (autoConn, error) { return dialLegacy(ctx, *addr) }
-	if !*useLegacy {
-		opts, err := cf.options("nexo-auto")
-		if err != nil {
-			return err
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("auto takes no arguments, got %q", args)}
 		}
-		connect = func(ctx context.Context) (autoConn, error) { return dialNative(ctx, *addr, opts) }
-	}
-	conn, err := connect(ctx)
-	if err != nil {
-		return dialHint(err)
-	}
-	defer func() {
-		if conn != nil {
-			conn.close()
+		if *every <= 0 {
+			return usageError{"auto: --every must be positive"}
 		}
-	}()
-	fmt.Fprintf(m.Stdout, "connected to %s%s\n", *addr, conn.who())
-
-	t := time.NewTicker(*every)
-	defer t.Stop()
-	for done := 0; ; {
-		op := rand.IntN(len(operations))
-		a, b := int16(rand.Uint32()), int16(rand.Uint32())
-		name := operations[op].method
-		if *useLegacy {
-			name = operations[op].command
+		if *useLegacy && !fs.Changed("addr") {
+			*addr = "127.0.0.1:7071"
 		}
-		res, err := conn.do(ctx, op, a, b)
-		var answer *wire.Error
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err == nil:
-			fmt.Fprintf(m.Stdout, "%s %d %s %d = %s\n", name, a, operations[op].symbol, b, res)
-			done++
-		case errors.As(err, &answer) && !answer.Code.ClosesConn() && answer.Code != wire.CodeShuttingDown:
-			fmt.Fprintf(m.Stdout, "%s %d %s %d: %v\n", name, a, operations[op].symbol, b, describeError(err))
-			done++
-		default:
-			// Kicked, the server shutting down or gone, the network: the
-			// operation was not done; connect again and go on.
-			fmt.Fprintf(m.Stderr, "nexo auto: connection lost (%v); reconnecting\n", err)
-			conn.close()
-			if conn, err = m.reconnect(ctx, connect, *giveUp); err != nil { // conn is nil then
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("auto: gave up reconnecting to %s after %v: %w", *addr, *giveUp, dialHint(err))
+		connect := func(ctx context.Context) (autoConn, error) { return dialLegacy(ctx, *addr) }
+		if !*useLegacy {
+			opts, err := cf.options("nexo-auto")
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(m.Stderr, "nexo auto: reconnected to %s%s\n", *addr, conn.who())
+			connect = func(ctx context.Context) (autoConn, error) { return dialNative(ctx, *addr, opts) }
 		}
-		if *count > 0 && done >= *count {
-			return nil
+		conn, err := connect(ctx)
+		if err != nil {
+			return dialHint(err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		defer func() {
+			if conn != nil {
+				conn.close()
+			}
+		}()
+		if !*asJSON {
+			fmt.Fprintf(m.Stdout, "connected to %s%s\n", *addr, conn.who())
+		}
+
+		t := time.NewTicker(*every)
+		defer t.Stop()
+		for done := 0; ; {
+			op := rand.IntN(len(operations))
+			a, b := int16(rand.Uint32()), int16(rand.Uint32())
+			name := operations[op].method
+			if *useLegacy {
+				name = operations[op].command
+			}
+			res, err := conn.do(ctx, op, a, b)
+			var answer *wire.Error
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err == nil && *asJSON:
+				fmt.Fprintf(m.Stdout, "{\"op\":%q,\"a\":%d,\"b\":%d,\"result\":%s}\n", name, a, b, jsonNumber(res))
+				done++
+			case err == nil:
+				fmt.Fprintf(m.Stdout, "%s %d %s %d = %s\n", name, a, operations[op].symbol, b, res)
+				done++
+			case errors.As(err, &answer) && !answer.Code.ClosesConn() && answer.Code != wire.CodeShuttingDown:
+				if *asJSON {
+					fmt.Fprintf(m.Stdout, "{\"op\":%q,\"a\":%d,\"b\":%d,\"error\":%q}\n", name, a, b, describeError(err).Error())
+				} else {
+					fmt.Fprintf(m.Stdout, "%s %d %s %d: %v\n", name, a, operations[op].symbol, b, describeError(err))
+				}
+				done++
+			default:
+				// Kicked, the server shutting down or gone, the network: the
+				// operation was not done; connect again and go on.
+				fmt.Fprintf(m.Stderr, "nexo auto: connection lost (%v); reconnecting\n", err)
+				conn.close()
+				if conn, err = m.reconnect(ctx, connect, *giveUp); err != nil { // conn is nil then
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("auto: gave up reconnecting to %s after %v: %w", *addr, *giveUp, dialHint(err))
+				}
+				fmt.Fprintf(m.Stderr, "nexo auto: reconnected to %s%s\n", *addr, conn.who())
+			}
+			if *count > 0 && done >= *count {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
 		}
 	}
 }
@@ -200,3 +215,12 @@ func (l legacyAuto) do(_ context.Context, op int, a, b int16) (string, error) {
 
 func (l legacyAuto) who() string { return "" }
 func (l legacyAuto) close()      { _ = l.c.Close() }
+
+// jsonNumber is text that is a number as a JSON number, and anything else
+// (a legacy server's "inf") as a JSON string.
+func jsonNumber(text string) string {
+	if f, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) && json.Valid([]byte(text)) {
+		return text
+	}
+	return strconv.Quote(text)
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/nexo-project/nexo/internal/loadgen"
 )
 
@@ -22,16 +24,15 @@ var defaultDoorAddr = map[string]string{
 	loadgen.DoorRedis:  "127.0.0.1:6379",
 }
 
-func (m *Main) bench(ctx context.Context, args []string) error {
-	fs := m.flags("bench", "")
+func (m *Main) bench(fs *pflag.FlagSet) runFunc {
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door (by default the door's own: 7071 legacy, 8080 web, 6379 redis)")
 	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets), web (JSON-RPC over the WebSocket /ws), or redis (PINGs to a redis-server, for comparison)")
-	rate := fs.Float64("r", 0, "target `rate` in requests per second over all connections, with latency corrected for coordinated omission; 0: closed loop")
+	rate := fs.Float64P("r", "r", 0, "target `rate` in requests per second over all connections, with latency corrected for coordinated omission; 0: closed loop")
 	hgrm := fs.String("hgrm", "", "write the latency percentile distribution to this `file` (HdrHistogram .hgrm, µs)")
 	plot := fs.String("plot", "", "write a latency-by-percentile chart to this SVG `file`")
-	conns := fs.Int("c", 50, "connections")
-	pipeline := fs.Int("p", 1, "requests outstanding per connection")
-	duration := fs.Duration("d", 10*time.Second, "how long to run")
+	conns := fs.IntP("c", "c", 50, "connections")
+	pipeline := fs.IntP("p", "p", 1, "requests outstanding per connection")
+	duration := fs.DurationP("d", "d", 10*time.Second, "how long to run")
 	method := fs.String("method", "math.add", "method to call (math.* get operands 1 and 2; others --params, or an empty payload)")
 	params := fs.String("params", "", "a JSON method's params, in JSON (its native payload; JSON-RPC params on --door web)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
@@ -40,55 +41,57 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	sources := fs.Int("sources", 1, "with --idle, connect from `N` loopback addresses 127.0.0.1..127.0.0.N (each gives ~28k ports)")
 	dialRate := fs.Int("dial-rate", 5000, "with --idle, new connections per second")
 	allowErrors := fs.Bool("allow-errors", false, "exit 0 even when requests failed or idle connections were refused or dropped")
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if *connections > 0 {
-		*conns = *connections
-	}
-	*addr = benchAddr(*door, *addr, m.given(fs, "addr"))
-	if *idle {
-		return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON, *allowErrors)
-	}
-	if *params != "" && !json.Valid([]byte(*params)) {
-		return usageError{"bench: --params is not JSON"}
-	}
-	cfg := loadgen.Config{Addr: *addr, Door: *door, Rate: *rate, Method: *method, Params: *params, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
-	live := isTerminal(m.Stdout) && !*asJSON
-	if live {
-		cfg.Progress = func(elapsed time.Duration, ops, errs uint64) {
-			fmt.Fprintf(m.Stdout, "\r%5.0fs  %12d ops  %10.0f ops/s  %d errors ", elapsed.Seconds(), ops, float64(ops)/elapsed.Seconds(), errs)
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("bench takes no arguments, got %q", args)}
 		}
-	}
-	res, err := loadgen.Run(ctx, cfg)
-	if live {
-		fmt.Fprint(m.Stdout, "\r\033[K")
-	}
-	if err != nil {
-		return err
-	}
-	if err := writeReports(res, *hgrm, *plot); err != nil {
-		return err
-	}
-	if *asJSON {
-		if err := json.NewEncoder(m.Stdout).Encode(res); err != nil {
+		if *connections > 0 {
+			*conns = *connections
+		}
+		*addr = benchAddr(*door, *addr, fs.Changed("addr"))
+		if *idle {
+			return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON, *allowErrors)
+		}
+		if *params != "" && !json.Valid([]byte(*params)) {
+			return usageError{"bench: --params is not JSON"}
+		}
+		cfg := loadgen.Config{Addr: *addr, Door: *door, Rate: *rate, Method: *method, Params: *params, Connections: *conns, Pipeline: *pipeline, Duration: *duration}
+		live := isTerminal(m.Stdout) && !*asJSON
+		if live {
+			cfg.Progress = func(elapsed time.Duration, ops, errs uint64) {
+				fmt.Fprintf(m.Stdout, "\r%5.0fs  %12d ops  %10.0f ops/s  %d errors ", elapsed.Seconds(), ops, float64(ops)/elapsed.Seconds(), errs)
+			}
+		}
+		res, err := loadgen.Run(ctx, cfg)
+		if live {
+			fmt.Fprint(m.Stdout, "\r\033[K")
+		}
+		if err != nil {
 			return err
 		}
+		if err := writeReports(res, *hgrm, *plot); err != nil {
+			return err
+		}
+		if *asJSON {
+			if err := json.NewEncoder(m.Stdout).Encode(res); err != nil {
+				return err
+			}
+			return m.benchVerdict(res, *allowErrors)
+		}
+		load := "closed loop"
+		if res.Rate > 0 {
+			load = fmt.Sprintf("target %.0f ops/s, latency from the scheduled send (coordinated omission corrected)", res.Rate)
+		}
+		fmt.Fprintf(m.Stdout, "nexo bench: %s %s door, %s, %d connections x %d pipelined, %.1fs, %s\n",
+			res.Addr, res.Door, res.Method, res.Connections, res.Pipeline, res.DurationS, load)
+		fmt.Fprintf(m.Stdout, "  on %s: %d CPUs, GOMAXPROCS %d, %s, started %s\n",
+			res.Host, res.NumCPU, res.GOMAXPROCS, res.GoVersion, res.Start.UTC().Format(time.RFC3339))
+		fmt.Fprintf(m.Stdout, "  ops      %d (%d errors)\n", res.Ops, res.Errors)
+		fmt.Fprintf(m.Stdout, "  ops/s    %.0f\n", res.OpsPerSec)
+		fmt.Fprintf(m.Stdout, "  latency  p50 %.1fµs  p90 %.1fµs  p99 %.1fµs  p99.9 %.1fµs  max %.1fµs\n",
+			res.P50us, res.P90us, res.P99us, res.P999us, res.MaxUs)
 		return m.benchVerdict(res, *allowErrors)
 	}
-	load := "closed loop"
-	if res.Rate > 0 {
-		load = fmt.Sprintf("target %.0f ops/s, latency from the scheduled send (coordinated omission corrected)", res.Rate)
-	}
-	fmt.Fprintf(m.Stdout, "nexo bench: %s %s door, %s, %d connections x %d pipelined, %.1fs, %s\n",
-		res.Addr, res.Door, res.Method, res.Connections, res.Pipeline, res.DurationS, load)
-	fmt.Fprintf(m.Stdout, "  on %s: %d CPUs, GOMAXPROCS %d, %s, started %s\n",
-		res.Host, res.NumCPU, res.GOMAXPROCS, res.GoVersion, res.Start.UTC().Format(time.RFC3339))
-	fmt.Fprintf(m.Stdout, "  ops      %d (%d errors)\n", res.Ops, res.Errors)
-	fmt.Fprintf(m.Stdout, "  ops/s    %.0f\n", res.OpsPerSec)
-	fmt.Fprintf(m.Stdout, "  latency  p50 %.1fµs  p90 %.1fµs  p99 %.1fµs  p99.9 %.1fµs  max %.1fµs\n",
-		res.P50us, res.P90us, res.P99us, res.P999us, res.MaxUs)
-	return m.benchVerdict(res, *allowErrors)
 }
 
 // benchVerdict warns when a paced run missed its rate (its latencies then

@@ -12,53 +12,89 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/spf13/pflag"
+
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/calc"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 
-func (m *Main) call(ctx context.Context, args []string) error {
-	fs := m.flags("call", "METHOD [ARG...]  (a JSON method takes one JSON argument, name=value pairs, or values in its params' order)")
+// call sends one request. A JSON method takes one JSON argument,
+// name=value pairs, or values in its params' order; math.* two integers.
+func (m *Main) call(fs *pflag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() < 1 {
-		fs.Usage()
-		return usageError{"call: METHOD is missing"}
-	}
-	method, rest := fs.Arg(0), fs.Args()[1:]
-	binary := strings.HasPrefix(method, "math.") || method == "sys.echo"
-	payload, err := encodeArgs(method, rest)
-	if binary && err != nil {
-		return usageError{"call: " + err.Error()}
-	}
-	c, ctx, done, err := cf.dial(ctx, "nexo-call")
-	if err != nil {
-		return err
-	}
-	defer done()
-	if !binary {
-		// A JSON method's params are built from its schema; the server
-		// describes it (a server without sys.describe gets the arguments
-		// joined by spaces, as before).
-		d, err := describeMethod(ctx, c, method)
+	asJSON := fs.Bool("json", false, `print {"method":...,"result":...} as JSON: a number for math.*, a JSON method's result as is, text as a string, other bytes as {"hex":...}`)
+	return func(ctx context.Context, args []string) error {
+		if len(args) < 1 {
+			return usageError{"call: METHOD is missing (nexo call METHOD [ARG...]; nexo describe lists them)"}
+		}
+		method, rest := args[0], args[1:]
+		binary := strings.HasPrefix(method, "math.") || method == "sys.echo"
+		jsonMethod := false
+		payload, err := encodeArgs(method, rest)
+		if binary && err != nil {
+			return usageError{"call: " + err.Error()}
+		}
+		c, ctx, done, err := cf.dial(ctx, "nexo-call")
+		if err != nil {
+			return err
+		}
+		defer done()
+		if !binary {
+			// A JSON method's params are built from its schema; the server
+			// describes it (a server without sys.describe gets the arguments
+			// joined by spaces, as before).
+			d, err := describeMethod(ctx, c, method)
+			if err != nil {
+				return describeError(err)
+			}
+			if d != nil && d.Encoding == "json" {
+				jsonMethod = true
+				if payload, err = jsonParams(d.Params, rest); err != nil {
+					return usageError{"call " + method + ": " + err.Error()}
+				}
+			}
+		}
+		resp, err := c.Call(ctx, method, payload)
 		if err != nil {
 			return describeError(err)
 		}
-		if d != nil && d.Encoding == "json" {
-			if payload, err = jsonParams(d.Params, rest); err != nil {
-				return usageError{"call " + method + ": " + err.Error()}
-			}
+		if *asJSON {
+			out, _ := json.Marshal(struct { // a name and JSON always marshal
+				Method string          `json:"method"`
+				Result json.RawMessage `json:"result"`
+			}{method, resultJSON(method, resp, jsonMethod)})
+			_, err := fmt.Fprintln(m.Stdout, string(out))
+			return err
 		}
+		fmt.Fprintln(m.Stdout, formatResult(method, resp))
+		return nil
 	}
-	resp, err := c.Call(ctx, method, payload)
-	if err != nil {
-		return describeError(err)
+}
+
+// resultJSON is an answer as a JSON value: the number of math.* (a
+// string for a quotient JSON has no number for, such as +Inf), a JSON
+// method's result as it came, text as a string, and any other bytes as
+// {"hex": "..."}.
+func resultJSON(method string, resp []byte, jsonMethod bool) json.RawMessage {
+	var v any
+	switch {
+	case jsonMethod && json.Valid(resp):
+		return resp
+	case strings.HasPrefix(method, "math.") && len(resp) == 8:
+		text := formatResult(method, resp)
+		if f, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			return json.RawMessage(text)
+		}
+		v = text
+	case utf8.Valid(resp):
+		v = string(resp)
+	default:
+		v = map[string]string{"hex": hex.EncodeToString(resp)}
 	}
-	fmt.Fprintln(m.Stdout, formatResult(method, resp))
-	return nil
+	out, _ := json.Marshal(v) // a string or a map of strings
+	return out
 }
 
 // describeMethod asks the server to describe a method: nil when the

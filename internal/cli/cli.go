@@ -1,6 +1,6 @@
 // Package cli is the nexo command line: serve, worker, call, describe,
-// auto, bench, clients, certs and version. cmd/nexo runs it; package host
-// runs serve and worker with methods of one's own.
+// auto, bench, clients, kick, certs and version, on cobra. cmd/nexo runs
+// it; package host runs serve and worker with methods of one's own.
 //
 // Every flag may also come from the environment as NEXO_ plus the flag name
 // in upper case with '-' as '_' (NEXO_NATIVE_ADDR); a flag given on the
@@ -11,10 +11,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nexo-project/nexo/internal/buildinfo"
 	"github.com/nexo-project/nexo/service"
@@ -46,10 +48,6 @@ func (m *Main) Exit(ctx context.Context, args []string) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0 // asked for: the usage is printed
-	case errors.Is(err, errFlagPrinted):
-		return 2 // the flag package printed the error and the usage
 	case errors.As(err, new(usageError)):
 		fmt.Fprintln(m.Stderr, "nexo:", err)
 		return 2
@@ -59,80 +57,189 @@ func (m *Main) Exit(ctx context.Context, args []string) int {
 	}
 }
 
-// errFlagPrinted wraps a mistake the flag package found in the command
-// line, which it has printed already with the usage: exit status 2, and
-// no second copy of the error.
-var errFlagPrinted = errors.New("the command line's mistake, printed")
-
 // usageError is a mistake in the command line (exit status 2).
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-const usage = `nexo: a client-server system for small, fast requests.
+// command is a nexo command as each command's file defines it: define
+// adds its flags to fs and returns the function that runs it with the
+// arguments left once the flags are parsed. By then every flag the
+// command line did not set has been filled from the environment and, for
+// a command with --config, from its file.
+type command struct {
+	use, short string
+	// long and example are for the command's help, its man page and the
+	// Markdown reference (docs/cli).
+	long, example string
+	define        func(fs *pflag.FlagSet) runFunc
+	// completeMethods: a shell completes the first argument with the
+	// names of the methods the server offers (call, describe).
+	completeMethods bool
+}
 
-Usage:
-  nexo serve   [flags]                  run the server (a gateway too, with --nats)
-  nexo worker  [flags]                  serve methods to gateways over NATS
-  nexo call    [flags] METHOD [ARG...]  send one request and print the result
-  nexo describe [flags] [METHOD]        what the server offers: every method, or one in full (--json for scripts)
-  nexo auto    [flags]                  send a random math operation every interval
-  nexo bench   [flags]                  closed-loop load test
-  nexo clients [flags]                  list connected and recently closed clients (--cluster: every gateway's)
-  nexo kick    [flags] ID               disconnect a client (admins): it gets GOODBYE with --reason
-  nexo certs   [flags]                  make a development CA and certificates for TLS
-  nexo version [--json]                 print the version (also nexo --version)
+// runFunc runs a command with its arguments (the flags taken out).
+type runFunc func(ctx context.Context, args []string) error
 
-Run 'nexo COMMAND -h' for a command's flags. Every flag can also be set
-from the environment as NEXO_<FLAG> (NEXO_NATIVE_ADDR=...).
-`
+// commands are nexo's commands, in the order help lists them.
+func (m *Main) commands() []command {
+	return []command{
+		{use: "serve", short: "run the server (a gateway too, with --nats)", define: m.serve,
+			long: `Run the server: the native door (7070), the legacy door (7071), the web
+door with the GUI and JSON-RPC (8080) and the admin door (8222), all on
+loopback by default. With --nats it is a gateway that forwards the
+methods it does not serve to workers. SIGINT or SIGTERM drains it; SIGHUP
+re-reads --log-level from the config file.`,
+			example: `  nexo serve
+  nexo serve --config /etc/nexo/nexo.toml --check
+  nexo serve --nats-embedded 127.0.0.1:4222 --services sys`},
+		{use: "worker", short: "serve methods to gateways over NATS", define: m.worker,
+			long: `Serve methods to gateways over NATS: nexo's own services, methods of an
+HTTP JSON-RPC service (--upstream), or a program's own (package host).`,
+			example: `  nexo worker --nats nats://127.0.0.1:4222 --services math
+  nexo worker --upstream http://127.0.0.1:9000/rpc`},
+		{use: "call METHOD [ARG...]", short: "send one request and print the result", define: m.call, completeMethods: true,
+			long: `Send one request to the native door and print the result. math.* take two
+64-bit integers; a JSON method takes one JSON argument, name=value pairs,
+or values in the order of its params (nexo describe METHOD shows them).
+Flags may follow the arguments, and a negative number is an argument.`,
+			example: `  nexo call math.add 2 3
+  nexo call math.sub -5 3
+  nexo call --json math.div 7 2
+  nexo call sys.describe '["math.add"]'`},
+		{use: "describe [METHOD]", short: "what the server offers: every method, or one in full", define: m.describe, completeMethods: true,
+			example: `  nexo describe
+  nexo describe math.add
+  nexo describe --json sys.info`},
+		{use: "auto", short: "send a random math operation every interval", define: m.auto,
+			long: `Send a random math operation every interval, as the original automatic
+client did. After a kick, a shutdown or a network error it reconnects with
+backoff and says so on stderr; it exits 1 once --give-up has passed.`,
+			example: `  nexo auto --every 1s --count 5
+  nexo auto --legacy --every 2s`},
+		{use: "bench", short: "load test: closed loop, paced (-r), or idle connections (--idle)", define: m.bench,
+			long: `Drive a door with load and print throughput and latency percentiles. A run
+whose requests failed exits 1 unless --allow-errors; a paced run (-r) that
+misses its rate warns by how much.`,
+			example: `  nexo bench -c 50 -p 16 -d 10s
+  nexo bench --door web -c 50 -d 5s
+  nexo bench -r 20000 -d 10s --plot latency.svg
+  nexo bench --idle --connections 2000 -d 5s`},
+		{use: "clients", short: "list connected and recently closed clients (--cluster: every gateway's)", define: m.clients,
+			example: `  nexo clients
+  nexo clients --cluster
+  nexo clients --json`},
+		{use: "kick ID", short: "disconnect a client (admins): it gets GOODBYE with --reason", define: m.kick,
+			example: `  nexo kick 12 --reason "maintenance"`},
+		{use: "certs", short: "make a development CA and certificates for TLS", define: m.certsCmd,
+			example: `  nexo certs --dir certs --hosts localhost,127.0.0.1`},
+		{use: "version", short: "print the version (also nexo --version)", define: m.version,
+			example: `  nexo version --json`},
+	}
+}
+
+const rootLong = `nexo: a client-server system for small, fast requests.
+
+Every flag can also be set from the environment as NEXO_<FLAG>, in upper
+case with '-' as '_' (NEXO_NATIVE_ADDR=...); the command line wins. Flags
+may come anywhere on the line; after --, nothing is read as a flag.`
+
+func init() {
+	cobra.EnableCommandSorting = false // help lists the commands in the order of commands()
+}
+
+// root builds the command tree.
+func (m *Main) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nexo",
+		Short: "a client-server system for small, fast requests",
+		Long:  rootLong,
+		// An argument that names no command is an unknown command (a
+		// usage error), not something for the root to run.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(m.Stderr)
+			_ = cmd.Usage()
+			if len(args) == 0 {
+				return usageError{"no command given"}
+			}
+			return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		},
+		Version:           versionLine(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		DisableAutoGenTag: true, // the generated docs stay the same from day to day
+	}
+	root.SetVersionTemplate("nexo {{.Version}}\n")
+	root.SetOut(m.Stdout)
+	root.SetErr(m.Stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Sprintf("%v (see 'nexo %s --help')", err, cmd.Name())}
+	})
+	for _, c := range m.commands() {
+		root.AddCommand(m.cobraCommand(c))
+	}
+	return root
+}
+
+// cobraCommand makes c a cobra command: flags defined, the environment
+// and the config file applied before it runs.
+func (m *Main) cobraCommand(c command) *cobra.Command {
+	long := c.long
+	if long == "" {
+		long = strings.ToUpper(c.short[:1]) + c.short[1:] + "."
+	}
+	long += "\n\nEvery flag can also be set from the environment as NEXO_<FLAG>\n(NEXO_ADDR, NEXO_TIMEOUT, ...); the command line wins."
+	cmd := &cobra.Command{Use: c.use, Short: c.short, Long: long, Example: c.example}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	run := c.define(fs)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := m.settle(fs); err != nil {
+			return err
+		}
+		return run(cmd.Context(), args)
+	}
+	if c.completeMethods {
+		cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveDefault
+			}
+			return m.completeMethods(cmd.Context(), fs, prefix), cobra.ShellCompDirectiveNoFileComp
+		}
+	}
+	return cmd
+}
 
 // Run runs the command named by args[0].
 func (m *Main) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(m.Stderr, usage)
-		return usageError{"no command given"}
-	}
-	cmds := map[string]func(context.Context, []string) error{
-		"serve":    m.serve,
-		"worker":   m.worker,
-		"call":     m.call,
-		"describe": m.describe,
-		"kick":     m.kick,
-		"auto":     m.auto,
-		"bench":    m.bench,
-		"clients":  m.clients,
-		"certs":    m.certsCmd,
-		"version":  m.version,
-	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(m.Stdout, usage)
-		return nil
-	case "--version", "-version":
-		return m.version(ctx, args[1:])
-	}
-	run, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprint(m.Stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
-	}
-	return run(ctx, args[1:])
+	root := m.root()
+	root.SetArgs(normalizeArgs(root, args))
+	return root.ExecuteContext(ctx)
 }
 
-func (m *Main) version(_ context.Context, args []string) error {
-	fs := m.flags("version", "")
+func (m *Main) version(fs *pflag.FlagSet) runFunc {
 	asJSON := fs.Bool("json", false, "print version, commit, date, dirty and go_version as JSON")
-	if err := m.parse(fs, args); err != nil {
+	return func(_ context.Context, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("version takes no arguments, got %q", args)}
+		}
+		if *asJSON {
+			b := buildinfo.Read()
+			b.Version = Version
+			out, _ := json.Marshal(b) // strings and a bool
+			_, err := fmt.Fprintln(m.Stdout, string(out))
+			return err
+		}
+		_, err := fmt.Fprintf(m.Stdout, "nexo %s\n", versionLine())
 		return err
 	}
+}
+
+// versionLine is the version and what built it: "1.2.0 (commit abc, date,
+// go1.26.11)".
+func versionLine() string {
 	b := buildinfo.Read()
-	b.Version = Version
-	if *asJSON {
-		out, _ := json.Marshal(b) // strings and a bool
-		_, err := fmt.Fprintln(m.Stdout, string(out))
-		return err
-	}
 	var about []string
 	if b.Commit != "" {
 		about = append(about, "commit "+b.Commit)
@@ -144,37 +251,27 @@ func (m *Main) version(_ context.Context, args []string) error {
 		about = append(about, "with changes not committed")
 	}
 	about = append(about, b.GoVersion)
-	fmt.Fprintf(m.Stdout, "nexo %s (%s)\n", Version, strings.Join(about, ", "))
-	return nil
+	return fmt.Sprintf("%s (%s)", Version, strings.Join(about, ", "))
 }
 
-// flags returns a FlagSet for a command that reports to m.Stderr.
-func (m *Main) flags(name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(m.Stderr, "Usage: nexo %s [flags] %s\n\nFlags (also NEXO_<FLAG> in the environment):\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
+// cmdlineAnnotation marks a flag set on the command line (not from the
+// environment or a config file).
+const cmdlineAnnotation = "nexo-cmdline"
 
-// parse parses the command line, then fills every flag not given there
-// from the environment, and then, for a command with --config, from the
-// config file.
-func (m *Main) parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// settle fills every flag the command line did not set from the
+// environment and then, for a command with --config, from the config
+// file. The flags the command line set are marked (onCommandLine).
+func (m *Main) settle(fs *pflag.FlagSet) error {
+	fs.Visit(func(f *pflag.Flag) {
+		if f.Annotations == nil {
+			f.Annotations = map[string][]string{}
 		}
-		return fmt.Errorf("%w: %w", errFlagPrinted, err)
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		f.Annotations[cmdlineAnnotation] = nil
+	})
 	var err error
 	if m.Getenv != nil {
-		fs.VisitAll(func(f *flag.Flag) {
-			if given[f.Name] || err != nil {
+		fs.VisitAll(func(f *pflag.Flag) {
+			if f.Changed || err != nil {
 				return
 			}
 			key := envName(f.Name)
@@ -182,7 +279,6 @@ func (m *Main) parse(fs *flag.FlagSet, args []string) error {
 				if e := fs.Set(f.Name, v); e != nil {
 					err = usageError{fmt.Sprintf("%s=%q: %v", key, v, e)}
 				}
-				given[f.Name] = true
 			}
 		})
 	}
@@ -190,9 +286,19 @@ func (m *Main) parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if cf := fs.Lookup("config"); cf != nil && cf.Value.String() != "" {
-		return loadConfigFile(fs, cf.Value.String(), func(name string) bool { return given[name] })
+		return loadConfigFile(fs, cf.Value.String())
 	}
 	return nil
+}
+
+// onCommandLine reports whether the command line itself set the flag.
+func onCommandLine(fs *pflag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	_, ok := f.Annotations[cmdlineAnnotation]
+	return ok
 }
 
 // getenv reads the environment, or nothing when m has none.
@@ -206,12 +312,4 @@ func (m *Main) getenv(key string) string {
 // envName is the environment variable for a flag: NEXO_ + upper case, '-' as '_'.
 func envName(flagName string) string {
 	return "NEXO_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// given reports whether a flag was set on the command line or from the
-// environment.
-func (m *Main) given(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set || (m.Getenv != nil && m.Getenv(envName(name)) != "")
 }

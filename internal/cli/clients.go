@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/status"
@@ -16,79 +18,80 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
-func (m *Main) clients(ctx context.Context, args []string) error {
-	fs := m.flags("clients", "")
+func (m *Main) clients(fs *pflag.FlagSet) runFunc {
 	addr := fs.String("addr", "127.0.0.1:7070", "server `address` (native door; the caller must be on loopback)")
 	asJSON := fs.Bool("json", false, "print the raw JSON list")
 	closedRows := fs.Int("closed", 10, "show this many recently closed sessions (0: all)")
 	cluster := fs.Bool("cluster", false, "list the clients of every gateway of the cluster, the gateways and the workers (the server must run with --nats)")
 	cf := addConnFlags(fs)
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	opts, err := cf.options("nexo-clients")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, *addr, opts)
-	if err != nil {
-		return dialHint(err)
-	}
-	defer c.Close()
-	method := "sys.clients"
-	if *cluster {
-		method = "sys.cluster"
-	}
-	raw, err := c.Call(ctx, method, nil)
-	if err != nil {
-		if *cluster && errors.Is(err, wire.CodeUnknownMethod) {
-			return fmt.Errorf("%s is not part of a cluster: start it with --nats", *addr)
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("clients takes no arguments, got %q", args)}
 		}
-		return describeError(err)
-	}
-	if *asJSON {
-		_, err := fmt.Fprintln(m.Stdout, string(raw))
-		return err
-	}
-	if *cluster {
-		return m.printCluster(raw, c.ID())
-	}
-	var snap status.Snapshot
-	if err := json.Unmarshal(raw, &snap); err != nil {
-		return fmt.Errorf("sys.clients: %w", err)
-	}
-	now := time.Now()
-	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "%d connected\n", len(snap.Clients))
-	fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCONNECTED\tLAST SEEN\tRTT\tIN FLIGHT\tREQUESTS\tERRORS\tBYTES IN\tBYTES OUT")
-	for _, ci := range snap.Clients {
-		name := ci.Name
-		if ci.Identity != "" {
-			name += " <" + ci.Identity + ">"
+		opts, err := cf.options("nexo-clients")
+		if err != nil {
+			return err
 		}
-		if ci.ID == c.ID() {
-			name += " (this command)"
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, *addr, opts)
+		if err != nil {
+			return dialHint(err)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s ago\t%s\t%d\t%d\t%d\t%d\t%d\n",
-			ci.ID, ci.Door, dash(name), ci.Remote, since(now, ci.ConnectedAt), since(now, ci.LastSeen), rtt(ci.HeartbeatRTT),
-			ci.InFlight, ci.Requests, ci.Errors, ci.BytesIn, ci.BytesOut)
+		defer c.Close()
+		method := "sys.clients"
+		if *cluster {
+			method = "sys.cluster"
+		}
+		raw, err := c.Call(ctx, method, nil)
+		if err != nil {
+			if *cluster && errors.Is(err, wire.CodeUnknownMethod) {
+				return fmt.Errorf("%s is not part of a cluster: start it with --nats", *addr)
+			}
+			return describeError(err)
+		}
+		if *asJSON {
+			_, err := fmt.Fprintln(m.Stdout, string(raw))
+			return err
+		}
+		if *cluster {
+			return m.printCluster(raw, c.ID())
+		}
+		var snap status.Snapshot
+		if err := json.Unmarshal(raw, &snap); err != nil {
+			return fmt.Errorf("sys.clients: %w", err)
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "%d connected\n", len(snap.Clients))
+		fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCONNECTED\tLAST SEEN\tRTT\tIN FLIGHT\tREQUESTS\tERRORS\tBYTES IN\tBYTES OUT")
+		for _, ci := range snap.Clients {
+			name := ci.Name
+			if ci.Identity != "" {
+				name += " <" + ci.Identity + ">"
+			}
+			if ci.ID == c.ID() {
+				name += " (this command)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s ago\t%s\t%d\t%d\t%d\t%d\t%d\n",
+				ci.ID, ci.Door, dash(name), ci.Remote, since(now, ci.ConnectedAt), since(now, ci.LastSeen), rtt(ci.HeartbeatRTT),
+				ci.InFlight, ci.Requests, ci.Errors, ci.BytesIn, ci.BytesOut)
+		}
+		if len(snap.Closed) > 0 {
+			fmt.Fprintf(tw, "\n%d recently closed", len(snap.Closed))
+			if *closedRows > 0 && len(snap.Closed) > *closedRows {
+				fmt.Fprintf(tw, " (newest %d shown; --closed 0 shows all)", *closedRows)
+				snap.Closed = snap.Closed[:*closedRows]
+			}
+			fmt.Fprintln(tw)
+			fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCLOSED\tREASON\tREQUESTS\tERRORS")
+			for _, ci := range snap.Closed {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s\t%d\t%d\n",
+					ci.ID, ci.Door, dash(ci.Name), ci.Remote, since(now, ci.ClosedAt), ci.Reason, ci.Requests, ci.Errors)
+			}
+		}
+		return tw.Flush()
 	}
-	if len(snap.Closed) > 0 {
-		fmt.Fprintf(tw, "\n%d recently closed", len(snap.Closed))
-		if *closedRows > 0 && len(snap.Closed) > *closedRows {
-			fmt.Fprintf(tw, " (newest %d shown; --closed 0 shows all)", *closedRows)
-			snap.Closed = snap.Closed[:*closedRows]
-		}
-		fmt.Fprintln(tw)
-		fmt.Fprintln(tw, "ID\tDOOR\tNAME\tREMOTE\tCLOSED\tREASON\tREQUESTS\tERRORS")
-		for _, ci := range snap.Closed {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s ago\t%s\t%d\t%d\n",
-				ci.ID, ci.Door, dash(ci.Name), ci.Remote, since(now, ci.ClosedAt), ci.Reason, ci.Requests, ci.Errors)
-		}
-	}
-	return tw.Flush()
 }
 
 // printCluster prints sys.cluster: the gateways, every gateway's clients

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
 
 	"github.com/nexo-project/nexo/internal/backplane"
 	"github.com/nexo-project/nexo/internal/catalog"
@@ -40,7 +40,7 @@ type natsFlags struct {
 	url, prefix, creds *string
 }
 
-func addNATSFlags(fs *flag.FlagSet, defaultURL string) natsFlags {
+func addNATSFlags(fs *pflag.FlagSet, defaultURL string) natsFlags {
 	return natsFlags{
 		url:    fs.String("nats", defaultURL, "NATS server `URL`s, comma-separated (user, password or token may be in the URL)"),
 		prefix: fs.String("nats-prefix", backplane.DefaultPrefix, "NATS subject `prefix`: methods on PREFIX.svc.METHOD, gateway queries on PREFIX.admin.*"),
@@ -64,8 +64,7 @@ func defaultName() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-func (m *Main) worker(ctx context.Context, args []string) error {
-	fs := m.flags("worker", "")
+func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 	fs.String("config", "", "TOML `file` of settings named like these flags; flags and NEXO_* win over it")
 	nf := addNATSFlags(fs, nats.DefaultURL)
 	services := fs.String("services", "all", "services to serve: all, none, or a comma-separated list of math, sys (none when --upstream is given)")
@@ -76,117 +75,111 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	check := fs.Bool("check", false, "check the settings (flags, NEXO_*, --config file) and exit: 0 when they are valid")
 	otlp := addTracingFlag(fs)
-	log, _, err := m.parseDaemon(fs, args, logLevel)
-	if err != nil {
-		return err
-	}
-	if len(upf.urls) > 0 && !given(fs, "services") {
-		*services = "none"
-	}
-	sel, err := parseServices(*services)
-	if err != nil {
-		return err
-	}
-	if len(sel) == 0 && len(m.Methods) == 0 && len(upf.urls) == 0 {
-		return usageError{"--services none: a worker needs at least one service, or an --upstream"}
-	}
-	if *check {
-		if err := backplane.CheckPrefix(*nf.prefix); err != nil {
-			return usageError{"--nats-prefix: " + err.Error()}
-		}
-		if err := tracing.CheckEndpoint(*otlp); err != nil {
-			return usageError{"--otlp-endpoint: " + err.Error()}
-		}
-		fmt.Fprintln(m.Stdout, "nexo worker: the settings are valid")
-		return nil
-	}
-	tracer, stopTracing, err := startTracing(ctx, *otlp, "nexo worker", log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
-	reg := service.NewRegistry()
-	if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {
-		return err
-	}
-	var names []string
-	for _, m := range m.Methods {
-		names = append(names, m.Name)
-	}
-	for _, n := range catalog.Names() {
-		if sel[n] {
-			names = append(names, n)
-		}
-	}
-	name := defaultName()
-	ws := &workers{connect: func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) }, log: log,
-		o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log, Tracer: tracer},
-		up: map[*upstream.Upstream]*backplane.Worker{}}
-	defer ws.close()
-	if len(names) > 0 {
-		if err := ws.start(nil, reg, map[string]string{"services": strings.Join(names, ","), "host": name}); err != nil {
+	return func(ctx context.Context, args []string) error {
+		log, _, err := m.daemonLog("worker", args, logLevel)
+		if err != nil {
 			return err
 		}
-	}
-	ups, err := upf.dial(*maxFrame, log, ws.changed(name), ws.added(name))
-	if err != nil {
-		return err
-	}
-	defer closeAll(ups)
-	log.Info("nexo worker started", slog.String("version", Version), slog.String("nats", *nf.url),
-		slog.String("prefix", *nf.prefix), slog.Any("methods", ws.methods()))
-
-	var hs *http.Server
-	if *healthAddr != "" {
-		ln, err := net.Listen("tcp", *healthAddr)
+		if len(upf.urls) > 0 && !fs.Changed("services") {
+			*services = "none"
+		}
+		sel, err := parseServices(*services)
 		if err != nil {
-			return fmt.Errorf("health address: %w", err)
+			return err
 		}
-		metrics := prometheus.NewRegistry()
-		metrics.MustRegister(upstream.Collector(ups))
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ws.connected() {
-				http.Error(w, "not connected to NATS\n", http.StatusServiceUnavailable)
-				return
+		if len(sel) == 0 && len(m.Methods) == 0 && len(upf.urls) == 0 {
+			return usageError{"--services none: a worker needs at least one service, or an --upstream"}
+		}
+		if *check {
+			if err := backplane.CheckPrefix(*nf.prefix); err != nil {
+				return usageError{"--nats-prefix: " + err.Error()}
 			}
-			_, _ = w.Write([]byte("ready\n"))
-		})
-		mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		log.Info("listening", slog.String("door", "health"), slog.String("addr", ln.Addr().String()))
-		if m.Listening != nil {
-			m.Listening("health", ln.Addr().String())
+			if err := tracing.CheckEndpoint(*otlp); err != nil {
+				return usageError{"--otlp-endpoint: " + err.Error()}
+			}
+			fmt.Fprintln(m.Stdout, "nexo worker: the settings are valid")
+			return nil
 		}
-		go func() { _ = hs.Serve(ln) }()
-	}
-	if m.Listening != nil {
-		m.Listening("worker", *nf.url)
-	}
-	notifySystemd(log, "READY=1")
-	<-ctx.Done()
-	log.Info("signal received; draining", slog.Duration("drain_timeout", *drain))
-	notifySystemd(log, "STOPPING=1")
-	sctx, cancel := context.WithTimeout(context.Background(), *drain)
-	defer cancel()
-	err = ws.stop(sctx)
-	if hs != nil {
-		_ = hs.Shutdown(sctx)
-	}
-	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		log.Warn("drain incomplete", slog.Any("err", err))
-	}
-	log.Info("nexo worker stopped")
-	return nil
-}
+		tracer, stopTracing, err := startTracing(ctx, *otlp, "nexo worker", log)
+		if err != nil {
+			return err
+		}
+		defer stopTracing()
+		reg := service.NewRegistry()
+		if err := catalog.Register(reg, catalog.Options{Select: sel, Extra: m.Methods}); err != nil {
+			return err
+		}
+		var names []string
+		for _, m := range m.Methods {
+			names = append(names, m.Name)
+		}
+		for _, n := range catalog.Names() {
+			if sel[n] {
+				names = append(names, n)
+			}
+		}
+		name := defaultName()
+		ws := &workers{connect: func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) }, log: log,
+			o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log, Tracer: tracer},
+			up: map[*upstream.Upstream]*backplane.Worker{}}
+		defer ws.close()
+		if len(names) > 0 {
+			if err := ws.start(nil, reg, map[string]string{"services": strings.Join(names, ","), "host": name}); err != nil {
+				return err
+			}
+		}
+		ups, err := upf.dial(*maxFrame, log, ws.changed(name), ws.added(name))
+		if err != nil {
+			return err
+		}
+		defer closeAll(ups)
+		log.Info("nexo worker started", slog.String("version", Version), slog.String("nats", *nf.url),
+			slog.String("prefix", *nf.prefix), slog.Any("methods", ws.methods()))
 
-// given reports whether a flag was set: on the command line, in the
-// environment or in the config file.
-func given(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+		var hs *http.Server
+		if *healthAddr != "" {
+			ln, err := net.Listen("tcp", *healthAddr)
+			if err != nil {
+				return fmt.Errorf("health address: %w", err)
+			}
+			metrics := prometheus.NewRegistry()
+			metrics.MustRegister(upstream.Collector(ups))
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+				if !ws.connected() {
+					http.Error(w, "not connected to NATS\n", http.StatusServiceUnavailable)
+					return
+				}
+				_, _ = w.Write([]byte("ready\n"))
+			})
+			mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+			hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			log.Info("listening", slog.String("door", "health"), slog.String("addr", ln.Addr().String()))
+			if m.Listening != nil {
+				m.Listening("health", ln.Addr().String())
+			}
+			go func() { _ = hs.Serve(ln) }()
+		}
+		if m.Listening != nil {
+			m.Listening("worker", *nf.url)
+		}
+		notifySystemd(log, "READY=1")
+		<-ctx.Done()
+		log.Info("signal received; draining", slog.Duration("drain_timeout", *drain))
+		notifySystemd(log, "STOPPING=1")
+		sctx, cancel := context.WithTimeout(context.Background(), *drain)
+		defer cancel()
+		err = ws.stop(sctx)
+		if hs != nil {
+			_ = hs.Shutdown(sctx)
+		}
+		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			log.Warn("drain incomplete", slog.Any("err", err))
+		}
+		log.Info("nexo worker stopped")
+		return nil
+	}
 }
 
 // workers are a worker process's NATS micro services: one for its own

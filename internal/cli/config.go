@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
 )
 
 // loadConfigFile fills the flags given neither on the command line nor in
@@ -21,7 +21,7 @@ import (
 // So the precedence is: command line, then environment, then file, then
 // the built-in defaults. An unknown key or a bad value is an error that
 // names the file and the key.
-func loadConfigFile(fs *flag.FlagSet, path string, given func(string) bool) error {
+func loadConfigFile(fs *pflag.FlagSet, path string) error {
 	k := koanf.New(".")
 	if err := k.Load(file.Provider(path), toml.Parser()); err != nil {
 		return usageError{fmt.Sprintf("--config %s: %v", path, err)}
@@ -31,9 +31,9 @@ func loadConfigFile(fs *flag.FlagSet, path string, given func(string) bool) erro
 	for _, key := range keys {
 		f := fs.Lookup(key)
 		if f == nil || key == "config" {
-			return usageError{fmt.Sprintf("--config %s: unknown setting %q (keys are the flag names of 'nexo %s -h')", path, key, fs.Name())}
+			return usageError{fmt.Sprintf("--config %s: unknown setting %q (keys are the flag names of 'nexo %s --help')", path, key, fs.Name())}
 		}
-		if given(key) {
+		if f.Changed { // on the command line or in the environment
 			continue
 		}
 		v := k.Get(key)

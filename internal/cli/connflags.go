@@ -3,10 +3,11 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/certs"
@@ -21,7 +22,7 @@ type connFlags struct {
 	ca, cert, key, srvName *string
 }
 
-func addConnFlags(fs *flag.FlagSet) *connFlags {
+func addConnFlags(fs *pflag.FlagSet) *connFlags {
 	return &connFlags{
 		token:   fs.String("token", "", "`token` to present in HELLO (prefer NEXO_TOKEN)"),
 		tls:     fs.Bool("tls", false, "connect over TLS, verifying the server against the system's roots (implied by --tls-ca)"),
@@ -30,6 +31,13 @@ func addConnFlags(fs *flag.FlagSet) *connFlags {
 		key:     fs.String("tls-key", "", "PEM private key `file` of --tls-cert"),
 		srvName: fs.String("tls-server-name", "", "`name` to verify the server's certificate against (default: the host of --addr)"),
 	}
+}
+
+// connFlagsOf reads the connection flags addConnFlags defined on fs.
+func connFlagsOf(fs *pflag.FlagSet) *connFlags {
+	str := func(name string) *string { v, _ := fs.GetString(name); return &v }
+	tls, _ := fs.GetBool("tls")
+	return &connFlags{token: str("token"), tls: &tls, ca: str("tls-ca"), cert: str("tls-cert"), key: str("tls-key"), srvName: str("tls-server-name")}
 }
 
 // options returns the client options for a connection named name.
@@ -66,7 +74,7 @@ type clientFlags struct {
 	conn    *connFlags
 }
 
-func addClientFlags(fs *flag.FlagSet) clientFlags {
+func addClientFlags(fs *pflag.FlagSet) clientFlags {
 	return clientFlags{
 		addr:    fs.String("addr", "127.0.0.1:7070", "server `address` (native door)"),
 		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long"),

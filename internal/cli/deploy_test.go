@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"errors"
-	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -17,12 +16,13 @@ func TestKubernetesManifests(t *testing.T) {
 		if len(args) < 2 {
 			t.Fatalf("%s: no container args found", file)
 		}
-		// -h after the flags: parsing stops with ErrHelp only if every flag
-		// before it is known and has a valid value.
+		// --help after the flags: the help is printed, and no error
+		// returned, only if every flag before it is known and has a valid
+		// value.
 		var help strings.Builder
 		m := &Main{Stdout: &help, Stderr: &help, Getenv: func(string) string { return "" }}
-		if err := m.Run(t.Context(), append(args, "-h")); !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("%s: %q: %v", file, args, err)
+		if err := m.Run(t.Context(), append(args, "--help")); err != nil || !strings.Contains(help.String(), "Usage:") {
+			t.Errorf("%s: %q: %v\n%s", file, args, err, help.String())
 		}
 		for _, env := range envs {
 			name := "-" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "NEXO_")), "_", "-") + " "

@@ -8,7 +8,12 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/schema"
 	"github.com/nexo-project/nexo/internal/sys"
 	"github.com/nexo-project/nexo/service"
@@ -17,58 +22,91 @@ import (
 // describe prints what a server offers (sys.describe): every method in a
 // table, or one method in full; --json prints the server's JSON as is,
 // for scripts.
-func (m *Main) describe(ctx context.Context, args []string) error {
-	fs := m.flags("describe", "[METHOD]")
+func (m *Main) describe(fs *pflag.FlagSet) runFunc {
 	asJSON := fs.Bool("json", false, "print the description as JSON, as sys.describe answers it")
 	cf := addClientFlags(fs)
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 1 {
-		fs.Usage()
-		return usageError{"describe: one METHOD at most"}
-	}
-	var params []byte
-	if fs.NArg() == 1 {
-		params, _ = json.Marshal([]string{fs.Arg(0)}) // a string always marshals
-	}
-	c, ctx, done, err := cf.dial(ctx, "nexo-describe")
-	if err != nil {
-		return err
-	}
-	defer done()
-	out, err := c.Call(ctx, "sys.describe", params)
-	if err != nil {
-		return describeError(err)
-	}
-	if *asJSON {
-		var b bytes.Buffer
-		if err := json.Indent(&b, out, "", "  "); err != nil {
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 1 {
+			return usageError{"describe: one METHOD at most"}
+		}
+		var params []byte
+		if len(args) == 1 {
+			params, _ = json.Marshal([]string{args[0]}) // a string always marshals
+		}
+		c, ctx, done, err := cf.dial(ctx, "nexo-describe")
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(m.Stdout, b.String())
-		return nil
-	}
-	if fs.NArg() == 1 {
-		var d service.Described
-		if err := json.Unmarshal(out, &d); err != nil {
+		defer done()
+		out, err := c.Call(ctx, "sys.describe", params)
+		if err != nil {
+			return describeError(err)
+		}
+		if *asJSON {
+			var b bytes.Buffer
+			if err := json.Indent(&b, out, "", "  "); err != nil {
+				return err
+			}
+			fmt.Fprintln(m.Stdout, b.String())
+			return nil
+		}
+		if len(args) == 1 {
+			var d service.Described
+			if err := json.Unmarshal(out, &d); err != nil {
+				return fmt.Errorf("describe: the server's answer: %w", err)
+			}
+			printMethod(m.Stdout, d)
+			return nil
+		}
+		var cat sys.Catalog
+		if err := json.Unmarshal(out, &cat); err != nil {
 			return fmt.Errorf("describe: the server's answer: %w", err)
 		}
-		printMethod(m.Stdout, d)
+		tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "METHOD\tPAYLOAD\tIDEMPOTENT\tSERVED BY\tSUMMARY")
+		for _, d := range cat.Methods {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Encoding, yesNo(d.Idempotent), dash(strings.Join(d.ServedBy, ", ")), d.Summary)
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(m.Stdout, "%d methods on %s; 'nexo describe METHOD' for one in full\n", len(cat.Methods), cat.Server)
+		return nil
+	}
+}
+
+// completeMethods names the methods of the server that --addr (or
+// NEXO_ADDR) names, for a shell's completion: none when it cannot be
+// reached within a second.
+func (m *Main) completeMethods(ctx context.Context, fs *pflag.FlagSet, prefix string) []cobra.Completion {
+	if m.settle(fs) != nil {
+		return nil
+	}
+	addr, _ := fs.GetString("addr")
+	opts, err := connFlagsOf(fs).options("nexo-completion")
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, addr, opts)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	out, err := c.Call(ctx, "sys.describe", nil)
+	if err != nil {
 		return nil
 	}
 	var cat sys.Catalog
-	if err := json.Unmarshal(out, &cat); err != nil {
-		return fmt.Errorf("describe: the server's answer: %w", err)
+	if json.Unmarshal(out, &cat) != nil {
+		return nil
 	}
-	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "METHOD\tPAYLOAD\tIDEMPOTENT\tSERVED BY\tSUMMARY")
+	var names []cobra.Completion
 	for _, d := range cat.Methods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Encoding, yesNo(d.Idempotent), dash(strings.Join(d.ServedBy, ", ")), d.Summary)
+		if strings.HasPrefix(d.Name, prefix) {
+			names = append(names, cobra.CompletionWithDesc(d.Name, d.Summary))
+		}
 	}
-	_ = tw.Flush()
-	fmt.Fprintf(m.Stdout, "%d methods on %s; 'nexo describe METHOD' for one in full\n", len(cat.Methods), cat.Server)
-	return nil
+	return names
 }
 
 // printMethod prints one method's description for people.

@@ -305,7 +305,7 @@ func TestVersionAndUsage(t *testing.T) {
 	if _, errOut, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
 		t.Errorf("unknown command: %v", err)
 	}
-	if out, _, err := run(nil, "help"); err != nil || !strings.Contains(out, "nexo serve") {
+	if out, _, err := run(nil, "help"); err != nil || !strings.Contains(out, "serve       run the server") {
 		t.Errorf("help: %v", err)
 	}
 }
@@ -320,10 +320,13 @@ func TestExitStatus(t *testing.T) {
 		status int
 		says   string // once on stderr
 	}{
-		{[]string{"bench", "--bogus"}, 2, "flag provided but not defined: -bogus"},
-		{[]string{"call", "--timeout", "soon", "math.add", "1", "2"}, 2, `invalid value "soon" for flag -timeout`},
+		{[]string{"bench", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"call", "--timeout", "soon", "math.add", "1", "2"}, 2, `invalid argument "soon" for "--timeout" flag`},
+		{[]string{"call", "math.add", "1", "2", "--timeout", "soon"}, 2, `invalid argument "soon" for "--timeout" flag`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"call", "-h"}, 0, "Usage: nexo call"},
+		{[]string{"call"}, 2, "METHOD is missing"},
+		{[]string{"kick", "1", "2"}, 2, "give one client ID"},
+		{[]string{"serve", "extra"}, 2, `serve takes no arguments, got ["extra"]`},
 		{[]string{"call", "--addr", "127.0.0.1:1", "math.add", "1", "2"}, 1, "nexo serve"},
 	} {
 		var out, errb bytes.Buffer
@@ -331,6 +334,14 @@ func TestExitStatus(t *testing.T) {
 		status := m.Exit(context.Background(), tc.args)
 		if status != tc.status || strings.Count(errb.String(), tc.says) != 1 {
 			t.Errorf("nexo %s: exit %d, want %d, with %q once on stderr:\n%s", strings.Join(tc.args, " "), status, tc.status, tc.says, errb.String())
+		}
+	}
+	// Help asked for, in each of its forms, goes to stdout and exits 0.
+	for _, args := range [][]string{{"call", "-h"}, {"call", "--help"}, {"help", "call"}, {"call", "math.add", "--help"}} {
+		var out, errb bytes.Buffer
+		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+		if status := m.Exit(context.Background(), args); status != 0 || !strings.Contains(out.String(), "nexo call METHOD [ARG...] [flags]") || errb.Len() > 0 {
+			t.Errorf("nexo %s: exit %d, stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), status, out.String(), errb.String())
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/pflag"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
@@ -54,44 +54,46 @@ type serveSettings struct {
 	otlp                                    string // --otlp-endpoint (OTEL_* apply without it)
 	log                                     *slog.Logger
 	level                                   *slog.LevelVar
-	fs                                      *flag.FlagSet
-	args                                    []string
+	fs                                      *pflag.FlagSet
 }
 
 // serve runs the server: parse the settings, build the server and its
 // doors, listen, and run until a signal drains it.
-func (m *Main) serve(ctx context.Context, args []string) error {
-	set, err := m.parseServe(args)
-	if err != nil {
-		return err
-	}
-	if set.check {
-		if err := tracing.CheckEndpoint(set.otlp); err != nil {
-			return usageError{"--otlp-endpoint: " + err.Error()}
+func (m *Main) serve(fs *pflag.FlagSet) runFunc {
+	settings := m.serveFlags(fs)
+	return func(ctx context.Context, args []string) error {
+		set, err := settings(args)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
-		return nil
+		if set.check {
+			if err := tracing.CheckEndpoint(set.otlp); err != nil {
+				return usageError{"--otlp-endpoint: " + err.Error()}
+			}
+			fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
+			return nil
+		}
+		tracer, stopTracing, err := startTracing(ctx, set.otlp, "nexo serve", set.log)
+		if err != nil {
+			return err
+		}
+		defer stopTracing()
+		set.cfg.Tracer = tracer
+		p, err := m.buildServe(set)
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		if err := p.listen(ctx, set); err != nil {
+			return err
+		}
+		return m.runServe(ctx, set, p)
 	}
-	tracer, stopTracing, err := startTracing(ctx, set.otlp, "nexo serve", set.log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
-	set.cfg.Tracer = tracer
-	p, err := m.buildServe(set)
-	if err != nil {
-		return err
-	}
-	defer p.close()
-	if err := p.listen(ctx, set); err != nil {
-		return err
-	}
-	return m.runServe(ctx, set, p)
 }
 
-// parseServe reads serve's flags, environment and config file.
-func (m *Main) parseServe(args []string) (*serveSettings, error) {
-	fs := m.flags("serve", "")
+// serveFlags defines serve's flags and returns what reads them, once
+// parsed, into settings, checked.
+func (m *Main) serveFlags(fs *pflag.FlagSet) func(args []string) (*serveSettings, error) {
 	d := server.DefaultConfig()
 	fs.String("config", "", "TOML `file` of settings named like these flags; flags and NEXO_* win over it")
 	nativeAddr := fs.String("native-addr", "127.0.0.1:7070", "native protocol `address`; empty turns the door off")
@@ -133,74 +135,76 @@ func (m *Main) parseServe(args []string) (*serveSettings, error) {
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error (SIGHUP re-reads it from the config file)")
 	check := fs.Bool("check", false, "check the settings (flags, NEXO_*, --config file) and exit: 0 when they are valid")
 	otlp := addTracingFlag(fs)
-	log, level, err := m.parseDaemon(fs, args, logLevel)
-	if err != nil {
-		return nil, err
-	}
-	token := *adminToken
-	if *adminTokenFile != "" {
-		b, err := os.ReadFile(*adminTokenFile)
+	return func(args []string) (*serveSettings, error) {
+		log, level, err := m.daemonLog("serve", args, logLevel)
 		if err != nil {
-			return nil, usageError{"--admin-token-file: " + err.Error()}
+			return nil, err
 		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, usageError{"--admin-token-file " + *adminTokenFile + " is empty"}
+		token := *adminToken
+		if *adminTokenFile != "" {
+			b, err := os.ReadFile(*adminTokenFile)
+			if err != nil {
+				return nil, usageError{"--admin-token-file: " + err.Error()}
+			}
+			token = strings.TrimSpace(string(b))
+			if token == "" {
+				return nil, usageError{"--admin-token-file " + *adminTokenFile + " is empty"}
+			}
 		}
+		clientTokens, err := readTokens(*tokens, *tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		allow, err := parseNetworks(*legacyAllow)
+		if err != nil {
+			return nil, usageError{"--legacy-allow: " + err.Error()}
+		}
+		tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey, *tlsClientCA)
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		if *nativeAddr == "" && *legacyAddr == "" && *webAddr == "" {
+			return nil, usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
+		}
+		sel, err := parseServices(*services)
+		if err != nil {
+			return nil, err
+		}
+		if *nf.url == "" && *natsEmbedded == "" && len(sel) < len(catalog.Names()) {
+			return nil, usageError{"--services " + *services + " needs --nats or --nats-embedded: workers must serve the other services"}
+		}
+		origins, hosts := splitList(*wsOrigins), splitList(*allowedHosts)
+		// Fields the flags do not set keep their zero value, which means the
+		// server's default (MaxPending, for one, follows MaxFrame).
+		cfg := server.Config{
+			Version:           Version,
+			Heartbeat:         *heartbeat,
+			MaxFrame:          *maxFrame,
+			MaxConns:          *maxConns,
+			MaxConnsPerIP:     *maxConnsPerIP,
+			MaxInFlight:       *maxInFlight,
+			MaxInFlightTotal:  *maxInFlightTotal,
+			MaxInFlightBytes:  *maxInFlightBytes,
+			MaxPending:        *maxPending,
+			WriteTimeout:      *writeTimeout,
+			HandshakeTimeout:  *handshake,
+			LegacyIdleTimeout: *legacyIdle,
+			LegacyAllow:       allow,
+			AdminToken:        token,
+			Tokens:            clientTokens,
+			AuthFailures:      *authFailures,
+			AuthWindow:        *authWindow,
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, usageError{"bad configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}
+		}
+		return &serveSettings{
+			cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
+			origins: origins, hosts: hosts, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
+			services: sel, servicesText: *services, nats: nf, upstreams: ups, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
+			gatewayName: *gwName, drain: *drain, otlp: *otlp, log: log, level: level, fs: fs, check: *check,
+		}, nil
 	}
-	clientTokens, err := readTokens(*tokens, *tokenFile)
-	if err != nil {
-		return nil, err
-	}
-	allow, err := parseNetworks(*legacyAllow)
-	if err != nil {
-		return nil, usageError{"--legacy-allow: " + err.Error()}
-	}
-	tlsConf, err := certs.ServerConfig(*tlsCert, *tlsKey, *tlsClientCA)
-	if err != nil {
-		return nil, usageError{err.Error()}
-	}
-	if *nativeAddr == "" && *legacyAddr == "" && *webAddr == "" {
-		return nil, usageError{"every door is off: give --native-addr, --legacy-addr or --web-addr"}
-	}
-	sel, err := parseServices(*services)
-	if err != nil {
-		return nil, err
-	}
-	if *nf.url == "" && *natsEmbedded == "" && len(sel) < len(catalog.Names()) {
-		return nil, usageError{"--services " + *services + " needs --nats or --nats-embedded: workers must serve the other services"}
-	}
-	origins, hosts := splitList(*wsOrigins), splitList(*allowedHosts)
-	// Fields the flags do not set keep their zero value, which means the
-	// server's default (MaxPending, for one, follows MaxFrame).
-	cfg := server.Config{
-		Version:           Version,
-		Heartbeat:         *heartbeat,
-		MaxFrame:          *maxFrame,
-		MaxConns:          *maxConns,
-		MaxConnsPerIP:     *maxConnsPerIP,
-		MaxInFlight:       *maxInFlight,
-		MaxInFlightTotal:  *maxInFlightTotal,
-		MaxInFlightBytes:  *maxInFlightBytes,
-		MaxPending:        *maxPending,
-		WriteTimeout:      *writeTimeout,
-		HandshakeTimeout:  *handshake,
-		LegacyIdleTimeout: *legacyIdle,
-		LegacyAllow:       allow,
-		AdminToken:        token,
-		Tokens:            clientTokens,
-		AuthFailures:      *authFailures,
-		AuthWindow:        *authWindow,
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, usageError{"bad configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")}
-	}
-	return &serveSettings{
-		cfg: cfg, nativeAddr: *nativeAddr, legacyAddr: *legacyAddr, webAddr: *webAddr, admAdr: *adminAddr,
-		origins: origins, hosts: hosts, pprof: *pprofOn, reuse: *reuse, tls: tlsConf, mtls: *tlsClientCA != "",
-		services: sel, servicesText: *services, nats: nf, upstreams: ups, natsEmbedded: *natsEmbedded, natsRetry: *natsRetry,
-		gatewayName: *gwName, drain: *drain, otlp: *otlp, log: log, level: level, fs: fs, args: args, check: *check,
-	}, nil
 }
 
 // adminConns bounds the admin listener's connections, which do not count
@@ -425,7 +429,7 @@ wait:
 			log.Error("a door failed; shutting down", slog.Any("err", serveErr))
 			break wait
 		case <-hup:
-			if onCommandLine(set.args, "log-level") {
+			if onCommandLine(set.fs, "log-level") {
 				log.Info("SIGHUP: log level fixed on the command line; unchanged")
 				continue
 			}
@@ -452,15 +456,12 @@ wait:
 	return serveErr
 }
 
-// parseDaemon parses the flags of a long-running command (serve, worker),
-// which takes no arguments, and returns its logger: text on stderr at the
-// level of --log-level, which the returned LevelVar can change later.
-func (m *Main) parseDaemon(fs *flag.FlagSet, args []string, levelText *string) (*slog.Logger, *slog.LevelVar, error) {
-	if err := m.parse(fs, args); err != nil {
-		return nil, nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, nil, usageError{fmt.Sprintf("%s takes no arguments, got %q", fs.Name(), fs.Args())}
+// daemonLog checks that a long-running command (serve, worker) was given
+// no arguments, and returns its logger: text on stderr at the level of
+// --log-level, which the returned LevelVar can change later.
+func (m *Main) daemonLog(name string, args []string, levelText *string) (*slog.Logger, *slog.LevelVar, error) {
+	if len(args) > 0 {
+		return nil, nil, usageError{fmt.Sprintf("%s takes no arguments, got %q", name, args)}
 	}
 	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(*levelText)); err != nil {
@@ -471,7 +472,7 @@ func (m *Main) parseDaemon(fs *flag.FlagSet, args []string, levelText *string) (
 }
 
 // addTracingFlag adds --otlp-endpoint, shared by serve and worker.
-func addTracingFlag(fs *flag.FlagSet) *string {
+func addTracingFlag(fs *pflag.FlagSet) *string {
 	return fs.String("otlp-endpoint", "", "export traces of requests over OTLP/HTTP to this `URL` (http://127.0.0.1:4318); OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables work too; unset, tracing is off")
 }
 
@@ -500,23 +501,9 @@ func startTracing(ctx context.Context, flag, role string, log *slog.Logger) (tra
 	}, nil
 }
 
-// onCommandLine reports whether args set the flag.
-func onCommandLine(args []string, name string) bool {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		a = strings.TrimLeft(a, "-")
-		if a == name || strings.HasPrefix(a, name+"=") {
-			return true
-		}
-	}
-	return false
-}
-
 // reloadLogLevel re-reads log-level on SIGHUP: from the environment or the
 // config file, unless the command line fixed it.
-func (m *Main) reloadLogLevel(fs *flag.FlagSet, log *slog.Logger, level *slog.LevelVar) {
+func (m *Main) reloadLogLevel(fs *pflag.FlagSet, log *slog.Logger, level *slog.LevelVar) {
 	text := level.Level().String()
 	if m.getenv("NEXO_LOG_LEVEL") != "" {
 		text = m.getenv("NEXO_LOG_LEVEL")

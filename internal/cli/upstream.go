@@ -2,12 +2,13 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
@@ -20,7 +21,7 @@ type upstreamFlags struct {
 	conns *int
 }
 
-func addUpstreamFlags(fs *flag.FlagSet) *upstreamFlags {
+func addUpstreamFlags(fs *pflag.FlagSet) *upstreamFlags {
 	f := &upstreamFlags{}
 	fs.Func("upstream", "`URL` of an HTTP JSON-RPC 2.0 service that answers rpc.discover with an OpenRPC document: its methods join nexo's under their own names (repeatable, or comma-separated)", func(s string) error {
 		for _, u := range strings.Split(s, ",") {
