@@ -43,7 +43,7 @@ func TestTLS(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"plain TCP", nil, "handshake"},
+		{"plain TCP", nil, "BAD_FRAME: this door speaks TLS"}, // not a bare EOF
 		{"no client certificate", []string{"--tls-ca", f("ca.pem")}, "certificate required"},
 		{"unknown server CA", []string{"--tls", "--tls-cert", f("client.pem"), "--tls-key", f("client-key.pem")}, "certificate signed by unknown authority"},
 		{"wrong server name", append([]string{"--tls-server-name", "elsewhere.example"}, tlsArgs...), "elsewhere.example"},

@@ -128,6 +128,13 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 	if err != nil {
 		s.log.Debug("handshake failed", slog.String(keyRemote, c.RemoteAddr().String()), slog.Any(keyError, err))
 		s.metrics.handshakeFailed[handshakeFailure(err, inTLS)].Add(1)
+		if re, ok := errors.AsType[tls.RecordHeaderError](err); ok && re.Conn != nil {
+			// A client that sent plain text to a TLS door: it reads a
+			// native ERROR in plain text, which says what to do, where a
+			// closed connection said nothing.
+			refuse(re.Conn, nativeFatal(nil, wire.CodeBadFrame, "this door speaks TLS: connect with TLS (nexo call --tls-ca FILE, or --tls)"), s.cfg.Linger)
+			return nil
+		}
 		if we, ok := errors.AsType[*wire.Error](err); ok {
 			refuse(c, nativeFatal(nil, we.Code, we.Msg), s.cfg.Linger)
 			return nil
