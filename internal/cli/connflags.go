@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"syscall"
@@ -58,6 +59,9 @@ func (f *connFlags) options(name string) (*client.Options, error) {
 func dialHint(err error) error {
 	if we, ok := errors.AsType[*wire.Error](err); ok {
 		return describeError(we) // the server refused the handshake, and said why
+	}
+	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
+		return fmt.Errorf("%w (the server does not speak TLS at this address: leave out --tls and --tls-ca, or give the TLS door's address)", err)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%w (is `nexo serve` running? its native door listens on 127.0.0.1:7070 by default)", err)

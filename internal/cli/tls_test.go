@@ -118,6 +118,11 @@ func TestTLS(t *testing.T) {
 			t.Error("plain HTTP served by a TLS door")
 		}
 	}
+	// TLS to a plain door says so.
+	plain := serveDoors(t, 1, nil, "--legacy-addr", "", "--web-addr", "", "--admin-addr", "")
+	if _, _, err := run(nil, "call", "--addr", plain["native"], "--tls-ca", f("ca.pem"), "math.add", "1", "1"); err == nil || !strings.Contains(err.Error(), "does not speak TLS") {
+		t.Errorf("TLS to a plain door: %v", err)
+	}
 	// The legacy door stays plain TCP.
 	lc, err := net.DialTimeout("tcp", addrs["legacy"], 3*time.Second)
 	if err != nil {
