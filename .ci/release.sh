@@ -231,10 +231,19 @@ if command -v systemctl >/dev/null 2>&1; then
   done
 fi
 
+step "man pages and shell completion"
+extras="/usr/share/man/man1/nexo.1 /usr/share/man/man1/nexo-call.1 /usr/share/bash-completion/completions/nexo
+        /usr/share/zsh/vendor-completions/_nexo /usr/share/fish/vendor_completions.d/nexo.fish"
+for f in $extras; do
+  [ -s "$f" ] || fail "$f is not installed"
+done
+grep -q '^nexo-call - send one request' /usr/share/man/man1/nexo-call.1 || fail "nexo-call.1 is not a man page: $(head -3 /usr/share/man/man1/nexo-call.1)"
+echo "man pages and completion scripts installed"
+
 step "dpkg --purge nexo"
 dpkg --purge nexo
 installed=false
-for f in /usr/bin/nexo /etc/nexo/nexo.toml /etc/nexo/worker.toml $units; do
+for f in /usr/bin/nexo /etc/nexo/nexo.toml /etc/nexo/worker.toml $units $extras; do
   [ ! -e "$f" ] || fail "$f is still there after dpkg --purge nexo"
 done
 status=$(dpkg-query -W -f='${db:Status-Status}' nexo 2>/dev/null || true)
