@@ -100,6 +100,10 @@ export class WebSocketClient extends Emitter {
     this.welcome = null;
     /** Set once the server said goodbye: its reason. */
     this.goodbye = null;
+    /** Why the connection ended, once it has (a NexoError), as over TCP. */
+    this.error = null;
+    /** The server's largest frame, from its welcome, as over TCP. */
+    this.maxFrame = DEFAULT_MAX_FRAME;
     /** Resolves when the connection is closed, with {code, reason}. */
     this.closed = new Promise((resolve) => { this._closed = resolve; });
   }
@@ -128,7 +132,10 @@ export class WebSocketClient extends Emitter {
   }
 
   _emit(topic, params) {
-    if (topic === "welcome") this.welcome = params;
+    if (topic === "welcome") {
+      this.welcome = params;
+      if (params?.max_frame > 0) this.maxFrame = params.max_frame;
+    }
     if (topic === "goodbye") this.goodbye = params?.reason ?? "";
     super._emit(topic, params);
   }
@@ -161,21 +168,42 @@ export class WebSocketClient extends Emitter {
   }
 
   /** a + b as a BigInt, as over TCP; a and b are numbers or BigInts within int64. */
-  async add(a, b) { return BigInt(await this.call("math.add", ints(a, b))); }
+  async add(a, b, opts) { return BigInt(await this.call("math.add", ints(a, b), opts)); }
   /** a - b as a BigInt */
-  async sub(a, b) { return BigInt(await this.call("math.sub", ints(a, b))); }
+  async sub(a, b, opts) { return BigInt(await this.call("math.sub", ints(a, b), opts)); }
   /** a * b as a BigInt */
-  async mul(a, b) { return BigInt(await this.call("math.mul", ints(a, b))); }
+  async mul(a, b, opts) { return BigInt(await this.call("math.mul", ints(a, b), opts)); }
   /** a / b as a number; DIVISION_BY_ZERO when b is 0. */
-  async div(a, b) { return Number(await this.call("math.div", ints(a, b))); }
+  async div(a, b, opts) { return Number(await this.call("math.div", ints(a, b), opts)); }
+  /**
+   * The payload back, as a Uint8Array, as over TCP. JSON-RPC carries text:
+   * the payload (a string or UTF-8 bytes) must be valid UTF-8.
+   */
+  async echo(payload, opts) {
+    let text = payload;
+    if (typeof payload !== "string") {
+      try {
+        text = strictUTF8.decode(payload ?? EMPTY);
+      } catch {
+        throw new NexoError("BAD_PAYLOAD", "echo over WebSocket carries text: the payload is not UTF-8", -32602);
+      }
+    }
+    return utf8.encode(await this.call("sys.echo", [text], opts));
+  }
   /** The server's sys.info. */
-  info() { return this.call("sys.info"); }
+  info(opts) { return this.call("sys.info", undefined, opts); }
 
   /** Asks the server for events of these topics. */
-  subscribe(topics) { return this.call("sys.subscribe", topics); }
+  subscribe(topics, opts) { return this.call("sys.subscribe", topics, opts); }
 
-  /** Closes the connection; calls in flight are rejected. */
-  close() { this.ws.close(1000, "client closing"); }
+  /**
+   * Closes the connection and resolves once it is closed, as over TCP;
+   * calls in flight are rejected.
+   */
+  async close() {
+    if (this.ws.readyState < 2) this.ws.close(1000, "client closing");
+    return this.closed;
+  }
 }
 
 function ints(a, b) {
@@ -329,7 +357,8 @@ function connectWebSocket(url, opts) {
       }
     };
     ws.onclose = (ev) => {
-      for (const p of c.pending.values()) p.reject(new NexoError("UNAVAILABLE", "connection closed"));
+      c.error = new NexoError("UNAVAILABLE", c.goodbye !== null ? `connection closed: ${c.goodbye}` : `connection closed (code ${ev.code})`);
+      for (const p of c.pending.values()) p.reject(c.error);
       c.pending.clear();
       c._closed({ code: ev.code, reason: ev.reason });
       if (!welcomed) {
@@ -355,6 +384,7 @@ const MAX_PING_BODY = 64;
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
 const fromUTF8 = new TextDecoder();
+const strictUTF8 = new TextDecoder("utf-8", { fatal: true });
 
 function protocolError(name, message) {
   return new NexoError(name, message, NUMBERS[name]);

@@ -192,3 +192,43 @@ test("the WebSocket transport in Node", async (t) => {
   c.close();
   assert.equal((await c.closed).code, 1000);
 });
+
+test("the WebSocket and TCP clients have the same fields, methods and types", async (t) => {
+  if (typeof WebSocket === "undefined") {
+    if (process.env.CI) assert.fail("no global WebSocket: run node with --experimental-websocket");
+    t.skip("no global WebSocket in this Node");
+    return;
+  }
+  const tcp = await connect(`tcp://${srv.native}`, { name: "js-parity-tcp" });
+  const ws = await connect(`ws://${srv.web}/ws`, { name: "js-parity-ws" });
+  const kind = (v) => (v === null ? "null" : v instanceof Uint8Array ? "Uint8Array" : v instanceof Promise ? "Promise" : Array.isArray(v) ? "array" : typeof v);
+  for (const field of ["id", "welcome", "goodbye", "error", "maxFrame", "closed"]) {
+    assert.equal(kind(ws[field]), kind(tcp[field]), `${field}: ${kind(ws[field])} over WebSocket, ${kind(tcp[field])} over TCP`);
+  }
+  // The welcome has the same fields (the web door adds admin, for the GUI).
+  for (const [k, v] of Object.entries(tcp.welcome)) {
+    assert.equal(kind(ws.welcome[k]), kind(v), `welcome.${k}`);
+  }
+  assert.equal(ws.maxFrame, tcp.maxFrame);
+  for (const method of ["call", "add", "sub", "mul", "div", "echo", "info", "subscribe", "on", "close"]) {
+    assert.equal(typeof ws[method], "function", `${method} over WebSocket`);
+    assert.equal(typeof tcp[method], "function", `${method} over TCP`);
+  }
+  const results = async (c) => ({
+    add: await c.add(2, 3), sub: await c.sub(2, 3), mul: await c.mul(-2, 3, { timeout: 1000 }), div: await c.div(7, 2),
+    echo: await c.echo(new TextEncoder().encode("héllo")), info: await c.info(), subscribe: await c.subscribe(["stats"]),
+  });
+  const [a, b] = [await results(ws), await results(tcp)];
+  for (const k of Object.keys(a)) {
+    assert.equal(kind(a[k]), kind(b[k]), `${k}: ${kind(a[k])} over WebSocket, ${kind(b[k])} over TCP`);
+  }
+  assert.deepEqual([a.add, a.sub, a.mul, a.div], [b.add, b.sub, b.mul, b.div]);
+  assert.deepEqual(new Uint8Array(a.echo), new Uint8Array(b.echo)); // a Buffer over TCP, in Node
+  assert.deepEqual(a.subscribe, b.subscribe);
+  await Promise.all([ws.close(), tcp.close()]);
+  for (const c of [ws, tcp]) {
+    assert.equal(typeof (await c.closed).reason, "string");
+    assert.ok(c.error instanceof NexoError, "error says why the connection ended");
+    await assert.rejects(c.add(1, 1), (e) => e.name === "UNAVAILABLE" || e.name === "SHUTTING_DOWN");
+  }
+});
