@@ -270,7 +270,7 @@ func TestBrowser(t *testing.T) {
 	button := fmt.Sprintf(`button[aria-label="Disconnect client %d"]`, victim.ID())
 	step("the admin view shows a disconnect button",
 		chromedp.WaitVisible(chromedp.CSS(button)),
-		chromedp.Sleep(1200*time.Millisecond), // let the charts gather a few seconds
+		poll(`document.querySelector("#rps-chart .line")?.getTotalLength() > 0`), // two samples at least, for the screenshot
 	)
 	png1, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 makes a PNG
 	if err != nil {

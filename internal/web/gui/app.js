@@ -297,10 +297,15 @@ $("auto").addEventListener("submit", (ev) => {
   btn.setAttribute("aria-pressed", "true");
 });
 
-// ---- charts (plain SVG) ---------------------------------------------------
+// ---- charts (SVG, drawn at the chart's own size in CSS pixels) -----------
 
 let samples = [];
 const WINDOW = 300; // seconds shown
+const svgNS = "http://www.w3.org/2000/svg";
+const charts = [
+  { svg: $("rps-chart"), value: (s) => s.rps, what: "Requests per second" },
+  { svg: $("p99-chart"), value: (s) => s.p99_us, what: "p99 latency in microseconds" },
+];
 
 function onStats(s) {
   samples.push(s);
@@ -315,23 +320,90 @@ function showNow(s) {
 }
 
 function drawCharts() {
-  draw($("rps-chart"), samples.map((s) => s.rps));
-  draw($("p99-chart"), samples.map((s) => s.p99_us));
+  for (const c of charts) draw(c);
 }
 
-function draw(svg, values) {
-  const max = Math.max(1, ...values);
-  const n = values.length;
-  const pts = values.map((v, i) => `${(300 * (WINDOW - n + i)) / (WINDOW - 1)},${96 - (v / max) * 88}`).join(" ");
-  svg.innerHTML = "";
-  const ns = "http://www.w3.org/2000/svg";
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", pts);
-  const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", "3");
-  label.setAttribute("y", "9");
-  label.textContent = "max " + max.toLocaleString();
-  svg.append(line, label);
+// A chart is redrawn when its width changes (a phone turned, a window
+// resized), so that its text is never stretched or clipped.
+const resized = new ResizeObserver(drawCharts);
+for (const c of charts) resized.observe(c.svg);
+
+// niceCeil rounds up to 1, 2 or 5 times a power of ten: the top of the
+// value axis.
+function niceCeil(v) {
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 5, 10].map((m) => m * p).find((n) => n >= v);
+}
+
+function el(parent, name, attrs, text) {
+  const e = document.createElementNS(svgNS, name);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  parent.append(e);
+  return e;
+}
+
+// draw lays a chart out in its own pixels: the value axis on the left (0,
+// half and the top), the time axis below (a tick a minute, or fewer when
+// the labels would not fit, up to "now"), the samples of the last WINDOW
+// seconds of server time as a line, broken where samples are missing.
+function draw({ svg, value, what }) {
+  const w = svg.clientWidth, h = svg.clientHeight;
+  if (!w || !h) return; // not laid out (hidden): drawn when it is
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.replaceChildren();
+  const end = samples.length ? Date.parse(samples[samples.length - 1].t) : Date.now();
+  const shown = samples.filter((s) => end - Date.parse(s.t) <= WINDOW * 1000);
+  const peak = Math.max(0, ...shown.map(value));
+  const top = niceCeil(Math.max(1, peak));
+  const fontPx = parseFloat(getComputedStyle(svg).fontSize) || 12;
+
+  // Labels are measured once drawn; the plot fits between them.
+  const yLabels = [top, top / 2, 0].map((v) => el(svg, "text", { class: "y", "text-anchor": "end", "dominant-baseline": "middle" }, v.toLocaleString()));
+  const left = Math.ceil(Math.max(...yLabels.map((t) => t.getComputedTextLength()))) + 8;
+  const plot = { x0: left, x1: w - 6, y0: Math.ceil(fontPx / 2) + 3, y1: h - fontPx - 12 };
+  const x = (t) => plot.x1 - ((end - t) / (WINDOW * 1000)) * (plot.x1 - plot.x0);
+  const y = (v) => plot.y1 - (v / top) * (plot.y1 - plot.y0);
+  yLabels.forEach((t, i) => {
+    const gy = plot.y0 + (i * (plot.y1 - plot.y0)) / 2;
+    el(svg, "line", { class: "grid", x1: plot.x0, x2: plot.x1, y1: gy, y2: gy });
+    t.setAttribute("x", plot.x0 - 5);
+    t.setAttribute("y", gy);
+  });
+
+  // The time axis: a tick every step seconds back from now, with the
+  // smallest step whose labels keep a gap between them. A label is centred
+  // on its tick but stays right of the value axis and inside the chart.
+  const tickLabel = (sec) => (sec === 0 ? "now" : sec % 60 === 0 ? `−${sec / 60} min` : `−${sec} s`);
+  const scratch = el(svg, "text", { class: "x" });
+  const perSec = (plot.x1 - plot.x0) / WINDOW;
+  const layout = (step) => {
+    const ticks = [];
+    for (let sec = 0; sec <= WINDOW; sec += step) {
+      const tx = plot.x1 - sec * perSec;
+      scratch.textContent = tickLabel(sec);
+      const lw = scratch.getComputedTextLength();
+      ticks.push({ sec, tx, lw, lx: Math.min(Math.max(tx - lw / 2, plot.x0), w - lw - 1) });
+    }
+    return ticks;
+  };
+  const fits = (ticks) => ticks.every((k, i) => i === 0 || k.lx + k.lw + 8 <= ticks[i - 1].lx);
+  const ticks = [60, 120, 300].map(layout).find(fits) || layout(Infinity); // at worst, "now" alone
+  scratch.remove();
+  for (const k of ticks) {
+    el(svg, "line", { class: "tick", x1: k.tx, x2: k.tx, y1: plot.y1, y2: plot.y1 + 4 });
+    el(svg, "text", { class: "x", x: k.lx, y: h - 4 }, tickLabel(k.sec));
+  }
+
+  let d = "", last = 0;
+  for (const s of shown) {
+    const t = Date.parse(s.t);
+    d += `${t - last > 2500 ? "M" : "L"}${x(t).toFixed(1)},${y(value(s)).toFixed(1)}`;
+    last = t;
+  }
+  if (d) el(svg, "path", { class: "line", d });
+  const now = shown.length ? value(shown[shown.length - 1]).toLocaleString() : "no samples yet";
+  svg.setAttribute("aria-label", `${what} over the last 5 minutes: now ${now}, highest ${peak.toLocaleString()}`);
 }
 
 // ---- client list ----------------------------------------------------------
