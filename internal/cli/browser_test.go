@@ -3,18 +3,22 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/nexo-project/nexo/client"
 )
@@ -313,5 +317,300 @@ func TestBrowser(t *testing.T) {
 	}
 	if err := os.WriteFile(out, png1, 0o644); err != nil {
 		t.Error(err)
+	}
+}
+
+// inPage does actions in the page, or fails t saying what it was doing.
+func inPage(ctx context.Context, t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// evaluate evaluates a JavaScript expression in the page.
+func evaluate[T any](ctx context.Context, t *testing.T, expr string, opts ...chromedp.EvaluateOption) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
+	if err != nil {
+		t.Fatalf("evaluate %.80q: %v", expr, err)
+	}
+	return v
+}
+
+// jsName names an element for the keyboard tests: #id, or the tag and its
+// aria-label; "body" when nothing has the focus.
+const jsName = `((el) => !el || el === document.body ? "body" : el.id ? "#" + el.id :
+	el.tagName.toLowerCase() + (el.getAttribute("aria-label") ? "[" + el.getAttribute("aria-label") + "]" : ""))`
+
+// jsFocusable lists, in page order, the elements that Tab should reach:
+// every visible, enabled control and anything else made focusable.
+const jsFocusable = `[...document.querySelectorAll("a[href], area[href], button, input, select, textarea, iframe, summary, [tabindex], [contenteditable]")]
+	.filter((el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0 && getComputedStyle(el).visibility === "visible")
+	.map(` + jsName + `)`
+
+// jsUnreachableScrollers lists the boxes that scroll but that Tab cannot
+// reach: neither they nor anything in them takes the focus, so the arrow
+// keys cannot scroll them.
+const jsUnreachableScrollers = `[...document.querySelectorAll("body *")].filter((el) => {
+	const cs = getComputedStyle(el);
+	const scrolls = (/auto|scroll/.test(cs.overflowX) && el.scrollWidth > el.clientWidth + 1) || (/auto|scroll/.test(cs.overflowY) && el.scrollHeight > el.clientHeight + 1);
+	return scrolls && el.tabIndex < 0 && ![...el.querySelectorAll("*")].some((c) => c.tabIndex >= 0 && !c.disabled && c.getClientRects().length > 0);
+}).map(` + jsName + `)`
+
+// jsFocusRing describes the focused element's focus ring: whether it
+// matches :focus-visible, its outline, and the contrast of the outline's
+// colour with the background around the element (WCAG asks 3:1).
+const jsFocusRing = `(() => {
+	const el = document.activeElement, cs = getComputedStyle(el);
+	const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+	const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4 })
+		.reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+	let bg = "rgb(255, 255, 255)";
+	for (let p = el.parentElement; p; p = p.parentElement) {
+		const c = getComputedStyle(p).backgroundColor, a = rgb(c);
+		if (a.length === 3 || (a.length === 4 && a[3] > 0)) { bg = c; break; }
+	}
+	const [l1, l2] = [lum(rgb(cs.outlineColor)), lum(rgb(bg))].sort((x, y) => y - x);
+	return { name: ` + jsName + `(el), outline: cs.outlineStyle, width: parseFloat(cs.outlineWidth) || 0,
+		visible: el.matches(":focus-visible"), contrast: (l1 + 0.05) / (l2 + 0.05) };
+})()`
+
+// jsChartProblems lists what is wrong with the charts' labels: no time
+// axis, a label clipped by the chart's box, two labels overlapping, a
+// label stretched (an SVG scaled unevenly) or too small to read.
+const jsChartProblems = `(() => {
+	const problems = [];
+	for (const svg of document.querySelectorAll("svg.chart")) {
+		const box = svg.getBoundingClientRect();
+		const texts = [...svg.querySelectorAll("text")];
+		const words = texts.map((t) => t.textContent);
+		if (!words.includes("now") || !words.some((w) => /\d+ (min|s)$/.test(w))) problems.push(svg.id + ": no time axis; its labels are " + JSON.stringify(words));
+		const rects = texts.map((t) => t.getBoundingClientRect());
+		const at = (r) => "x " + r.left.toFixed(1) + "–" + r.right.toFixed(1) + ", y " + r.top.toFixed(1) + "–" + r.bottom.toFixed(1);
+		texts.forEach((t, i) => {
+			const r = rects[i], w = JSON.stringify(t.textContent);
+			if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5)
+				problems.push(svg.id + ": label " + w + " is clipped: it is at " + at(r) + ", the chart at " + at(box));
+			const m = t.getScreenCTM(), px = parseFloat(getComputedStyle(t).fontSize) * Math.abs(m.d);
+			if (px < 11) problems.push(svg.id + ": label " + w + " is " + px.toFixed(1) + " px high");
+			if (Math.abs(Math.abs(m.a) - Math.abs(m.d)) > 0.01) problems.push(svg.id + ": label " + w + " is stretched " + (m.a / m.d).toFixed(2) + " times");
+			for (let j = 0; j < i; j++) {
+				const q = rects[j];
+				if (r.left < q.right && q.left < r.right && r.top < q.bottom && q.top < r.bottom) problems.push(svg.id + ": labels " + JSON.stringify(words[j]) + " and " + w + " overlap");
+			}
+		});
+	}
+	return problems;
+})()`
+
+// axeScript reads axe-core, which npm ci installs in clients/js (a
+// devDependency pinned by its package-lock.json). On CI a missing copy
+// fails the test; elsewhere the check is skipped.
+func axeScript(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "clients", "js", "node_modules", "axe-core", "axe.min.js"))
+	if errors.Is(err, fs.ErrNotExist) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no axe-core on CI: .ci/run must run npm ci in clients/js (%v)", err)
+		}
+		t.Skipf("no axe-core here: run npm ci in clients/js to check accessibility (%v)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkAxe runs axe-core on the page as it is and fails t with every
+// serious or critical violation; lesser ones are logged.
+func checkAxe(ctx context.Context, t *testing.T) {
+	t.Helper()
+	script := axeScript(t)
+	type violation struct {
+		ID, Impact, Help string
+		Targets          []string
+	}
+	inPage(ctx, t, "load axe-core", chromedp.Evaluate[chromedp.Void](script))
+	vs := evaluate[[]violation](ctx, t, `axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({
+		id: v.id, impact: v.impact || "", help: v.help, targets: v.nodes.map((n) => n.target.flat().join(" ")) })))`, chromedp.EvalAwaitPromise)
+	var bad strings.Builder
+	for _, v := range vs {
+		line := fmt.Sprintf("%s (%s): %s\n\t%s", v.ID, v.Impact, v.Help, strings.Join(v.Targets, "\n\t"))
+		if v.Impact == "serious" || v.Impact == "critical" {
+			bad.WriteString("\n" + line)
+		} else {
+			t.Logf("axe, %s", line)
+		}
+	}
+	if bad.Len() > 0 {
+		t.Errorf("axe-core finds serious or critical violations:%s", bad.String())
+	}
+}
+
+// TestBrowserAccessibility checks the GUI of a real `nexo serve` at a
+// phone's width (390 px) and a desktop's (1280 px): the charts have a time
+// axis and readable labels; Tab reaches every control in page order, each
+// with a visible focus, and leaves the page again (no trap); Enter and
+// Space work; Disconnect works by keyboard, its confirmation included,
+// while the client list updates every second; axe-core finds no serious or
+// critical violation. The server has an admin token, so the page first
+// logs in by keyboard.
+func TestBrowserAccessibility(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	ctx := browserContext(t)
+	const token = "keyboard-admin-token"
+	addrs := serve(t, map[string]string{"NEXO_ADMIN_TOKEN": token}, "--heartbeat", "1s")
+	url := "http://" + addrs["web"] + "/"
+	dial := func(t *testing.T, name string) *client.Client {
+		t.Helper()
+		c, err := client.Dial(ctx, addrs["native"], &client.Options{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	const admin = `document.body.dataset.state === "connected" && document.body.classList.contains("admin")`
+
+	inPage(ctx, t, "open the GUI, not yet admin",
+		chromedp.Navigate(url),
+		poll(`document.body.dataset.state === "connected" && !document.body.classList.contains("admin")`))
+	t.Run("axe before login", func(t *testing.T) { checkAxe(ctx, t) })
+	inPage(ctx, t, "log in by keyboard: Tab to the token, type it, Enter",
+		chromedp.KeyEvent(kb.Tab),
+		poll(`document.activeElement.id === "token"`),
+		chromedp.KeyEvent(token+kb.Enter),
+		poll(admin))
+
+	for _, size := range []struct {
+		name string
+		w, h int64
+	}{{"phone", 390, 844}, {"desktop", 1280, 1000}} {
+		t.Run(fmt.Sprintf("%s %d px", size.name, size.w), func(t *testing.T) {
+			inPage(ctx, t, "reload at this width (the token stays for the tab)",
+				chromedp.EmulateViewport(size.w, size.h),
+				chromedp.Navigate(url),
+				poll(admin))
+			victim := dial(t, "kicked-by-keyboard")
+			disconnect := fmt.Sprintf("button[Disconnect client %d]", victim.ID())
+			inPage(ctx, t, "the victim has a Disconnect button",
+				poll(fmt.Sprintf(`[...document.querySelectorAll("button")].some((b) => %s(b) === %q)`, jsName, disconnect)))
+
+			t.Run("charts", func(t *testing.T) {
+				inPage(ctx, t, "the charts have labels", poll(`document.querySelectorAll("#rps-chart text, #p99-chart text").length > 0`))
+				if problems := evaluate[[]string](ctx, t, jsChartProblems); len(problems) > 0 {
+					t.Errorf("the charts' labels:\n%s", strings.Join(problems, "\n"))
+				}
+			})
+
+			t.Run("tab order", func(t *testing.T) {
+				want := evaluate[[]string](ctx, t, jsFocusable)
+				for _, c := range []string{"#a", "#op", "#b", "#compute", "#svc-method", "#svc-call", "#every", "#auto-toggle", disconnect} {
+					if !slices.Contains(want, c) {
+						t.Errorf("%s is not focusable; these are: %q", c, want)
+					}
+				}
+				if n := evaluate[int](ctx, t, `document.querySelectorAll("[tabindex]:not([tabindex='0']):not([tabindex='-1'])").length`); n > 0 {
+					t.Errorf("%d elements have a positive tabindex, which breaks the page order", n)
+				}
+				if boxes := evaluate[[]string](ctx, t, jsUnreachableScrollers); len(boxes) > 0 {
+					t.Errorf("these boxes scroll but Tab cannot reach them: %q", boxes)
+				}
+				type stop struct {
+					Name     string
+					Outline  string
+					Width    float64
+					Visible  bool
+					Contrast float64
+				}
+				var got []stop
+				for range len(want) + 3 {
+					inPage(ctx, t, "press Tab", chromedp.KeyEvent(kb.Tab))
+					got = append(got, evaluate[stop](ctx, t, jsFocusRing))
+				}
+				var names []string
+				for _, s := range got {
+					names = append(names, s.Name)
+				}
+				if len(want) == 0 || !slices.Equal(names[:len(want)], want) {
+					t.Fatalf("Tab goes through\n\t%q\nwant the page order\n\t%q", names, want)
+				}
+				for _, s := range got[:len(want)] {
+					if !s.Visible || s.Outline == "none" || s.Width < 2 || s.Contrast < 3 {
+						t.Errorf("%s has no visible focus: :focus-visible %v, outline %s %.1f px, contrast %.1f:1 with the background", s.Name, s.Visible, s.Outline, s.Width, s.Contrast)
+					}
+				}
+				// Past the last control the focus leaves the page (to the
+				// browser, body here) and comes back to the first: no trap.
+				if after := names[len(want):]; !slices.Contains(after, want[0]) {
+					t.Errorf("after the last control, Tab goes to %q, not back to %s: a keyboard trap", after, want[0])
+				}
+			})
+
+			t.Run("enter and space", func(t *testing.T) {
+				inPage(ctx, t, "Enter in a number submits the calculator",
+					chromedp.SetValue(chromedp.CSS("#a"), "6"),
+					chromedp.SetValue(chromedp.CSS("#op"), "math.mul"),
+					chromedp.SetValue(chromedp.CSS("#b"), "7"),
+					chromedp.Evaluate[chromedp.Void](`document.querySelector("#result").textContent = ""`),
+					chromedp.Focus(chromedp.CSS("#b")),
+					chromedp.KeyEvent(kb.Enter),
+					poll(`document.querySelector("#result").textContent === "42"`))
+				inPage(ctx, t, "Space on Compute",
+					chromedp.Evaluate[chromedp.Void](`document.querySelector("#result").textContent = ""`),
+					chromedp.Focus(chromedp.CSS("#compute")),
+					chromedp.KeyEvent(" "),
+					poll(`document.querySelector("#result").textContent === "42"`))
+				inPage(ctx, t, "Space starts the automatic client, Enter stops it",
+					chromedp.SetValue(chromedp.CSS("#every"), "60"),
+					chromedp.Focus(chromedp.CSS("#auto-toggle")),
+					chromedp.KeyEvent(" "),
+					poll(`document.querySelector("#auto-toggle").getAttribute("aria-pressed") === "true" && document.querySelectorAll("#auto-log li").length > 0`),
+					chromedp.KeyEvent(kb.Enter),
+					poll(`document.querySelector("#auto-toggle").getAttribute("aria-pressed") === "false"`))
+			})
+
+			t.Run("axe", func(t *testing.T) { checkAxe(ctx, t) })
+
+			t.Run("disconnect by keyboard", func(t *testing.T) {
+				for i := 0; evaluate[string](ctx, t, jsName+`(document.activeElement)`) != disconnect; i++ {
+					if i > 100 {
+						t.Fatalf("Tab never reaches %s", disconnect)
+					}
+					inPage(ctx, t, "press Tab", chromedp.KeyEvent(kb.Tab))
+				}
+				confirm := fmt.Sprintf("button[Confirm disconnect client %d]", victim.ID())
+				inPage(ctx, t, "Enter asks for confirmation",
+					chromedp.KeyEvent(kb.Enter),
+					poll(fmt.Sprintf(`%s(document.activeElement) === %q`, jsName, confirm)))
+				// The list is redrawn every second, and at once for a new
+				// client: the focus must stay on the armed button.
+				bystander := dial(t, "bystander")
+				inPage(ctx, t, "a new client appears",
+					poll(fmt.Sprintf(`document.querySelector('#clients tbody tr[data-id="%d"]') !== null`, bystander.ID())))
+				if got := evaluate[string](ctx, t, jsName+`(document.activeElement)`); got != confirm {
+					t.Fatalf("after the list's update the focus is on %s, not %s", got, confirm)
+				}
+				select {
+				case <-victim.Done():
+					t.Fatal("one key press disconnected the client")
+				default:
+				}
+				inPage(ctx, t, "Space confirms",
+					chromedp.KeyEvent(" "),
+					poll(fmt.Sprintf(`(() => { const r = document.querySelector('#closed tbody tr[data-id="%d"]'); return r && r.textContent.includes("kicked") })()`, victim.ID())))
+				select {
+				case <-victim.Done():
+				case <-time.After(5 * time.Second):
+					t.Error("the client disconnected by keyboard is still connected")
+				}
+				inPage(ctx, t, "the page says so, and the focus is not lost",
+					poll(fmt.Sprintf(`document.querySelector("#clients-section [role=status]").textContent.includes("client %d disconnected")`, victim.ID())),
+					poll(`document.activeElement !== document.body && document.querySelector("#clients-section").contains(document.activeElement)`))
+			})
+		})
 	}
 }

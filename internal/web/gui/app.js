@@ -265,6 +265,7 @@ function logLine(text, bad) {
   const log = $("auto-log");
   log.prepend(li);
   while (log.children.length > 100) log.lastChild.remove();
+  markScrollers();
 }
 
 async function autoOnce() {
@@ -423,20 +424,61 @@ function cell(tr, text, cls) {
   return td;
 }
 
-// armed is the Disconnect button clicked once: a second click within
-// armFor confirms. It outlives the list's redraws.
+// syncRows makes a table body's rows those of items, in order, one per
+// key(item), and fill(tr, item) writes a row's cells. A row that stays is
+// kept in place with its elements, so that a Disconnect button keeps the
+// keyboard focus, and a screen reader its place, through the updates
+// every second. When the row holding the focus goes, the focus moves to
+// the status line after the table, not to the top of the page.
+function syncRows(body, items, key, fill) {
+  const want = new Set(items.map((it) => String(key(it))));
+  let lostFocus = false;
+  for (const tr of [...body.rows]) {
+    if (want.has(tr.dataset.id)) continue;
+    lostFocus ||= tr.contains(document.activeElement);
+    tr.remove();
+  }
+  const rows = new Map([...body.rows].map((tr) => [tr.dataset.id, tr]));
+  let at = body.firstElementChild;
+  for (const it of items) {
+    const id = String(key(it));
+    let tr = rows.get(id);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.id = id;
+    }
+    fill(tr, it);
+    if (tr === at) at = at.nextElementSibling;
+    else body.insertBefore(tr, at); // a new row, or one that moved
+  }
+  if (lostFocus) $("clients-status").focus();
+}
+
+// setCells writes a row's first cells, [text, class] each, touching only
+// those that changed.
+function setCells(tr, cells) {
+  cells.forEach(([text, cls = ""], i) => {
+    const td = tr.cells[i] || tr.insertCell();
+    if (td.textContent !== String(text)) td.textContent = text;
+    if (td.className !== cls) td.className = cls;
+  });
+}
+
+// armed is the Disconnect button pressed once: a second press within
+// armFor confirms.
 let armed = { id: 0, until: 0 };
-const armFor = 4000; // ms
+const armFor = 5000; // ms
 const maxClosedRows = 20;
 
 function disconnectButton(id) {
   const b = document.createElement("button");
+  b.type = "button";
   b.className = "danger";
   const set = (on) => {
     b.textContent = on ? "Confirm disconnect" : "Disconnect";
     b.setAttribute("aria-label", `${on ? "Confirm disconnect" : "Disconnect"} client ${id}`);
   };
-  set(armed.id === id && Date.now() < armed.until);
+  set(false);
   b.addEventListener("click", () => {
     if (armed.id === id && Date.now() < armed.until) {
       armed = { id: 0, until: 0 };
@@ -455,35 +497,34 @@ function onClients(ev) {
   $("doors").textContent = Object.entries(ev.doors).map(([d, n]) => `${d}: ${n}`).join(" · ") || "no clients";
   const admin = document.body.classList.contains("admin");
   const me = client && client.welcome ? client.welcome.client_id : 0;
-  const body = $("clients").tBodies[0];
-  body.replaceChildren(...ev.clients.map((c) => {
-    const tr = document.createElement("tr");
-    tr.dataset.id = c.id;
-    cell(tr, c.id + (c.id === me ? " (you)" : ""));
-    cell(tr, c.door);
-    cell(tr, c.name || "");
-    cell(tr, c.remote || "", "admin-only");
-    cell(tr, new Date(c.connected_at).toLocaleTimeString());
-    cell(tr, c.requests.toLocaleString());
-    cell(tr, ago(c.last_seen));
-    cell(tr, c.heartbeat_rtt_us ? `${(c.heartbeat_rtt_us / 1000).toFixed(2)} ms` : "–");
-    const td = cell(tr, "", "admin-only");
-    if (admin && c.id !== me) td.append(disconnectButton(c.id)); // never your own session
-    return tr;
-  }));
+  syncRows($("clients").tBodies[0], ev.clients, (c) => c.id, (tr, c) => {
+    setCells(tr, [
+      [c.id + (c.id === me ? " (you)" : "")],
+      [c.door],
+      [c.name || ""],
+      [c.remote || "", "admin-only"],
+      [new Date(c.connected_at).toLocaleTimeString()],
+      [c.requests.toLocaleString()],
+      [ago(c.last_seen)],
+      [c.heartbeat_rtt_us ? `${(c.heartbeat_rtt_us / 1000).toFixed(2)} ms` : "–"],
+    ]);
+    const td = tr.cells[8] || tr.insertCell();
+    td.className = "admin-only";
+    const may = admin && c.id !== me; // never your own session
+    if (may && !td.firstChild) td.append(disconnectButton(c.id));
+    if (!may && td.firstChild) td.replaceChildren();
+  });
   const closed = [...ev.closed].sort((x, y) => Date.parse(y.closed_at) - Date.parse(x.closed_at)).slice(0, maxClosedRows);
-  $("closed").tBodies[0].replaceChildren(...closed.map((c) => {
-    const tr = document.createElement("tr");
-    tr.dataset.id = c.id;
-    cell(tr, c.id);
-    cell(tr, c.door);
-    cell(tr, c.name || "");
-    cell(tr, c.remote || "", "admin-only");
-    cell(tr, new Date(c.closed_at).toLocaleTimeString());
-    cell(tr, c.requests.toLocaleString());
-    cell(tr, c.reason);
-    return tr;
-  }));
+  syncRows($("closed").tBodies[0], closed, (c) => c.id, (tr, c) => setCells(tr, [
+    [c.id],
+    [c.door],
+    [c.name || ""],
+    [c.remote || "", "admin-only"],
+    [new Date(c.closed_at).toLocaleTimeString()],
+    [c.requests.toLocaleString()],
+    [c.reason],
+  ]));
+  markScrollers();
 }
 
 // ---- cluster --------------------------------------------------------------
@@ -548,11 +589,35 @@ function onCluster(c) {
 }
 
 async function kick(id) {
+  const status = $("clients-status");
   try {
-    await client.call("sys.kick", [id, "disconnected from the GUI"]);
+    if (!client) throw new NexoError("UNAVAILABLE", "");
+    const gone = await client.call("sys.kick", [id, "disconnected from the GUI"]);
+    status.textContent = gone ? `client ${id} disconnected` : `client ${id} had already left`;
   } catch (e) {
-    alert(`cannot disconnect client ${id}: ${explain(e)}`);
+    status.textContent = `cannot disconnect client ${id}: ${explain(e)}`;
   }
+}
+
+// ---- keyboard -------------------------------------------------------------
+
+// A box that scrolls (a wide table on a phone, a long log) is reachable
+// with Tab, to scroll it with the arrow keys, while (and only while) its
+// content overflows it.
+const scrollers = [...document.querySelectorAll(".scroll, .log")];
+
+function markScrollers() {
+  for (const box of scrollers) {
+    const over = box.scrollWidth > box.clientWidth + 1 || box.scrollHeight > box.clientHeight + 1;
+    if (over && !box.hasAttribute("tabindex")) box.tabIndex = 0;
+    else if (!over && box.hasAttribute("tabindex")) box.removeAttribute("tabindex");
+  }
+}
+
+const boxResized = new ResizeObserver(markScrollers);
+for (const box of scrollers) {
+  boxResized.observe(box);
+  if (box.firstElementChild) boxResized.observe(box.firstElementChild);
 }
 
 run();
