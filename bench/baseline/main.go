@@ -4,17 +4,23 @@
 // heartbeats, no limits, no metrics: it is the Go "limit" that bench/compare.sh
 // measures nexo against. It is not a server to deploy.
 //
-//	go run ./bench/baseline -addr 127.0.0.1:7490
+// With -http-addr it also serves math.add as JSON-RPC 2.0 over POST /rpc,
+// the way a minimal net/http server would (encoding/json, one handler):
+// the yardstick of nexo's web door (bench/web.sh).
+//
+//	go run ./bench/baseline -addr 127.0.0.1:7490 -http-addr 127.0.0.1:7491
 package main
 
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"os"
 )
 
@@ -35,7 +41,16 @@ const (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:7490", "listen `address`")
+	httpAddr := flag.String("http-addr", "", "also serve JSON-RPC over POST /rpc on this `address`")
 	flag.Parse()
+	if *httpAddr != "" {
+		hln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Fprintln(os.Stderr, "baseline serving POST /rpc on", hln.Addr())
+		go func() { log.Fatal(http.Serve(hln, http.HandlerFunc(rpc))) }()
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
@@ -121,4 +136,46 @@ func frame(out []byte, t byte, id uint32, body []byte) []byte {
 	out = append(out, 1, t, 0, 0)
 	out = binary.BigEndian.AppendUint32(out, id)
 	return append(out, body...)
+}
+
+// rpc answers one JSON-RPC 2.0 request for math.add, POSTed to /rpc.
+func rpc(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/rpc" {
+		http.Error(w, "POST /rpc", http.StatusNotFound)
+		return
+	}
+	var req struct {
+		Method string          `json:"method"`
+		Params [2]int64        `json:"params"`
+		ID     json.RawMessage `json:"id"`
+	}
+	type rpcError struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	resp := struct {
+		JSONRPC string          `json:"jsonrpc"`
+		Result  *int64          `json:"result,omitempty"`
+		Error   *rpcError       `json:"error,omitempty"`
+		ID      json.RawMessage `json:"id"`
+	}{JSONRPC: "2.0"}
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req)
+	resp.ID = req.ID
+	x, y := req.Params[0], req.Params[1]
+	s := x + y
+	switch {
+	case err != nil:
+		resp.Error = &rpcError{-32700, err.Error()}
+	case req.Method != "math.add":
+		resp.Error = &rpcError{-32601, "only math.add"}
+	case (x >= 0) == (y >= 0) && (s >= 0) != (x >= 0):
+		resp.Error = &rpcError{-32007, "overflow"}
+	default:
+		resp.Result = &s
+	}
+	if resp.ID == nil {
+		resp.ID = json.RawMessage("null")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
 }

@@ -21,12 +21,13 @@ var defaultDoorAddr = map[string]string{
 	loadgen.DoorNative: "127.0.0.1:7070",
 	loadgen.DoorLegacy: "127.0.0.1:7071",
 	loadgen.DoorWeb:    "127.0.0.1:8080",
+	loadgen.DoorHTTP:   "127.0.0.1:8080",
 	loadgen.DoorRedis:  "127.0.0.1:6379",
 }
 
 func (m *Main) bench(fs *pflag.FlagSet) runFunc {
-	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door (by default the door's own: 7071 legacy, 8080 web, 6379 redis)")
-	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets), web (JSON-RPC over the WebSocket /ws), or redis (PINGs to a redis-server, for comparison)")
+	addr := fs.String("addr", "127.0.0.1:7070", "server `address` of the door (by default the door's own: 7071 legacy, 8080 web and http, 6379 redis)")
+	door := fs.String("door", loadgen.DoorNative, "door to drive: native, legacy (math only, struct packets), web (JSON-RPC over the WebSocket /ws), http (JSON-RPC over POST /rpc, kept alive, pipelined with -p), or redis (PINGs to a redis-server, for comparison)")
 	rate := fs.Float64P("r", "r", 0, "target `rate` in requests per second over all connections, with latency corrected for coordinated omission; 0: closed loop")
 	hgrm := fs.String("hgrm", "", "write the latency percentile distribution to this `file` (HdrHistogram .hgrm, µs)")
 	plot := fs.String("plot", "", "write a latency-by-percentile chart to this SVG `file`")

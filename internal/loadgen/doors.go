@@ -22,7 +22,8 @@ import (
 const (
 	DoorNative = "native"
 	DoorLegacy = "legacy"
-	DoorWeb    = "web" // JSON-RPC 2.0 over the WebSocket /ws
+	DoorWeb    = "web"  // JSON-RPC 2.0 over the WebSocket /ws
+	DoorHTTP   = "http" // JSON-RPC 2.0 over POST /rpc, HTTP/1.1 kept alive
 	// DoorRedis sends Redis PINGs (RESP) instead of the method: it drives
 	// a redis-server with this same load generator, so that latencies of
 	// nexo and Redis are measured by one client.
@@ -71,6 +72,13 @@ func dialCodec(ctx context.Context, cfg Config, i int) (codec, error) {
 			return nil, err
 		}
 		return newLineCodec(c, []byte("*1\r\n$4\r\nPING\r\n"), "-"), nil
+	case DoorHTTP:
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", cfg.Addr)
+		if err != nil {
+			return nil, err
+		}
+		return newHTTPCodec(c, cfg.Addr, cfg.Method, jsonParams(cfg)), nil
 	case DoorWeb:
 		ws, err := web.Dial(ctx, cfg.Addr, "name=bench-"+strconv.Itoa(i))
 		if err != nil {

@@ -36,7 +36,7 @@ import (
 // Config describes a run.
 type Config struct {
 	Addr    string  // server address
-	Door    string  // DoorNative (default), DoorLegacy, DoorWeb or DoorRedis
+	Door    string  // DoorNative (default), DoorLegacy, DoorWeb, DoorHTTP or DoorRedis
 	Rate    float64 // target requests per second over all connections; 0: closed loop
 	Method  string  // default "math.add"
 	Payload []byte  // default: operands 1 and 2 for math.*, Params for others, empty otherwise
@@ -89,8 +89,8 @@ func (c *Config) defaults() error {
 	if c.Door == "" {
 		c.Door = DoorNative
 	}
-	if c.Door != DoorNative && c.Door != DoorLegacy && c.Door != DoorWeb && c.Door != DoorRedis {
-		return fmt.Errorf("loadgen: door %q: want native, legacy, web or redis", c.Door)
+	if c.Door != DoorNative && c.Door != DoorLegacy && c.Door != DoorWeb && c.Door != DoorHTTP && c.Door != DoorRedis {
+		return fmt.Errorf("loadgen: door %q: want native, legacy, web, http or redis", c.Door)
 	}
 	if c.Rate < 0 {
 		return errors.New("loadgen: negative rate")

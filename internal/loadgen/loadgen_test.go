@@ -18,7 +18,7 @@ import (
 func TestDoors(t *testing.T) {
 	srv := nexotest.Start(t, nexotest.FastConfig())
 	for _, tt := range []struct{ door, addr string }{
-		{DoorNative, srv.Native}, {DoorLegacy, srv.Legacy}, {DoorWeb, srv.Web},
+		{DoorNative, srv.Native}, {DoorLegacy, srv.Legacy}, {DoorWeb, srv.Web}, {DoorHTTP, srv.Web},
 	} {
 		t.Run(tt.door, func(t *testing.T) {
 			res, err := Run(context.Background(), Config{Addr: tt.addr, Door: tt.door, Connections: 3, Pipeline: 4, Duration: 300 * time.Millisecond})
@@ -29,6 +29,14 @@ func TestDoors(t *testing.T) {
 				t.Errorf("result %+v", res)
 			}
 		})
+	}
+	// Answers that are errors are counted as errors on each door that
+	// carries JSON-RPC.
+	for _, door := range []string{DoorHTTP, DoorWeb} {
+		res, err := Run(context.Background(), Config{Addr: srv.Web, Door: door, Method: "math.div", Params: "[1,0]", Connections: 2, Pipeline: 2, Duration: 200 * time.Millisecond})
+		if err != nil || res.Ops == 0 || res.Errors != res.Ops {
+			t.Errorf("%s: math.div by zero: %d errors in %d ops, %v", door, res.Errors, res.Ops, err)
+		}
 	}
 	if _, err := Run(context.Background(), Config{Addr: srv.Legacy, Door: DoorLegacy, Method: "sys.echo"}); err == nil ||
 		!strings.Contains(err.Error(), "only math") {

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Measures nexo's web door beside a minimal net/http JSON-RPC server, in
+# one run on this machine, and prints a table of ratios.
+#
+#   bench/web.sh [seconds per run, default 10] [rounds, default 3]
+#
+# Servers, one at a time, on free loopback ports:
+#   - nexo serve with only its web door (sessions, limits, metrics: all on);
+#   - bench/baseline -http-addr: math.add as JSON-RPC over POST /rpc with
+#     net/http and encoding/json, nothing else.
+# Each round drives, with `nexo bench` at c=50 p=1 (math.add):
+#   - POST /rpc on the baseline (--door http),
+#   - POST /rpc on nexo (--door http),
+#   - the WebSocket /ws on nexo (--door web),
+# and the table shows the median of the rounds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+rounds=${2:-3}
+out=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+go build -o "$out/nexo" ./cmd/nexo
+go build -o "$out/baseline" ./bench/baseline
+results="$out/results.jsonl"
+for round in $(seq "$rounds"); do
+  for run in "baseline http" "nexo http" "nexo web"; do
+    set -- $run
+    server=$1 door=$2
+    if [ "$server" = nexo ]; then
+      "$out/nexo" serve --native-addr "" --legacy-addr "" --web-addr 127.0.0.1:7391 --admin-addr "" --log-level warn &
+    else
+      "$out/baseline" -addr 127.0.0.1:7390 -http-addr 127.0.0.1:7391 2>/dev/null &
+    fi
+    pid=$!
+    sleep 0.5
+    j=$("$out/nexo" bench --door "$door" --addr 127.0.0.1:7391 -c 50 -p 1 -d "${secs}s" --json)
+    printf '{"server":"%s","door":"%s","r":%s}\n' "$server" "$door" "$j" >>"$results"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+done
+python3 - "$results" <<'PY'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def get(server, door):
+    runs = [r["r"] for r in rows if r["server"] == server and r["door"] == door]
+    return tuple(statistics.median(x[k] for x in runs) for k in ("ops_per_sec", "p50_us", "p99_us"))
+b, h, w = get("baseline", "http"), get("nexo", "http"), get("nexo", "web")
+print("| c=50 p=1, math.add | ops/s | p50 µs | p99 µs | ratio |")
+print("| --- | ---: | ---: | ---: | --- |")
+print("| baseline POST /rpc (net/http, encoding/json) | %.0f | %.0f | %.0f | |" % b)
+print("| nexo POST /rpc | %.0f | %.0f | %.0f | %.2f× the baseline |" % (h + (h[0] / b[0],)))
+print("| nexo /ws | %.0f | %.0f | %.0f | %.2f× nexo's POST /rpc |" % (w + (w[0] / h[0],)))
+PY
