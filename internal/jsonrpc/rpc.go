@@ -54,6 +54,38 @@ type RPC struct {
 	// context its HTTP request carried (the traceparent header). Nil is
 	// tracing off. Set it before the first call.
 	Tracer trace.Tracer
+
+	// Tap, when set, is the server's monitor stream: it is asked about
+	// every call, and given those it watches once they are answered. Set
+	// it before the first call.
+	Tap Tap
+}
+
+// Tap is the server's monitor stream (sys.monitor), as the engine feeds
+// it.
+type Tap interface {
+	// Watching reports whether a call of caller's to method is watched,
+	// and whether with its messages. It is asked before every call, so it
+	// must cost next to nothing while nobody watches.
+	Watching(caller *service.Caller, method string) (watched, frames bool)
+	// Watched is given a watched call once it is answered. It must copy
+	// what it keeps.
+	Watched(caller *service.Caller, c *TapCall)
+}
+
+// TapCall is a watched call and its answer.
+type TapCall struct {
+	Method  string
+	Start   time.Time       // when the engine began the call
+	Params  json.RawMessage // nil: the call had none
+	Result  json.RawMessage // when Code is 0
+	Code    wire.Code       // 0: it succeeded; else the error's native code
+	Message string          // the error's message
+	// Request and Answer are the call and its response as JSON-RPC
+	// messages, when Watching asked for them: the call as it came (one
+	// element of a batch), its response as it goes out; Answer is nil for
+	// a notification.
+	Request, Answer []byte
 }
 
 // Tally counts what one message held.
@@ -124,22 +156,29 @@ func (r *RPC) HandleInline(ctx context.Context, caller *service.Caller, msg []by
 	if m := r.reg.Get(*req.Method); m == nil || !m.Inline {
 		return nil, Tally{}, false
 	}
-	out, t := handleOne(func() (response, bool) { return r.runCall(ctx, caller, req) })
+	out, t := handleOne(func() (response, bool) { return r.runCall(ctx, caller, req, msg) })
 	return out, t, true
 }
 
-// Refuse answers every call in msg with the native code, without running
-// any: it is how a door says BUSY or SHUTTING_DOWN. Notifications get
-// nothing, as always.
-func (r *RPC) Refuse(msg []byte, code wire.Code, text string) ([]byte, Tally) {
+// Refuse answers every call caller sent in msg with the native code,
+// without running any: it is how a door says BUSY or SHUTTING_DOWN.
+// Notifications get nothing, as always.
+func (r *RPC) Refuse(caller *service.Caller, msg []byte, code wire.Code, text string) ([]byte, Tally) {
 	return r.handle(msg, func(m json.RawMessage) (response, bool) {
 		req, resp, ok := parseCall(m)
 		if !ok {
 			r.observe(nil, wire.CodeBadFrame, time.Now())
 			return resp, true
 		}
-		r.observe(r.reg.Get(*req.Method), code, time.Now()) // counted as the method's, as a native door's refusal is
-		return errorResponse(req.ID, ErrorCode(code), text, code.String()), req.ID != nil
+		start := time.Now()
+		r.observe(r.reg.Get(*req.Method), code, start) // counted as the method's, as a native door's refusal is
+		resp = errorResponse(req.ID, ErrorCode(code), text, code.String())
+		if r.Tap != nil {
+			if watched, frames := r.Tap.Watching(caller, *req.Method); watched {
+				r.tapped(caller, start, req, m, resp, frames)
+			}
+		}
+		return resp, req.ID != nil
 	})
 }
 
@@ -234,16 +273,45 @@ func (r *RPC) call(ctx context.Context, caller *service.Caller, msg json.RawMess
 		r.observe(nil, wire.CodeBadFrame, time.Now())
 		return resp, true
 	}
-	return r.runCall(ctx, caller, req)
+	return r.runCall(ctx, caller, req, msg)
 }
 
-// runCall runs a parsed call; ok is false for a notification.
-func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request) (response, bool) {
+// runCall runs a parsed call, raw as it came; ok is false for a
+// notification.
+func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request, raw json.RawMessage) (response, bool) {
 	id := req.ID
 	if id == nil {
 		id = null
 	}
+	if r.Tap != nil {
+		if watched, frames := r.Tap.Watching(caller, *req.Method); watched {
+			start := time.Now()
+			resp := r.run(ctx, caller, *req.Method, req.Params, id)
+			r.tapped(caller, start, req, raw, resp, frames)
+			return resp, req.ID != nil
+		}
+	}
 	return r.run(ctx, caller, *req.Method, req.Params, id), req.ID != nil
+}
+
+// tapped gives the Tap a watched call, raw as it came, and its answer.
+func (r *RPC) tapped(caller *service.Caller, start time.Time, req request, raw json.RawMessage, resp response, frames bool) {
+	c := &TapCall{Method: *req.Method, Start: start, Params: req.Params, Result: resp.Result}
+	if e := resp.Error; e != nil {
+		c.Code, c.Message = wire.CodeInternal, e.Message
+		if e.Data != nil {
+			if code, ok := wire.ParseCode(e.Data.Name); ok {
+				c.Code = code
+			}
+		}
+	}
+	if frames {
+		c.Request = raw
+		if req.ID != nil {
+			c.Answer = marshal(resp)
+		}
+	}
+	r.Tap.Watched(caller, c)
 }
 
 // run runs one call, as a span when tracing is on.

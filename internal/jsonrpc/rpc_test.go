@@ -186,7 +186,7 @@ func TestRefuse(t *testing.T) {
 		{`{`, `{"jsonrpc":"2.0","error":{"code":-32700,"message":"parse error: not valid JSON"},"id":null}`, Tally{Calls: 1, Errors: 1}},
 	}
 	for _, tt := range tests {
-		got, tally := r.Refuse([]byte(tt.msg), wire.CodeBusy, "busy")
+		got, tally := r.Refuse(nil, []byte(tt.msg), wire.CodeBusy, "busy")
 		if string(got) != tt.want || tally != tt.tally {
 			t.Errorf("Refuse(%s)\n got %s %+v\nwant %s %+v", tt.msg, got, tally, tt.want, tt.tally)
 		}

@@ -172,7 +172,8 @@ func (s *session) releaseBytes(size int) { s.inflightBytes.Add(-int64(size)) }
 // request serves one decoded request: inline methods at once on the
 // reader, the others on a goroutine of their own (or, for a door whose
 // answers keep the order of requests, on the reader too). With tracing on
-// it is a span, which its answer ends.
+// it is a span, which its answer ends; when a watcher of the monitor
+// stream wants it, a tap, which its answer completes.
 func (s *session) request(r request) {
 	start := monoNow()
 	s.settle(start) // the previous inline request ended here
@@ -183,25 +184,29 @@ func (s *session) request(r request) {
 	if t := s.srv.cfg.Tracer; t != nil {
 		sp = tracing.StartServer(tracing.FromBinary(s.ctx, r.trace), t, s.door.name, string(r.name))
 	}
+	var tp *tap // nil: no watcher wants this request
+	if ws := s.srv.hub.watchers.Load(); ws != nil {
+		tp = s.tap(*ws, r)
+	}
 	if code, msg := s.admit(false, 0); code != 0 {
-		s.refuse(r.ref, m, code, msg, start, sp)
+		s.refuse(r.ref, m, code, msg, start, sp, tp)
 		return
 	}
 	switch {
 	case m == nil:
-		s.refuse(r.ref, nil, wire.CodeUnknownMethod, "unknown method "+string(r.name), start, sp)
+		s.refuse(r.ref, nil, wire.CodeUnknownMethod, "unknown method "+string(r.name), start, sp, tp)
 		return
 	case r.expired:
-		s.refuse(r.ref, m, wire.CodeTimeout, "deadline of 0 ms passed on arrival", start, sp)
+		s.refuse(r.ref, m, wire.CodeTimeout, "deadline of 0 ms passed on arrival", start, sp, tp)
 		return
 	}
 	if m.Inline || s.codec.Ordered() {
-		s.runHere(r, m, start, sp)
+		s.runHere(r, m, start, sp, tp)
 		return
 	}
 	size := len(r.payload)
 	if code, msg := s.admit(true, size); code != 0 {
-		s.refuse(r.ref, m, code, msg, start, sp)
+		s.refuse(r.ref, m, code, msg, start, sp, tp)
 		return
 	}
 	// The request is counted before it runs beside the reader, so that
@@ -229,18 +234,18 @@ func (s *session) request(r request) {
 		// take it from the wall clock, not from monoNow.
 		m.Async(service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller, Trace: sp.Context()}, time.Now().Add(timeout),
 			func(resp []byte, err error) service.Flusher {
-				s.answer(ref, m, resp, err, start, false, size, sp)
+				s.answer(ref, m, resp, err, start, false, size, sp, tp)
 				return s
 			})
 		return
 	}
-	go s.runAsync(m, r.ref, append([]byte(nil), r.payload...), start, start.add(timeout), sp)
+	go s.runAsync(m, r.ref, append([]byte(nil), r.payload...), start, start.add(timeout), sp, tp)
 }
 
 // runHere serves a request on the reader and appends its answer to the
 // burst's pending output. An inline method runs as it is; another one (a
 // door whose answers keep their order) gets the request timeout.
-func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.Span) {
+func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.Span, tp *tap) {
 	ctx := sp.ContextOr(s.ctx)
 	if !m.Inline {
 		timeout := s.srv.cfg.RequestTimeout
@@ -253,10 +258,14 @@ func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.
 	}
 	resp, err := m.Call(ctx, service.Request{Method: r.name, Payload: r.payload, Caller: &s.caller}, s.rd.scratch[:0])
 	var code wire.Code
+	n := len(s.rd.pend)
 	s.rd.pend, code, err = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
 	s.logHandlerError(ctx, m, code, err)
 	if sp != nil { // Finish is not inlined: no call at all when tracing is off
 		sp.Finish(err)
+	}
+	if tp != nil {
+		tp.answered(m, resp, code, errorText(code, err), s.rd.pend[n:])
 	}
 	if cap(resp) <= flushAt {
 		s.rd.scratch = resp[:0]
@@ -301,14 +310,18 @@ func (s *session) replyError(ref uint32, m *service.Method, code wire.Code, msg 
 }
 
 // refuse answers a request with an error without running it, and ends its
-// span (nil: tracing is off).
-func (s *session) refuse(ref uint32, m *service.Method, code wire.Code, msg string, start mono, sp *tracing.Span) {
+// span (nil: tracing is off) and its tap (nil: nobody watches it).
+func (s *session) refuse(ref uint32, m *service.Method, code wire.Code, msg string, start mono, sp *tracing.Span, tp *tap) {
+	n := len(s.rd.pend)
 	s.replyError(ref, m, code, msg, start)
 	sp.End(code, msg)
+	if tp != nil {
+		tp.answered(m, nil, code, msg, s.rd.pend[n:])
+	}
 }
 
 // runAsync serves one request on its own goroutine and writes the answer.
-func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time, sp *tracing.Span) {
+func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time, sp *tracing.Span, tp *tap) {
 	ctx, cancel := context.WithDeadline(sp.ContextOr(s.ctx), deadline)
 	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
 	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -318,20 +331,28 @@ func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start 
 	// so its result goes out if the connection still takes it, never an
 	// INTERNAL for a call that succeeded.
 	cancel()
-	s.answer(ref, m, resp, err, start, true, len(payload), sp)
+	s.answer(ref, m, resp, err, start, true, len(payload), sp, tp)
 }
 
 // answer writes the result of a request that was not served on the reader
 // and gives back its in-flight share (size bytes). write says whether to
 // write from the calling goroutine; otherwise the answer waits for Flush,
 // so that answers delivered together by a forwarder share one write. sp,
-// the request's span when tracing is on, ends with the answer.
-func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int, sp *tracing.Span) {
+// the request's span when tracing is on, ends with the answer, and so
+// does tp, its tap when a watcher wants it.
+func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, start mono, write bool, size int, sp *tracing.Span, tp *tap) {
 	// The payload is no longer held: its bytes go back before the answer
 	// is written, so that a client that has read it finds them free.
 	s.releaseBytes(size)
 	defer s.done()
-	b, code, err := s.appendAnswer(s.out.Begin(), ref, m, resp, err)
+	b := s.out.Begin()
+	n := len(b)
+	b, code, err := s.appendAnswer(b, ref, m, resp, err)
+	if tp != nil {
+		// Copies the answer's bytes while the writer is locked, before it
+		// may take them; the watchers' buffers never block.
+		tp.answered(m, resp, code, errorText(code, err), b[n:])
+	}
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}

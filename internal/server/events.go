@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexo-project/nexo/internal/status"
@@ -34,13 +35,18 @@ const clientsEvery = 200 * time.Millisecond
 // historyLen is how many one-second samples History keeps (5 minutes).
 const historyLen = 300
 
-// hub keeps the event subscriptions and the recent samples.
+// hub keeps the event subscriptions, the watchers of the monitor stream
+// and the recent samples.
 type hub struct {
 	mu      sync.Mutex
 	subs    map[string]map[*session]struct{} // guarded by mu: topic -> subscribers
 	history []status.Sample                  // guarded by mu: oldest first, at most historyLen
 	dirty   bool                             // guarded by mu: the client list changed since the last publication
 	kick    chan struct{}                    // wakes the publisher early when the list changes
+	// watchers of the monitor stream (monitor.go): nil while nobody
+	// watches, which is all the request path looks at. Replaced whole
+	// under mu, never changed in place.
+	watchers atomic.Pointer[[]*watcher]
 }
 
 func newHub() *hub {
@@ -79,14 +85,70 @@ func (h *hub) subscribe(s *session, ts []string) error {
 	return nil
 }
 
-// forget removes a closed session from every topic, for good.
+// forget removes a closed session from every topic and ends its watch,
+// for good.
 func (h *hub) forget(s *session) {
 	h.mu.Lock()
 	s.gone = true
 	for _, m := range h.subs {
 		delete(m, s)
 	}
+	h.unwatchLocked(s)
 	h.mu.Unlock()
+}
+
+// watch makes s a watcher of the monitor stream with filter f, or gives
+// its watch the new filter. A session that has ended is refused: its
+// watcher would never stop.
+func (h *hub) watch(s *session, f *watchFilter) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.gone {
+		return ErrNoEvents
+	}
+	var ws []*watcher
+	if p := h.watchers.Load(); p != nil {
+		ws = *p
+	}
+	for _, w := range ws {
+		if w.sess == s {
+			w.filter.Store(f)
+			return nil
+		}
+	}
+	w := &watcher{sess: s, events: make(chan *watched, monitorBuffer), stop: make(chan struct{})}
+	w.filter.Store(f)
+	next := append(slices.Clip(ws), w)
+	h.watchers.Store(&next)
+	go w.run()
+	return nil
+}
+
+// unwatch ends the watch of s; it reports whether there was one.
+func (h *hub) unwatch(s *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.unwatchLocked(s)
+}
+
+// unwatchLocked is unwatch with mu held.
+func (h *hub) unwatchLocked(s *session) bool {
+	p := h.watchers.Load()
+	if p == nil {
+		return false
+	}
+	i := slices.IndexFunc(*p, func(w *watcher) bool { return w.sess == s })
+	if i < 0 {
+		return false
+	}
+	close((*p)[i].stop)
+	if len(*p) == 1 {
+		h.watchers.Store(nil) // nobody watches: the request path is back to one load
+		return true
+	}
+	next := slices.Delete(slices.Clone(*p), i, i+1)
+	h.watchers.Store(&next)
+	return true
 }
 
 // subscribers returns the sessions subscribed to topic.

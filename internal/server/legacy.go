@@ -33,6 +33,7 @@ type legacyConn struct {
 	// client (its HELLO came first): the last words are then a native
 	// ERROR frame, which that client can read.
 	native bool
+	dec    *legacy.Decoder // set before the reader starts: its byte order rebuilds packets for the monitor
 }
 
 // AppendResult appends the result line of a math method.
@@ -80,10 +81,10 @@ func (*legacyConn) Ordered() bool { return true }
 // client is registered as soon as it connects.
 func (s *Server) handleLegacy(c net.Conn) {
 	defer s.leaveBinary(c)
-	lc := &legacyConn{}
+	lc := &legacyConn{dec: legacy.NewDecoder(c)}
 	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return lc })
 	s.register(sess)
-	sess.end(sess.readLegacy(lc, legacy.NewDecoder(c)))
+	sess.end(sess.readLegacy(lc, lc.dec))
 }
 
 // readBy sets the reader's deadline to t (zero: none), unless a drain has

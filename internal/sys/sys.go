@@ -2,10 +2,10 @@
 //
 //   - sys.echo returns its payload. It keeps no state, so it runs
 //     anywhere, a worker too (Methods).
-//   - sys.info, sys.clients, sys.subscribe, sys.stats and sys.kick
-//     describe or act on the process holding the client's connection
-//     (ServerMethods). A gateway always answers them itself; they are never
-//     forwarded.
+//   - sys.info, sys.clients, sys.subscribe, sys.stats, sys.kick,
+//     sys.monitor and sys.unmonitor describe or act on the process holding
+//     the client's connection (ServerMethods). A gateway always answers
+//     them itself; they are never forwarded.
 //   - sys.cluster describes every gateway of a cluster (ClusterMethod).
 package sys
 
@@ -39,6 +39,27 @@ type Source interface {
 	// Kick ends a client's session with a reason; false when it is not
 	// connected.
 	Kick(id uint64, reason string) bool
+}
+
+// Monitor is what a Source offers when it can stream the requests and
+// answers passing through it: sys.monitor and sys.unmonitor are served
+// only by a Source that is a Monitor.
+type Monitor interface {
+	// Monitor makes client id a watcher of the stream: the requests of
+	// client (0: every client) to method ("": every method), with their
+	// frames when frames is set, follow as events of the topic "monitor".
+	// A second call replaces the filter.
+	Monitor(id, client uint64, method string, frames bool) error
+	// Unmonitor ends client id's watch; false when it had none.
+	Unmonitor(id uint64) bool
+}
+
+// MonitorParams are the params of sys.monitor, and its answer: what the
+// watcher sees. Every member is optional.
+type MonitorParams struct {
+	Client uint64 `json:"client,omitempty" jsonschema:"minimum=1,description=only this client's requests (default: every client's but the watcher's own)"`
+	Method string `json:"method,omitempty" jsonschema:"minLength=1,maxLength=255,description=only this method's requests (default: every method's)"`
+	Frames bool   `json:"frames,omitempty" jsonschema:"description=add each request and answer as it was on the wire (base64; at most 512 bytes of each)"`
 }
 
 // Info is the response of sys.info.
@@ -82,9 +103,22 @@ func Methods() []service.Method {
 //     clients topic sends the current list at once.
 //   - sys.stats: the totals and the samples of the last minutes.
 //   - sys.kick [id, "reason"]: admins only; the client gets GOODBYE.
+//   - sys.monitor {"client": id, "method": "name", "frames": true}: admins
+//     only, when src is a Monitor; the requests and answers passing
+//     through the server follow as events of the topic "monitor".
+//     sys.unmonitor ends that.
 //   - sys.describe, or ["method"]: the catalog, every method described, or
 //     one method.
 func ServerMethods(src Source, reg *service.Registry, version string) []service.Method {
+	ms := serverMethods(src, reg, version)
+	if mon, ok := src.(Monitor); ok {
+		ms = append(ms, monitorMethods(mon)...)
+	}
+	return ms
+}
+
+// serverMethods are the methods of ServerMethods every Source serves.
+func serverMethods(src Source, reg *service.Registry, version string) []service.Method {
 	start := time.Now()
 	build := buildinfo.Read()
 	return []service.Method{
@@ -171,6 +205,42 @@ func ServerMethods(src Source, reg *service.Registry, version string) []service.
 				return fmt.Appendf(dst, "%t", src.Kick(uint64(id), reason)), nil
 			},
 		},
+	}
+}
+
+// monitorMethods are sys.monitor and sys.unmonitor, on mon.
+func monitorMethods(mon Monitor) []service.Method {
+	watch := service.JSON("sys.monitor", func(_ context.Context, c *service.Caller, p MonitorParams) (MonitorParams, error) {
+		if err := mon.Monitor(c.ID, p.Client, p.Method, p.Frames); err != nil {
+			return p, fmt.Errorf("%w: %w", service.ErrBadPayload, err)
+		}
+		return p, nil
+	})
+	watch.Summary = `watch the requests and answers passing through the server: {"client": id, "method": "name", "frames": true}; admins only`
+	watch.Hidden, watch.Idempotent = true, true
+	watch.Desc.Errors = []wire.Code{wire.CodeBadPayload, wire.CodeUnknownMethod}
+	watch.Desc.Examples = []service.Example{{Params: json.RawMessage(`{"method":"math.add"}`), Result: json.RawMessage(`{"method":"math.add"}`)}}
+	watch.Handler = adminOnly(watch.Handler)
+	return []service.Method{watch, {
+		Name: "sys.unmonitor", Summary: "stop watching the requests and answers (sys.monitor); admins only",
+		Idempotent: true, Hidden: true, JSON: service.NoParamsJSON,
+		Desc: service.Description{Params: noParams, Result: json.RawMessage(`{"type":"boolean","description":"whether this connection was watching"}`),
+			Errors:   []wire.Code{wire.CodeUnknownMethod},
+			Examples: []service.Example{{Params: json.RawMessage(`[]`), Result: json.RawMessage(`false`)}}},
+		Handler: adminOnly(func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+			return strconv.AppendBool(dst, mon.Unmonitor(req.Caller.ID)), nil
+		}),
+	}}
+}
+
+// adminOnly refuses h to callers that are not admins, before it looks at
+// their params: as for sys.kick, they cannot tell the method exists.
+func adminOnly(h service.Handler) service.Handler {
+	return func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
+		if !req.Caller.Trusted() {
+			return dst, service.ErrNotPermitted
+		}
+		return h(ctx, req, dst)
 	}
 }
 

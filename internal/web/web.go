@@ -58,6 +58,7 @@ func Handler(o Options) http.Handler {
 	rpc.Observe = srv.Observe
 	rpc.Version = srv.Config().Version
 	rpc.Tracer = srv.Config().Tracer
+	rpc.Tap = monitorTap{srv}
 	who := func(r *http.Request) (*service.Caller, error) {
 		token, _ := server.RequestToken(r)
 		admin, err := srv.Authenticate(r.RemoteAddr, token, DoorHTTP)

@@ -126,6 +126,24 @@ func (d *wsDoor) serve(w http.ResponseWriter, r *http.Request) {
 	sess.End(d.read(wc, sess, cfg.HandshakeTimeout))
 }
 
+// monitorTap feeds the server's monitor stream (sys.monitor) from the
+// JSON-RPC engine: the calls of /ws and POST /rpc alike.
+type monitorTap struct{ srv *server.Server }
+
+// Watching asks the server whether the call is watched.
+func (t monitorTap) Watching(c *service.Caller, method string) (watched, frames bool) {
+	if c == nil {
+		return false, false
+	}
+	return t.srv.Watching(c, method)
+}
+
+// Watched gives the server a watched call.
+func (t monitorTap) Watched(c *service.Caller, call *jsonrpc.TapCall) {
+	t.srv.Watched(c, server.Call{Method: call.Method, Start: call.Start, Params: call.Params, Result: call.Result,
+		Code: call.Code, Message: call.Message, Request: call.Request, Answer: call.Answer})
+}
+
 // addrOf parses a remote address as HTTP gives it.
 func addrOf(remote string) net.Addr {
 	ap, err := netip.ParseAddrPort(remote)
@@ -185,11 +203,11 @@ func (d *wsDoor) read(wc *wsConn, sess *server.Session, msgTimeout time.Duration
 		}
 		sess.Hold()
 		if code, text := sess.Admit(false, 0); code != 0 {
-			sess.Send(lineOf(d.rpc.Refuse(msg, code, text)))
+			sess.Send(lineOf(d.rpc.Refuse(caller, msg, code, text)))
 		} else if out, t, ok := d.rpc.HandleInline(ctx, caller, msg); ok {
 			sess.Send(lineOf(out, t))
 		} else if code, text := sess.Admit(true, len(msg)); code != 0 {
-			sess.Send(lineOf(d.rpc.Refuse(msg, code, text)))
+			sess.Send(lineOf(d.rpc.Refuse(caller, msg, code, text)))
 		} else {
 			msg := bytes.Clone(msg) // buf is the next message's
 			go func() {
