@@ -96,6 +96,19 @@ func clientRow(name string) *regexp.Regexp {
 	return regexp.MustCompile(`(?m)^([> ]) +(\d+)  ` + regexp.QuoteMeta(name) + `\s.*$`)
 }
 
+// TestTopCommandLine: nexo top's mistakes in the command line are usage
+// errors, and it refuses to draw where there is no terminal.
+func TestTopCommandLine(t *testing.T) {
+	for _, args := range [][]string{{"top", "extra"}, {"top", "--interval", "0s"}, {"top", "--interval", "soon"}} {
+		if _, _, err := run(nil, args...); !errors.As(err, new(usageError)) {
+			t.Errorf("nexo %s: %v, want a usage error", strings.Join(args, " "), err)
+		}
+	}
+	if _, _, err := run(nil, "top", "--addr", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "top needs a terminal") {
+		t.Errorf("nexo top on a buffer: %v, want it to ask for a terminal", err)
+	}
+}
+
 // TestTopInTmux runs the built nexo top in a real terminal (tmux) against
 // a real server: it says the server is not there and retries until it
 // is, shows the clients with their doors and request rates, sorts,
