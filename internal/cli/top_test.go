@@ -25,7 +25,7 @@ import (
 // into it (send-keys) and reads what is on it (capture-pane).
 type tmuxTerm struct {
 	t      *testing.T
-	socket string // a tmux server of the test's own (-L)
+	socket string // the socket of a tmux server of the test's own (-S)
 }
 
 // startTmux runs args in a new detached tmux session of w×h cells, on a
@@ -33,19 +33,20 @@ type tmuxTerm struct {
 // stays when the program exits, so that its exit status can be read.
 func startTmux(t *testing.T, w, h int, args ...string) *tmuxTerm {
 	t.Helper()
-	conf := filepath.Join(t.TempDir(), "tmux.conf")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "tmux.conf")
 	if err := os.WriteFile(conf, []byte("set -g remain-on-exit on\nset -g status off\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tm := &tmuxTerm{t: t, socket: fmt.Sprintf("nexo-top-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	tm := &tmuxTerm{t: t, socket: filepath.Join(dir, "tmux.sock")}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-S", tm.socket, "kill-server").Run() })
 	tm.tmux(append([]string{"-f", conf, "-u", "new-session", "-d", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h), "--"}, args...)...)
 	return tm
 }
 
 func (tm *tmuxTerm) tmux(args ...string) string {
 	tm.t.Helper()
-	cmd := exec.Command("tmux", append([]string{"-L", tm.socket}, args...)...)
+	cmd := exec.Command("tmux", append([]string{"-S", tm.socket}, args...)...)
 	cmd.Env = append(os.Environ(), "LANG=C.UTF-8", "TERM=xterm-256color")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
