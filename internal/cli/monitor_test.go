@@ -1,0 +1,221 @@
+package cli
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/legacy"
+	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/wire"
+)
+
+// monitorRun runs `nexo monitor` in-process with args until the test ends
+// or stop is called, which returns its exit status.
+type monitorRun struct {
+	stdout, stderr *nexotest.SyncBuffer
+	stop           func() int
+}
+
+func startMonitorCmd(t *testing.T, stdout interface{ Write([]byte) (int, error) }, args ...string) *monitorRun {
+	t.Helper()
+	r := &monitorRun{stdout: &nexotest.SyncBuffer{}, stderr: &nexotest.SyncBuffer{}}
+	if stdout == nil {
+		stdout = r.stdout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Main{Stdout: stdout, Stderr: r.stderr, Getenv: func(string) string { return "" }}
+	done := make(chan int, 1)
+	go func() { done <- m.Exit(ctx, append([]string{"monitor"}, args...)) }()
+	var once sync.Once
+	var code int
+	r.stop = func() int {
+		once.Do(func() {
+			cancel()
+			code = <-done
+		})
+		return code
+	}
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// TestMonitorCommand: nexo monitor prints the requests of every door as
+// they pass, one line each or as JSON; --client and --method filter;
+// Ctrl-C (the context's end) exits 0; a non-admin is refused.
+func TestMonitorCommand(t *testing.T) {
+	addrs := serve(t, nil)
+	c, err := client.Dial(context.Background(), addrs["native"], &client.Options{Name: "adder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	other, err := client.Dial(context.Background(), addrs["native"], &client.Options{Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	// until calls add until the monitor shows one: it may not watch yet.
+	until := func(r *monitorRun, what string, shown func(string) bool) {
+		t.Helper()
+		nexotest.WaitFor(t, 10*time.Second, what, func() bool {
+			if _, err := c.Add(ctx, 2, 3); err != nil {
+				t.Fatal(err)
+			}
+			return shown(r.stdout.String())
+		})
+	}
+
+	t.Run("lines", func(t *testing.T) {
+		r := startMonitorCmd(t, nil, "--addr", addrs["native"], "--client", fmt.Sprint(c.ID()))
+		until(r, "the monitor's first line", func(out string) bool { return out != "" })
+		if _, err := other.Div(ctx, 7, 2); err != nil { // another client: not shown
+			t.Fatal(err)
+		}
+		if _, err := c.Div(ctx, 1, 0); err == nil {
+			t.Fatal("1/0 answered")
+		}
+		nexotest.WaitFor(t, 5*time.Second, "the division", func() bool { return strings.Contains(r.stdout.String(), "math.div") })
+		if code := r.stop(); code != 0 {
+			t.Errorf("monitor ended with status %d, want 0; stderr %s", code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSuffix(r.stdout.String(), "\n"), "\n")
+		add := regexp.MustCompile(fmt.Sprintf(`^\d\d:\d\d:\d\d\.\d{6} \[%d native\] math\.add \[2,3\] → 5 \([\d.]+[µnm]?s\)$`, c.ID()))
+		for _, l := range lines[:len(lines)-1] {
+			if !add.MatchString(l) {
+				t.Errorf("line %q, want one like %s", l, add)
+			}
+		}
+		div := regexp.MustCompile(fmt.Sprintf(`^\d\d:\d\d:\d\d\.\d{6} \[%d native\] math\.div \[1,0\] → DIVISION_BY_ZERO: calc: division by zero \([\d.]+[µnm]?s\)$`, c.ID()))
+		if last := lines[len(lines)-1]; !div.MatchString(last) {
+			t.Errorf("last line %q, want one like %s (the other client's call is not shown)", last, div)
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		r := startMonitorCmd(t, nil, "--addr", addrs["native"], "--method", "math.sub", "--json")
+		legacyConn := nexotest.Dial(t, addrs["legacy"])
+		nexotest.WaitFor(t, 10*time.Second, "a legacy RESTA", func() bool {
+			legacyConn.LegacyLine(legacy.Append(nil, binary.BigEndian, "RESTA", 5, 7))
+			return r.stdout.String() != ""
+		})
+		if _, err := c.Add(ctx, 1, 1); err != nil { // another method: not shown
+			t.Fatal(err)
+		}
+		if _, err := other.Sub(ctx, 10, 3); err != nil {
+			t.Fatal(err)
+		}
+		nexotest.WaitFor(t, 5*time.Second, "the native math.sub", func() bool { return strings.Contains(r.stdout.String(), `"door":"native"`) })
+		r.stop()
+		lines := strings.Split(strings.TrimSuffix(r.stdout.String(), "\n"), "\n")
+		for i, l := range lines {
+			var ev status.MonitorEvent
+			if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Method != "math.sub" {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			want := status.MonitorEvent{Door: "legacy", Params: json.RawMessage("[5,7]"), Result: json.RawMessage("-2")}
+			if i == len(lines)-1 {
+				want = status.MonitorEvent{Door: "native", Client: other.ID(), Params: json.RawMessage("[10,3]"), Result: json.RawMessage("7")}
+			}
+			if ev.Door != want.Door || string(ev.Params) != string(want.Params) || string(ev.Result) != string(want.Result) || (want.Client != 0 && ev.Client != want.Client) {
+				t.Errorf("line %d: %s, want %+v", i, l, want)
+			}
+		}
+	})
+
+	t.Run("not admin", func(t *testing.T) {
+		addrs := serve(t, nil, "--admin-token", "s3cret")
+		_, stderr, err := run(nil, "monitor", "--addr", addrs["native"])
+		if err == nil || !strings.Contains(err.Error(), "admins") {
+			t.Errorf("monitor without the admin token: %v %s", err, stderr)
+		}
+		r := startMonitorCmd(t, nil, "--addr", addrs["native"], "--token", "s3cret", "--json")
+		victim := nexotest.Dial(t, addrs["native"])
+		victim.Hello(wire.Hello{Name: "victim"})
+		nexotest.WaitFor(t, 10*time.Second, "the admin's monitor", func() bool {
+			victim.Send(wire.AppendRequest(nil, 1, "math.mul", nexotest.Operands(2, 2)))
+			victim.Read()
+			return strings.Contains(r.stdout.String(), `"method":"math.mul"`)
+		})
+	})
+
+	if _, _, err := run(nil, "monitor", "--addr", addrs["native"], "extra"); err == nil {
+		t.Error("monitor with an argument ran")
+	}
+}
+
+// gate is a stdout whose writes wait while it is held.
+type gate struct {
+	mu  sync.Mutex
+	out nexotest.SyncBuffer
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.out.Write(p)
+}
+
+// TestMonitorCommandLoses: a monitor whose output is held up loses events
+// rather than hold up its connection, and says how many on stderr; every
+// request is either printed or counted lost.
+func TestMonitorCommandLoses(t *testing.T) {
+	addrs := serve(t, nil)
+	g := &gate{}
+	r := startMonitorCmd(t, g, "--addr", addrs["native"], "--json")
+	busy := nexotest.Dial(t, addrs["native"])
+	busy.Hello(wire.Hello{Name: "busy"})
+	nexotest.WaitFor(t, 10*time.Second, "the monitor to watch", func() bool {
+		busy.Send(wire.AppendRequest(nil, 1, "math.add", nexotest.Operands(0, 0)))
+		busy.Read()
+		return g.out.String() != ""
+	})
+	g.mu.Lock() // the printer stops at its next line
+	const n = 5000
+	var burst []byte
+	for i := 1; i <= n; i++ {
+		burst = wire.AppendRequest(burst, uint32(i), "math.add", nexotest.Operands(int64(i), 0))
+	}
+	busy.Send(burst)
+	for range n {
+		if f := busy.Read(); f.Type != wire.TypeResponse {
+			t.Fatalf("%v", f.Type)
+		}
+	}
+	g.mu.Unlock()
+	lost := regexp.MustCompile(`(?m)^lost (\d+) events$`)
+	count := func() (shown, dropped int) {
+		for _, l := range strings.Split(g.out.String(), "\n") {
+			if strings.Contains(l, `"params":[`) && !strings.Contains(l, `"params":[0,0]`) {
+				shown++
+			}
+		}
+		for _, m := range lost.FindAllStringSubmatch(r.stderr.String(), -1) {
+			var k int
+			fmt.Sscan(m[1], &k)
+			dropped += k
+		}
+		return shown, dropped
+	}
+	nexotest.WaitFor(t, 10*time.Second, "every request printed or counted lost", func() bool {
+		s, d := count()
+		return s+d >= n
+	})
+	s, d := count()
+	t.Logf("%d printed, %d lost", s, d)
+	if d == 0 || s+d != n {
+		t.Errorf("%d printed + %d lost, want %d with some lost; stderr:\n%s", s, d, n, r.stderr)
+	}
+	if code := r.stop(); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+}
