@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image/png"
@@ -19,8 +21,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/coder/websocket"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/legacy"
+	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // chromium finds the browser: $NEXO_CHROMIUM, or chromium on the PATH. On
@@ -613,4 +619,198 @@ func TestBrowserAccessibility(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestBrowserInspector drives the GUI's wire inspector in a real browser:
+// an admin picks a client in the list (Inspect, by keyboard) and sees its
+// traffic decoded: a native client's REQUEST, RESPONSE and ERROR frames
+// field by field, the legacy packets of a little-endian and a big-endian
+// client byte by byte in their byte order, a WebSocket client's JSON-RPC
+// messages as JSON. The list keeps the last 200; Stop ends the watch.
+func TestBrowserInspector(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	ctx := browserContext(t)
+	addrs := serve(t, nil)
+	inPage(ctx, t, "open the GUI as admin",
+		chromedp.Navigate("http://"+addrs["web"]+"/"),
+		poll(`document.body.dataset.state === "connected" && document.body.classList.contains("admin")`))
+
+	inspect := func(t *testing.T, id uint64) {
+		t.Helper()
+		btn := fmt.Sprintf(`button[aria-label="Inspect client %d"]`, id)
+		inPage(ctx, t, fmt.Sprintf("Inspect client %d by keyboard", id),
+			chromedp.WaitVisible(chromedp.CSS(btn)),
+			chromedp.Focus(chromedp.CSS(btn)),
+			chromedp.KeyEvent(kb.Enter),
+			poll(fmt.Sprintf(`document.querySelector("#inspector-status").textContent.includes("inspecting client %d") && document.querySelector('%s').getAttribute("aria-pressed") === "true"`, id, btn)))
+	}
+	// shown waits for the newest exchange to be of method, and returns
+	// its request's or answer's fields: field → [bytes, value].
+	shown := func(t *testing.T, method, which string) map[string][2]string {
+		t.Helper()
+		inPage(ctx, t, "the inspector shows "+method,
+			poll(fmt.Sprintf(`document.querySelector("#inspector-log li")?.dataset.method === %q`, method)))
+		return evaluate[map[string][2]string](ctx, t, fmt.Sprintf(`Object.fromEntries([...document.querySelectorAll("#inspector-log li:first-child table.%s tr[data-field]")]
+			.map((r) => [r.dataset.field, [r.cells[2].textContent, r.cells[3].textContent]]))`, which))
+	}
+	check := func(t *testing.T, what string, got map[string][2]string, want map[string][2]string) {
+		t.Helper()
+		for f, w := range want {
+			if got[f] != w {
+				t.Errorf("%s: field %s shows bytes %q, value %q; want %q, %q", what, f, got[f][0], got[f][1], w[0], w[1])
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: fields %q, want those of %q", what, got, want)
+		}
+	}
+	// idOf waits for a client of a door to be listed, and returns the
+	// newest one's id.
+	idOf := func(t *testing.T, door string, after uint64) uint64 {
+		t.Helper()
+		expr := fmt.Sprintf(`Math.max(0, ...[...document.querySelectorAll("#clients tbody tr")].filter((r) => r.cells[1].textContent === %q).map((r) => Number(r.dataset.id)))`, door)
+		inPage(ctx, t, "a "+door+" client is listed", poll(expr+fmt.Sprintf(" > %d", after)))
+		return uint64(evaluate[float64](ctx, t, expr))
+	}
+
+	t.Run("native", func(t *testing.T) {
+		c := nexotest.Dial(t, addrs["native"])
+		w := c.Hello(wire.Hello{Name: "inspected"})
+		inspect(t, w.ClientID)
+		c.Send(wire.AppendRequest(nil, 7, "math.add", nexotest.Operands(1, 2)))
+		c.Read()
+		check(t, "math.add's REQUEST", shown(t, "math.add", "request"), map[string][2]string{
+			"length": {"00 00 00 21", "33 (8 + 25 bytes of body)"}, "version": {"01", "1"}, "type": {"03", "3 REQUEST"},
+			"flags": {"00 00", "0x0000"}, "id": {"00 00 00 07", "7"}, "method_length": {"08", "8"},
+			"method": {"6d 61 74 68 2e 61 64 64", "math.add"}, "payload": {"00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 02", "[1,2]"},
+		})
+		check(t, "math.add's RESPONSE", shown(t, "math.add", "answer"), map[string][2]string{
+			"length": {"00 00 00 10", "16 (8 + 8 bytes of body)"}, "version": {"01", "1"}, "type": {"04", "4 RESPONSE"},
+			"flags": {"00 00", "0x0000"}, "id": {"00 00 00 07", "7"}, "payload": {"00 00 00 00 00 00 00 03", "3"},
+		})
+		c.Send(wire.AppendRequestDeadline(nil, 8, 1500, "math.div", nexotest.Operands(1, 0)))
+		c.Read()
+		req := shown(t, "math.div", "request")
+		if req["flags"] != [2]string{"00 01", "0x0001 DEADLINE"} || req["deadline"] != [2]string{"00 00 05 dc", "1500 ms"} || req["payload"][1] != "[1,0]" {
+			t.Errorf("math.div's REQUEST with a deadline: %q", req)
+		}
+		msg := "calc: division by zero"
+		check(t, "math.div's ERROR", shown(t, "math.div", "answer"), map[string][2]string{
+			"length":  {fmt.Sprintf("00 00 00 %02x", 10+len(msg)), fmt.Sprintf("%d (8 + %d bytes of body)", 10+len(msg), 2+len(msg))},
+			"version": {"01", "1"}, "type": {"05", "5 ERROR"}, "flags": {"00 00", "0x0000"}, "id": {"00 00 00 08", "8"},
+			"code": {"00 06", "6 DIVISION_BY_ZERO"}, "message": {hexOf([]byte(msg)), msg},
+		})
+		if s := text(ctx, t, "#inspector-log li:first-child .summary"); !strings.Contains(s, "math.div [1,0] → DIVISION_BY_ZERO: "+msg) {
+			t.Errorf("summary %q", s)
+		}
+
+		// The list keeps the last 200, newest first.
+		var burst []byte
+		for i := 1; i <= 250; i++ {
+			burst = wire.AppendRequest(burst, uint32(i), "math.add", nexotest.Operands(int64(i), 0))
+		}
+		c.Send(burst)
+		for range 250 {
+			c.Read()
+		}
+		inPage(ctx, t, "the last 200 are kept",
+			poll(`document.querySelector("#inspector-log li .summary")?.textContent.includes("math.add [250,0] → 250")`),
+			poll(`document.querySelectorAll("#inspector-log > li").length === 200`))
+
+		// Stop ends the watch: what follows is not shown.
+		inPage(ctx, t, "Stop",
+			chromedp.Click(chromedp.CSS("#inspector-stop")),
+			poll(`document.querySelector("#inspector-status").textContent.includes("stopped")`))
+		c.Send(wire.AppendRequest(nil, 900, "math.sub", nexotest.Operands(9, 9)))
+		c.Read()
+		inspect(t, w.ClientID) // the same client: the list stays
+		c.Send(wire.AppendRequest(nil, 901, "math.mul", nexotest.Operands(9, 9)))
+		c.Read()
+		shown(t, "math.mul", "request")
+		if second := evaluate[string](ctx, t, `document.querySelectorAll("#inspector-log > li")[1].dataset.method`); second != "math.add" {
+			t.Errorf("after Stop, %s was shown", second)
+		}
+		c.Close() // the rest takes longer than its heartbeats would wait for
+		inPage(ctx, t, "no sideways scroll on a 390 px phone, inspector open",
+			chromedp.EmulateViewport(390, 844),
+			poll(`document.documentElement.scrollWidth <= 390`),
+			chromedp.EmulateViewport(1280, 1000))
+		t.Run("axe", func(t *testing.T) { checkAxe(ctx, t) })
+	})
+
+	t.Run("legacy", func(t *testing.T) {
+		var last uint64
+		for _, tt := range []struct {
+			order               binary.AppendByteOrder
+			name, command       string
+			a, b                int16
+			length, ab, ba, ans string
+			reply               string
+		}{
+			{binary.LittleEndian, "little-endian", "SUMA", 3, -4, "04 00 00 00", "03 00", "fc ff", "2d 31 0a", "-1\n"},
+			{binary.BigEndian, "big-endian", "RESTA", 5, 7, "00 00 00 05", "00 05", "00 07", "2d 32 0a", "-2\n"},
+		} {
+			c := nexotest.Dial(t, addrs["legacy"])
+			id := idOf(t, "legacy", last)
+			last = id
+			inspect(t, id)
+			if line := c.LegacyLine(legacy.Append(nil, tt.order, tt.command, tt.a, tt.b)); line != tt.reply {
+				t.Fatalf("%s: %q", tt.command, line)
+			}
+			method, _ := legacy.Method([]byte(tt.command))
+			check(t, tt.name+" "+tt.command, shown(t, method, "request"), map[string][2]string{
+				"length": {tt.length, fmt.Sprint(len(tt.command))}, "a": {tt.ab, fmt.Sprint(tt.a)}, "b": {tt.ba, fmt.Sprint(tt.b)},
+				"command": {hexOf([]byte(tt.command)), tt.command},
+			})
+			check(t, tt.name+" reply", shown(t, method, "answer"), map[string][2]string{"reply": {tt.ans, fmt.Sprintf("%q", tt.reply)}})
+			names := evaluate[[]string](ctx, t, `[...document.querySelectorAll("#inspector-log li:first-child table.request tr[data-field] td:nth-child(2)")].map((td) => td.textContent)`)
+			if len(names) < 3 || !strings.Contains(names[0], "int32, "+tt.name) || !strings.Contains(names[1], "int16, "+tt.name) {
+				t.Errorf("%s: the fields are named %q, want the client's byte order", tt.command, names)
+			}
+		}
+	})
+
+	t.Run("websocket", func(t *testing.T) {
+		ws, _, err := websocket.Dial(ctx, "ws://"+addrs["web"]+"/ws?name=ws-inspected", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		_, welcome, err := ws.Read(ctx)
+		var w struct {
+			Params struct {
+				ClientID uint64 `json:"client_id"`
+			} `json:"params"`
+		}
+		if err != nil || json.Unmarshal(welcome, &w) != nil {
+			t.Fatalf("welcome %s: %v", welcome, err)
+		}
+		inspect(t, w.Params.ClientID)
+		if err := ws.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","method":"math.div","params":[7,2],"id":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := ws.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+		inPage(ctx, t, "the call", poll(`document.querySelector("#inspector-log li")?.dataset.method === "math.div"`))
+		want := "{\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"math.div\",\n  \"params\": [\n    7,\n    2\n  ],\n  \"id\": 1\n}"
+		if got := evaluate[string](ctx, t, `document.querySelector("#inspector-log li:first-child pre.request").textContent`); got != want {
+			t.Errorf("the JSON-RPC call shows\n%s\nwant\n%s", got, want)
+		}
+		if got := evaluate[string](ctx, t, `document.querySelector("#inspector-log li:first-child pre.answer").textContent`); !strings.Contains(got, `"result": 3.5`) {
+			t.Errorf("the JSON-RPC answer shows\n%s", got)
+		}
+	})
+}
+
+// hexOf is bytes as the inspector shows them: two hex digits each,
+// spaced.
+func hexOf(b []byte) string {
+	s := make([]string, len(b))
+	for i, c := range b {
+		s[i] = fmt.Sprintf("%02x", c)
+	}
+	return strings.Join(s, " ")
 }

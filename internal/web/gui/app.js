@@ -1,7 +1,8 @@
 // The nexo GUI: a calculator, the automatic client, live charts, the live
-// client list and, on a gateway (nexo serve --nats), the whole cluster, all
-// over one WebSocket through nexo.js.
-import { connect, NexoError, formatQuotient, parseJSON, stringifyJSON } from "/nexo.js";
+// client list, a wire inspector of one client's traffic and, on a gateway
+// (nexo serve --nats), the whole cluster, all over one WebSocket through
+// nexo.js.
+import { connect, CODES, NexoError, TYPES, formatQuotient, parseJSON, stringifyJSON } from "/nexo.js";
 
 const $ = (id) => document.getElementById(id);
 const wsURL = new URL("/ws", location.href);
@@ -45,6 +46,7 @@ async function run() {
     client.on("stats", onStats);
     client.on("clients", onClients);
     client.on("goodbye", (p) => setState("disconnected", "server said goodbye: " + p.reason));
+    client.on("monitor", onMonitor);
     try {
       const st = await client.call("sys.stats");
       samples = st.history || [];
@@ -62,6 +64,7 @@ async function run() {
     const { code, reason } = await client.closed;
     clearInterval(clusterTimer);
     client = null;
+    if (inspected) stopInspecting("stopped: the connection to the server ended");
     setState("disconnected", `disconnected (${reason || "code " + code})`);
     await countdown();
   }
@@ -510,10 +513,15 @@ function onClients(ev) {
     ]);
     const td = tr.cells[8] || tr.insertCell();
     td.className = "admin-only";
-    const may = admin && c.id !== me; // never your own session
-    if (may && !td.firstChild) td.append(disconnectButton(c.id));
+    const may = admin && c.id !== me; // never your own session (nor can a watcher see its own requests)
+    if (may && !td.firstChild) td.append(inspectButton(c.id), disconnectButton(c.id));
     if (!may && td.firstChild) td.replaceChildren();
+    const ib = td.querySelector("button.inspect");
+    if (ib) ib.setAttribute("aria-pressed", String(c.id === inspected));
   });
+  if (inspected && !ev.clients.some((c) => c.id === inspected)) {
+    $("inspector-target").textContent = `(client ${inspected}, gone)`;
+  }
   const closed = [...ev.closed].sort((x, y) => Date.parse(y.closed_at) - Date.parse(x.closed_at)).slice(0, maxClosedRows);
   syncRows($("closed").tBodies[0], closed, (c) => c.id, (tr, c) => setCells(tr, [
     [c.id],
@@ -597,6 +605,250 @@ async function kick(id) {
   } catch (e) {
     status.textContent = `cannot disconnect client ${id}: ${explain(e)}`;
   }
+}
+
+// ---- wire inspector: one client's traffic, decoded (sys.monitor) ----------
+
+let inspected = 0; // the client being inspected; 0: none
+let listed = 0; // the client whose traffic the list holds
+const maxExchanges = 200;
+
+function inspectButton(id) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "inspect";
+  b.textContent = "Inspect";
+  b.setAttribute("aria-label", `Inspect client ${id}`);
+  b.setAttribute("aria-pressed", "false");
+  b.addEventListener("click", () => inspect(id));
+  return b;
+}
+
+// inspect watches one client's requests and answers, with their frames.
+// One connection has one watch: a second sys.monitor replaces the filter.
+async function inspect(id) {
+  const status = $("inspector-status");
+  $("inspector-section").hidden = false;
+  try {
+    if (!client) throw new NexoError("UNAVAILABLE", "");
+    await client.call("sys.monitor", { client: id, frames: true });
+  } catch (e) {
+    status.textContent = `cannot inspect client ${id}: ${explain(e)}`;
+    status.focus();
+    return;
+  }
+  if (listed !== id) $("inspector-log").replaceChildren(); // another client's: a list of its own
+  inspected = listed = id;
+  for (const b of document.querySelectorAll("button.inspect")) {
+    b.setAttribute("aria-pressed", String(b.getAttribute("aria-label") === `Inspect client ${id}`));
+  }
+  $("inspector-target").textContent = `(client ${id})`;
+  status.textContent = `inspecting client ${id}: its requests appear below as they pass`;
+  status.focus(); // a keyboard user lands here, and a screen reader says it
+  markScrollers();
+}
+
+function stopInspecting(why) {
+  inspected = 0;
+  for (const b of document.querySelectorAll("button.inspect")) b.setAttribute("aria-pressed", "false");
+  $("inspector-status").textContent = why;
+}
+
+$("inspector-stop").addEventListener("click", async () => {
+  if (!inspected) return;
+  const id = inspected;
+  stopInspecting(`stopped inspecting client ${id}`);
+  try {
+    if (client) await client.call("sys.unmonitor");
+  } catch (e) {
+    $("inspector-status").textContent = `cannot stop: ${explain(e)}`;
+  }
+});
+
+$("inspector-clear").addEventListener("click", () => {
+  $("inspector-log").replaceChildren();
+  markScrollers();
+});
+
+// onMonitor shows one event of the monitor stream: a request and its
+// answer, or how many were lost.
+function onMonitor(ev) {
+  if (!inspected) return;
+  const log = $("inspector-log");
+  const li = document.createElement("li");
+  if (ev.lost) {
+    li.className = "lost";
+    li.textContent = `${ev.lost} requests not shown: the page could not keep up`;
+  } else {
+    if (ev.client !== inspected) return; // of the watch before this one
+    li.dataset.door = ev.door;
+    li.dataset.method = ev.method;
+    const p = document.createElement("p");
+    p.className = "summary" + (ev.error ? " err" : "");
+    const params = ev.params !== undefined ? stringifyJSON(ev.params) : `<${ev.params_len} bytes>`;
+    const outcome = ev.error ? `${ev.error.name}: ${ev.error.message}` :
+      ev.result !== undefined ? stringifyJSON(ev.result) : `<${ev.result_len} bytes>`;
+    p.textContent = `${new Date(ev.time).toLocaleTimeString()} · ${ev.door} · ${ev.method} ${params} → ${outcome} · ${ev.duration_us} µs`;
+    li.append(p);
+    if (ev.frames) {
+      li.append(...frameView("request", ev, ev.frames.request, ev.frames.request_len));
+      if (ev.frames.answer) li.append(...frameView("answer", ev, ev.frames.answer, ev.frames.answer_len));
+    }
+  }
+  log.prepend(li);
+  while (log.children.length > maxExchanges) log.lastChild.remove();
+  markScrollers();
+}
+
+function bytesOf(b64) {
+  return Uint8Array.from(atob(b64 || ""), (c) => c.charCodeAt(0));
+}
+
+const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
+const ascii = (b) => new TextDecoder().decode(b);
+const typeNames = Object.fromEntries(Object.entries(TYPES).map(([name, n]) => [n, name]));
+
+// frameView is a heading and the decoded frame: a table of fields for the
+// binary doors, the JSON for the JSON doors. which is "request" or
+// "answer"; total is the frame's whole length (it may have been cut).
+function frameView(which, ev, b64, total) {
+  const bytes = bytesOf(b64);
+  const h = document.createElement("p");
+  h.className = "frame-title";
+  h.textContent = `${which}: ${total} bytes${bytes.length < total ? `, the first ${bytes.length} shown` : ""}`;
+  if (ev.door === "ws" || ev.door === "http") {
+    const pre = document.createElement("pre");
+    pre.className = which;
+    pre.textContent = prettyJSON(ascii(bytes)) + (bytes.length < total ? "\n…" : "");
+    return [h, pre];
+  }
+  const rows = ev.door === "legacy" ? legacyFields(which, ev, bytes) : nativeFields(which, ev, bytes, total);
+  const wrap = document.createElement("div");
+  wrap.className = "scroll";
+  const table = document.createElement("table");
+  table.className = which;
+  const cap = table.createCaption();
+  cap.className = "sr";
+  cap.textContent = `The ${which} of ${ev.method}, field by field`;
+  const head = table.createTHead().insertRow();
+  for (const c of ["offset", "field", "bytes", "value"]) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = c;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const r of rows) {
+    const tr = body.insertRow();
+    tr.dataset.field = r.field;
+    cell(tr, r.off);
+    cell(tr, r.name);
+    cell(tr, hex(r.bytes), "bytes");
+    cell(tr, r.value, "value");
+  }
+  wrap.append(table);
+  return [h, wrap];
+}
+
+// fields cuts bytes into named fields in order: each [field, name, size,
+// decode] takes size bytes (Infinity: the rest of the frame, up to total),
+// and decode(bytes) says what they mean. A field the cut left incomplete
+// says so instead.
+function fields(bytes, total, specs) {
+  const rows = [];
+  let off = 0;
+  for (const [field, name, size, decode] of specs) {
+    if (off >= total || off > bytes.length) break;
+    const n = size === Infinity ? total - off : size;
+    const b = bytes.subarray(off, off + n);
+    const value = b.length < n ? `(${b.length} of ${n} bytes shown)` : decode(b);
+    rows.push({ field, name, off, bytes: b, value });
+    off += n;
+  }
+  return rows;
+}
+
+const view = (b) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+
+// nativeFields decodes a native frame (docs/protocol.md, "Frames"): the
+// header, then a REQUEST's deadline, trace context, method and payload, a
+// RESPONSE's payload, or an ERROR's code and message.
+function nativeFields(which, ev, bytes, total) {
+  if (bytes.length < 12) return fields(bytes, total, [["frame", "frame", Infinity, () => ""]]);
+  const h = view(bytes);
+  const type = h.getUint8(5), flags = h.getUint16(6);
+  const flagNames = [flags & 1 ? "DEADLINE" : "", flags & 2 ? "TRACE" : ""].filter(Boolean).join(" | ");
+  const specs = [
+    ["length", "length", 4, (b) => `${view(b).getUint32(0)} (8 + ${view(b).getUint32(0) - 8} bytes of body)`],
+    ["version", "version", 1, (b) => String(b[0])],
+    ["type", "type", 1, (b) => `${b[0]} ${typeNames[b[0]] || "unknown"}`],
+    ["flags", "flags", 2, (b) => `0x${view(b).getUint16(0).toString(16).padStart(4, "0")}${flagNames ? " " + flagNames : ""}`],
+    ["id", "id", 4, (b) => String(view(b).getUint32(0))],
+  ];
+  const shown = (v, n) => (v !== undefined ? stringifyJSON(v) : `${n} bytes`);
+  if (type === TYPES.REQUEST) {
+    if (flags & 1) specs.push(["deadline", "deadline (ms)", 4, (b) => `${view(b).getUint32(0)} ms`]);
+    if (flags & 2) specs.push(["trace", "trace context", 25, (b) => `trace ${hex(b.subarray(0, 16)).replaceAll(" ", "")}, span ${hex(b.subarray(16, 24)).replaceAll(" ", "")}, flags ${b[24]}`]);
+    const at = 12 + (flags & 1 ? 4 : 0) + (flags & 2 ? 25 : 0);
+    const mlen = bytes.length > at ? bytes[at] : 0;
+    specs.push(["method_length", "method length", 1, (b) => String(b[0])]);
+    specs.push(["method", "method", mlen, (b) => ascii(b)]);
+    specs.push(["payload", "payload", Infinity, (b) => shown(ev.params, b.length)]);
+  } else if (type === TYPES.RESPONSE) {
+    specs.push(["payload", "payload", Infinity, (b) => shown(ev.result, b.length)]);
+  } else if (type === TYPES.ERROR) {
+    specs.push(["code", "code", 2, (b) => { const c = view(b).getUint16(0); return `${c} ${CODES[c] || "CODE_" + c}`; }]);
+    specs.push(["message", "message", Infinity, (b) => ascii(b)]);
+  } else {
+    specs.push(["body", "body", Infinity, (b) => `${b.length} bytes`]);
+  }
+  return fields(bytes, total, specs);
+}
+
+// legacyFields decodes a legacy packet (docs/protocol.md, "Legacy
+// protocol"), in the byte order the client used: int32 length, int16 a,
+// int16 b, the command; or the reply line.
+function legacyFields(which, ev, bytes) {
+  if (which === "answer") {
+    return fields(bytes, bytes.length, [["reply", "reply line", Infinity, (b) => JSON.stringify(ascii(b))]]);
+  }
+  const little = ev.frames.order === "little-endian";
+  const order = little ? "little-endian" : "big-endian";
+  return fields(bytes, bytes.length, [
+    ["length", `length (int32, ${order})`, 4, (b) => String(view(b).getInt32(0, little))],
+    ["a", `a (int16, ${order})`, 2, (b) => String(view(b).getInt16(0, little))],
+    ["b", `b (int16, ${order})`, 2, (b) => String(view(b).getInt16(0, little))],
+    ["command", "command (ASCII)", Infinity, (b) => ascii(b)],
+  ]);
+}
+
+// prettyJSON indents JSON text without parsing its numbers, which stay
+// exactly as written (an int64 beyond 2^53 too). Text that is not whole
+// JSON (a cut message) is indented as far as it goes.
+function prettyJSON(text) {
+  let out = "", depth = 0, inString = false;
+  const nl = () => "\n" + "  ".repeat(depth);
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inString) {
+      out += ch;
+      if (ch === "\\") out += text[++i] ?? "";
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    switch (ch) {
+      case '"': inString = true; out += ch; break;
+      case "{": case "[":
+        if (text[i + 1] === (ch === "{" ? "}" : "]")) { out += ch + text[++i]; break; }
+        depth++; out += ch + nl(); break;
+      case "}": case "]": depth = Math.max(0, depth - 1); out += nl() + ch; break;
+      case ",": out += "," + nl(); break;
+      case ":": out += ": "; break;
+      case " ": case "\t": case "\n": case "\r": break;
+      default: out += ch;
+    }
+  }
+  return out;
 }
 
 // ---- keyboard -------------------------------------------------------------
