@@ -186,7 +186,7 @@ func (s *session) request(r request) {
 	}
 	var tp *tap // nil: no watcher wants this request
 	if ws := s.srv.hub.watchers.Load(); ws != nil {
-		tp = s.tap(*ws, r)
+		tp = s.newTap(*ws, r)
 	}
 	if code, msg := s.admit(false, 0); code != 0 {
 		s.refuse(r.ref, m, code, msg, start, sp, tp)

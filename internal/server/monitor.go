@@ -157,10 +157,10 @@ func pick(ws []*watcher, id uint64, method string) (to []*watcher, frames bool) 
 	return to, frames
 }
 
-// tap returns the tap of a request some watchers want, or nil. The
+// newTap returns the tap of a request some watchers want, or nil. The
 // request path calls it only while someone watches (ws is the hub's
 // watchers, not nil), on the reader: r's slices are still valid.
-func (s *session) tap(ws []*watcher, r request) *tap {
+func (s *session) newTap(ws []*watcher, r request) *tap {
 	var name string
 	if r.m != nil && r.m != s.srv.reg.Fallback() {
 		name = r.m.Name // a legacy command names the method it runs
@@ -372,11 +372,8 @@ func resultOf(m *service.Method, payload []byte) json.RawMessage {
 	return out
 }
 
-// Errors of Monitor.
-var (
-	// ErrWatchMethod refuses a method filter that cannot be a method's name.
-	ErrWatchMethod = errors.New("server: method must be 1 to 255 bytes of printable ASCII")
-)
+// ErrWatchMethod refuses a Monitor filter that cannot be a method's name.
+var ErrWatchMethod = errors.New("server: method must be 1 to 255 bytes of printable ASCII")
 
 // Monitor makes client id a watcher of the monitor stream (sys.monitor):
 // events of TopicMonitor follow for the requests of client (0: every
@@ -401,9 +398,9 @@ func (s *Server) Unmonitor(id uint64) bool {
 	return sess != nil && s.hub.unwatch(sess)
 }
 
-// Call is a call answered by a door's own engine (JSON-RPC), as the
-// monitor stream shows it: see Watching and Watched.
-type Call struct {
+// WatchedCall is a call answered by a door's own engine (JSON-RPC), as
+// the monitor stream shows it: see Watching and Watched.
+type WatchedCall struct {
 	Method  string
 	Start   time.Time // when the call began
 	Params  []byte    // its params in JSON; nil: none
@@ -435,7 +432,7 @@ func (s *Server) Watching(caller *service.Caller, method string) (watched, frame
 
 // Watched gives the monitor stream a call that Watching said was watched;
 // it copies what it keeps.
-func (s *Server) Watched(caller *service.Caller, c Call) {
+func (s *Server) Watched(caller *service.Caller, c WatchedCall) {
 	ws := s.hub.watchers.Load()
 	if ws == nil {
 		return

@@ -316,8 +316,10 @@ func TestMonitorPrivilege(t *testing.T) {
 }
 
 // TestMonitorSlowWatcher: a watcher that does not read loses events, and
-// is told how many once it reads again; the clients it watches are not
-// held back, and it is not closed. Every request is shown or counted lost.
+// is told how many once it reads again; it is not closed, and every
+// request is shown or counted lost. The client it watches is not held
+// back: the watcher reads nothing until that client has had every
+// answer, so a request path that waited for the watcher would stall it.
 func TestMonitorSlowWatcher(t *testing.T) {
 	srv := Start(t, FastConfig())
 	watcher, ww := Hello(t, srv.Native, "watcher")

@@ -140,7 +140,7 @@ func (t monitorTap) Watching(c *service.Caller, method string) (watched, frames 
 
 // Watched gives the server a watched call.
 func (t monitorTap) Watched(c *service.Caller, call *jsonrpc.TapCall) {
-	t.srv.Watched(c, server.Call{Method: call.Method, Start: call.Start, Params: call.Params, Result: call.Result,
+	t.srv.Watched(c, server.WatchedCall{Method: call.Method, Start: call.Start, Params: call.Params, Result: call.Result,
 		Code: call.Code, Message: call.Message, Request: call.Request, Answer: call.Answer})
 }
 
