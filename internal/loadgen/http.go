@@ -14,13 +14,12 @@ import (
 // connection, the requests of a connection pipelined and answered in
 // order. Each request is the same bytes but for its id.
 type httpCodec struct {
-	c      net.Conn
-	br     *bufio.Reader
-	head   []byte // the request line and headers up to Content-Length's value
-	body   []byte // the JSON-RPC request up to its id
-	mu     sync.Mutex
-	fifo   []int // guarded by mu: slots sent and not answered, oldest first
-	status []byte
+	c    net.Conn
+	br   *bufio.Reader
+	head []byte // the request line and headers up to Content-Length's value
+	body []byte // the JSON-RPC request up to its id
+	mu   sync.Mutex
+	fifo []int // guarded by mu: slots sent and not answered, oldest first
 }
 
 func newHTTPCodec(c net.Conn, host, method, params string) *httpCodec {
