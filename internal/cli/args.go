@@ -21,6 +21,12 @@ func normalizeArgs(root *cobra.Command, args []string) []string {
 	if len(args) == 0 {
 		return args
 	}
+	switch args[0] { // the root's flags, with one dash as nexo once took them
+	case "-help":
+		return append([]string{"--help"}, args[1:]...)
+	case "-version":
+		return append([]string{"--version"}, args[1:]...)
+	}
 	cmd, _, err := root.Find(args[:1])
 	if err != nil || cmd == root || cmd.Name() == "help" || cmd.Name() == cobra.ShellCompRequestCmd || cmd.Name() == cobra.ShellCompNoDescRequestCmd {
 		return args
@@ -46,7 +52,7 @@ func normalizeArgs(root *cobra.Command, args []string) []string {
 			}
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			name, _, _ := strings.Cut(a[1:], "=")
-			if len(name) > 1 && fs.Lookup(name) != nil {
+			if len(name) > 1 && (fs.Lookup(name) != nil || name == "help") { // cobra adds --help later
 				a = "-" + a // -addr, as the standard flag package read it
 			}
 			flags = append(flags, a)

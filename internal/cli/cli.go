@@ -160,12 +160,12 @@ func (m *Main) root() *cobra.Command {
 		// usage error), not something for the root to run.
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cmd.SetOut(m.Stderr)
-			_ = cmd.Usage()
 			if len(args) == 0 {
+				cmd.SetOut(m.Stderr)
+				_ = cmd.Usage()
 				return usageError{"no command given"}
 			}
-			return usageError{fmt.Sprintf("unknown command %q", args[0])}
+			return usageError{fmt.Sprintf("unknown command %q (see 'nexo --help')", args[0])}
 		},
 		Version:           versionLine(),
 		SilenceErrors:     true,
@@ -176,13 +176,49 @@ func (m *Main) root() *cobra.Command {
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return usageError{fmt.Sprintf("%v (see 'nexo %s --help')", err, cmd.Name())}
+		return usageError{fmt.Sprintf("%v (see '%s --help')", err, cmd.CommandPath())}
 	})
 	for _, c := range m.commands() {
 		root.AddCommand(m.cobraCommand(c))
 	}
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "help about any command",
+		Long:  "Help about any command: its flags and examples.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageError{fmt.Sprintf("help: unknown command %q (see 'nexo --help')", strings.Join(args, " "))}
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+		ValidArgsFunction: func(_ *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var names []cobra.Completion
+			for _, c := range root.Commands() {
+				if len(args) == 0 && c.IsAvailableCommand() && strings.HasPrefix(c.Name(), prefix) {
+					names = append(names, cobra.CompletionWithDesc(c.Name(), c.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+	})
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" && !c.Runnable() {
+			// "nexo completion" without a shell, or with an unknown one.
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(*cobra.Command, []string) error {
+				return usageError{"completion: name a shell: bash, zsh, fish or powershell (see 'nexo completion --help')"}
+			}
+		}
+	}
 	return root
 }
+
+// ranKey is the context key of the flag that a command's own RunE began:
+// an error before it is cobra's, about the command line.
+type ranKey struct{}
 
 // cobraCommand makes c a cobra command: flags defined, the environment
 // and the config file applied before it runs.
@@ -197,6 +233,9 @@ func (m *Main) cobraCommand(c command) *cobra.Command {
 	fs.SortFlags = false
 	run := c.define(fs)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if ran, ok := cmd.Context().Value(ranKey{}).(*bool); ok {
+			*ran = true
+		}
 		if err := m.settle(fs); err != nil {
 			return err
 		}
@@ -217,7 +256,14 @@ func (m *Main) cobraCommand(c command) *cobra.Command {
 func (m *Main) Run(ctx context.Context, args []string) error {
 	root := m.root()
 	root.SetArgs(normalizeArgs(root, args))
-	return root.ExecuteContext(ctx)
+	ran := false
+	err := root.ExecuteContext(context.WithValue(ctx, ranKey{}, &ran))
+	if err != nil && !ran && !errors.As(err, new(usageError)) {
+		// cobra refused the command line (an extra argument to a command
+		// that takes none, say) before any command ran.
+		return usageError{err.Error()}
+	}
+	return err
 }
 
 func (m *Main) version(fs *pflag.FlagSet) runFunc {

@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 // TestFlagsAnywhere: flags may follow the arguments, a negative number is
@@ -94,5 +98,33 @@ printf '%s\n' "${COMPREPLY[@]}"`, "bash", script)
 	b, err := cmd.Output() // stderr has compopt's complaint: this is not a real TAB
 	if err != nil || strings.TrimSpace(string(b)) != "math.add" {
 		t.Errorf("bash completion of 'nexo call math.a': %q %v", b, err)
+	}
+}
+
+// TestReloadLogLevel: SIGHUP re-reads --log-level with the precedence of
+// the start: NEXO_LOG_LEVEL wins over the config file (the file used to
+// win on SIGHUP).
+func TestReloadLogLevel(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nexo.toml")
+	if err := os.WriteFile(conf, []byte(`log-level = "debug"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  string
+		want slog.Level
+	}{{"", slog.LevelDebug}, {"warn", slog.LevelWarn}} {
+		m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string {
+			if k == "NEXO_LOG_LEVEL" {
+				return tc.env
+			}
+			return ""
+		}}
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		fs.String("config", conf, "")
+		level := new(slog.LevelVar)
+		m.reloadLogLevel(fs, slog.New(slog.DiscardHandler), level)
+		if level.Level() != tc.want {
+			t.Errorf("NEXO_LOG_LEVEL=%q, the file says debug: level %v, want %v", tc.env, level.Level(), tc.want)
+		}
 	}
 }

@@ -297,12 +297,15 @@ func TestClients(t *testing.T) {
 }
 
 func TestVersionAndUsage(t *testing.T) {
-	for _, cmd := range []string{"version", "--version"} {
+	for _, cmd := range []string{"version", "--version", "-version", "-v"} {
 		if out, _, err := run(nil, cmd); err != nil || !strings.HasPrefix(out, "nexo "+Version+" (") {
 			t.Errorf("%s: %q %v", cmd, out, err)
 		}
 	}
-	if _, errOut, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
+	if _, errOut, err := run(nil); !errors.As(err, new(usageError)) || !strings.Contains(errOut, "Usage") {
+		t.Errorf("no command: %v\n%s", err, errOut)
+	}
+	if _, _, err := run(nil, "frobnicate"); !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "see 'nexo --help'") {
 		t.Errorf("unknown command: %v", err)
 	}
 	if out, _, err := run(nil, "help"); err != nil || !strings.Contains(out, "serve       run the server") {
@@ -327,6 +330,12 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"call"}, 2, "METHOD is missing"},
 		{[]string{"kick", "1", "2"}, 2, "give one client ID"},
 		{[]string{"serve", "extra"}, 2, `serve takes no arguments, got ["extra"]`},
+		{[]string{"call", "--bogus"}, 2, "see 'nexo call --help'"},
+		{[]string{"-bogus"}, 2, "see 'nexo --help'"},
+		{[]string{"help", "nosuch"}, 2, `help: unknown command "nosuch"`},
+		{[]string{"completion"}, 2, "name a shell"},
+		{[]string{"completion", "tcsh"}, 2, "name a shell"},
+		{[]string{"completion", "bash", "extra"}, 2, `unknown command "extra"`},
 		{[]string{"call", "--addr", "127.0.0.1:1", "math.add", "1", "2"}, 1, "nexo serve"},
 	} {
 		var out, errb bytes.Buffer
@@ -337,7 +346,7 @@ func TestExitStatus(t *testing.T) {
 		}
 	}
 	// Help asked for, in each of its forms, goes to stdout and exits 0.
-	for _, args := range [][]string{{"call", "-h"}, {"call", "--help"}, {"help", "call"}, {"call", "math.add", "--help"}} {
+	for _, args := range [][]string{{"call", "-h"}, {"call", "--help"}, {"call", "-help"}, {"help", "call"}, {"call", "math.add", "--help"}} {
 		var out, errb bytes.Buffer
 		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
 		if status := m.Exit(context.Background(), args); status != 0 || !strings.Contains(out.String(), "nexo call METHOD [ARG...] [flags]") || errb.Len() > 0 {

@@ -505,10 +505,9 @@ func startTracing(ctx context.Context, flag, role string, log *slog.Logger) (tra
 // config file, unless the command line fixed it.
 func (m *Main) reloadLogLevel(fs *pflag.FlagSet, log *slog.Logger, level *slog.LevelVar) {
 	text := level.Level().String()
-	if m.getenv("NEXO_LOG_LEVEL") != "" {
+	if m.getenv("NEXO_LOG_LEVEL") != "" { // the environment wins over the file, as at start
 		text = m.getenv("NEXO_LOG_LEVEL")
-	}
-	if path := fs.Lookup("config").Value.String(); path != "" {
+	} else if path := fs.Lookup("config").Value.String(); path != "" {
 		if v, err := configValue(path, "log-level"); err != nil {
 			log.Warn("SIGHUP: cannot read the config file; log level unchanged", slog.Any("err", err))
 			return
