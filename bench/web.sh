@@ -4,7 +4,7 @@
 #
 #   bench/web.sh [seconds per run, default 10] [rounds, default 3]
 #
-# Servers, one at a time, on free loopback ports:
+# Servers, one at a time, on loopback ports 7390 and 7391 (which must be free):
 #   - nexo serve with only its web door (sessions, limits, metrics: all on);
 #   - bench/baseline -http-addr: math.add as JSON-RPC over POST /rpc with
 #     net/http and encoding/json, nothing else.

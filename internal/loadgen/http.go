@@ -46,16 +46,16 @@ func (h *httpCodec) request(out []byte, slot int) []byte {
 	return append(out, '}')
 }
 
-// answer reads one response: its status line, headers and the body that
-// Content-Length gives. A status other than 200, or a JSON-RPC error, is
-// a failed request.
+// answer reads one response: its status line, headers and body, sized
+// by Content-Length or sent chunked. A status other than 200, or a
+// JSON-RPC error, is a failed request.
 func (h *httpCodec) answer(*[]byte) (int, bool, bool, error) {
 	line, err := h.br.ReadSlice('\n')
 	if err != nil {
 		return -1, false, false, err
 	}
 	ok := bytes.HasPrefix(line, []byte("HTTP/1.1 200 "))
-	length := -1
+	length, chunked := -1, false
 	for {
 		line, err = h.br.ReadSlice('\n')
 		if err != nil {
@@ -64,26 +64,30 @@ func (h *httpCodec) answer(*[]byte) (int, bool, bool, error) {
 		if len(line) <= 2 { // the blank line
 			break
 		}
-		if name, value, found := bytes.Cut(line, []byte(":")); found && bytes.EqualFold(name, []byte("Content-Length")) {
-			length, err = strconv.Atoi(string(bytes.TrimSpace(value)))
-			if err != nil {
+		name, value, found := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimSpace(value)
+		switch {
+		case !found:
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(value)); err != nil {
 				return -1, false, false, fmt.Errorf("http answer: Content-Length %q", value)
 			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(value, []byte("chunked"))
 		}
 	}
-	if length < 0 {
-		return -1, false, false, fmt.Errorf("http answer without Content-Length")
-	}
-	failed := !ok
-	for length > 0 { // the body, looked at for an error as it is read
-		n := min(length, h.br.Size())
-		b, err := h.br.Peek(n)
-		if err != nil {
+	var start []byte // the body's first bytes, which say result or error
+	switch {
+	case chunked:
+		if start, err = h.chunks(); err != nil {
 			return -1, false, false, err
 		}
-		failed = failed || bytes.Contains(b, []byte(`"error"`))
-		_, _ = h.br.Discard(n)
-		length -= n
+	case length >= 0:
+		if start, err = h.skip(length, nil); err != nil {
+			return -1, false, false, err
+		}
+	default:
+		return -1, false, false, fmt.Errorf("http answer with neither Content-Length nor chunks")
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -92,7 +96,62 @@ func (h *httpCodec) answer(*[]byte) (int, bool, bool, error) {
 	}
 	slot := h.fifo[0]
 	h.fifo = h.fifo[1:]
-	return slot, failed, false, nil
+	return slot, !ok || isRPCError(start), false, nil
+}
+
+// startLen is how much of a body answer keeps to tell a result from an
+// error.
+const startLen = 64
+
+// skip reads n bytes of body, keeping the first of them in start.
+func (h *httpCodec) skip(n int, start []byte) ([]byte, error) {
+	for n > 0 {
+		b, err := h.br.Peek(min(n, h.br.Size()))
+		if len(b) == 0 {
+			return start, err
+		}
+		if len(start) < startLen {
+			start = append(start, b[:min(len(b), startLen-len(start))]...)
+		}
+		_, _ = h.br.Discard(len(b))
+		n -= len(b)
+	}
+	return start, nil
+}
+
+// chunks reads a chunked body: hexadecimal sizes, each chunk, and the
+// trailer after the last, empty one.
+func (h *httpCodec) chunks() ([]byte, error) {
+	var start []byte
+	for {
+		line, err := h.br.ReadSlice('\n')
+		if err != nil {
+			return nil, err
+		}
+		sizeText, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
+		size, err := strconv.ParseUint(string(sizeText), 16, 31)
+		if err != nil {
+			return nil, fmt.Errorf("http answer: chunk size %q", sizeText)
+		}
+		if size == 0 {
+			for { // the trailer, up to its blank line
+				if line, err = h.br.ReadSlice('\n'); err != nil || len(line) <= 2 {
+					return start, err
+				}
+			}
+		}
+		if start, err = h.skip(int(size)+2, start); err != nil { // the chunk and its CRLF
+			return nil, err
+		}
+	}
+}
+
+// isRPCError reports whether a JSON-RPC response, from its first bytes,
+// is an error: its "error" member comes before any "result".
+func isRPCError(start []byte) bool {
+	e := bytes.Index(start, []byte(`"error":`))
+	r := bytes.Index(start, []byte(`"result":`))
+	return e >= 0 && (r < 0 || e < r)
 }
 
 func (h *httpCodec) more() bool { return false }
