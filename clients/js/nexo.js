@@ -144,7 +144,8 @@ export class WebSocketClient extends Emitter {
    * Calls a method and resolves with its result.
    * @param {string} method e.g. "math.add"
    * @param {Array|Object} [params]
-   * @param {{timeout?: number}} [opts] timeout in ms (default 30000)
+   * @param {{timeout?: number}} [opts] timeout in ms (default 30000); 0
+   *   waits forever
    */
   call(method, params, opts = {}) {
     if (this.ws.readyState !== 1) {
@@ -152,18 +153,27 @@ export class WebSocketClient extends Emitter {
     }
     const id = this.nextId++;
     const timeout = opts.timeout ?? 30000;
+    const msg = { jsonrpc: "2.0", method, id };
+    if (params !== undefined) msg.params = params;
+    const text = stringifyJSON(msg);
+    // The server's limit is on the message's bytes, as over TCP on the frame's.
+    if (text.length * 3 > this.maxFrame) { // UTF-8 takes at most 3 bytes per UTF-16 unit
+      const n = utf8.encode(text).length;
+      if (n > this.maxFrame) {
+        return Promise.reject(new NexoError("FRAME_TOO_LARGE", `request of ${n} bytes is over the server's max frame`, NUMBERS.FRAME_TOO_LARGE));
+      }
+    }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // timeout 0 waits forever, as over TCP.
+      const timer = timeout > 0 ? setTimeout(() => {
         this.pending.delete(id);
         reject(new NexoError("TIMEOUT", `${method}: no answer in ${timeout} ms`));
-      }, timeout);
+      }, timeout) : undefined;
       this.pending.set(id, {
         resolve: (v) => { clearTimeout(timer); resolve(v); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       });
-      const msg = { jsonrpc: "2.0", method, id };
-      if (params !== undefined) msg.params = params;
-      this.ws.send(stringifyJSON(msg));
+      this.ws.send(text);
     });
   }
 

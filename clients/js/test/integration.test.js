@@ -225,6 +225,12 @@ test("the WebSocket and TCP clients have the same fields, methods and types", as
   assert.deepEqual([a.add, a.sub, a.mul, a.div], [b.add, b.sub, b.mul, b.div]);
   assert.deepEqual(new Uint8Array(a.echo), new Uint8Array(b.echo)); // a Buffer over TCP, in Node
   assert.deepEqual(a.subscribe, b.subscribe);
+  // timeout 0 waits forever on both; a request over the server's max
+  // frame is refused before it is sent, on both.
+  assert.equal(await ws.add(1, 1, { timeout: 0 }), await tcp.add(1, 1, { timeout: 0 }));
+  const big = "x".repeat(tcp.maxFrame + 1);
+  await assert.rejects(ws.echo(big), (e) => e.name === "FRAME_TOO_LARGE");
+  await assert.rejects(tcp.echo(new TextEncoder().encode(big)), (e) => e.name === "FRAME_TOO_LARGE");
   await Promise.all([ws.close(), tcp.close()]);
   for (const c of [ws, tcp]) {
     assert.equal(typeof (await c.closed).reason, "string");
