@@ -87,7 +87,7 @@ func (tm *tmuxTerm) waitScreen(what string, cond func(string) bool) string {
 // status.
 func (tm *tmuxTerm) pane() (dead bool, status string) {
 	tm.t.Helper()
-	f := strings.Fields(tm.tmux("display-message", "-p", "#{pane_dead} #{pane_dead_status}"))
+	f := strings.Fields(tm.tmux("display-message", "-p", "#{pane_dead} #{pane_dead_status}#{?pane_dead_signal, signal #{pane_dead_signal},}"))
 	return len(f) > 0 && f[0] == "1", strings.Join(f[1:], " ")
 }
 
@@ -271,7 +271,7 @@ func TestTopInTmux(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		dead, st := tm.pane()
-		if dead {
+		if dead && st != "" { // tmux may say dead a moment before it has the status
 			if st != "0" {
 				t.Errorf("nexo top exited with status %s, want 0", st)
 			}
