@@ -23,16 +23,17 @@ import (
 // It costs nothing while nobody watches: the request path loads one
 // pointer (hub.watchers), nil then, and does nothing more. While someone
 // watches, a request a watcher wants is copied, each part capped (its
-// payload and, when asked, its frame), into a record that its answer
-// completes and offers to the watchers' buffers without ever waiting. A
-// watcher's goroutine encodes the records as events and queues them on its
-// connection no faster than the connection takes them; meanwhile its
-// buffer fills, and a full buffer drops records, counts them, and has the
-// watcher told. A watcher whose buffer is full costs the request path a
-// count, nothing more.
+// method's name, its payload, its error's message and, when asked, its
+// frames), into a record that its answer completes and offers to the
+// watchers' buffers without ever waiting: a record holds about 10 KiB at
+// most, whatever the client sent. A watcher's goroutine encodes the
+// records as events and queues them on its connection no faster than the
+// connection takes them; meanwhile its buffer fills, and a full buffer
+// drops records, counts them, and has the watcher told. A watcher whose
+// buffer is full costs the request path a count, nothing more.
 
 // TopicMonitor is the topic of the monitor stream's events: one
-// status.MonitorEvent per request, or a status.MonitorLost notice. It is
+// status.MonitorEvent per request, or a notice of lost events. It is
 // not one of Topics: only sys.monitor starts it.
 const TopicMonitor = "monitor"
 
@@ -45,11 +46,18 @@ const (
 	// as JSON.
 	monitorShown = 4 << 10
 	// monitorClip is the most bytes of a payload an event shows in base64
-	// when it shows no JSON, and of each frame.
+	// when it shows no JSON, of each frame, and of an error's message.
 	monitorClip = 512
-	// monitorBacklog is how much output may wait unwritten on a watcher's
-	// connection before its goroutine waits for the connection to take it.
+	// monitorMethod is the most bytes of a method's name an event shows.
+	monitorMethod = 255
+	// monitorBacklog bounds the output waiting unwritten on a watcher's
+	// connection: its goroutine queues an event only when the event, in
+	// its door's framing, fits beside what waits; an event that could
+	// never fit is dropped.
 	monitorBacklog = 64 << 10
+	// monitorFraming is room enough for any door's framing of an event:
+	// the EVENT frame's header and topic, the WebSocket's notification.
+	monitorFraming = 128
 	// monitorPoll is how often a waiting watcher looks again.
 	monitorPoll = 5 * time.Millisecond
 )
@@ -72,6 +80,7 @@ type watcher struct {
 	// preceded by lostMark, and the watcher's goroutine tells the count
 	// when it has emptied the buffer.
 	dropped atomic.Bool
+	poll    *time.Timer // owned by run: paces send
 }
 
 // lostMark in a watcher's buffer says: tell the watcher what it lost.
@@ -131,12 +140,58 @@ func keepPayload(b []byte) []byte {
 // clip copies at most monitorClip bytes of a frame.
 func clip(b []byte) []byte { return bytes.Clone(b[:min(len(b), monitorClip)]) }
 
+// shownMethod is a method's name as an event shows it: as it is when it
+// could be a method's (wire.CheckMethod). Any other name, which only the
+// JSON doors let through (of any length, with any characters), is shown
+// quoted as a Go string with everything but printable ASCII escaped
+// ("a\x1bb"); over monitorMethod bytes, it is cut, with "..." after its
+// closing quote. Nothing of a long name is kept but what is shown.
+func shownMethod(name string) string {
+	if wire.CheckMethod(name) == nil {
+		return name
+	}
+	const cut = `"...`
+	var scratch [16]byte
+	b := append(make([]byte, 0, monitorMethod), '"')
+	fit := len(b) // how much of b leaves room for cut
+	for i := 0; i < len(name); {
+		_, n := utf8.DecodeRuneInString(name[i:]) // an invalid byte: n is 1, shown as \x..
+		e := strconv.AppendQuoteToASCII(scratch[:0], name[i:i+n])
+		e = e[1 : len(e)-1]
+		if len(b)+len(e)+1 > monitorMethod {
+			return string(append(b[:fit], cut...))
+		}
+		if b = append(b, e...); len(b)+len(cut) <= monitorMethod {
+			fit = len(b)
+		}
+		i += n
+	}
+	return string(append(b, '"'))
+}
+
+// clipText is s, or a copy of its first bytes (on a character's boundary)
+// and "..." when it is longer than n bytes: an error's message as an
+// event shows it.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("...")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..." // a new string: s is not kept
+}
+
 // wants reports whether w wants a request of client id to method. A
 // watcher never sees its own requests: its sys.monitor, say.
 func (w *watcher) wants(id uint64, method string) (bool, *watchFilter) {
 	f := w.filter.Load()
 	return w.sess.id != id && (f.client == 0 || f.client == id) && (f.method == "" || f.method == method), f
 }
+
+// full reports whether w's buffer has no room for a record.
+func (w *watcher) full() bool { return len(w.events) == cap(w.events) }
 
 // pick returns the watchers of ws that want a request of client id to
 // method and have room for it, and whether any of them wants its frames.
@@ -147,7 +202,7 @@ func pick(ws []*watcher, id uint64, method string) (to []*watcher, frames bool) 
 		if !ok {
 			continue
 		}
-		if len(w.events) == cap(w.events) {
+		if w.full() {
 			w.drop()
 			continue
 		}
@@ -171,7 +226,7 @@ func (s *session) newTap(ws []*watcher, r request) *tap {
 	if to == nil {
 		return nil
 	}
-	t := &tap{to: to, ev: watched{at: time.Now(), client: s.id, door: s.door.name, method: name, m: r.m,
+	t := &tap{to: to, ev: watched{at: time.Now(), client: s.id, door: s.door.name, method: shownMethod(name), m: r.m,
 		params: keepPayload(r.payload), paramsLen: len(r.payload)}}
 	if rw, ok := s.codec.(requestWire); ok && frames {
 		t.ev.frames = true
@@ -183,7 +238,8 @@ func (s *session) newTap(ws []*watcher, r request) *tap {
 // answered completes the record with the answer and offers it to the
 // watchers: the method that served it (nil: none), its payload or the
 // error's code and message, and the answer's bytes as they go out. It
-// copies what it keeps, so those slices may be reused at once.
+// copies what it keeps, so those slices may be reused at once, and keeps
+// at most monitorClip bytes of the message.
 func (t *tap) answered(m *service.Method, resp []byte, code wire.Code, msg string, answer []byte) {
 	ev := &t.ev
 	ev.took = time.Since(ev.at)
@@ -193,7 +249,7 @@ func (t *tap) answered(m *service.Method, resp []byte, code wire.Code, msg strin
 	if code == 0 {
 		ev.result, ev.resultLen = keepPayload(resp), len(resp)
 	} else {
-		ev.code, ev.msg = code, msg
+		ev.code, ev.msg = code, clipText(msg, monitorClip)
 	}
 	if ev.frames {
 		ev.answer, ev.answerLen = clip(answer), len(answer)
@@ -242,8 +298,13 @@ func (w *watcher) offer(ev *watched) {
 // takes them, until the watch ends. Its owner is the hub: unwatch stops
 // it.
 func (w *watcher) run() {
-	poll := time.NewTimer(monitorPoll)
-	defer poll.Stop()
+	w.poll = time.NewTimer(monitorPoll)
+	defer w.poll.Stop()
+	// An event over the client's max frame would end its connection, and
+	// one over the backlog could never be queued: they are dropped. The
+	// caps on what a record keeps make them rare (params and a result of
+	// 4 KiB that JSON escapes many times over, a tiny max frame).
+	limit := min(w.sess.srv.maxPayload-1-len(TopicMonitor), monitorBacklog-monitorFraming)
 	for {
 		var ev *watched
 		select {
@@ -251,34 +312,55 @@ func (w *watcher) run() {
 			return
 		case ev = <-w.events:
 		}
-		// The connection takes the events at its pace: while it has much
-		// unwritten, wait. The buffer fills meanwhile, and then drops.
-		for w.sess.out.Len() > monitorBacklog {
-			poll.Reset(monitorPoll)
-			select {
-			case <-w.stop:
-				return
-			case <-poll.C:
-			}
-		}
 		if ev == lostMark {
-			w.tellLost()
-		} else if b, err := json.Marshal(ev.event(w.filter.Load().frames)); err == nil {
-			w.sess.sendEvent(TopicMonitor, b)
+			if !w.tellLost() {
+				return
+			}
+		} else if b, err := json.Marshal(ev.event(w.filter.Load().frames)); err != nil || len(b) > limit {
+			w.drop() // told with the next notice
+		} else if !w.send(b) {
+			return
 		}
 		// Drops after the last record: told once the buffer is empty.
-		if len(w.events) == 0 && w.dropped.CompareAndSwap(true, false) {
-			w.tellLost()
+		if len(w.events) == 0 && w.dropped.CompareAndSwap(true, false) && !w.tellLost() {
+			return
 		}
 	}
 }
 
-// tellLost sends the notice of the records dropped since the last one.
-func (w *watcher) tellLost() {
-	if n := w.lost.Swap(0); n > 0 {
-		b, _ := json.Marshal(status.MonitorLost{Time: time.Now(), Lost: n}) // a time and a number always marshal
-		w.sess.sendEvent(TopicMonitor, b)
+// send queues an event on the connection once the connection has room
+// for it: the event, in its door's framing, and what waits unwritten
+// within monitorBacklog. Meanwhile the buffer fills, and then drops. It
+// reports false when the watch ends first.
+func (w *watcher) send(b []byte) bool {
+	for w.sess.out.Len()+len(b)+monitorFraming > monitorBacklog {
+		w.poll.Reset(monitorPoll)
+		select {
+		case <-w.stop:
+			return false
+		case <-w.poll.C:
+		}
 	}
+	w.sess.sendEvent(TopicMonitor, b)
+	return true
+}
+
+// lostNotice is the JSON of a notice of lost events (see
+// status.MonitorEvent).
+type lostNotice struct {
+	Time time.Time `json:"time"`
+	Lost uint64    `json:"lost"`
+}
+
+// tellLost sends the notice of the records dropped since the last one. It
+// reports false when the watch ends first.
+func (w *watcher) tellLost() bool {
+	n := w.lost.Swap(0)
+	if n == 0 {
+		return true
+	}
+	b, _ := json.Marshal(lostNotice{Time: time.Now(), Lost: n}) // a time and a number always marshal
+	return w.send(b)
 }
 
 // event decodes the record as the monitor's event, with its frames when
@@ -401,7 +483,7 @@ func (s *Server) Unmonitor(id uint64) bool {
 // WatchedCall is a call answered by a door's own engine (JSON-RPC), as
 // the monitor stream shows it: see Watching and Watched.
 type WatchedCall struct {
-	Method  string
+	Method  string    // as the client sent it: any string (see shownMethod)
 	Start   time.Time // when the call began
 	Params  []byte    // its params in JSON; nil: none
 	Result  []byte    // its result in JSON, when Code is 0
@@ -431,7 +513,7 @@ func (s *Server) Watching(caller *service.Caller, method string) (watched, frame
 }
 
 // Watched gives the monitor stream a call that Watching said was watched;
-// it copies what it keeps.
+// it copies what it keeps, capped.
 func (s *Server) Watched(caller *service.Caller, c WatchedCall) {
 	ws := s.hub.watchers.Load()
 	if ws == nil {
@@ -441,7 +523,7 @@ func (s *Server) Watched(caller *service.Caller, c WatchedCall) {
 	if to == nil {
 		return
 	}
-	t := &tap{to: to, ev: watched{at: c.Start, client: caller.ID, door: caller.Door, method: c.Method, json: true,
+	t := &tap{to: to, ev: watched{at: c.Start, client: caller.ID, door: caller.Door, method: shownMethod(c.Method), json: true,
 		params: keepPayload(c.Params), paramsLen: len(c.Params)}}
 	if frames && c.Request != nil {
 		t.ev.frames = true

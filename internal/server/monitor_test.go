@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
@@ -434,4 +435,95 @@ func TestMonitorWebSocketWatcher(t *testing.T) {
 	ws.Close(websocket.StatusNormalClosure, "")
 	WaitFor(t, 5*time.Second, "the watcher to leave", func() bool { return srv.ClientCount() == 1 })
 	call(t, c, req) // nobody to tell: nothing is left waiting
+}
+
+// TestMonitorHugeMethod: a method's name of any length and any
+// characters, which the JSON doors let through, reaches a watcher quoted,
+// escaped and cut at 255 bytes, and its "method not found" message cut at
+// 512: the event stays far below the max frame the server announced, and
+// the watcher, a Go client that holds the server to it, stays connected.
+// A name of "<", which JSON escapes sixfold, does not make it a slow
+// consumer either.
+func TestMonitorHugeMethod(t *testing.T) {
+	srv := Start(t, FastConfig())
+	ctx := context.Background()
+	events := make(chan []byte, 16)
+	c, err := client.Dial(ctx, srv.Native, &client.Options{Name: "watcher", OnEvent: func(topic string, p []byte) {
+		if topic == server.TopicMonitor {
+			events <- bytes.Clone(p)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Call(ctx, "sys.monitor", []byte(`{"frames":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	ws := wsDial(t, srv, nil)
+	ws.SetReadLimit(-1) // its answers repeat the name
+	// message is a call of method, as JSON that leaves "<" alone.
+	message := func(method string) string {
+		var b strings.Builder
+		e := json.NewEncoder(&b)
+		e.SetEscapeHTML(false)
+		if err := e.Encode(map[string]any{"jsonrpc": "2.0", "method": method, "id": 1}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	cut := func(s string) string { return `"` + strings.Repeat(s, 250) + `"...` }
+	for _, tt := range []struct {
+		door, method, shown string
+	}{
+		{"http", strings.Repeat("a", 600<<10), cut("a")},
+		{"http", strings.Repeat("<", 900<<10), cut("<")},
+		{"http", "\x1b]0;pwned\a\x1b[2Jx", `"\x1b]0;pwned\a\x1b[2Jx"`},
+		{"ws", strings.Repeat("a", 900<<10), cut("a")},
+		{"ws", strings.Repeat("<", 300<<10), cut("<")},
+		{"ws", "a b\u00e9\u2028", `"a b\u00e9\u2028"`},
+	} {
+		msg := message(tt.method)
+		if tt.door == "http" {
+			resp, err := http.Post("http://"+srv.Web+"/rpc", "application/json", strings.NewReader(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), `"code":-32601`) {
+				t.Fatalf("%d bytes of method over %s: %.200s", len(tt.method), tt.door, body)
+			}
+		} else if ans := wsCall(t, ws, msg); !strings.Contains(string(ans), `"code":-32601`) {
+			t.Fatalf("%d bytes of method over %s: %.200s", len(tt.method), tt.door, ans)
+		}
+		var p []byte
+		select {
+		case p = <-events:
+		case <-c.Done():
+			t.Fatalf("%d bytes of method over %s: the watcher was disconnected: %v", len(tt.method), tt.door, c.Err())
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d bytes of method over %s: no event", len(tt.method), tt.door)
+		}
+		var ev status.MonitorEvent
+		if err := json.Unmarshal(p, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Door != tt.door || ev.Method != tt.shown || len(ev.Method) > 255 {
+			t.Errorf("%d bytes of method over %s: shown as %q (%d bytes), want %q", len(tt.method), tt.door, ev.Method, len(ev.Method), tt.shown)
+		}
+		if e := ev.Error; e == nil || e.Name != "UNKNOWN_METHOD" || len(e.Message) > 512 || !strings.HasPrefix(e.Message, "method not found: ") ||
+			(len(tt.method) > 512 && !strings.HasSuffix(e.Message, "...")) {
+			t.Errorf("%d bytes of method over %s: error %+v", len(tt.method), tt.door, e)
+		}
+		if f := ev.Frames; f == nil || len(f.Request) != min(512, len(msg)-1) || f.RequestLen != len(msg)-1 { // less the encoder's newline
+			t.Errorf("%d bytes of method over %s: frames %+v, want the request's first 512 bytes of %d", len(tt.method), tt.door, f, len(msg)-1)
+		}
+		if len(p) > 8<<10 {
+			t.Errorf("%d bytes of method over %s: an event of %d bytes", len(tt.method), tt.door, len(p))
+		}
+	}
+	if _, err := c.Call(ctx, "sys.echo", []byte("still here")); err != nil {
+		t.Errorf("the watcher after the huge names: %v", err)
+	}
 }
