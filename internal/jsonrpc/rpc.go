@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -127,6 +128,9 @@ type response struct {
 	Result  json.RawMessage `json:"result,omitempty"`
 	Error   *rpcError       `json:"error,omitempty"`
 	ID      json.RawMessage `json:"id"`
+	// encoded is the response as it goes out when the Tap needed it
+	// first (tapped); nil: not encoded yet.
+	encoded []byte
 }
 
 var null = json.RawMessage("null")
@@ -175,7 +179,7 @@ func (r *RPC) Refuse(caller *service.Caller, msg []byte, code wire.Code, text st
 		resp = errorResponse(req.ID, ErrorCode(code), text, code.String())
 		if r.Tap != nil {
 			if watched, frames := r.Tap.Watching(caller, *req.Method); watched {
-				r.tapped(caller, start, req, m, resp, frames)
+				resp = r.tapped(caller, start, req, m, resp, frames)
 			}
 		}
 		return resp, req.ID != nil
@@ -220,7 +224,7 @@ func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]b
 		if len(out) == 0 {
 			return nil, t
 		}
-		return marshal(out), t
+		return marshalBatch(out), t
 	}
 	if !json.Valid(msg) {
 		return marshal(r.invalid(null, codeParseError, "parse error: not valid JSON", "")), Tally{1, 1}
@@ -238,6 +242,9 @@ func handleOne(do func() (response, bool)) ([]byte, Tally) {
 	}
 	if !ok {
 		return nil, t
+	}
+	if resp.encoded != nil {
+		return resp.encoded, t
 	}
 	return marshal(resp), t
 }
@@ -287,15 +294,18 @@ func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request, 
 		if watched, frames := r.Tap.Watching(caller, *req.Method); watched {
 			start := time.Now()
 			resp := r.run(ctx, caller, *req.Method, req.Params, id)
-			r.tapped(caller, start, req, raw, resp, frames)
-			return resp, req.ID != nil
+			return r.tapped(caller, start, req, raw, resp, frames), req.ID != nil
 		}
 	}
 	return r.run(ctx, caller, *req.Method, req.Params, id), req.ID != nil
 }
 
-// tapped gives the Tap a watched call, raw as it came, and its answer.
-func (r *RPC) tapped(caller *service.Caller, start time.Time, req request, raw json.RawMessage, resp response, frames bool) {
+// tapped gives the Tap a watched call, raw as it came, and its answer,
+// and returns the answer. With frames, the answer is encoded here, once:
+// the Tap is shown the bytes that go out, and the message's encoding
+// reuses them (handleOne, marshalBatch). Everything else is the engine's
+// own, unmarshalled or answered already; the Tap copies what it keeps.
+func (r *RPC) tapped(caller *service.Caller, start time.Time, req request, raw json.RawMessage, resp response, frames bool) response {
 	c := &TapCall{Method: *req.Method, Start: start, Params: req.Params, Result: resp.Result}
 	if e := resp.Error; e != nil {
 		c.Code, c.Message = wire.CodeInternal, e.Message
@@ -308,10 +318,12 @@ func (r *RPC) tapped(caller *service.Caller, start time.Time, req request, raw j
 	if frames {
 		c.Request = raw
 		if req.ID != nil {
-			c.Answer = marshal(resp)
+			resp.encoded = marshal(resp)
+			c.Answer = resp.encoded
 		}
 	}
 	r.Tap.Watched(caller, c)
+	return resp
 }
 
 // run runs one call, as a span when tracing is on.
@@ -450,6 +462,25 @@ func validID(id json.RawMessage) bool {
 		return true
 	}
 	return false
+}
+
+// marshalBatch is marshal(out), reusing the responses tapped encoded
+// already: the elements of a JSON array encode as they do alone.
+func marshalBatch(out []response) []byte {
+	if !slices.ContainsFunc(out, func(r response) bool { return r.encoded != nil }) {
+		return marshal(out)
+	}
+	b := []byte{'['}
+	for i, resp := range out {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if resp.encoded == nil {
+			resp.encoded = marshal(resp)
+		}
+		b = append(b, resp.encoded...)
+	}
+	return append(b, ']')
 }
 
 func marshal(v any) []byte {

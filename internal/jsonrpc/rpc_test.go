@@ -328,3 +328,81 @@ func TestHugeMessagesCostLittle(t *testing.T) {
 		}
 	}
 }
+
+// fakeTap is a Tap that watches every call when watch is set, and
+// records what it is given.
+type fakeTap struct {
+	watch bool
+	asked int
+	calls []TapCall
+}
+
+func (f *fakeTap) Watching(*service.Caller, string) (bool, bool) { f.asked++; return f.watch, f.watch }
+func (f *fakeTap) Watched(_ *service.Caller, c *TapCall)         { f.calls = append(f.calls, *c) }
+
+// TestMonitorTap: the engine asks the Tap about every call and gives it
+// the watched ones, with their frames: each call as it came, and its
+// response as it goes out, alone or as one element of the batch's answer,
+// byte for byte (encoded once, for both); a notification has none. What
+// goes out is what it would be unwatched, on every path (Handle,
+// HandleInline, Refuse).
+func TestMonitorTap(t *testing.T) {
+	ctx := context.Background()
+	caller := &service.Caller{ID: 3, Door: "ws"}
+	type path func(r *RPC, msg []byte) []byte
+	handle := func(r *RPC, msg []byte) []byte { out, _ := r.Handle(ctx, caller, msg); return out }
+	inline := func(r *RPC, msg []byte) []byte {
+		out, _, ok := r.HandleInline(ctx, caller, msg)
+		if !ok {
+			t.Fatalf("%s was not inline", msg)
+		}
+		return out
+	}
+	refuse := func(r *RPC, msg []byte) []byte { out, _ := r.Refuse(caller, msg, wire.CodeBusy, "busy"); return out }
+	for _, tt := range []struct {
+		msg   string
+		path  path
+		calls []string // the requests as the Tap sees them
+	}{
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`, handle, []string{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`}},
+		{` {"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":"a<b"} `, inline, []string{`{"jsonrpc":"2.0","method":"math.div","params":[1,0],"id":"a<b"}`}},
+		{`[{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}, {"jsonrpc":"2.0","method":"no<such","id":"x"},
+		   {"jsonrpc":"2.0","method":"math.div","params":[1,0]}, {"jsonrpc":"2.0","method":"sys.describe","params":["math.add"],"id":null}]`, handle,
+			[]string{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`, `{"jsonrpc":"2.0","method":"no<such","id":"x"}`,
+				`{"jsonrpc":"2.0","method":"math.div","params":[1,0]}`, `{"jsonrpc":"2.0","method":"sys.describe","params":["math.add"],"id":null}`}},
+		{`[{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1},{"jsonrpc":"2.0","method":"math.sub","params":[1,2]}]`, refuse,
+			[]string{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`, `{"jsonrpc":"2.0","method":"math.sub","params":[1,2]}`}},
+	} {
+		r := newRPC(t)
+		want := tt.path(r, []byte(tt.msg))
+		unwatched := &fakeTap{}
+		r.Tap = unwatched
+		if out := tt.path(r, []byte(tt.msg)); !bytes.Equal(out, want) || unwatched.asked != len(tt.calls) || len(unwatched.calls) != 0 {
+			t.Errorf("%s unwatched: %s, asked %d times, given %d calls; want %s, asked %d times, given none", tt.msg, out, unwatched.asked,
+				len(unwatched.calls), want, len(tt.calls))
+		}
+		tap := &fakeTap{watch: true}
+		r.Tap = tap
+		out := tt.path(r, []byte(tt.msg))
+		if !bytes.Equal(out, want) {
+			t.Errorf("%s watched: %s, want %s", tt.msg, out, want)
+		}
+		if len(tap.calls) != len(tt.calls) {
+			t.Fatalf("%s: the Tap was given %d calls, want %d", tt.msg, len(tap.calls), len(tt.calls))
+		}
+		var answers [][]byte
+		for i, c := range tap.calls {
+			if string(c.Request) != tt.calls[i] {
+				t.Errorf("call %d: request %s, want %s", i, c.Request, tt.calls[i])
+			}
+			if c.Answer != nil {
+				answers = append(answers, c.Answer)
+			} else if strings.Contains(tt.calls[i], `"id"`) {
+				t.Errorf("call %d (%s): no answer", i, c.Request)
+			}
+		}
+		if joined := bytes.Join(answers, []byte(",")); !bytes.Equal(out, joined) && !bytes.Equal(out, append(append([]byte("["), joined...), ']')) {
+			t.Errorf("%s: the answers shown\n%s\nare not the answer sent\n%s", tt.msg, joined, out)
+		}
+	}
+}

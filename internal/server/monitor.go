@@ -30,7 +30,8 @@ import (
 // records as events and queues them on its connection no faster than the
 // connection takes them; meanwhile its buffer fills, and a full buffer
 // drops records, counts them, and has the watcher told. A watcher whose
-// buffer is full costs the request path a count, nothing more.
+// buffer is full costs the request path a count, nothing more, on every
+// door.
 
 // TopicMonitor is the topic of the monitor stream's events: one
 // status.MonitorEvent per request, or a notice of lost events. It is
@@ -210,6 +211,26 @@ func pick(ws []*watcher, id uint64, method string) (to []*watcher, frames bool) 
 		frames = frames || f.frames
 	}
 	return to, frames
+}
+
+// anyRoom is pick without the list: whether a watcher of ws that wants a
+// request of client id to method has room for it, and whether one of those
+// wants its frames. When none has room, each one that wants it counts it
+// lost; otherwise pick, called next, counts what it finds full.
+func anyRoom(ws []*watcher, id uint64, method string) (room, frames bool) {
+	for _, w := range ws {
+		if ok, f := w.wants(id, method); ok && !w.full() {
+			room, frames = true, frames || f.frames
+		}
+	}
+	if !room {
+		for _, w := range ws {
+			if ok, _ := w.wants(id, method); ok {
+				w.drop()
+			}
+		}
+	}
+	return room, frames
 }
 
 // newTap returns the tap of a request some watchers want, or nil. The
@@ -498,18 +519,15 @@ type WatchedCall struct {
 // Watching reports whether the monitor stream wants a call of caller's to
 // method, and its frames. A door whose own engine answers whole messages
 // (JSON-RPC) asks before each call, and gives the call to Watched once it
-// is answered. While nobody watches it is one atomic load.
+// is answered; only then does the call cost more. While nobody watches it
+// is one atomic load; while every watcher that wants the call has a full
+// buffer, it counts the call lost for each and answers no.
 func (s *Server) Watching(caller *service.Caller, method string) (watched, frames bool) {
 	ws := s.hub.watchers.Load()
 	if ws == nil {
 		return false, false
 	}
-	for _, w := range *ws {
-		if ok, f := w.wants(caller.ID, method); ok {
-			watched, frames = true, frames || f.frames
-		}
-	}
-	return watched, frames
+	return anyRoom(*ws, caller.ID, method)
 }
 
 // Watched gives the monitor stream a call that Watching said was watched;

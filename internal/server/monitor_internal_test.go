@@ -114,6 +114,37 @@ func TestMonitorRecordBounded(t *testing.T) {
 	runtime.KeepAlive(w)
 }
 
+// TestMonitorFullCostsACount: on a JSON door, a call that every watcher
+// wanting it has no room for is counted lost by Watching, which answers
+// no: the engine does nothing more. When one of them has room, the others
+// count it once, in Watched.
+func TestMonitorFullCostsACount(t *testing.T) {
+	s := newTestServer(t, Config{})
+	a, _ := connect(s, "a")
+	b, _ := connect(s, "b")
+	wa, wb := idleWatcher(s, a), idleWatcher(s, b)
+	caller := &service.Caller{ID: b.id + 1, Door: "ws"}
+	for len(wa.events) < cap(wa.events) {
+		wa.events <- lostMark
+	}
+	if watched, frames := s.Watching(caller, "math.add"); !watched || !frames {
+		t.Fatalf("Watching with room in one watcher: %v, %v", watched, frames)
+	}
+	s.Watched(caller, WatchedCall{Method: "math.add", Start: time.Now()})
+	if len(wb.events) != 1 || wa.lost.Load() != 1 {
+		t.Errorf("one full, one with room: %d offered to the one, %d lost by the other; want 1 and 1", len(wb.events), wa.lost.Load())
+	}
+	for len(wb.events) < cap(wb.events) {
+		wb.events <- lostMark
+	}
+	if watched, _ := s.Watching(caller, "math.add"); watched {
+		t.Error("Watching with every buffer full: yes")
+	}
+	if wa.lost.Load() != 2 || wb.lost.Load() != 1 {
+		t.Errorf("every buffer full: %d and %d lost, want 2 and 1", wa.lost.Load(), wb.lost.Load())
+	}
+}
+
 // TestMonitorRunDrops: a watcher's goroutine drops an event over the
 // client's max frame, and one it cannot encode, and counts them in its
 // notice: it never sends what would end the watcher's connection.

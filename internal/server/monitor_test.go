@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -372,37 +373,107 @@ func TestMonitorSlowWatcher(t *testing.T) {
 
 // TestMonitorCostsNothingUnwatched: while nobody watches, a request
 // allocates nothing more in the server (the request path loads one
-// pointer); watched, it does, which shows the measure can tell; and once
-// the watcher has gone, nothing again.
+// pointer); watched, it does, which shows the measure can tell. A watcher
+// whose buffer is full costs a count and nothing more, on the native door
+// and over the WebSocket (the JSON-RPC engine's calls), inline or not:
+// what a request allocates then is what it allocates unwatched. Once the
+// watcher has gone, nothing again.
 func TestMonitorCostsNothingUnwatched(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures allocations over thousands of requests")
 	}
 	srv := Start(t, server.Config{})
 	c, _ := Hello(t, srv.Native, "allocs")
-	req := wire.AppendRequest(nil, 1, "math.add", Operands(1, 2))
-	allocs := func() float64 {
-		return testing.AllocsPerRun(2000, func() {
+	ws := wsDial(t, srv, nil)
+	// perRun is testing.AllocsPerRun without its rounding down: the
+	// allocations of the whole process (the server's, and the test
+	// clients', which are the same each time) per call of f.
+	perRun := func(runs int, f func()) float64 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		f()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			f()
+		}
+		runtime.ReadMemStats(&after)
+		return float64(after.Mallocs-before.Mallocs) / float64(runs)
+	}
+	nativeCall := func(req []byte) func() {
+		return func() {
 			c.Send(req)
 			if f, err := c.Rd.ReadFrame(); err != nil || f.Type != wire.TypeResponse {
 				t.Fatalf("%v %v", f.Type, err)
 			}
-		})
+		}
 	}
-	if got := allocs(); got != 0 {
+	wsCall := func(msg string) func() {
+		return func() {
+			if err := ws.Write(context.Background(), websocket.MessageText, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			if _, b, err := ws.Read(context.Background()); err != nil || !bytes.Contains(b, []byte(`"result"`)) {
+				t.Fatalf("%s: %s %v", msg, b, err)
+			}
+		}
+	}
+	native := nativeCall(wire.AppendRequest(nil, 1, "math.add", Operands(1, 2)))
+	paths := []struct {
+		name string
+		call func()
+	}{
+		{"native, not inline", nativeCall(wire.AppendRequest(nil, 1, "test.sleep", Ms(0)))},
+		{"WebSocket, inline", wsCall(`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`)},
+		{"WebSocket, not inline", wsCall(`{"jsonrpc":"2.0","method":"test.sleep","params":[0],"id":1}`)},
+	}
+	const runs = 1000
+	if got := testing.AllocsPerRun(runs, native); got != 0 {
 		t.Errorf("nobody watching: %v allocations per request, want 0", got)
 	}
+	unwatched := make([]float64, len(paths))
+	for i, p := range paths {
+		unwatched[i] = perRun(runs, p.call)
+	}
+
 	watcher, ww := Hello(t, srv.Native, "watcher")
-	watch(t, watcher, 1, `{}`)
-	if got := allocs(); got < 1 {
+	watch(t, watcher, 1, `{"frames":true}`)
+	if got := testing.AllocsPerRun(runs, native); got < 1 {
 		t.Errorf("watched: %v allocations per request; the measure cannot tell", got)
+	}
+	if got := perRun(runs, paths[1].call); got < unwatched[1]+1 {
+		t.Errorf("watched over the WebSocket: %.2f allocations per request, %.2f unwatched; the measure cannot tell", got, unwatched[1])
+	}
+	// The watcher reads nothing: once its socket and its buffer are
+	// full, and stay so, a native request allocates nothing again.
+	var burst []byte
+	for i := range 1000 {
+		burst = wire.AppendRequest(burst, uint32(i), "math.add", Operands(int64(i), 1))
+	}
+	WaitFor(t, 5*time.Second, "the watcher's buffer to stay full", func() bool {
+		c.Send(burst)
+		for range 1000 {
+			if f := c.Read(); f.Type != wire.TypeResponse {
+				t.Fatalf("%s", String(f))
+			}
+		}
+		return testing.AllocsPerRun(200, native) == 0
+	})
+	for i, p := range paths {
+		got := perRun(runs, p.call)
+		t.Logf("%s: %.2f allocations per request unwatched, %.2f with the watcher's buffer full", p.name, unwatched[i], got)
+		if got > unwatched[i]+0.5 {
+			t.Errorf("%s, the watcher's buffer full: %.2f allocations per request, %.2f unwatched", p.name, got, unwatched[i])
+		}
+	}
+	if _, ok := srv.Client(ww.ClientID); !ok {
+		t.Fatal("the watcher was closed: its buffer was not full, it was gone")
 	}
 	watcher.Close()
 	WaitFor(t, 5*time.Second, "the watcher to leave", func() bool {
 		_, ok := srv.Client(ww.ClientID)
 		return !ok
 	})
-	if got := allocs(); got != 0 {
+	if got := testing.AllocsPerRun(runs, native); got != 0 {
 		t.Errorf("after the watcher left: %v allocations per request, want 0", got)
 	}
 }
