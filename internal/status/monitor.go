@@ -7,9 +7,10 @@ import (
 
 // MonitorEvent is one event of the monitor stream (sys.monitor): a request
 // and its answer as they passed through the server, decoded. An event
-// with Lost set is a notice instead: the watcher's buffer was full and
-// that many events were dropped since the last notice; it has only Time
-// and Lost.
+// with Lost set is a notice instead: that many events were dropped since
+// the last notice (the watcher's buffer was full, or an event would not
+// fit its connection's max frame); its JSON has only time and lost,
+// {"time":"...","lost":N}, so that it decodes as a MonitorEvent too.
 type MonitorEvent struct {
 	// Time is when the request arrived (for a notice: when it was sent).
 	Time time.Time `json:"time"`
@@ -67,10 +68,4 @@ type MonitorFrames struct {
 	// Order is the byte order of the legacy packet's integers, which the
 	// client chose: "little-endian" or "big-endian". Empty on other doors.
 	Order string `json:"order,omitempty"`
-}
-
-// MonitorLost is the JSON of a notice of lost events: only Time and Lost.
-type MonitorLost struct {
-	Time time.Time `json:"time"`
-	Lost uint64    `json:"lost"`
 }
