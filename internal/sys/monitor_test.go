@@ -88,10 +88,12 @@ func TestMonitorMethods(t *testing.T) {
 		t.Errorf("sys.unmonitor: %s %v", out, err)
 	}
 
+	described := 0
 	for _, d := range reg.Describe(true) {
 		if d.Name != "sys.monitor" && d.Name != "sys.unmonitor" {
 			continue
 		}
+		described++
 		var params, result map[string]any
 		if json.Unmarshal(d.Params, &params) != nil || json.Unmarshal(d.Result, &result) != nil || d.Summary == "" ||
 			!slices.Contains(d.Errors, "UNKNOWN_METHOD") || len(d.Examples) == 0 || d.Encoding != "json" {
@@ -103,6 +105,9 @@ func TestMonitorMethods(t *testing.T) {
 				t.Errorf("sys.monitor's params schema: %s", d.Params)
 			}
 		}
+	}
+	if described != 2 {
+		t.Errorf("sys.describe describes %d of sys.monitor and sys.unmonitor, want both", described)
 	}
 	if slices.Contains(reg.Names(false), "sys.monitor") || !slices.Contains(reg.Names(true), "sys.monitor") {
 		t.Error("sys.monitor is listed to everyone, or to no one")
