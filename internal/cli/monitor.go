@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -161,24 +163,28 @@ func runMonitor(ctx context.Context, c *client.Client, q *monitorQueue, asJSON b
 //
 //	16:28:19.123456 [7 native] math.add [1,2] → 3 (3.2µs)
 //	16:28:19.223456 [9 legacy] math.div [1,0] → DIVISION_BY_ZERO: calc: division by zero (1.1µs)
+//
+// Every string of the event may come from a client that is not an admin
+// (a method's name, its params, an error's message): each goes through
+// appendPrintable, so that none drives the terminal.
 func appendMonitorLine(b []byte, ev status.MonitorEvent) []byte {
 	b = ev.Time.Local().AppendFormat(b, "15:04:05.000000")
 	b = append(b, " ["...)
 	b = strconv.AppendUint(b, ev.Client, 10)
 	b = append(b, ' ')
-	b = append(b, ev.Door...)
+	b = appendPrintable(b, ev.Door)
 	b = append(b, "] "...)
-	b = append(b, ev.Method...)
+	b = appendPrintable(b, ev.Method)
 	if len(ev.Params) > 0 || ev.ParamsLen > 0 { // a call without params shows none
 		b = append(b, ' ')
 		b = appendShown(b, ev.Params, ev.ParamsLen)
 	}
 	b = append(b, " → "...)
 	if e := ev.Error; e != nil {
-		b = append(b, e.Name...)
+		b = appendPrintable(b, e.Name)
 		if e.Message != "" {
 			b = append(b, ": "...)
-			b = append(b, e.Message...)
+			b = appendPrintable(b, e.Message)
 		}
 	} else {
 		b = appendShown(b, ev.Result, ev.ResultLen)
@@ -189,14 +195,33 @@ func appendMonitorLine(b []byte, ev status.MonitorEvent) []byte {
 }
 
 // appendShown appends params or a result: its JSON on one line, or its
-// size when it has no JSON form.
+// size when it has no JSON form. JSON strings may hold DEL and the C1
+// controls unescaped: they are escaped too.
 func appendShown(b []byte, v json.RawMessage, n int) []byte {
 	if len(v) == 0 {
 		return fmt.Appendf(b, "<%d bytes>", n)
 	}
 	var compact bytes.Buffer
 	if json.Compact(&compact, v) != nil {
-		return append(b, v...)
+		return appendPrintable(b, string(v))
 	}
-	return append(b, compact.Bytes()...)
+	return appendPrintable(b, compact.String())
+}
+
+// appendPrintable appends s with its control characters (C0, DEL, C1)
+// and the bytes that are not UTF-8 escaped as Go's %q escapes them
+// ("\x1b", "\n", "\u0085", "\xff"), and the rest as it is: text that
+// reaches a terminal as text, never as escape sequences.
+func appendPrintable(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if unicode.IsControl(r) || (r == utf8.RuneError && n == 1) {
+			q := strconv.QuoteToASCII(s[i : i+n])
+			b = append(b, q[1:len(q)-1]...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return b
 }

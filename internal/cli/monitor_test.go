@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/legacy"
@@ -132,6 +134,29 @@ func TestMonitorCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("hostile", func(t *testing.T) {
+		// A client that is no admin names a method with escape sequences
+		// (a window title, a cleared screen); the name is repeated in the
+		// error's message, which the server does not escape.
+		r := startMonitorCmd(t, nil, "--addr", addrs["native"])
+		evil := `{"jsonrpc":"2.0","method":"\u001b]0;pwned\u0007\u001b[2Jx\u009b1m\u007f","id":1}`
+		nexotest.WaitFor(t, 10*time.Second, "the hostile call", func() bool {
+			resp, err := http.Post("http://"+addrs["web"]+"/rpc", "application/json", strings.NewReader(evil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return strings.Contains(r.stdout.String(), "[0 http]")
+		})
+		out := r.stdout.String()
+		if i := strings.IndexFunc(out, func(c rune) bool { return c != '\n' && unicode.IsControl(c) }); i >= 0 {
+			t.Errorf("a control character (%q) reached the terminal: %q", out[i:i+1], out)
+		}
+		if want := `method not found: \x1b]0;pwned\a\x1b[2Jx\u009b1m\x7f`; !strings.Contains(out, want) {
+			t.Errorf("output %q, want the message escaped: %s", out, want)
+		}
+	})
+
 	t.Run("not admin", func(t *testing.T) {
 		addrs := serve(t, nil, "--admin-token", "s3cret")
 		_, stderr, err := run(nil, "monitor", "--addr", addrs["native"])
@@ -217,5 +242,33 @@ func TestMonitorCommandLoses(t *testing.T) {
 	}
 	if code := r.stop(); code != 0 {
 		t.Errorf("exit status %d", code)
+	}
+}
+
+// TestMonitorLinePrintable: every string of an event that a client may
+// have chosen reaches the terminal with its control characters (C0, DEL,
+// C1) and the bytes that are not UTF-8 escaped as %q escapes them; the
+// rest, é and → included, as it is.
+func TestMonitorLinePrintable(t *testing.T) {
+	evil := "\x1b]0;pwned\a\x1b[2J\u009b31m\x7f\xff\n"
+	shown := `\x1b]0;pwned\a\x1b[2J\u009b31m\x7f\xff\n`
+	for _, tt := range []struct {
+		name string
+		ev   status.MonitorEvent
+		want string
+	}{
+		{"door and method", status.MonitorEvent{Door: evil, Method: evil, ParamsLen: 1},
+			"[0 " + shown + "] " + shown + " <1 bytes> → <0 bytes>"},
+		{"error", status.MonitorEvent{Door: "ws", Method: "m", Error: &status.MonitorError{Name: evil, Message: "é " + evil}},
+			"[0 ws] m → " + shown + ": é " + shown},
+		{"params and result", status.MonitorEvent{Door: "ws", Method: "m", Params: json.RawMessage("[\"\u0085\x7f\"]"), Result: json.RawMessage("\"\u009b\"")},
+			`[0 ws] m ["\u0085\x7f"] → "\u009b"`},
+		{"not JSON", status.MonitorEvent{Door: "ws", Method: "m", Params: json.RawMessage(evil)},
+			"[0 ws] m " + shown + " → <0 bytes>"},
+	} {
+		line := string(appendMonitorLine(nil, tt.ev))
+		if !strings.Contains(line, tt.want) || strings.ContainsFunc(line, unicode.IsControl) {
+			t.Errorf("%s: %q, want %q in it and no control character", tt.name, line, tt.want)
+		}
 	}
 }
