@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -49,7 +50,22 @@ func (m *Main) bench(fs *pflag.FlagSet) runFunc {
 		if *connections > 0 {
 			*conns = *connections
 		}
+		switch {
+		case !slices.Contains([]string{loadgen.DoorNative, loadgen.DoorLegacy, loadgen.DoorWeb, loadgen.DoorHTTP, loadgen.DoorRedis}, *door):
+			return usageError{fmt.Sprintf("bench: --door %q: want native, legacy, web, http or redis", *door)}
+		case *conns < 1 || fs.Changed("connections") && *connections < 1:
+			return usageError{"bench: -c (--connections) must be at least 1"}
+		case *pipeline < 1:
+			return usageError{"bench: -p must be at least 1"}
+		case *duration <= 0:
+			return usageError{"bench: -d must be a positive duration"}
+		case *rate < 0:
+			return usageError{"bench: -r must not be negative"}
+		}
 		*addr = benchAddr(*door, *addr, fs.Changed("addr"))
+		if err := checkAddr("--addr", *addr); err != nil {
+			return err
+		}
 		if *idle {
 			return m.benchIdle(ctx, *addr, *conns, *sources, *dialRate, *duration, *asJSON, *allowErrors)
 		}
@@ -164,7 +180,11 @@ func (m *Main) benchIdle(ctx context.Context, addr string, conns, sources, rate 
 		}
 		return verdict()
 	}
-	fmt.Fprintf(m.Stdout, "nexo bench --idle: %s, %d connections from %d source addresses\n", res.Addr, res.Connections, max(1, res.Sources))
+	from := "1 source address"
+	if res.Sources > 1 {
+		from = fmt.Sprintf("%d source addresses", res.Sources)
+	}
+	fmt.Fprintf(m.Stdout, "nexo bench --idle: %s, %d connections from %s\n", res.Addr, res.Connections, from)
 	fmt.Fprintf(m.Stdout, "  up       %d in %.1fs (%d failed)\n", res.Up, res.ConnectS, res.Failed)
 	fmt.Fprintf(m.Stdout, "  held     %.1fs: %d PINGs answered, %d dropped by the server\n", res.HoldS, res.Pings, res.Dropped)
 	if res.FirstError != "" {

@@ -124,7 +124,7 @@ misses its rate warns by how much.`,
 			example: `  nexo bench -c 50 -p 16 -d 10s
   nexo bench --door web -c 50 -d 5s
   nexo bench -r 20000 -d 10s --plot latency.svg
-  nexo bench --idle --connections 2000 -d 5s`},
+  nexo bench --idle --connections 2000 --sources 3 -d 5s    # past the 1000 a client address may hold`},
 		{use: "clients", short: "list connected and recently closed clients (--cluster: every gateway's)", define: m.clients,
 			example: `  nexo clients
   nexo clients --cluster
@@ -142,9 +142,10 @@ misses its rate warns by how much.`,
 
 const rootLong = `nexo: a client-server system for small, fast requests.
 
-Every flag can also be set from the environment as NEXO_<FLAG>, in upper
-case with '-' as '_' (NEXO_NATIVE_ADDR=...); the command line wins. Flags
-may come anywhere on the line; after --, nothing is read as a flag.`
+Every flag can also be set from the environment: NEXO_ and the flag's name
+in upper case, dashes as underscores (NEXO_NATIVE_ADDR=...); the command
+line wins. Flags may come anywhere on the line; after --, nothing is read
+as a flag.`
 
 func init() {
 	cobra.EnableCommandSorting = false // help lists the commands in the order of commands()
@@ -227,11 +228,20 @@ func (m *Main) cobraCommand(c command) *cobra.Command {
 	if long == "" {
 		long = strings.ToUpper(c.short[:1]) + c.short[1:] + "."
 	}
-	long += "\n\nEvery flag can also be set from the environment as NEXO_<FLAG>\n(NEXO_ADDR, NEXO_TIMEOUT, ...); the command line wins."
-	cmd := &cobra.Command{Use: c.use, Short: c.short, Long: long, Example: c.example}
+	cmd := &cobra.Command{Use: c.use, Short: c.short, Example: c.example}
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	run := c.define(fs)
+	var envs []string // the first flags' variables, as examples
+	fs.VisitAll(func(f *pflag.Flag) {
+		if len(envs) < 2 {
+			envs = append(envs, envName(f.Name))
+		}
+	})
+	if len(envs) > 0 {
+		long += "\n\nEvery flag can also be set from the environment: NEXO_ and the flag's\nname in upper case, dashes as underscores (" + strings.Join(envs, ", ") + ", ...);\nthe command line wins."
+	}
+	cmd.Long = long
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if ran, ok := cmd.Context().Value(ranKey{}).(*bool); ok {
 			*ran = true

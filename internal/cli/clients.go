@@ -45,10 +45,10 @@ func (m *Main) clients(fs *pflag.FlagSet) runFunc {
 		}
 		raw, err := c.Call(ctx, method, nil)
 		if err != nil {
-			if *cluster && errors.Is(err, wire.CodeUnknownMethod) {
+			if we, ok := errors.AsType[*wire.Error](err); ok && *cluster && we.Code == wire.CodeUnknownMethod && !strings.Contains(we.Msg, "not permitted") {
 				return fmt.Errorf("%s is not part of a cluster: start it with --nats", *addr)
 			}
-			return describeError(err)
+			return forAdmins(method, err)
 		}
 		if *asJSON {
 			_, err := fmt.Fprintln(m.Stdout, string(raw))

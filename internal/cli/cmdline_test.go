@@ -128,3 +128,19 @@ func TestReloadLogLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestForAdmins: a caller who is not an admin is told that the command
+// is for admins and how to be one, not "UNKNOWN_METHOD: ... not
+// permitted"; with the admin token it works.
+func TestForAdmins(t *testing.T) {
+	addr := serve(t, nil, "--admin-token", "s3cret")["native"]
+	for _, args := range [][]string{{"clients"}, {"kick", "12345"}} {
+		_, _, err := run(nil, append(args, "--addr", addr)...)
+		if err == nil || !strings.Contains(err.Error(), "is for admins") || !strings.Contains(err.Error(), "--token") {
+			t.Errorf("nexo %s without the admin token: %v", strings.Join(args, " "), err)
+		}
+	}
+	if _, _, err := run(map[string]string{"NEXO_TOKEN": "s3cret"}, "clients", "--addr", addr); err != nil {
+		t.Errorf("nexo clients with the admin token: %v", err)
+	}
+}

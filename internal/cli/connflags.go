@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,6 +71,24 @@ func dialHint(err error) error {
 	return err
 }
 
+// forAdmins explains a refusal of an admins-only method: the server
+// answers UNKNOWN_METHOD to others, so as not to tell them it exists.
+func forAdmins(method string, err error) error {
+	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeUnknownMethod && strings.Contains(we.Msg, "not permitted") {
+		return fmt.Errorf("%s was refused: it is for admins, that is callers on loopback when the server has no admin token, and callers that give the admin token (--token or NEXO_TOKEN)", method)
+	}
+	return describeError(err)
+}
+
+// checkAddr refuses an address a client cannot dial (no port, say) as a
+// mistake in the command line.
+func checkAddr(flag, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return usageError{fmt.Sprintf("%s %q: want HOST:PORT (127.0.0.1:7070)", flag, addr)}
+	}
+	return nil
+}
+
 // clientFlags are the flags of a command that makes a few calls and ends
 // (call, describe, kick): the native door's address, a time limit, and
 // the token and TLS settings.
@@ -89,6 +109,9 @@ func addClientFlags(fs *pflag.FlagSet) clientFlags {
 // dial connects as name. The context it returns, bounded by --timeout,
 // is for the calls that follow; done closes the connection and ends it.
 func (f clientFlags) dial(ctx context.Context, name string) (c *client.Client, callCtx context.Context, done func(), err error) {
+	if err := checkAddr("--addr", *f.addr); err != nil {
+		return nil, nil, nil, err
+	}
 	opts, err := f.conn.options(name)
 	if err != nil {
 		return nil, nil, nil, err

@@ -19,8 +19,9 @@ var manDate = time.Date(2026, time.December, 1, 0, 0, 0, 0, time.UTC)
 // in docs/cli and docs/man; TestGeneratedDocs fails when they are stale.
 func WriteDocs(mdDir, manDir string) error {
 	root := (&Main{Stdout: io.Discard, Stderr: io.Discard}).root()
-	root.Version = "" // the pages do not change with each build's version
-	root.InitDefaultCompletionCmd()
+	root.Version = "(this build's)" // the pages do not change with each build's version
+	root.InitDefaultVersionFlag()   // cobra adds them as it runs: the pages show them too
+	root.InitDefaultHelpFlag()
 	for _, dir := range []string{mdDir, manDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err

@@ -34,7 +34,7 @@ func (m *Main) kick(fs *pflag.FlagSet) runFunc {
 		}
 		out, err := c.Call(ctx, "sys.kick", params)
 		if err != nil {
-			return describeError(err)
+			return forAdmins("sys.kick", err)
 		}
 		if string(out) != "true" {
 			return fmt.Errorf("no connected client %d", id)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/top"
+	"github.com/nexo-project/nexo/wire"
 )
 
 // topLong and topExample are nexo top's help.
@@ -56,6 +57,15 @@ func (m *Main) top(fs *pflag.FlagSet) runFunc {
 			return c, nil
 		})
 		defer src.Close()
+		// One poll first: a caller who is not an admin is told so once,
+		// rather than by a view that retries for ever. A server that is
+		// down is left to the view, which retries.
+		pctx, cancel := context.WithTimeout(ctx, *cf.timeout)
+		_, err = src.Poll(pctx)
+		cancel()
+		if errors.Is(err, wire.CodeUnknownMethod) {
+			return forAdmins("sys.clients", err)
+		}
 		return top.Run(ctx, src, top.Options{Interval: *interval, Timeout: *cf.timeout, Target: *cf.addr}, os.Stdin, m.Stdout)
 	}
 }

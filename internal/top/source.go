@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,8 +51,23 @@ func (s *ClientSource) conn(ctx context.Context) (*client.Client, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	s.c, s.notGateway = c, false
-	return c, true, nil
+	s.c, s.notGateway = c, !offers(ctx, c, "sys.cluster")
+	return c, !s.notGateway, nil
+}
+
+// offers reports whether the server lists method in sys.info, so that a
+// server that is not a gateway is not asked for sys.cluster: the unknown
+// method would count as an error of the view's own session. When sys.info
+// cannot say, it reports true and the first answer decides.
+func offers(ctx context.Context, c *client.Client, method string) bool {
+	raw, err := c.Call(ctx, "sys.info", nil)
+	var info struct {
+		Methods []string `json:"methods"`
+	}
+	if err != nil || json.Unmarshal(raw, &info) != nil || info.Methods == nil {
+		return true
+	}
+	return slices.Contains(info.Methods, method)
 }
 
 // Poll calls sys.clients and, unless the server is known not to be a

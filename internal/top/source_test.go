@@ -62,6 +62,14 @@ func TestClientSource(t *testing.T) {
 	if smp.Time.IsZero() {
 		t.Error("no time")
 	}
+	// A server that is not a gateway is not asked for sys.cluster: the
+	// view's polls cost its own session no error.
+	if smp, err = src.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if self, _ := byID(smp, smp.Self); self.Errors != 0 {
+		t.Errorf("the view's own session has %d errors after its polls", self.Errors)
+	}
 
 	if kicked, err := src.Kick(ctx, other.ID()); err != nil || !kicked {
 		t.Fatalf("kick: %v, %v", kicked, err)
