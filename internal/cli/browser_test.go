@@ -706,7 +706,12 @@ func TestBrowserInspector(t *testing.T) {
 			t.Errorf("summary %q", s)
 		}
 
-		// The list keeps the last 200, newest first.
+		// The list keeps the last 200, newest first, drawn at most once a
+		// frame: not an insertion (and a forced layout) per event, which
+		// froze the page while it watched a busy client.
+		evaluate[bool](ctx, t, `window.insertions = 0;
+			new MutationObserver((rs) => { window.insertions += rs.filter((r) => r.addedNodes.length).length })
+				.observe(document.querySelector("#inspector-log"), {childList: true}); true`)
 		var burst []byte
 		for i := 1; i <= 250; i++ {
 			burst = wire.AppendRequest(burst, uint32(i), "math.add", nexotest.Operands(int64(i), 0))
@@ -718,6 +723,11 @@ func TestBrowserInspector(t *testing.T) {
 		inPage(ctx, t, "the last 200 are kept",
 			poll(`document.querySelector("#inspector-log li .summary")?.textContent.includes("math.add [250,0] → 250")`),
 			poll(`document.querySelectorAll("#inspector-log > li").length === 200`))
+		n := evaluate[float64](ctx, t, `window.insertions`)
+		t.Logf("250 events drawn in %v insertions", n)
+		if n > 100 {
+			t.Errorf("250 events were drawn in %v insertions, want a few: one a frame", n)
+		}
 
 		// Stop ends the watch: what follows is not shown.
 		inPage(ctx, t, "Stop",

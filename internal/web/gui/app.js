@@ -637,7 +637,10 @@ async function inspect(id) {
     status.focus();
     return;
   }
-  if (listed !== id) $("inspector-log").replaceChildren(); // another client's: a list of its own
+  if (listed !== id) { // another client's: a list of its own
+    arrived = [];
+    $("inspector-log").replaceChildren();
+  }
   inspected = listed = id;
   for (const b of document.querySelectorAll("button.inspect")) {
     b.setAttribute("aria-pressed", String(b.getAttribute("aria-label") === `Inspect client ${id}`));
@@ -666,21 +669,48 @@ $("inspector-stop").addEventListener("click", async () => {
 });
 
 $("inspector-clear").addEventListener("click", () => {
+  arrived = [];
   $("inspector-log").replaceChildren();
   markScrollers();
 });
 
-// onMonitor shows one event of the monitor stream: a request and its
-// answer, or how many were lost.
+// The events of the monitor stream not drawn yet, oldest first, and the
+// animation frame that will draw them (0: none asked for). A busy client
+// may cause thousands of events a second: the inspector draws them at most
+// once a frame, together, and only the last maxExchanges of them, which
+// are all it keeps.
+let arrived = [];
+let drawing = 0;
+
+// onMonitor keeps an event of the monitor stream (a request and its
+// answer, or how many were lost) for the next frame.
 function onMonitor(ev) {
   if (!inspected) return;
+  if (!ev.lost && ev.client !== inspected) return; // of the watch before this one
+  arrived.push(ev);
+  if (arrived.length >= 2 * maxExchanges) arrived.splice(0, arrived.length - maxExchanges); // older ones would not be kept
+  if (!drawing) drawing = requestAnimationFrame(drawArrived);
+}
+
+// drawArrived shows the events that arrived since the last frame, newest
+// first, above the others, and keeps the last maxExchanges.
+function drawArrived() {
+  drawing = 0;
+  const items = arrived.slice(-maxExchanges).map(exchangeItem).reverse();
+  arrived = [];
   const log = $("inspector-log");
+  log.prepend(...items);
+  while (log.children.length > maxExchanges) log.lastChild.remove();
+  markScrollers(); // once a frame: it forces a layout
+}
+
+// exchangeItem is an event of the monitor stream as a list item.
+function exchangeItem(ev) {
   const li = document.createElement("li");
   if (ev.lost) {
     li.className = "lost";
     li.textContent = `${ev.lost} requests not shown: the page could not keep up`;
   } else {
-    if (ev.client !== inspected) return; // of the watch before this one
     li.dataset.door = ev.door;
     li.dataset.method = ev.method;
     const p = document.createElement("p");
@@ -695,9 +725,7 @@ function onMonitor(ev) {
       if (ev.frames.answer) li.append(...frameView("answer", ev, ev.frames.answer, ev.frames.answer_len));
     }
   }
-  log.prepend(li);
-  while (log.children.length > maxExchanges) log.lastChild.remove();
-  markScrollers();
+  return li;
 }
 
 function bytesOf(b64) {
