@@ -22,7 +22,10 @@ type MonitorEvent struct {
 	Client uint64 `json:"client"`
 	Door   string `json:"door"`
 	// Method is the method the request ran (a legacy SUMA is math.add),
-	// or the name the client sent when no method has it.
+	// or the name the client sent when no method has it: as it is when it
+	// could be a method's (1 to 255 bytes of printable ASCII), else quoted
+	// as a Go string, everything but printable ASCII escaped, and cut to
+	// 255 bytes with "..." after its quote.
 	Method string `json:"method"`
 	// Params are the request's params as JSON, when they have a JSON form
 	// of at most 4 KiB; ParamsBase64 is otherwise the start (up to 512
@@ -49,8 +52,11 @@ type MonitorEvent struct {
 
 // MonitorError is the error a request was answered with.
 type MonitorError struct {
-	Code    uint16 `json:"code"` // the protocol's code (wire.Code)
-	Name    string `json:"name"` // its name, such as OVERFLOW
+	Code uint16 `json:"code"` // the protocol's code (wire.Code)
+	Name string `json:"name"` // its name, such as OVERFLOW
+	// Message is the message answered, cut to 512 bytes (on a
+	// character's boundary, "..." ending it). It is not escaped: it may
+	// hold a client's control characters.
 	Message string `json:"message"`
 }
 
