@@ -18,7 +18,6 @@ import (
 	"github.com/nexo-project/nexo/client"
 	"github.com/nexo-project/nexo/internal/server"
 	"github.com/nexo-project/nexo/internal/status"
-	"github.com/nexo-project/nexo/wire"
 )
 
 // monitorLong and monitorExample are nexo monitor's help.
@@ -31,10 +30,11 @@ JSON-RPC over the WebSocket and POST /rpc (client 0). --client and --method
 keep one client's or one method's requests; --json prints each event as
 the server sends it (docs/protocol.md, "The monitor stream").
 
-Admins only, as nexo clients: connect over loopback or with an admin
-token. Watching costs the server nothing when nobody watches, and never
-slows it: when the monitor cannot keep up, events are dropped, and
-"lost N events" says so on stderr. Ctrl-C ends it.`
+Admins only, as nexo clients: callers on loopback when the server has no
+admin token, and callers that give it (--token). Watching costs the server
+nothing when nobody watches, and never holds a request back: when the
+monitor cannot keep up, events are dropped, and "lost N events" says so on
+stderr. Ctrl-C ends it.`
 	monitorExample = `  nexo monitor
   nexo monitor --client 12
   nexo monitor --method math.div --json`
@@ -89,11 +89,8 @@ func startMonitor(ctx context.Context, c *client.Client, clientID uint64, method
 		Method string `json:"method,omitempty"`
 	}{clientID, method})
 	_, err := c.Call(ctx, "sys.monitor", params)
-	if errors.Is(err, wire.CodeUnknownMethod) {
-		return errors.New("sys.monitor was refused: it is for admins (connect over loopback, or give the admin token with --token)")
-	}
 	if err != nil {
-		return describeError(err)
+		return forAdmins("sys.monitor", err)
 	}
 	return nil
 }

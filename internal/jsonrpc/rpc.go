@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -360,7 +361,7 @@ func (r *RPC) serve(ctx context.Context, caller *service.Caller, name string, pa
 	}
 	if m == nil || m.JSON == nil || (m.Hidden && !caller.Trusted()) {
 		r.observe(nil, wire.CodeUnknownMethod, start)
-		return errorResponse(id, codeMethodNotFound, "method not found: "+name, wire.CodeUnknownMethod.String())
+		return errorResponse(id, codeMethodNotFound, methodNotFound(name), wire.CodeUnknownMethod.String())
 	}
 	if limit := m.JSON.ParamsLimit(); countElements(params, limit) > limit {
 		r.observe(m, wire.CodeBadPayload, start)
@@ -388,7 +389,7 @@ func (r *RPC) serve(ctx context.Context, caller *service.Caller, name string, pa
 	r.observe(m, code, start)
 	msg := service.ErrorMessage(code, err)
 	if code == wire.CodeUnknownMethod {
-		msg = "method not found: " + name // a method hidden from this caller looks absent
+		msg = methodNotFound(name) // a method hidden from this caller looks absent
 	}
 	return errorResponse(id, ErrorCode(code), msg, code.String())
 }
@@ -489,4 +490,18 @@ func marshal(v any) []byte {
 		b, _ = json.Marshal(errorResponse(null, codeNativeBase-int(wire.CodeInternal), "internal error", wire.CodeInternal.String()))
 	}
 	return b
+}
+
+// maxMethodLen is the longest method name any door accepts (the native
+// frame's one-byte length).
+const maxMethodLen = 255
+
+// methodNotFound is the message of an unknown method. A name longer than
+// any method's (255 bytes) is cut, so that a huge name is not sent back
+// to its caller, several times larger once JSON escapes it.
+func methodNotFound(name string) string {
+	if len(name) > maxMethodLen {
+		return "method not found: " + strings.ToValidUTF8(name[:maxMethodLen], "") + "..."
+	}
+	return "method not found: " + name
 }
