@@ -22,7 +22,8 @@
 # connection with one request, where server and load tool share one CPU
 # (taskset -c 0) so that latency, not parallelism, is measured.
 # Every round runs every scenario on every server; the table shows the
-# median of the rounds, which one noisy run cannot move much.
+# median of the rounds, which one noisy run cannot move much. The servers'
+# CPU per request comes from /proc (user + system time over each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -44,6 +45,8 @@ if [ -n "${NEXO_BEFORE:-}" ]; then
 fi
 scenarios=("50 1" "50 16" "1 1")
 results="$out/results.jsonl"
+# A process's CPU time (user + system) in seconds, from /proc.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 
 for round in $(seq "$rounds"); do
   for s in "${scenarios[@]}"; do
@@ -59,8 +62,10 @@ for round in $(seq "$rounds"); do
       fi
       pid=$!
       sleep 0.5
+      before=$(cpu "$pid")
       j=$("${pin[@]}" "$out/nexo" bench --addr 127.0.0.1:7390 -c "$c" -p "$p" -d "${secs}s" --json)
-      printf '{"server":"%s","c":%d,"p":%d,"r":%s}\n' "$server" "$c" "$p" "$j" >>"$results"
+      after=$(cpu "$pid")
+      printf '{"server":"%s","c":%d,"p":%d,"cpu_s":%s,"r":%s}\n' "$server" "$c" "$p" "$(awk -v a="$after" -v b="$before" 'BEGIN{printf "%.2f", a - b}')" "$j" >>"$results"
       kill "$pid"; wait "$pid" 2>/dev/null || true
     done
     "${pin[@]}" redis-server --port 6390 --save '' --appendonly no --daemonize yes --logfile "$out/redis.log" >/dev/null
@@ -69,8 +74,11 @@ for round in $(seq "$rounds"); do
     n=$(grep '"server":"nexo","c":'"$c"',"p":'"$p"',' "$results" | tail -n 1 | python3 -c 'import json,sys; print(max(20000, int(json.loads(sys.stdin.read())["r"]["ops"])))')
     csv=$("${pin[@]}" redis-benchmark -p 6390 -t ping -c "$c" -P "$p" -n "$n" --csv | tail -n +2 | tr '\n' ';')
     printf '{"server":"redis","c":%d,"p":%d,"csv":"%s"}\n' "$c" "$p" "${csv//\"/}" >>"$results"
+    rpid=$(redis-cli -p 6390 info server | awk -F: '/^process_id:/{print $2}' | tr -d '\r')
+    before=$(cpu "$rpid")
     j=$("${pin[@]}" "$out/nexo" bench --door redis --addr 127.0.0.1:6390 -c "$c" -p "$p" -d "${secs}s" --json)
-    printf '{"server":"redis-nb","c":%d,"p":%d,"r":%s}\n' "$c" "$p" "$j" >>"$results"
+    after=$(cpu "$rpid")
+    printf '{"server":"redis-nb","c":%d,"p":%d,"cpu_s":%s,"r":%s}\n' "$c" "$p" "$(awk -v a="$after" -v b="$before" 'BEGIN{printf "%.2f", a - b}')" "$j" >>"$results"
     redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
     sleep 0.3
   done
@@ -106,6 +114,16 @@ for c, p in ((50, 1), (50, 16), (1, 1)):
     n, r = get("nexo", c, p), get("redis-nb", c, p)
     print("| c=%d p=%d%s | %.0f | %.0f | %.2f | %.0f / %.0f | %.0f / %.0f | %.2f |" % (
         c, p, " (1 CPU)" if c == 1 else "", n[0], r[0], n[0] / r[0], n[1], n[2], r[1], r[2], n[2] / r[2]))
+print()
+print("Server CPU per request (user + system time from /proc over the run, divided by the requests answered; the same client for all):")
+print()
+print("| scenario | nexo µs | baseline µs | Redis µs | nexo / Redis |")
+print("| --- | ---: | ---: | ---: | ---: |")
+def cpu(server, c, p):
+    return statistics.median(1e6 * r["cpu_s"] / max(1, r["r"]["ops"]) for r in rows if r["server"] == server and r["c"] == c and r["p"] == p)
+for c, p in ((50, 1), (50, 16), (1, 1)):
+    n, b, r = cpu("nexo", c, p), cpu("baseline", c, p), cpu("redis-nb", c, p)
+    print("| c=%d p=%d%s | %.2f | %.2f | %.2f | %.2f |" % (c, p, " (1 CPU)" if c == 1 else "", n, b, r, n / r))
 if any(r["server"] == "nexo-before" for r in rows):
     print()
     print("This build against the one before (NEXO_BEFORE), each as its ratio to the baseline:")
