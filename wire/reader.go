@@ -22,6 +22,12 @@ const (
 // bigBufs recycles the large buffers of Readers (initialReadBuf bytes).
 var bigBufs = sync.Pool{New: func() any { b := make([]byte, initialReadBuf); return &b }}
 
+// ErrWouldBlock is what a non-blocking source returns when it has no more
+// input for now. A Reader does not keep it: ReadFrame returns it with
+// every byte read so far kept, and may be called again once more input
+// has come (an event loop reads each connection that way).
+var ErrWouldBlock = errors.New("wire: no more input for now")
+
 // Reader reads frames from a byte stream. It reads ahead, so a burst of
 // pipelined frames costs one read. Its buffer grows with the bytes that
 // arrive, never with the length a peer claims: a frame header that claims
@@ -60,6 +66,12 @@ func (r *Reader) SetMaxFrame(maxFrame int) {
 	}
 	r.max = maxFrame
 }
+
+// SetSource makes the Reader read from rd from now on, keeping what it
+// has buffered: a server reads a handshake with blocking reads, then
+// hands the connection to an event loop, whose source is non-blocking
+// (see [ErrWouldBlock]).
+func (r *Reader) SetSource(rd io.Reader) { r.rd = rd }
 
 // Buffered returns how many unread bytes the Reader holds.
 func (r *Reader) Buffered() int { return r.w - r.r }
@@ -105,6 +117,9 @@ func (r *Reader) fill(n int) error {
 		m, err := r.rd.Read(r.buf[r.w:])
 		r.w += m
 		r.burst += m
+		if err == ErrWouldBlock { //nolint:errorlint // a sentinel the source returns as it is
+			return err
+		}
 		if err != nil {
 			r.err = err
 		}

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"testing"
 )
@@ -62,5 +63,62 @@ func TestReaderGrowsWithData(t *testing.T) {
 	}
 	if d.worstBuf > 2*d.worstFor {
 		t.Errorf("a buffer of %d bytes after %d received: more than twice", d.worstBuf, d.worstFor)
+	}
+}
+
+// dribble gives one byte per Read, and ErrWouldBlock between them, as a
+// non-blocking socket read by an event loop once per wake-up may.
+type dribble struct {
+	data  []byte
+	ready bool
+}
+
+func (d *dribble) Read(p []byte) (int, error) {
+	if !d.ready {
+		d.ready = true
+		return 0, ErrWouldBlock
+	}
+	d.ready = false
+	if len(d.data) == 0 {
+		return 0, io.EOF
+	}
+	p[0] = d.data[0]
+	d.data = d.data[1:]
+	return 1, nil
+}
+
+// TestReaderWouldBlock: ErrWouldBlock from the source is returned and not
+// kept: frames cut anywhere come out whole once their bytes have come,
+// and the end of the stream is still an EOF.
+func TestReaderWouldBlock(t *testing.T) {
+	var stream []byte
+	for i := uint32(1); i <= 3; i++ {
+		stream = AppendRequest(stream, i, "math.add", bytes.Repeat([]byte{byte(i)}, 200))
+	}
+	r := NewReader(&dribble{data: stream}, 0)
+	var ids []uint32
+	blocked := 0
+	for {
+		f, err := r.ReadFrame()
+		if errors.Is(err, ErrWouldBlock) {
+			if blocked++; blocked > 2*len(stream) {
+				t.Fatalf("after %d frames, ErrWouldBlock again and again: it was kept", len(ids))
+			}
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d frames: %v", len(ids), err)
+		}
+		req, err := ParseRequest(f)
+		if err != nil || len(req.Payload) != 200 || req.Payload[0] != byte(f.ID) {
+			t.Fatalf("frame %d: %+v, %v", f.ID, req, err)
+		}
+		ids = append(ids, f.ID)
+	}
+	if len(ids) != 3 || blocked < len(stream) {
+		t.Fatalf("frames %v, %d would-blocks for %d bytes", ids, blocked, len(stream))
 	}
 }

@@ -34,6 +34,11 @@ type Options struct {
 	// Timeout bounds each write; a write stalled that long fails the
 	// writer. 0 means no timeout.
 	Timeout time.Duration
+	// TryWrite, when set, writes as much of b as the connection takes at
+	// once, without waiting: it returns n < len(b) and a nil error when
+	// the connection's buffer is full. FlushNow needs it, and FlushAsync
+	// then tries it before it starts a goroutine.
+	TryWrite func(b []byte) (n int, err error)
 	// OnError is called once, from whichever goroutine noticed, when the
 	// writer fails (write error, ErrOverflow). Not called for Close.
 	OnError func(error)
@@ -49,6 +54,7 @@ type Writer struct {
 	spare     []byte // guarded by mu
 	writing   bool   // guarded by mu: a goroutine owns the conn's write side
 	halfClose bool   // guarded by mu: CloseWrite once pending is written
+	resume    func() // guarded by mu: called once the writing goroutine is done (FlushNow)
 	err       error  // guarded by mu: sticky
 
 	deadline time.Time // owned by the goroutine with writing set
@@ -120,8 +126,9 @@ func (w *Writer) Flush() error {
 }
 
 // FlushAsync makes sure what is pending gets written without blocking the
-// caller: if nobody is writing, a goroutine is started that writes until
-// nothing is pending and then exits.
+// caller: if nobody is writing, what the connection takes at once is
+// written now (with TryWrite), and a goroutine is started that writes the
+// rest until nothing is pending and then exits.
 func (w *Writer) FlushAsync() {
 	w.mu.Lock()
 	if w.writing || w.err != nil || (len(w.pending) == 0 && !w.halfClose) {
@@ -129,7 +136,98 @@ func (w *Writer) FlushAsync() {
 		return
 	}
 	w.writing = true
+	if w.opts.TryWrite != nil && !w.halfClose && !w.tryDrain() {
+		return
+	}
 	go w.drain() //nolint:errcheck // failures go to OnError
+}
+
+// FlushNow writes what is pending from the calling goroutine without ever
+// waiting, with TryWrite. It returns true when nothing is left to write.
+// Otherwise a goroutine of the writer's own writes the rest (or already
+// was writing), and resume is called once it is done: everything written,
+// or the writer failed. An event loop stops reading a connection whose
+// output it could not write, and reads it again on resume.
+func (w *Writer) FlushNow(resume func()) bool {
+	w.mu.Lock()
+	if w.err != nil || (len(w.pending) == 0 && !w.halfClose && !w.writing) {
+		w.mu.Unlock()
+		return true
+	}
+	if w.writing {
+		w.resume = resume
+		w.mu.Unlock()
+		return false
+	}
+	w.writing = true
+	if !w.halfClose && !w.tryDrain() {
+		return true
+	}
+	w.resume = resume
+	go w.drain() //nolint:errcheck // failures go to OnError
+	return false
+}
+
+// tryDrain writes with TryWrite until nothing is pending (it then clears
+// writing, releases mu and returns false) or the connection takes no more
+// (it returns true with mu held and writing set: the rest is for drain).
+// A failure also returns false, with mu released. Called with mu held and
+// writing set.
+func (w *Writer) tryDrain() bool {
+	for len(w.pending) > 0 {
+		buf := w.pending
+		w.pending = w.spare[:0]
+		w.mu.Unlock()
+		n, err := w.opts.TryWrite(buf)
+		w.written.Add(uint64(n))
+		w.mu.Lock()
+		if err != nil {
+			w.fail(err)
+			return false
+		}
+		if n < len(buf) {
+			// Put the rest back in front of what was added meanwhile.
+			rest := append(buf[:copy(buf, buf[n:])], w.pending...)
+			w.spare = w.pending[:0]
+			w.pending = rest
+			w.queued.Store(int64(len(rest)))
+			return true
+		}
+		// All of it went; what was added meanwhile is next.
+		if cap(buf) <= keepBuf {
+			w.spare = buf[:0]
+		}
+		w.queued.Store(int64(len(w.pending)))
+	}
+	if w.halfClose || w.err != nil {
+		return true // drain half-closes, or reports the error
+	}
+	w.writing = false
+	resume := w.resume // a FlushNow that came while this wrote
+	w.resume = nil
+	w.mu.Unlock()
+	if resume != nil {
+		resume()
+	}
+	return false
+}
+
+// fail records the writer's first error and reports it. Called with mu
+// held and writing set; returns with mu released.
+func (w *Writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+	w.pending = w.pending[:0]
+	w.queued.Store(0)
+	w.writing = false
+	resume := w.resume
+	w.resume = nil
+	w.mu.Unlock()
+	w.notify(err)
+	if resume != nil {
+		resume()
+	}
 }
 
 // drain writes until nothing is pending. Called with mu held and writing
@@ -148,12 +246,7 @@ func (w *Writer) drain() error {
 			w.spare = nil
 		}
 		if err != nil && w.err == nil {
-			w.err = err
-			w.pending = w.pending[:0]
-			w.queued.Store(0)
-			w.writing = false
-			w.mu.Unlock()
-			w.notify(err)
+			w.fail(err)
 			return err
 		}
 	}
@@ -168,7 +261,12 @@ func (w *Writer) drain() error {
 	}
 	err := w.err
 	w.writing = false
+	resume := w.resume
+	w.resume = nil
 	w.mu.Unlock()
+	if resume != nil {
+		resume()
+	}
 	if err == ErrClosed {
 		return nil
 	}

@@ -163,3 +163,100 @@ func TestOverflowAndStall(t *testing.T) {
 		}
 	})
 }
+
+// TestFlushNow: what TryWrite takes goes at once; the rest is written by
+// the writer's goroutine over the connection, in order, and resume is
+// called once it is all written.
+func TestFlushNow(t *testing.T) {
+	a, b := pair(t)
+	var tries atomic.Int64
+	w := New(a, Options{TryWrite: func(p []byte) (int, error) {
+		if tries.Add(1) == 1 {
+			return a.Write(p) // the socket takes it all
+		}
+		return a.Write(p[:3]) // it takes three bytes, then is full
+	}})
+	resumed := make(chan struct{})
+	resume := func() { close(resumed) }
+
+	_ = w.Commit(append(w.Begin(), "first."...))
+	if !w.FlushNow(resume) {
+		t.Fatal("FlushNow left output behind although TryWrite took it all")
+	}
+	_ = w.Commit(append(w.Begin(), "second, in two parts."...))
+	if w.FlushNow(resume) {
+		t.Fatal("FlushNow reported nothing left although TryWrite took 3 bytes")
+	}
+	select {
+	case <-resumed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("resume was not called once the rest was written")
+	}
+	if w.Len() != 0 || w.Written() != uint64(len("first.second, in two parts.")) {
+		t.Fatalf("Len %d, Written %d", w.Len(), w.Written())
+	}
+	got := make([]byte, len("first.second, in two parts."))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "first.second, in two parts." {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// TestFlushNowWhileTrying: a FlushNow that comes while FlushAsync's try
+// is writing finds the writer busy and must be resumed once that try has
+// written everything (it was not: the event loop never read the
+// connection again).
+func TestFlushNowWhileTrying(t *testing.T) {
+	a, b := pair(t)
+	inTry := make(chan struct{})
+	goOn := make(chan struct{})
+	var tries atomic.Int64
+	w := New(a, Options{TryWrite: func(p []byte) (int, error) {
+		if tries.Add(1) == 1 {
+			close(inTry)
+			<-goOn
+		}
+		return a.Write(p)
+	}})
+	_ = w.Commit(append(w.Begin(), "ping"...))
+	done := make(chan struct{})
+	go func() { w.FlushAsync(); close(done) }()
+	<-inTry
+	resumed := make(chan struct{})
+	_ = w.Commit(append(w.Begin(), "pong"...))
+	if w.FlushNow(func() { close(resumed) }) {
+		t.Fatal("FlushNow reported nothing left while another write was under way")
+	}
+	close(goOn)
+	<-done
+	select {
+	case <-resumed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("resume was not called after the try wrote everything")
+	}
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "pingpong" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// TestFlushNowFails: a TryWrite error fails the writer (OnError) and
+// resumes a waiting FlushNow.
+func TestFlushNowFails(t *testing.T) {
+	a, _ := pair(t)
+	boom := errors.New("boom")
+	var failed atomic.Value
+	w := New(a, Options{
+		TryWrite: func([]byte) (int, error) { return 0, boom },
+		OnError:  func(err error) { failed.Store(err) },
+	})
+	_ = w.Commit(append(w.Begin(), "x"...))
+	if !w.FlushNow(func() { t.Error("resume called although nothing waits") }) {
+		t.Fatal("a failed writer has nothing left to write")
+	}
+	if err, _ := failed.Load().(error); !errors.Is(err, boom) {
+		t.Fatalf("OnError got %v", err)
+	}
+	if err := w.Commit(append(w.Begin(), "y"...)); !errors.Is(err, boom) {
+		t.Fatalf("Commit after the failure: %v", err)
+	}
+}

@@ -105,6 +105,8 @@ func (m *Main) serveFlags(fs *pflag.FlagSet) func(args []string) (*serveSettings
 	wsOrigins := fs.String("ws-origins", "", "comma-separated foreign `origins` whose pages may call the web door (/ws, POST /rpc): https://app.example.com, or host patterns such as *.example.com; same-origin is always allowed")
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated host `names` the web and admin doors answer to, beyond localhost and their IP addresses (others get 421: DNS rebinding)")
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin listener")
+	core := fs.String("core", d.Core, "how plain-TCP native connections are served: loop (event loops, Linux) or goroutine (a goroutine per busy connection)")
+	loopsN := fs.Int("loops", 0, "event loops for --core loop (0: one per core)")
 	heartbeat := fs.Duration("heartbeat", d.Heartbeat, "PING `interval`; a client silent for 2 intervals plus a grace is closed")
 	maxFrame := fs.Int("max-frame", d.MaxFrame, "largest frame length accepted, in `bytes`")
 	maxConns := fs.Int("max-conns", d.MaxConns, "most open connections over all doors")
@@ -178,6 +180,8 @@ func (m *Main) serveFlags(fs *pflag.FlagSet) func(args []string) (*serveSettings
 		// server's default (MaxPending, for one, follows MaxFrame).
 		cfg := server.Config{
 			Version:           Version,
+			Core:              *core,
+			Loops:             *loopsN,
 			Heartbeat:         *heartbeat,
 			MaxFrame:          *maxFrame,
 			MaxConns:          *maxConns,

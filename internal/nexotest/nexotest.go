@@ -124,6 +124,11 @@ func StartWith(t testing.TB, cfg server.Config, opts Options) *Server {
 	if os.Getenv("NEXO_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	if cfg.Core == "" {
+		// NEXO_TEST_CORE runs a test suite on the core it names (the
+		// default is the server's).
+		cfg.Core = os.Getenv("NEXO_TEST_CORE")
+	}
 	srv, err := server.New(cfg, reg, log)
 	if err != nil {
 		t.Fatal(err)

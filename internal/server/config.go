@@ -11,6 +11,12 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
+// The cores Config.Core names.
+const (
+	CoreLoop      = "loop"
+	CoreGoroutine = "goroutine"
+)
+
 // Config holds the server's settings. The zero value of a field means its
 // default; DefaultConfig returns every default filled in.
 type Config struct {
@@ -20,6 +26,15 @@ type Config struct {
 	// context the request carried (see internal/tracing). Nil is tracing
 	// off, which costs the request path nothing.
 	Tracer trace.Tracer
+	// Core is how plain-TCP native connections are served once their
+	// handshake is done: CoreLoop (the default) on a few event loops,
+	// where the system has them (Linux), or CoreGoroutine, a reader
+	// goroutine per busy connection. TLS connections and the other doors
+	// always have goroutines.
+	Core string
+	// Loops is the number of event loops (default: one per core,
+	// GOMAXPROCS).
+	Loops int
 	// Heartbeat is the PING interval announced in WELCOME (default 5s). A
 	// native client silent for 2 intervals plus a grace of half an interval
 	// is closed.
@@ -85,6 +100,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Version:           "0.1.0",
+		Core:              CoreLoop,
 		Heartbeat:         5 * time.Second,
 		MaxFrame:          wire.DefaultMaxFrame,
 		MaxConns:          10000,
@@ -109,6 +125,9 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.Version == "" {
 		c.Version = d.Version
+	}
+	if c.Core == "" {
+		c.Core = d.Core
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = d.Heartbeat
@@ -170,6 +189,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFrame < 64 || c.MaxFrame > 64<<20 {
 		errs = append(errs, fmt.Errorf("max frame %d is outside 64..%d", c.MaxFrame, 64<<20))
+	}
+	if c.Core != CoreLoop && c.Core != CoreGoroutine {
+		errs = append(errs, fmt.Errorf("core %q is neither %q nor %q", c.Core, CoreLoop, CoreGoroutine))
+	}
+	if c.Loops < 0 || c.Loops > 1024 {
+		errs = append(errs, fmt.Errorf("loops %d is outside 0..1024 (0: one per core)", c.Loops))
 	}
 	if c.MaxPending < c.MaxFrame+wire.HeaderLen {
 		errs = append(errs, fmt.Errorf("max pending %d is below one max frame", c.MaxPending))

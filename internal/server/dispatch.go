@@ -64,7 +64,11 @@ func (s *session) burstDone(last bool) {
 		s.reading.Store(false)
 		s.sayGoodbye() // a drain that began during the burst: after its answers
 	}
-	_ = s.out.Flush() // a failed writer has closed the session already
+	if s.rd.resume != nil {
+		s.rd.blocked = !s.out.FlushNow(s.rd.resume)
+	} else {
+		_ = s.out.Flush() // a failed writer has closed the session already
+	}
 	if last && s.rd.busy {
 		s.rd.busy = false
 		s.release()

@@ -311,6 +311,9 @@ func (s *Server) Metrics() Metrics {
 	if p := s.poll.Load(); p != nil {
 		out.Parked = p.count()
 	}
+	if ls := s.loops.Load(); ls != nil {
+		out.Parked += ls.count()
+	}
 	return out
 }
 

@@ -40,6 +40,7 @@ type nativeConn struct {
 	rd    *wire.Reader    // owned by the reader goroutine of the moment
 	raw   syscall.RawConn // nil: the connection cannot park
 	state atomic.Uint32   // readerRunning or readerParked
+	loop  *loopState      // set when an event loop serves the connection
 }
 
 // AppendResult appends a RESPONSE frame.
@@ -99,6 +100,10 @@ func (s *Server) handleNative(c net.Conn) {
 		return
 	}
 	n.raw = parkable(c)
+	if ls := s.loops.Load(); ls != nil && n.raw != nil {
+		ls.add(n)
+		return
+	}
 	if !n.park() {
 		go n.run()
 	}
@@ -248,28 +253,38 @@ func (n *nativeConn) read() (parked bool, err error) {
 	s := n.s
 	for {
 		f, err := n.rd.ReadFrame()
+		if err == nil {
+			err = n.frame(f)
+		}
 		if err != nil {
 			return false, s.readEnded(err)
-		}
-		s.input(wire.HeaderLen + len(f.Body))
-		switch f.Type {
-		case wire.TypeRequest:
-			n.request(f)
-		case wire.TypePing:
-			s.rd.pend = wire.AppendFrame(s.rd.pend, wire.TypePong, 0, f.ID, f.Body)
-		case wire.TypePong:
-			n.pong(f)
-		case wire.TypeGoodbye:
-			s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
-			s.beginDrain(reasonClientGoodbye, "")
-		default:
-			return false, s.readEnded(&wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"})
 		}
 		idle := !s.rd.served
 		if s.frameDone(n.rd.HasFrame()) && idle && n.park() {
 			return true, nil
 		}
 	}
+}
+
+// frame hands one frame to the core. It returns the protocol error of a
+// frame that clients do not send.
+func (n *nativeConn) frame(f wire.Frame) error {
+	s := n.s
+	s.input(wire.HeaderLen + len(f.Body))
+	switch f.Type {
+	case wire.TypeRequest:
+		n.request(f)
+	case wire.TypePing:
+		s.rd.pend = wire.AppendFrame(s.rd.pend, wire.TypePong, 0, f.ID, f.Body)
+	case wire.TypePong:
+		n.pong(f)
+	case wire.TypeGoodbye:
+		s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
+		s.beginDrain(reasonClientGoodbye, "")
+	default:
+		return &wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"}
+	}
+	return nil
 }
 
 // request hands one REQUEST frame to the core.

@@ -90,6 +90,10 @@ func (n *nativeConn) park() bool {
 // is closing or draining and its reader must see that. It does nothing
 // when a reader runs.
 func (n *nativeConn) Wake() {
+	if n.loop != nil {
+		n.loop.l.post(n)
+		return
+	}
 	if n.state.CompareAndSwap(readerParked, readerRunning) {
 		n.s.srv.poll.Load().forget(n.s.id)
 		go n.run()

@@ -83,6 +83,7 @@ type Server struct {
 	lingering   chan lingering         // refused connections to close later
 	pubDone     chan struct{}          // closed when the publish loop exits
 	poll        atomic.Pointer[poller] // parked idle connections; nil where there is no poller
+	loops       atomic.Pointer[loops]  // the event loops (Config.Core "loop"); nil: goroutines
 	started     time.Time
 }
 
@@ -122,6 +123,13 @@ func New(cfg Config, reg *service.Registry, log *slog.Logger) (*Server, error) {
 // idempotent.
 func (s *Server) Start() {
 	s.hbOnce.Do(func() {
+		if s.cfg.Core == CoreLoop {
+			if ls, err := newLoops(s, s.cfg.Loops); err == nil {
+				s.loops.Store(ls)
+			} else {
+				s.log.Debug("no event loops; connections have goroutines", slog.Any(keyError, err))
+			}
+		}
 		if p, err := newPoller(); err == nil {
 			s.poll.Store(p)
 		} else {
@@ -131,6 +139,16 @@ func (s *Server) Start() {
 		go s.publishLoop()
 		go s.lingerLoop()
 	})
+}
+
+// Core returns how plain-TCP native connections are served:
+// CoreLoop when the event loops run, else CoreGoroutine (the setting,
+// or a system without loops).
+func (s *Server) Core() string {
+	if s.loops.Load() != nil {
+		return CoreLoop
+	}
+	return CoreGoroutine
 }
 
 // Accepting reports whether the server accepts new clients: false once
@@ -505,6 +523,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.lingerDone
 		if p := s.poll.Load(); p != nil {
 			p.close()
+		}
+		if ls := s.loops.Load(); ls != nil {
+			ls.close()
 		}
 	}()
 	t := time.NewTicker(5 * time.Millisecond)

@@ -78,6 +78,12 @@ type readerState struct {
 	unsettled  pendingObs
 	lastMethod *service.Method
 	lastStat   *methodStat
+	// resume is set when the reader is an event loop: the burst's output
+	// is written without waiting, and when the socket does not take it
+	// all, blocked is set and resume is called once the writer's own
+	// goroutine has written the rest.
+	resume  func()
+	blocked bool
 }
 
 // newSession returns a session on conn, not yet in the client list (see
@@ -95,7 +101,15 @@ func (srv *Server) newSession(c net.Conn, door, name string, newCodec func(*sess
 	lb := isLoopback(c.RemoteAddr())
 	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.isAdmin(lb, "")}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.out = batch.New(c, batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed})
+	opts := batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed}
+	if srv.loops.Load() != nil {
+		if raw := parkable(c); raw != nil {
+			// Writes from other goroutines (heartbeats, events) go out at
+			// once when the socket takes them, without a goroutine.
+			opts.TryWrite = tryWriter(raw)
+		}
+	}
+	s.out = batch.New(c, opts)
 	s.lastSeen.Store(now.UnixNano())
 	s.pingSent.Store(now.UnixNano())
 	s.codec = newCodec(s)
