@@ -34,6 +34,9 @@ type legacyConn struct {
 	// ERROR frame, which that client can read.
 	native bool
 	dec    *legacy.Decoder // set before the reader starts: its byte order rebuilds packets for the monitor
+	loop   *loopConn       // set when an event loop serves the connection
+	held   request         // on a loop: the request that moves the connection to a goroutine (step)
+	buf    [16]byte        // the payload of the request being decoded
 }
 
 // AppendResult appends the result line of a math method.
@@ -71,8 +74,13 @@ func (*legacyConn) Heartbeats() bool { return false }
 // Ping is never called.
 func (*legacyConn) Ping(time.Time) {}
 
-// Wake does nothing: a legacy connection always has its reader.
-func (*legacyConn) Wake() {}
+// Wake makes a loop look at its connection; a connection on a goroutine
+// always has its reader.
+func (c *legacyConn) Wake() {
+	if c.loop != nil {
+		c.loop.post()
+	}
+}
 
 // Ordered is true: answers have no ids, so they keep the requests' order.
 func (*legacyConn) Ordered() bool { return true }
@@ -80,8 +88,12 @@ func (*legacyConn) Ordered() bool { return true }
 // handleLegacy runs one legacy connection. There is no handshake: the
 // client is registered as soon as it connects.
 func (s *Server) handleLegacy(c net.Conn) {
+	lc := &legacyConn{}
+	if s.loopLegacy(c, lc) {
+		return
+	}
 	defer s.leaveBinary(c)
-	lc := &legacyConn{dec: legacy.NewDecoder(c)}
+	lc.dec = legacy.NewDecoder(c)
 	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return lc })
 	s.register(sess)
 	sess.end(sess.readLegacy(lc, lc.dec))
@@ -106,7 +118,6 @@ func (s *session) readBy(t time.Time) {
 // client, whose HELLO reads as a packet 4 bytes longer than it is) is not
 // waited for minutes.
 func (s *session) readLegacy(lc *legacyConn, dec *legacy.Decoder) error {
-	var payload [16]byte
 	for {
 		partial := false
 		if !dec.HasPacket() {
@@ -125,18 +136,28 @@ func (s *session) readLegacy(lc *legacyConn, dec *legacy.Decoder) error {
 		if err != nil {
 			switch {
 			case partial && errors.Is(err, os.ErrDeadlineExceeded) && !s.finished.Load():
-				err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated packet: the rest did not come in time"}
+				err = errLegacyTruncated
 			case errors.Is(err, legacy.ErrNativeHello):
 				lc.native = true
 			}
 			return s.readEnded(err)
 		}
 		s.input(legacy.HeaderLen + len(p.Command))
-		r := request{payload: legacy.AppendPayload(payload[:0], p), name: p.Command}
-		if method, ok := legacy.Method(p.Command); ok {
-			r.m = s.srv.reg.Get(method)
-		}
-		s.request(r)
+		s.request(lc.decoded(s, p))
 		s.frameDone(dec.HasPacket())
 	}
+}
+
+// errLegacyTruncated ends a connection that began a packet and did not
+// send the rest within HandshakeTimeout.
+var errLegacyTruncated = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated packet: the rest did not come in time"}
+
+// decoded is the request of a packet: its method, if the command names
+// one, and its operands as the math methods' payload.
+func (lc *legacyConn) decoded(s *session, p legacy.Packet) request {
+	r := request{payload: legacy.AppendPayload(lc.buf[:0], p), name: p.Command}
+	if method, ok := legacy.Method(p.Command); ok {
+		r.m = s.srv.reg.Get(method)
+	}
+	return r
 }

@@ -5,15 +5,18 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/legacy"
 	. "github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/internal/server"
+	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -124,5 +127,52 @@ func TestLegacySlowConsumer(t *testing.T) {
 	other := Dial(t, srv.Legacy)
 	if got := other.LegacyLine(legacy.Append(nil, binary.LittleEndian, "MULTIPLICACION", 6, 7)); got != "42\n" {
 		t.Errorf("another legacy client: %q", got)
+	}
+}
+
+// TestLegacyNotInline: a legacy command whose method is not inline (math
+// served by a worker, say) is answered in order, and while it runs, other
+// legacy clients are served: on the event-loop core its connection moves
+// to a goroutine of its own rather than hold up the loop and every
+// connection on it.
+func TestLegacyNotInline(t *testing.T) {
+	release := make(chan struct{})
+	cfg := FastConfig()
+	cfg.Loops = 1 // every connection on the same loop
+	srv := StartWith(t, cfg, Options{Catalog: func(*server.Server) (catalog.Options, error) {
+		var math []service.Method
+		for _, m := range catalog.Services()["math"] {
+			if m.Name == "math.mul" {
+				m.Inline = false
+				inner := m.Handler
+				m.Handler = func(ctx context.Context, req service.Request, dst []byte) ([]byte, error) {
+					select {
+					case <-release:
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+					return inner(ctx, req, dst)
+				}
+			}
+			math = append(math, m)
+		}
+		return catalog.Options{Select: map[string]bool{"sys": true}, Extra: math}, nil
+	}})
+	slow := Dial(t, srv.Legacy)
+	slow.Send(append(legacy.Append(nil, binary.LittleEndian, "MULTIPLICACION", 6, 7), legacy.Append(nil, binary.LittleEndian, "SUMA", 1, 2)...))
+	srv.WaitInFlight(t, 1)
+	other := Dial(t, srv.Legacy)
+	for i := range int16(3) {
+		if got := other.LegacyLine(legacy.Append(nil, binary.BigEndian, "SUMA", i, 1)); got != strconv.Itoa(int(i+1))+"\n" {
+			t.Fatalf("another client while math.mul runs: %q", got)
+		}
+	}
+	close(release)
+	if got := slow.ReadLine() + slow.ReadLine(); got != "42\n3\n" {
+		t.Fatalf("the slow client's answers: %q", got)
+	}
+	// It goes on being served, on its goroutine.
+	if got := slow.LegacyLine(legacy.Append(nil, binary.LittleEndian, "MULTIPLICACION", 3, 3)); got != "9\n" {
+		t.Fatalf("after: %q", got)
 	}
 }

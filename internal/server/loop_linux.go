@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nexo-project/nexo/internal/legacy"
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -44,27 +46,55 @@ type loop struct {
 	wakefd int // an eventfd: posted connections, or close
 
 	mu     sync.Mutex
-	posted []*nativeConn // guarded by mu: connections to look at
-	closed bool          // guarded by mu
+	posted []*loopConn // guarded by mu: connections to look at
+	closed bool        // guarded by mu
 
 	// owned by the loop's goroutine
-	conns  map[uint64]*nativeConn
-	timers lingerHeap
+	conns  map[uint64]*loopConn
+	buf    []byte // what a connection read, on its way to the connection's reader
+	timers timerHeap
 	held   atomic.Int64 // connections in the loop (read by metrics)
 	done   chan struct{}
 }
 
-// loopState is what a loop keeps of one of its connections, touched by
-// the loop's goroutine only (posted excepted).
-type loopState struct {
+// loopConn is a connection served by a loop: its session, its door's
+// reader, and what the loop keeps of it, touched by the loop's goroutine
+// only (posted excepted).
+type loopConn struct {
 	l       *loop
+	s       *session
+	door    loopDoor
+	raw     syscall.RawConn
 	src     loopSource
 	added   bool        // in the loop's set and map
 	blocked bool        // the writer's goroutine has output to write: not read until resume
-	linger  bool        // a linger timer is set
+	linger  bool        // the linger timer is set
+	partial time.Time   // when the message under way began to arrive (legacy); zero: none
 	posted  atomic.Bool // in the loop's posted list
 	resume  func()      // posts the connection back: the writer is done
 }
+
+// loopDoor is a door's part of a connection on a loop.
+type loopDoor interface {
+	// step hands the session core the next whole message its reader
+	// holds, reading once per wake-up when it holds none, and ends the
+	// handling of the message (session.frameDone). It returns
+	// wire.ErrWouldBlock when no whole message is left, errHandoff when
+	// the connection must go on on a goroutine (handoff), or the error
+	// that ends the reader.
+	step(c *loopConn) error
+	// handoff serves the connection on a goroutine of its own from now
+	// on, to its end: a legacy request that is not inline must not hold
+	// up the loop, and the door keeps its requests in order.
+	handoff(c *loopConn)
+}
+
+// errHandoff is a loopDoor's step asking to leave the loop (handoff).
+var errHandoff = errors.New("served on a goroutine from now on")
+
+// loopReadBuf is the size of a loop's read buffer: the most one read of a
+// connection takes.
+const loopReadBuf = 64 << 10
 
 // wakeKey is the event key of a loop's eventfd; session ids start at 1.
 const wakeKey = 0
@@ -102,20 +132,25 @@ func newLoop(srv *Server) (*loop, error) {
 		_ = unix.Close(wakefd)
 		return nil, err
 	}
-	l := &loop{srv: srv, epfd: epfd, wakefd: wakefd, conns: make(map[uint64]*nativeConn), done: make(chan struct{})}
+	l := &loop{srv: srv, epfd: epfd, wakefd: wakefd, conns: make(map[uint64]*loopConn), buf: make([]byte, loopReadBuf), done: make(chan struct{})}
 	go l.run()
 	return l, nil
 }
 
-// add deals a connection whose handshake is done to a loop. Its reader's
-// buffered frames, if any, are served at once.
-func (ls *loops) add(n *nativeConn) {
+// add deals a session to a loop, reading through c.src (see newLoopConn);
+// Codec.Wake must post it (loopConn.post). Once posted, what its door's
+// reader holds already is served at once.
+func (ls *loops) add(c *loopConn, s *session, door loopDoor) {
 	l := ls.all[int(ls.next.Add(1))%len(ls.all)]
-	n.loop = &loopState{l: l, src: loopSource{raw: n.raw}}
-	n.loop.resume = func() { l.post(n) }
-	n.s.rd.resume = n.loop.resume
-	n.rd.SetSource(&n.loop.src)
-	l.post(n)
+	c.l, c.s, c.door = l, s, door
+	c.resume = func() { l.post(c) }
+	s.rd.resume = c.resume
+}
+
+// newLoopConn returns a connection for a loop, not yet added: its door's
+// reader is built on its src.
+func newLoopConn(raw syscall.RawConn) *loopConn {
+	return &loopConn{raw: raw, src: loopSource{raw: raw}}
 }
 
 // count returns how many connections the loops hold.
@@ -137,12 +172,14 @@ func (ls *loops) close() {
 
 // post asks the loop to look at a connection: it is new, the writer's
 // goroutine is done with it, or it is closing or draining.
-func (l *loop) post(n *nativeConn) {
-	if n.loop.posted.Swap(true) {
+func (c *loopConn) post() { c.l.post(c) }
+
+func (l *loop) post(c *loopConn) {
+	if c.posted.Swap(true) {
 		return
 	}
 	l.mu.Lock()
-	l.posted = append(l.posted, n)
+	l.posted = append(l.posted, c)
 	l.mu.Unlock()
 	var one = [8]byte{1}
 	_, _ = unix.Write(l.wakefd, one[:]) // fails only when the counter is full: it is set anyway
@@ -167,7 +204,7 @@ func (l *loop) close() {
 func (l *loop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 256)
-	var posted []*nativeConn
+	var posted []*loopConn
 	for {
 		wait := -1
 		if len(l.timers) > 0 {
@@ -189,21 +226,21 @@ func (l *loop) run() {
 				if closed {
 					return
 				}
-				for i, n := range posted {
+				for i, c := range posted {
 					posted[i] = nil
-					n.loop.posted.Store(false)
-					l.look(n)
+					c.posted.Store(false)
+					l.look(c)
 				}
 				continue
 			}
-			if n := l.conns[id]; n != nil && !n.loop.blocked {
-				l.serve(n)
+			if c := l.conns[id]; c != nil && !c.blocked {
+				l.serve(c)
 			}
 		}
 		for len(l.timers) > 0 && !time.Now().Before(l.timers[0].at) {
-			n := heap.Pop(&l.timers).(lingerTimer).n
-			if l.conns[n.s.id] == n {
-				l.serve(n)
+			c := heap.Pop(&l.timers).(timer).c
+			if l.conns[c.s.id] == c && !c.blocked {
+				l.serve(c)
 			}
 		}
 	}
@@ -212,90 +249,95 @@ func (l *loop) run() {
 // look handles a posted connection: it joins the loop, comes back from
 // the writer's goroutine, or is closing or draining. Then it is served:
 // its reader sees what there is to see.
-func (l *loop) look(n *nativeConn) {
-	st := n.loop
-	if !st.added {
-		if !l.watch(n, unix.EPOLL_CTL_ADD) {
-			// Closed before it joined: the read sees the end.
-			st.added = true // so that leave does not count it
-			l.held.Add(1)
-			l.conns[n.s.id] = n
-			l.serve(n)
+func (l *loop) look(c *loopConn) {
+	if !c.added {
+		c.added = true
+		l.held.Add(1)
+		l.conns[c.s.id] = c
+		if !l.watch(c, unix.EPOLL_CTL_ADD) {
+			l.serve(c) // closed before it joined: the read sees the end
 			return
 		}
-		st.added = true
-		l.held.Add(1)
-		l.conns[n.s.id] = n
-	} else if l.conns[n.s.id] != n {
+	} else if l.conns[c.s.id] != c {
 		return // ended already
 	}
-	if st.blocked {
-		if n.s.out.Len() > 0 && n.s.ctx.Err() == nil && !n.s.out.FlushNow(st.resume) {
+	if c.blocked {
+		if c.s.out.Len() > 0 && c.s.ctx.Err() == nil && !c.s.out.FlushNow(c.resume) {
 			return // the writer took more meanwhile: resume comes again
 		}
-		st.blocked = false
-		l.watch(n, unix.EPOLL_CTL_ADD)
+		c.blocked = false
+		l.watch(c, unix.EPOLL_CTL_ADD)
 	}
-	if n.s.finished.Load() && !st.linger {
+	if c.s.finished.Load() && !c.linger {
 		// A drain is over: the reader waits for the peer to close, up to
 		// Linger (its read deadline says so too).
-		st.linger = true
-		heap.Push(&l.timers, lingerTimer{at: time.Now().Add(n.s.srv.cfg.Linger), n: n})
+		c.linger = true
+		l.after(c.s.srv.cfg.Linger, c)
 	}
-	l.serve(n)
+	l.serve(c)
+}
+
+// after serves c again in d, when it is still in the loop.
+func (l *loop) after(d time.Duration, c *loopConn) {
+	heap.Push(&l.timers, timer{at: time.Now().Add(d), c: c})
 }
 
 // watch adds the connection's socket to the epoll set (op ADD) or takes
 // it out (DEL). It reports false when the socket is closed.
-func (l *loop) watch(n *nativeConn, op int) bool {
+func (l *loop) watch(c *loopConn, op int) bool {
 	ev := unix.EpollEvent{
 		Events: unix.EPOLLIN | unix.EPOLLRDHUP,
-		Fd:     int32(uint32(n.s.id)), // the 64-bit event data holds the session id
-		Pad:    int32(uint32(n.s.id >> 32)),
+		Fd:     int32(uint32(c.s.id)), // the 64-bit event data holds the session id
+		Pad:    int32(uint32(c.s.id >> 32)),
 	}
 	var err error
 	// Control holds the descriptor open while epoll_ctl runs, so a
 	// concurrent Close cannot hand its number to another socket first.
-	cerr := n.raw.Control(func(fd uintptr) { err = unix.EpollCtl(l.epfd, op, int(fd), &ev) })
+	cerr := c.raw.Control(func(fd uintptr) { err = unix.EpollCtl(l.epfd, op, int(fd), &ev) })
 	return cerr == nil && err == nil
 }
 
 // serve reads once what has arrived on a connection and hands every whole
-// frame to the session core; the answers of the burst are written without
-// waiting. A connection whose output the socket did not take is taken out
-// of the set until its writer's goroutine is done.
-func (l *loop) serve(n *nativeConn) {
-	s := n.s
-	n.loop.src.budget = 1
+// message to the session core; the answers of the burst are written
+// without waiting. A connection whose output the socket did not take is
+// taken out of the set until its writer's goroutine is done.
+func (l *loop) serve(c *loopConn) {
+	s := c.s
+	c.src.budget = 1
+	c.src.buf = l.buf
 	for {
-		f, err := n.rd.ReadFrame()
+		err := c.door.step(c)
 		if err == wire.ErrWouldBlock { //nolint:errorlint // the sentinel, as returned
 			break
 		}
-		if err == nil {
-			err = n.frame(f)
+		if err != nil || s.rd.blocked {
+			c.src.keep()
 		}
 		if err != nil {
-			l.leave(n)
-			if isProtocolError(err) {
+			l.leave(c)
+			switch {
+			case err == errHandoff: //nolint:errorlint // the sentinel, as returned
+				c.src.conn = s.conn // blocking reads from now on
+				go c.door.handoff(c)
+			case isProtocolError(err):
 				// The last words linger for the peer to read them, which
 				// is not the loop's to wait for.
-				go n.finish(s.readEnded(err))
-				return
+				go c.finish(err)
+			default:
+				c.finish(err)
 			}
-			n.finish(s.readEnded(err))
 			return
 		}
-		s.frameDone(n.rd.HasFrame())
 		if s.rd.blocked {
 			s.rd.blocked = false
-			n.loop.blocked = true
-			l.watch(n, unix.EPOLL_CTL_DEL)
+			c.blocked = true
+			l.watch(c, unix.EPOLL_CTL_DEL)
 			return
 		}
 	}
+	c.src.buf = nil // all read was handed over: the source returns ErrWouldBlock only then
 	if s.rd.busy {
-		return // a frame is cut in two: the burst goes on
+		return // the burst goes on
 	}
 	// Between bursts a connection keeps no buffer of the last one.
 	if cap(s.rd.pend) > keepParked {
@@ -307,14 +349,14 @@ func (l *loop) serve(n *nativeConn) {
 }
 
 // leave takes an ending connection out of the loop.
-func (l *loop) leave(n *nativeConn) {
-	if l.conns[n.s.id] != n {
+func (l *loop) leave(c *loopConn) {
+	if l.conns[c.s.id] != c {
 		return
 	}
-	delete(l.conns, n.s.id)
+	delete(l.conns, c.s.id)
 	l.held.Add(-1)
-	if !n.loop.blocked {
-		l.watch(n, unix.EPOLL_CTL_DEL) // fails when closed: closing took it out already
+	if !c.blocked {
+		l.watch(c, unix.EPOLL_CTL_DEL) // fails when closed: closing took it out already
 	}
 }
 
@@ -325,38 +367,49 @@ func isProtocolError(err error) bool {
 	return ok || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// finish ends a session whose reader stopped for good.
-func (n *nativeConn) finish(err error) {
-	n.s.end(err)
-	n.s.srv.leaveBinary(n.s.conn)
+// finish ends a session whose reader stopped for good, with the error
+// that stopped it.
+func (c *loopConn) finish(err error) {
+	c.s.end(c.s.readEnded(err))
+	c.s.srv.leaveBinary(c.s.conn)
 }
 
 // loopSource reads a loop's connection without waiting: once per wake-up,
-// then ErrWouldBlock until the loop reads it again.
+// then ErrWouldBlock until the loop reads it again. The one read takes
+// whatever has arrived, up to the loop's buffer, however little the
+// reader asked for (a reader waits with a small buffer); the reader gets
+// the rest from the following Reads, without another system call.
 type loopSource struct {
 	raw    syscall.RawConn
+	conn   net.Conn // set once the connection left its loop: plain blocking reads
 	budget int
+	buf    []byte                // the loop's read buffer, shared by its connections
+	rest   []byte                // read and not handed to the reader yet (within one wake-up)
 	read   func(fd uintptr) bool // r.readFD, made once: a method value costs an allocation
-	p      []byte                // the read's buffer, and its outcome
-	n      int
+	n      int                   // the read's outcome
 	err    error
 }
 
 // Read reads what has arrived, at most once per budget.
 func (r *loopSource) Read(p []byte) (int, error) {
-	if r.budget == 0 {
+	if len(r.rest) > 0 {
+		n := copy(p, r.rest)
+		r.rest = r.rest[n:]
+		return n, nil
+	}
+	if r.conn != nil {
+		return r.conn.Read(p)
+	}
+	if r.budget == 0 || r.buf == nil {
 		return 0, wire.ErrWouldBlock
 	}
 	r.budget--
 	if r.read == nil {
 		r.read = r.readFD
 	}
-	r.p = p
 	// RawConn.Read refuses a closed socket or a passed read deadline (the
 	// linger), and holds the descriptor while the read runs.
-	rerr := r.raw.Read(r.read)
-	r.p = nil
-	if rerr != nil {
+	if rerr := r.raw.Read(r.read); rerr != nil {
 		return 0, rerr
 	}
 	switch n, err := r.n, r.err; {
@@ -367,12 +420,24 @@ func (r *loopSource) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	default:
-		return n, nil
+		m := copy(p, r.buf[:n])
+		r.rest = r.buf[m:n]
+		return m, nil
 	}
 }
 
+// keep copies what was read and not handed over yet out of the loop's
+// buffer, for the reader's next Reads: the loop leaves the connection in
+// the middle of a wake-up (its output is blocked, or it leaves the loop).
+func (r *loopSource) keep() {
+	if len(r.rest) > 0 {
+		r.rest = append([]byte(nil), r.rest...)
+	}
+	r.buf = nil
+}
+
 func (r *loopSource) readFD(fd uintptr) bool {
-	r.n, r.err = unix.Read(int(fd), r.p)
+	r.n, r.err = unix.Read(int(fd), r.buf)
 	return true
 }
 
@@ -421,23 +486,127 @@ func (t *trySink) writeFD(fd uintptr) bool {
 	return true
 }
 
-// lingerTimer ends the linger of a drained connection at at.
-type lingerTimer struct {
+// timer serves c again at at: the end of a linger, or of the wait for
+// the rest of a message.
+type timer struct {
 	at time.Time
-	n  *nativeConn
+	c  *loopConn
 }
 
-// lingerHeap orders linger timers, soonest first.
-type lingerHeap []lingerTimer
+// timerHeap orders a loop's timers, soonest first.
+type timerHeap []timer
 
-func (h lingerHeap) Len() int           { return len(h) }
-func (h lingerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h lingerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *lingerHeap) Push(x any)        { *h = append(*h, x.(lingerTimer)) }
-func (h *lingerHeap) Pop() any {
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
 	old := *h
 	t := old[len(old)-1]
-	old[len(old)-1] = lingerTimer{}
+	old[len(old)-1] = timer{}
 	*h = old[:len(old)-1]
 	return t
+}
+
+// loopNative serves a native connection whose handshake is done on a
+// loop, when there are loops and the connection can be on one. It
+// reports whether it did.
+func (s *Server) loopNative(n *nativeConn) bool {
+	ls := s.loops.Load()
+	if ls == nil || n.raw == nil {
+		return false
+	}
+	c := newLoopConn(n.raw)
+	ls.add(c, n.s, n)
+	n.rd.SetSource(&c.src)
+	n.loop = c
+	c.post()
+	return true
+}
+
+// step reads and hands over the next frame.
+func (n *nativeConn) step(*loopConn) error {
+	f, err := n.rd.ReadFrame()
+	if err == nil {
+		err = n.frame(f)
+	}
+	if err != nil {
+		return err
+	}
+	n.s.frameDone(n.rd.HasFrame())
+	return nil
+}
+
+// handoff is never asked of the native door: its requests that are not
+// inline run beside the reader.
+func (n *nativeConn) handoff(c *loopConn) { c.finish(errHandoff) }
+
+// loopLegacy serves a new legacy connection on a loop, when there are
+// loops and the connection can be on one. It reports whether it did.
+func (s *Server) loopLegacy(conn net.Conn, lc *legacyConn) bool {
+	ls := s.loops.Load()
+	raw := parkable(conn)
+	if ls == nil || raw == nil {
+		return false
+	}
+	c := newLoopConn(raw)
+	lc.dec = legacy.NewDecoder(&c.src)
+	lc.loop = c
+	sess := s.newSession(conn, DoorLegacy, "", func(*session) Codec { return lc })
+	ls.add(c, sess, lc)
+	s.register(sess)
+	c.post()
+	return true
+}
+
+// step decodes and hands over the next packet. A packet begun must be
+// whole within HandshakeTimeout, as on a goroutine; a request that is not
+// inline (math served by a worker) moves the connection to a goroutine,
+// where the door's requests are served in order.
+func (lc *legacyConn) step(c *loopConn) error {
+	s := c.s
+	p, err := lc.dec.Decode()
+	if err == wire.ErrWouldBlock { //nolint:errorlint // the sentinel, as returned
+		if lc.dec.Buffered() == 0 || s.finished.Load() {
+			c.partial = time.Time{}
+			return err
+		}
+		timeout := s.srv.cfg.HandshakeTimeout
+		switch now := time.Now(); {
+		case c.partial.IsZero():
+			c.partial = now
+			c.l.after(timeout, c)
+		case now.Sub(c.partial) >= timeout:
+			return errLegacyTruncated
+		}
+		return err
+	}
+	c.partial = time.Time{}
+	if err != nil {
+		if errors.Is(err, legacy.ErrNativeHello) {
+			lc.native = true
+		}
+		return err
+	}
+	s.input(legacy.HeaderLen + len(p.Command))
+	r := lc.decoded(s, p)
+	if r.m != nil && !r.m.Inline {
+		lc.held = r
+		return errHandoff
+	}
+	s.request(r)
+	s.frameDone(lc.dec.HasPacket())
+	return nil
+}
+
+// handoff serves the request step held, then the rest of the connection,
+// on this goroutine.
+func (lc *legacyConn) handoff(c *loopConn) {
+	s := c.s
+	s.rd.resume = nil // this reader may wait for its writes
+	s.request(lc.held)
+	lc.held = request{}
+	s.frameDone(lc.dec.HasPacket())
+	s.end(s.readLegacy(lc, lc.dec))
+	s.srv.leaveBinary(s.conn)
 }

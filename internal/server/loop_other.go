@@ -4,22 +4,23 @@ package server
 
 import (
 	"errors"
+	"net"
 	"syscall"
 )
 
 // The event loops are Linux only: elsewhere connections have goroutines.
 type loops struct{}
 
-// loopState is empty where there are no loops.
-type loopState struct{ l *loop }
-
-type loop struct{}
+// loopConn is never made where there are no loops.
+type loopConn struct{}
 
 func newLoops(*Server, int) (*loops, error) { return nil, errors.New("no event loops on this system") }
 
-func (*loops) add(*nativeConn) {}
-func (*loops) count() int      { return 0 }
-func (*loops) close()          {}
-func (*loop) post(*nativeConn) {}
+func (*loops) count() int { return 0 }
+func (*loops) close()     {}
+func (*loopConn) post()   {}
+
+func (*Server) loopNative(*nativeConn) bool           { return false }
+func (*Server) loopLegacy(net.Conn, *legacyConn) bool { return false }
 
 func tryWriter(syscall.RawConn) func([]byte) (int, error) { return nil }

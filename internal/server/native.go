@@ -40,7 +40,7 @@ type nativeConn struct {
 	rd    *wire.Reader    // owned by the reader goroutine of the moment
 	raw   syscall.RawConn // nil: the connection cannot park
 	state atomic.Uint32   // readerRunning or readerParked
-	loop  *loopState      // set when an event loop serves the connection
+	loop  *loopConn       // set when an event loop serves the connection
 }
 
 // AppendResult appends a RESPONSE frame.
@@ -100,8 +100,7 @@ func (s *Server) handleNative(c net.Conn) {
 		return
 	}
 	n.raw = parkable(c)
-	if ls := s.loops.Load(); ls != nil && n.raw != nil {
-		ls.add(n)
+	if s.loopNative(n) {
 		return
 	}
 	if !n.park() {

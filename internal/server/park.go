@@ -91,7 +91,7 @@ func (n *nativeConn) park() bool {
 // when a reader runs.
 func (n *nativeConn) Wake() {
 	if n.loop != nil {
-		n.loop.l.post(n)
+		n.loop.post()
 		return
 	}
 	if n.state.CompareAndSwap(readerParked, readerRunning) {
