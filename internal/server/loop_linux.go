@@ -43,7 +43,9 @@ type loops struct {
 type loop struct {
 	srv    *Server
 	epfd   int
-	wakefd int // an eventfd: posted connections, or close
+	ep     *os.File        // epfd, as the runtime's poller knows it
+	rc     syscall.RawConn // of ep
+	wakefd int             // an eventfd: posted connections, or close
 
 	mu     sync.Mutex
 	posted []*loopConn // guarded by mu: connections to look at
@@ -52,6 +54,9 @@ type loop struct {
 	// owned by the loop's goroutine
 	conns  map[uint64]*loopConn
 	buf    []byte // what a connection read, on its way to the connection's reader
+	events []unix.EpollEvent
+	k      int                   // events the last waitFD got
+	wait   func(fd uintptr) bool // l.waitFD, made once
 	timers timerHeap
 	held   atomic.Int64 // connections in the loop (read by metrics)
 	done   chan struct{}
@@ -78,7 +83,9 @@ type loopConn struct {
 type loopDoor interface {
 	// step hands the session core the next whole message its reader
 	// holds, reading once per wake-up when it holds none, and ends the
-	// handling of the message (session.frameDone). It returns
+	// handling of the message with session.frameDone(true): the loop
+	// ends the burst (burstDone) once the wake-up's input is used up. It
+	// returns
 	// wire.ErrWouldBlock when no whole message is left, errHandoff when
 	// the connection must go on on a goroutine (handoff), or the error
 	// that ends the reader.
@@ -132,7 +139,31 @@ func newLoop(srv *Server) (*loop, error) {
 		_ = unix.Close(wakefd)
 		return nil, err
 	}
-	l := &loop{srv: srv, epfd: epfd, wakefd: wakefd, conns: make(map[uint64]*loopConn), buf: make([]byte, loopReadBuf), done: make(chan struct{})}
+	// The loop waits for its epoll set the way any goroutine waits for a
+	// socket: an epoll descriptor is readable while it has events, so the
+	// runtime's poller can wait for it, and the loop parks instead of
+	// blocking a thread in epoll_wait (a thread blocked in a system call
+	// loses its P, and getting one back costs more than the request).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(wakefd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "nexo-loop")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		// A descriptor the runtime cannot poll would take deadlines as
+		// an error: make sure this one can.
+		err = f.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = unix.Close(wakefd)
+		return nil, err
+	}
+	l := &loop{srv: srv, epfd: epfd, ep: f, rc: rc, wakefd: wakefd, conns: make(map[uint64]*loopConn),
+		buf: make([]byte, loopReadBuf), events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
+	l.wait = l.waitFD
 	go l.run()
 	return l, nil
 }
@@ -196,25 +227,24 @@ func (l *loop) close() {
 	var one = [8]byte{1}
 	_, _ = unix.Write(l.wakefd, one[:])
 	<-l.done
-	_ = unix.Close(l.epfd)
+	_ = l.ep.Close()
 	_ = unix.Close(l.wakefd)
 }
 
 // run is the loop's goroutine.
 func (l *loop) run() {
 	defer close(l.done)
-	events := make([]unix.EpollEvent, 256)
 	var posted []*loopConn
+	var deadline time.Time // the epoll descriptor's read deadline: the soonest timer
 	for {
-		wait := -1
-		if len(l.timers) > 0 {
-			wait = max(int(time.Until(l.timers[0].at).Milliseconds())+1, 0)
+		if next := l.soonest(); !next.Equal(deadline) {
+			deadline = next
+			_ = l.ep.SetReadDeadline(deadline) // the descriptor is open until run returns
 		}
-		k, err := unix.EpollWait(l.epfd, events, wait)
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		if err := l.rc.Read(l.wait); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return // cannot happen with a valid epfd and buffer
 		}
-		for _, ev := range events[:max(k, 0)] {
+		for _, ev := range l.events[:l.k] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if id == wakeKey {
 				var b [8]byte
@@ -237,6 +267,7 @@ func (l *loop) run() {
 				l.serve(c)
 			}
 		}
+		l.k = 0
 		for len(l.timers) > 0 && !time.Now().Before(l.timers[0].at) {
 			c := heap.Pop(&l.timers).(timer).c
 			if l.conns[c.s.id] == c && !c.blocked {
@@ -244,6 +275,26 @@ func (l *loop) run() {
 			}
 		}
 	}
+}
+
+// soonest returns when the first timer is due, or the zero time.
+func (l *loop) soonest() time.Time {
+	if len(l.timers) == 0 {
+		return time.Time{}
+	}
+	return l.timers[0].at
+}
+
+// waitFD takes the events that are ready, without waiting: RawConn.Read
+// parks the loop until the descriptor is readable when there are none.
+func (l *loop) waitFD(fd uintptr) bool {
+	k, err := unix.EpollWait(int(fd), l.events, 0)
+	if err != nil {
+		l.k = 0
+		return !errors.Is(err, unix.EINTR) // EINTR: wait again; anything else cannot happen (a valid epfd and buffer)
+	}
+	l.k = k
+	return k > 0
 }
 
 // look handles a posted connection: it joins the loop, comes back from
@@ -337,7 +388,14 @@ func (l *loop) serve(c *loopConn) {
 	}
 	c.src.buf = nil // all read was handed over: the source returns ErrWouldBlock only then
 	if s.rd.busy {
-		return // the burst goes on
+		// A wake-up is a burst: its answers go out in one write.
+		s.burstDone(true)
+		if s.rd.blocked {
+			s.rd.blocked = false
+			c.blocked = true
+			l.watch(c, unix.EPOLL_CTL_DEL)
+			return
+		}
 	}
 	// Between bursts a connection keeps no buffer of the last one.
 	if cap(s.rd.pend) > keepParked {
@@ -533,7 +591,7 @@ func (n *nativeConn) step(*loopConn) error {
 	if err != nil {
 		return err
 	}
-	n.s.frameDone(n.rd.HasFrame())
+	n.s.frameDone(true) // the loop ends the burst when the wake-up's input is used up
 	return nil
 }
 
@@ -595,7 +653,7 @@ func (lc *legacyConn) step(c *loopConn) error {
 		return errHandoff
 	}
 	s.request(r)
-	s.frameDone(lc.dec.HasPacket())
+	s.frameDone(true) // the loop ends the burst when the wake-up's input is used up
 	return nil
 }
 
