@@ -43,9 +43,7 @@ type loops struct {
 type loop struct {
 	srv    *Server
 	epfd   int
-	ep     *os.File        // epfd, as the runtime's poller knows it
-	rc     syscall.RawConn // of ep
-	wakefd int             // an eventfd: posted connections, or close
+	wakefd int // an eventfd: posted connections, or close
 
 	mu     sync.Mutex
 	posted []*loopConn // guarded by mu: connections to look at
@@ -55,8 +53,6 @@ type loop struct {
 	conns  map[uint64]*loopConn
 	buf    []byte // what a connection read, on its way to the connection's reader
 	events []unix.EpollEvent
-	k      int                   // events the last waitFD got
-	wait   func(fd uintptr) bool // l.waitFD, made once
 	timers timerHeap
 	held   atomic.Int64 // connections in the loop (read by metrics)
 	done   chan struct{}
@@ -139,31 +135,8 @@ func newLoop(srv *Server) (*loop, error) {
 		_ = unix.Close(wakefd)
 		return nil, err
 	}
-	// The loop waits for its epoll set the way any goroutine waits for a
-	// socket: an epoll descriptor is readable while it has events, so the
-	// runtime's poller can wait for it, and the loop parks instead of
-	// blocking a thread in epoll_wait (a thread blocked in a system call
-	// loses its P, and getting one back costs more than the request).
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wakefd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(epfd), "nexo-loop")
-	rc, err := f.SyscallConn()
-	if err == nil {
-		// A descriptor the runtime cannot poll would take deadlines as
-		// an error: make sure this one can.
-		err = f.SetReadDeadline(time.Time{})
-	}
-	if err != nil {
-		_ = f.Close()
-		_ = unix.Close(wakefd)
-		return nil, err
-	}
-	l := &loop{srv: srv, epfd: epfd, ep: f, rc: rc, wakefd: wakefd, conns: make(map[uint64]*loopConn),
+	l := &loop{srv: srv, epfd: epfd, wakefd: wakefd, conns: make(map[uint64]*loopConn),
 		buf: make([]byte, loopReadBuf), events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
-	l.wait = l.waitFD
 	go l.run()
 	return l, nil
 }
@@ -227,24 +200,39 @@ func (l *loop) close() {
 	var one = [8]byte{1}
 	_, _ = unix.Write(l.wakefd, one[:])
 	<-l.done
-	_ = l.ep.Close()
+	_ = unix.Close(l.epfd)
 	_ = unix.Close(l.wakefd)
 }
 
-// run is the loop's goroutine.
+// run is the loop's goroutine. After a wake-up with events it looks
+// again without waiting, and only when that finds nothing does it yield
+// and then wait in epoll_wait: under load the next requests are often in
+// already (on one CPU, the client ran while the loop wrote), and a thread
+// that blocks in a system call may lose its P, which costs more to get
+// back than the request costs to serve.
 func (l *loop) run() {
 	defer close(l.done)
 	var posted []*loopConn
-	var deadline time.Time // the epoll descriptor's read deadline: the soonest timer
+	busy := false // the last wake-up had events
 	for {
-		if next := l.soonest(); !next.Equal(deadline) {
-			deadline = next
-			_ = l.ep.SetReadDeadline(deadline) // the descriptor is open until run returns
+		wait := -1
+		switch {
+		case busy:
+			wait = 0
+		case len(l.timers) > 0:
+			wait = max(int(time.Until(l.timers[0].at).Milliseconds())+1, 0)
 		}
-		if err := l.rc.Read(l.wait); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return // cannot happen with a valid epfd and buffer
+		k, err := unix.EpollWait(l.epfd, l.events, wait)
+		if err != nil {
+			if !errors.Is(err, unix.EINTR) {
+				return // cannot happen with a valid epfd and buffer
+			}
+			k = 0
 		}
-		for _, ev := range l.events[:l.k] {
+		if busy = k > 0; !busy && wait == 0 {
+			runtime.Gosched()
+		}
+		for _, ev := range l.events[:k] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if id == wakeKey {
 				var b [8]byte
@@ -267,7 +255,6 @@ func (l *loop) run() {
 				l.serve(c)
 			}
 		}
-		l.k = 0
 		for len(l.timers) > 0 && !time.Now().Before(l.timers[0].at) {
 			c := heap.Pop(&l.timers).(timer).c
 			if l.conns[c.s.id] == c && !c.blocked {
@@ -275,26 +262,6 @@ func (l *loop) run() {
 			}
 		}
 	}
-}
-
-// soonest returns when the first timer is due, or the zero time.
-func (l *loop) soonest() time.Time {
-	if len(l.timers) == 0 {
-		return time.Time{}
-	}
-	return l.timers[0].at
-}
-
-// waitFD takes the events that are ready, without waiting: RawConn.Read
-// parks the loop until the descriptor is readable when there are none.
-func (l *loop) waitFD(fd uintptr) bool {
-	k, err := unix.EpollWait(int(fd), l.events, 0)
-	if err != nil {
-		l.k = 0
-		return !errors.Is(err, unix.EINTR) // EINTR: wait again; anything else cannot happen (a valid epfd and buffer)
-	}
-	l.k = k
-	return k > 0
 }
 
 // look handles a posted connection: it joins the loop, comes back from
