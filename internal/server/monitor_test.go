@@ -449,21 +449,41 @@ func TestMonitorCostsNothingUnwatched(t *testing.T) {
 	for i := range 1000 {
 		burst = wire.AppendRequest(burst, uint32(i), "math.add", Operands(int64(i), 1))
 	}
-	WaitFor(t, 5*time.Second, "the watcher's buffer to stay full", func() bool {
+	fill := func() {
 		c.Send(burst)
 		for range 1000 {
 			if f := c.Read(); f.Type != wire.TypeResponse {
 				t.Fatalf("%s", String(f))
 			}
 		}
-		return testing.AllocsPerRun(200, native) == 0
-	})
-	for i, p := range paths {
-		got := perRun(runs, p.call)
-		t.Logf("%s: %.2f allocations per request unwatched, %.2f with the watcher's buffer full", p.name, unwatched[i], got)
-		if got > unwatched[i]+0.5 {
-			t.Errorf("%s, the watcher's buffer full: %.2f allocations per request, %.2f unwatched", p.name, got, unwatched[i])
+	}
+	// The socket may take more now and then for a while (the kernel
+	// grows its buffers; the writer's goroutine takes what is pending
+	// into a write that blocks): records then flow, and the taps
+	// allocate. So the measure is repeated until every path costs what it
+	// costs unwatched; a cost per request of a full watcher would never
+	// get there.
+	full := make([]float64, len(paths))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fill()
+		ok := testing.AllocsPerRun(200, native) == 0
+		for i, p := range paths {
+			full[i] = perRun(runs, p.call)
+			ok = ok && full[i] <= unwatched[i]+0.5
 		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			for i, p := range paths {
+				t.Errorf("%s, the watcher's buffer full: %.2f allocations per request, %.2f unwatched", p.name, full[i], unwatched[i])
+			}
+			break
+		}
+	}
+	for i, p := range paths {
+		t.Logf("%s: %.2f allocations per request unwatched, %.2f with the watcher's buffer full", p.name, unwatched[i], full[i])
 	}
 	if _, ok := srv.Client(ww.ClientID); !ok {
 		t.Fatal("the watcher was closed: its buffer was not full, it was gone")
