@@ -114,6 +114,15 @@ func (q *monitorQueue) onEvent(topic string, payload []byte) {
 	select {
 	case q.events <- bytes.Clone(payload):
 	default:
+		// No room: a notice of the server's losses is added to ours, not
+		// counted as one (the notice of thousands lost was lost itself).
+		var notice struct {
+			Lost uint64 `json:"lost"`
+		}
+		if json.Unmarshal(payload, &notice) == nil && notice.Lost > 0 {
+			q.dropped.Add(notice.Lost)
+			return
+		}
 		q.dropped.Add(1)
 	}
 }
@@ -152,6 +161,14 @@ func runMonitor(ctx context.Context, c *client.Client, q *monitorQueue, asJSON b
 		}
 		if _, err := stdout.Write(append(line, '\n')); err != nil {
 			return err
+		}
+		// Events this side dropped are told once the queue is empty, not
+		// only with the next event: the last ones lost may be the last
+		// ones sent for a long time.
+		if len(q.events) == 0 {
+			if n := q.dropped.Swap(0); n > 0 {
+				fmt.Fprintf(stderr, "lost %d events\n", n)
+			}
 		}
 	}
 }

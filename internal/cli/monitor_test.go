@@ -272,3 +272,17 @@ func TestMonitorLinePrintable(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorQueueKeepsNotices: a notice of the server's losses that
+// arrives when the printer's queue is full adds its count to the losses
+// told, instead of counting as one lost event: the server had told of
+// thousands, and the command said a few.
+func TestMonitorQueueKeepsNotices(t *testing.T) {
+	q := &monitorQueue{events: make(chan []byte, 1)}
+	q.onEvent("monitor", []byte(`{"client":1,"method":"math.add"}`))
+	q.onEvent("monitor", []byte(`{"client":1,"method":"math.add"}`)) // no room: 1
+	q.onEvent("monitor", []byte(`{"time":"2026-12-03T00:00:00Z","lost":3875}`))
+	if got := q.dropped.Load(); got != 1+3875 {
+		t.Fatalf("dropped %d, want %d", got, 1+3875)
+	}
+}

@@ -256,9 +256,17 @@ func (l *loop) run() {
 			}
 		}
 		for len(l.timers) > 0 && !time.Now().Before(l.timers[0].at) {
-			c := heap.Pop(&l.timers).(timer).c
-			if l.conns[c.s.id] == c && !c.blocked {
+			t := heap.Pop(&l.timers).(timer)
+			if c := t.c; l.conns[c.s.id] == c && !c.blocked {
 				l.serve(c)
+				if t.linger && l.conns[c.s.id] == c {
+					// The linger is over. The socket's own read deadline
+					// says so too, but the runtime may mark it passed a
+					// moment after this timer: the loop does not wait
+					// for that.
+					l.leave(c)
+					c.finish(os.ErrDeadlineExceeded)
+				}
 			}
 		}
 	}
@@ -290,7 +298,7 @@ func (l *loop) look(c *loopConn) {
 		// A drain is over: the reader waits for the peer to close, up to
 		// Linger (its read deadline says so too).
 		c.linger = true
-		l.after(c.s.srv.cfg.Linger, c)
+		heap.Push(&l.timers, timer{at: time.Now().Add(c.s.srv.cfg.Linger), c: c, linger: true})
 	}
 	l.serve(c)
 }
@@ -514,8 +522,9 @@ func (t *trySink) writeFD(fd uintptr) bool {
 // timer serves c again at at: the end of a linger, or of the wait for
 // the rest of a message.
 type timer struct {
-	at time.Time
-	c  *loopConn
+	at     time.Time
+	c      *loopConn
+	linger bool // the end of the linger: the connection ends, whatever its socket says
 }
 
 // timerHeap orders a loop's timers, soonest first.
