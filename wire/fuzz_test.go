@@ -73,3 +73,76 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// chunky gives its data in chunks of the sizes in cuts (cycled), with an
+// ErrWouldBlock before each, as a non-blocking socket read once per
+// event-loop wake-up does.
+type chunky struct {
+	data  []byte
+	cuts  []byte
+	i     int
+	ready bool
+}
+
+func (c *chunky) Read(p []byte) (int, error) {
+	if !c.ready {
+		c.ready = true
+		return 0, ErrWouldBlock
+	}
+	c.ready = false
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := 1
+	if len(c.cuts) > 0 {
+		n = int(c.cuts[c.i%len(c.cuts)]) + 1
+		c.i++
+	}
+	n = copy(p, c.data[:min(n, len(c.data))])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// FuzzReadFrameWouldBlock: read from a non-blocking source, in chunks cut
+// anywhere, with ErrWouldBlock between them, the decoder returns exactly
+// the frames and the final error it returns reading the same bytes at
+// once: what an event loop reads is what a goroutine reads.
+func FuzzReadFrameWouldBlock(f *testing.F) {
+	f.Add(AppendRequest(nil, 1, "math.add", make([]byte, 16)), []byte{3, 40})
+	f.Add(append(AppendFrame(nil, TypePing, 0, 5, []byte("12345678")), 0xff, 0xff, 0xff, 0xff), []byte{0})
+	f.Add(append(AppendRequest(nil, 1, "x", nil), AppendGoodbye(nil, "bye")...), []byte{200, 1})
+	const limit = 4096
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		type result struct {
+			frames []string
+			err    string
+		}
+		read := func(r *Reader) result {
+			var res result
+			for blocked := 0; ; {
+				fr, err := r.ReadFrame()
+				if err == ErrWouldBlock {
+					if blocked++; blocked > 2*len(data)+2 {
+						t.Fatal("ErrWouldBlock again and again: it was kept")
+					}
+					continue
+				}
+				if err != nil {
+					res.err = err.Error()
+					return res
+				}
+				res.frames = append(res.frames, string(AppendFrame(nil, fr.Type, fr.Flags, fr.ID, fr.Body)))
+			}
+		}
+		whole := read(NewReader(bytes.NewReader(data), limit))
+		cut := read(NewReader(&chunky{data: data, cuts: cuts}, limit))
+		if len(whole.frames) != len(cut.frames) || whole.err != cut.err {
+			t.Fatalf("at once: %d frames, %q; in chunks: %d frames, %q", len(whole.frames), whole.err, len(cut.frames), cut.err)
+		}
+		for i := range whole.frames {
+			if whole.frames[i] != cut.frames[i] {
+				t.Fatalf("frame %d differs", i)
+			}
+		}
+	})
+}

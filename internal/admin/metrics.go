@@ -63,7 +63,7 @@ func newCollector(srv *server.Server) *collector {
 		ready: prometheus.NewDesc("nexo_ready",
 			"1 while the server accepts new connections (what /readyz says); 0 while it drains.", nil, nil),
 		parked: prometheus.NewDesc("nexo_parked_clients",
-			"Idle native clients that hold no goroutine: the server's poller waits for their input.", nil, nil),
+			"Clients that hold no goroutine: held by an event loop (--core loop: plain-TCP native and legacy clients), or idle native clients parked in the poller (--core goroutine).", nil, nil),
 	}
 }
 

@@ -226,7 +226,7 @@ type Metrics struct {
 	// large", "unsupported version" or "closed" (by the peer). Wrong
 	// tokens are counted as the door's AuthFailures instead.
 	HandshakeFailed map[string]uint64
-	Parked          int       // idle native clients that hold no goroutine
+	Parked          int       // clients that hold no goroutine: on an event loop, or parked idle
 	RTT             Histogram // heartbeat round trips, RTTBuckets
 }
 
