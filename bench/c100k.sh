@@ -61,6 +61,11 @@ for i in "${!pids[@]}"; do
 done
 echo
 echo "all gateways: $((sum / 1024)) MiB"
+# The gateways' CPU over 10 s with every client idle: heartbeats (every
+# 10 s here, so each client is pinged once) and the cluster view.
+ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo $t; }
+t0=$(ticks); sleep 10; t1=$(ticks)
+python3 -c "print('all gateways, idle: %.1f%% of one core (heartbeats every 10 s)' % (100 * ($t1 - $t0) / $(getconf CLK_TCK) / 10))"
 "$out/nexo" bench --addr 127.0.0.1:7690 -c 50 -p 1 -d 5s | sed 's/^/active beside them: /'
 wait_load() { for f in "$out"/load-*.json; do while [ ! -s "$f" ]; do sleep 1; done; done; }
 wait_load
