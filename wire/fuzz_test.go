@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/nexo-project/nexo/internal/chunked"
 )
 
 // FuzzReadFrame feeds arbitrary bytes to the decoder. It must never panic,
@@ -74,35 +76,6 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// chunky gives its data in chunks of the sizes in cuts (cycled), with an
-// ErrWouldBlock before each, as a non-blocking socket read once per
-// event-loop wake-up does.
-type chunky struct {
-	data  []byte
-	cuts  []byte
-	i     int
-	ready bool
-}
-
-func (c *chunky) Read(p []byte) (int, error) {
-	if !c.ready {
-		c.ready = true
-		return 0, ErrWouldBlock
-	}
-	c.ready = false
-	if len(c.data) == 0 {
-		return 0, io.EOF
-	}
-	n := 1
-	if len(c.cuts) > 0 {
-		n = int(c.cuts[c.i%len(c.cuts)]) + 1
-		c.i++
-	}
-	n = copy(p, c.data[:min(n, len(c.data))])
-	c.data = c.data[n:]
-	return n, nil
-}
-
 // FuzzReadFrameWouldBlock: read from a non-blocking source, in chunks cut
 // anywhere, with ErrWouldBlock between them, the decoder returns exactly
 // the frames and the final error it returns reading the same bytes at
@@ -135,7 +108,7 @@ func FuzzReadFrameWouldBlock(f *testing.F) {
 			}
 		}
 		whole := read(NewReader(bytes.NewReader(data), limit))
-		cut := read(NewReader(&chunky{data: data, cuts: cuts}, limit))
+		cut := read(NewReader(&chunked.Reader{Data: data, Cuts: cuts, Block: ErrWouldBlock}, limit))
 		if len(whole.frames) != len(cut.frames) || whole.err != cut.err {
 			t.Fatalf("at once: %d frames, %q; in chunks: %d frames, %q", len(whole.frames), whole.err, len(cut.frames), cut.err)
 		}

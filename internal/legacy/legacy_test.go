@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nexo-project/nexo/internal/chunked"
+
 	"github.com/nexo-project/nexo/wire"
 )
 
@@ -168,23 +170,36 @@ func FuzzDecode(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := NewDecoder(bytes.NewReader(data))
-		off := 0
-		for {
-			p, err := d.Decode()
-			if err != nil {
-				if !errors.Is(err, wire.CodeBadFrame) && err != io.EOF && err != io.ErrUnexpectedEOF {
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			enc := Append(nil, d.Order().(binary.AppendByteOrder), string(p.Command), p.A, p.B)
-			if !bytes.Equal(enc, data[off:off+len(enc)]) {
-				t.Fatalf("re-encoded % x, input % x", enc, data[off:off+len(enc)])
-			}
-			off += len(enc)
-		}
+		decodeAll(t, NewDecoder(bytes.NewReader(data)), data)
 	})
+}
+
+// decodeAll decodes data to its end: only protocol errors and ends of
+// stream may stop it, every packet must re-encode to the bytes it came
+// from, and wire.ErrWouldBlock (from a non-blocking source) is read past,
+// but not forever.
+func decodeAll(t *testing.T, d *Decoder, data []byte) {
+	off, blocked := 0, 0
+	for {
+		p, err := d.Decode()
+		if errors.Is(err, wire.ErrWouldBlock) {
+			if blocked++; blocked > 2*len(data)+2 {
+				t.Fatal("ErrWouldBlock again and again")
+			}
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, wire.CodeBadFrame) && err != io.EOF && err != io.ErrUnexpectedEOF {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		enc := Append(nil, d.Order().(binary.AppendByteOrder), string(p.Command), p.A, p.B)
+		if !bytes.Equal(enc, data[off:off+len(enc)]) {
+			t.Fatalf("re-encoded % x, input % x", enc, data[off:off+len(enc)])
+		}
+		off += len(enc)
+	}
 }
 
 // TestGoldenMatchesPython checks the golden file against Python's own
@@ -203,34 +218,6 @@ func TestGoldenMatchesPython(t *testing.T) {
 	}
 }
 
-// chunky gives its data in chunks of the sizes in cuts (cycled), with
-// wire.ErrWouldBlock before each, as an event loop's non-blocking reads do.
-type chunky struct {
-	data  []byte
-	cuts  []byte
-	i     int
-	ready bool
-}
-
-func (c *chunky) Read(p []byte) (int, error) {
-	if !c.ready {
-		c.ready = true
-		return 0, wire.ErrWouldBlock
-	}
-	c.ready = false
-	if len(c.data) == 0 {
-		return 0, io.EOF
-	}
-	n := 1
-	if len(c.cuts) > 0 {
-		n = int(c.cuts[c.i%len(c.cuts)]) + 1
-		c.i++
-	}
-	n = copy(p, c.data[:min(n, len(c.data))])
-	c.data = c.data[n:]
-	return n, nil
-}
-
 // FuzzDecodeWouldBlock: read in chunks cut anywhere, with
 // wire.ErrWouldBlock between them (an event loop's reads), the decoder
 // never panics, never keeps the would-block, returns only protocol errors
@@ -242,27 +229,6 @@ func FuzzDecodeWouldBlock(f *testing.F) {
 	f.Add(append(Append(nil, binary.LittleEndian, "SUMA", 1, 2), Append(nil, binary.LittleEndian, "RESTA", 5, 5)...), []byte{2, 9})
 	f.Add(Append(nil, binary.BigEndian, "DIVISION", -1, 0), []byte{0})
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
-		d := NewDecoder(&chunky{data: data, cuts: cuts})
-		off, blocked := 0, 0
-		for {
-			p, err := d.Decode()
-			if errors.Is(err, wire.ErrWouldBlock) {
-				if blocked++; blocked > 2*len(data)+2 {
-					t.Fatal("ErrWouldBlock again and again")
-				}
-				continue
-			}
-			if err != nil {
-				if !errors.Is(err, wire.CodeBadFrame) && err != io.EOF && err != io.ErrUnexpectedEOF {
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			enc := Append(nil, d.Order().(binary.AppendByteOrder), string(p.Command), p.A, p.B)
-			if !bytes.Equal(enc, data[off:off+len(enc)]) {
-				t.Fatalf("re-encoded % x, input % x", enc, data[off:off+len(enc)])
-			}
-			off += len(enc)
-		}
+		decodeAll(t, NewDecoder(&chunked.Reader{Data: data, Cuts: cuts, Block: wire.ErrWouldBlock}), data)
 	})
 }

@@ -120,19 +120,8 @@ func newLoops(srv *Server, n int) (*loops, error) {
 }
 
 func newLoop(srv *Server) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, wakefd, err := newEpoll()
 	if err != nil {
-		return nil, err
-	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wakefd)
 		return nil, err
 	}
 	l := &loop{srv: srv, epfd: epfd, wakefd: wakefd, conns: make(map[uint64]*loopConn),

@@ -24,24 +24,34 @@ type poller struct {
 const stopKey = 0
 
 func newPoller() (*poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, stop, err := newEpoll()
 	if err != nil {
-		return nil, err
-	}
-	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, stop, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(stop)
 		return nil, err
 	}
 	p := &poller{epfd: epfd, stop: stop, parked: make(map[uint64]*nativeConn), done: make(chan struct{})}
 	go p.run()
 	return p, nil
+}
+
+// newEpoll returns an epoll set holding an eventfd, under event key 0,
+// that wakes its waiter.
+func newEpoll() (epfd, eventfd int, err error) {
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, -1, err
+	}
+	eventfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return -1, -1, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, eventfd, &ev); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(eventfd)
+		return -1, -1, err
+	}
+	return epfd, eventfd, nil
 }
 
 // park arms the session's socket and remembers the session until it
