@@ -112,8 +112,9 @@ func (w *Writer) Send(p []byte) error {
 }
 
 // Flush writes what is pending from the calling goroutine, unless another
-// goroutine is writing already (it will write this too). It returns the
-// writer's error, if any.
+// goroutine is writing already (it will write this too): with TryWrite,
+// what the connection takes at once first, then the rest, waiting. It
+// returns the writer's error, if any.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	if w.writing || w.err != nil || (len(w.pending) == 0 && !w.halfClose) {
@@ -122,6 +123,13 @@ func (w *Writer) Flush() error {
 		return err
 	}
 	w.writing = true
+	if w.opts.TryWrite != nil && !w.halfClose && !w.tryDrain() {
+		// All written without waiting, or the writer failed.
+		w.mu.Lock()
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
 	return w.drain()
 }
 

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,7 +64,7 @@ type loopConn struct {
 	l       *loop
 	s       *session
 	door    loopDoor
-	raw     syscall.RawConn
+	fc      *fdConn
 	src     loopSource
 	added   bool        // in the loop's set and map
 	blocked bool        // the writer's goroutine has output to write: not read until resume
@@ -142,8 +141,8 @@ func (ls *loops) add(c *loopConn, s *session, door loopDoor) {
 
 // newLoopConn returns a connection for a loop, not yet added: its door's
 // reader is built on its src.
-func newLoopConn(raw syscall.RawConn) *loopConn {
-	return &loopConn{raw: raw, src: loopSource{raw: raw}}
+func newLoopConn(fc *fdConn) *loopConn {
+	return &loopConn{fc: fc, src: loopSource{fc: fc}}
 }
 
 // count returns how many connections the loops hold.
@@ -270,7 +269,7 @@ func (l *loop) look(c *loopConn) {
 		l.held.Add(1)
 		l.conns[c.s.id] = c
 		if !l.watch(c, unix.EPOLL_CTL_ADD) {
-			l.serve(c) // closed before it joined: the read sees the end
+			l.serve(c) // the read sees what went wrong
 			return
 		}
 	} else if l.conns[c.s.id] != c {
@@ -305,11 +304,8 @@ func (l *loop) watch(c *loopConn, op int) bool {
 		Fd:     int32(uint32(c.s.id)), // the 64-bit event data holds the session id
 		Pad:    int32(uint32(c.s.id >> 32)),
 	}
-	var err error
-	// Control holds the descriptor open while epoll_ctl runs, so a
-	// concurrent Close cannot hand its number to another socket first.
-	cerr := c.raw.Control(func(fd uintptr) { err = unix.EpollCtl(l.epfd, op, int(fd), &ev) })
-	return cerr == nil && err == nil
+	// The descriptor stays open while the loop holds it (fdConn.release).
+	return c.fc.control(func(fd int) error { return unix.EpollCtl(l.epfd, op, fd, &ev) }) == nil
 }
 
 // serve reads once what has arrived on a connection and hands every whole
@@ -378,8 +374,9 @@ func (l *loop) leave(c *loopConn) {
 	delete(l.conns, c.s.id)
 	l.held.Add(-1)
 	if !c.blocked {
-		l.watch(c, unix.EPOLL_CTL_DEL) // fails when closed: closing took it out already
+		l.watch(c, unix.EPOLL_CTL_DEL)
 	}
+	c.fc.release()
 }
 
 // isProtocolError tells the errors that readEnded answers with the door's
@@ -402,14 +399,11 @@ func (c *loopConn) finish(err error) {
 // reader asked for (a reader waits with a small buffer); the reader gets
 // the rest from the following Reads, without another system call.
 type loopSource struct {
-	raw    syscall.RawConn
+	fc     *fdConn
 	conn   net.Conn // set once the connection left its loop: plain blocking reads
 	budget int
-	buf    []byte                // the loop's read buffer, shared by its connections
-	rest   []byte                // read and not handed to the reader yet (within one wake-up)
-	read   func(fd uintptr) bool // r.readFD, made once: a method value costs an allocation
-	n      int                   // the read's outcome
-	err    error
+	buf    []byte // the loop's read buffer, shared by its connections
+	rest   []byte // read and not handed to the reader yet (within one wake-up)
 }
 
 // Read reads what has arrived, at most once per budget.
@@ -426,26 +420,18 @@ func (r *loopSource) Read(p []byte) (int, error) {
 		return 0, wire.ErrWouldBlock
 	}
 	r.budget--
-	if r.read == nil {
-		r.read = r.readFD
-	}
-	// RawConn.Read refuses a closed socket or a passed read deadline (the
-	// linger), and holds the descriptor while the read runs.
-	if rerr := r.raw.Read(r.read); rerr != nil {
-		return 0, rerr
-	}
-	switch n, err := r.n, r.err; {
+	n, err := r.fc.read(r.buf)
+	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return 0, wire.ErrWouldBlock
 	case err != nil:
 		return 0, err
 	case n == 0:
 		return 0, io.EOF
-	default:
-		m := copy(p, r.buf[:n])
-		r.rest = r.buf[m:n]
-		return m, nil
 	}
+	m := copy(p, r.buf[:n])
+	r.rest = r.buf[m:n]
+	return m, nil
 }
 
 // keep copies what was read and not handed over yet out of the loop's
@@ -456,56 +442,6 @@ func (r *loopSource) keep() {
 		r.rest = append([]byte(nil), r.rest...)
 	}
 	r.buf = nil
-}
-
-func (r *loopSource) readFD(fd uintptr) bool {
-	r.n, r.err = unix.Read(int(fd), r.buf)
-	return true
-}
-
-// trySink writes to a loop's connection what its socket takes now, for
-// the connection's batch writer (batch.Options.TryWrite).
-type trySink struct {
-	raw   syscall.RawConn
-	write func(fd uintptr) bool // s.writeFD, made once
-	b     []byte                // the write's buffer, and its outcome
-	n     int
-	err   error
-}
-
-// tryWriter returns a write that never waits: it writes what the socket
-// takes now.
-func tryWriter(raw syscall.RawConn) func([]byte) (int, error) {
-	t := &trySink{raw: raw}
-	t.write = t.writeFD
-	return t.Write
-}
-
-// Write writes what the socket takes of b now. The batch writer calls it
-// from one goroutine at a time.
-func (t *trySink) Write(b []byte) (int, error) {
-	t.b = b
-	werr := t.raw.Write(t.write)
-	t.b = nil
-	if werr != nil {
-		if errors.Is(werr, os.ErrDeadlineExceeded) {
-			return 0, nil // an old write deadline: the writer's goroutine sets a new one
-		}
-		return 0, werr
-	}
-	switch n, err := t.n, t.err; {
-	case err == unix.EAGAIN || err == unix.EINTR:
-		return 0, nil
-	case err != nil:
-		return 0, err
-	default:
-		return n, nil
-	}
-}
-
-func (t *trySink) writeFD(fd uintptr) bool {
-	t.n, t.err = unix.Write(int(fd), t.b)
-	return true
 }
 
 // timer serves c again at at: the end of a linger, or of the wait for
@@ -531,20 +467,19 @@ func (h *timerHeap) Pop() any {
 	return t
 }
 
-// loopNative serves a native connection whose handshake is done on a
-// loop, when there are loops and the connection can be on one. It
-// reports whether it did.
-func (s *Server) loopNative(n *nativeConn) bool {
+// loopNative deals a native connection whose handshake is done to a
+// loop, when there are loops and the loop owns the socket (ownConn): it
+// sets n.loop, which the caller posts once the session is registered.
+func (s *Server) loopNative(n *nativeConn) {
 	ls := s.loops.Load()
-	if ls == nil || n.raw == nil {
-		return false
+	fc, ok := n.s.conn.(*fdConn)
+	if ls == nil || !ok {
+		return
 	}
-	c := newLoopConn(n.raw)
+	c := newLoopConn(fc)
 	ls.add(c, n.s, n)
 	n.rd.SetSource(&c.src)
 	n.loop = c
-	c.post()
-	return true
 }
 
 // step reads and hands over the next frame.
@@ -568,14 +503,17 @@ func (n *nativeConn) handoff(c *loopConn) { c.finish(errHandoff) }
 // loops and the connection can be on one. It reports whether it did.
 func (s *Server) loopLegacy(conn net.Conn, lc *legacyConn) bool {
 	ls := s.loops.Load()
-	raw := parkable(conn)
-	if ls == nil || raw == nil {
+	if ls == nil {
 		return false
 	}
-	c := newLoopConn(raw)
+	fc := ownConn(conn)
+	if fc == nil {
+		return false
+	}
+	c := newLoopConn(fc)
 	lc.dec = legacy.NewDecoder(&c.src)
 	lc.loop = c
-	sess := s.newSession(conn, DoorLegacy, "", func(*session) Codec { return lc })
+	sess := s.newSession(fc, DoorLegacy, "", func(*session) Codec { return lc })
 	ls.add(c, sess, lc)
 	s.register(sess)
 	c.post()

@@ -5,7 +5,6 @@ package server
 import (
 	"errors"
 	"net"
-	"syscall"
 )
 
 // The event loops are Linux only: elsewhere connections have goroutines.
@@ -23,4 +22,5 @@ func (*loopConn) post()   {}
 func (*Server) loopNative(*nativeConn) bool           { return false }
 func (*Server) loopLegacy(net.Conn, *legacyConn) bool { return false }
 
-func tryWriter(syscall.RawConn) func([]byte) (int, error) { return nil }
+// ownConn never takes a descriptor where there are no loops.
+func ownConn(net.Conn) net.Conn { return nil }

@@ -100,7 +100,8 @@ func (s *Server) handleNative(c net.Conn) {
 		return
 	}
 	n.raw = parkable(c)
-	if s.loopNative(n) {
+	if n.loop != nil {
+		n.loop.post() // its loop serves it from now on
 		return
 	}
 	if !n.park() {
@@ -152,6 +153,12 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 		return nil
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if s.loops.Load() != nil {
+		// A loop will serve it: the loop owns the socket from now on.
+		if fc := ownConn(c); fc != nil {
+			c = fc
+		}
+	}
 	rd.SetMaxFrame(s.cfg.MaxFrame)
 	if hello.Trace {
 		rd.AllowFlags(wire.FlagTrace) // granted whether tracing is on or not: the field costs nothing
@@ -172,6 +179,9 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 		Trace:       hello.Trace,
 	})
 	_ = sess.out.Commit(append(sess.out.Begin(), welcome...))
+	// A loop's connection is ready for its loop before anyone can see the
+	// session: a kick right after register posts it.
+	s.loopNative(n)
 	s.register(sess)
 	sess.out.Flush()
 	return n

@@ -102,12 +102,11 @@ func (srv *Server) newSession(c net.Conn, door, name string, newCodec func(*sess
 	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.isAdmin(lb, "")}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	opts := batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed}
-	if srv.loops.Load() != nil {
-		if raw := parkable(c); raw != nil {
-			// Writes from other goroutines (heartbeats, events) go out at
-			// once when the socket takes them, without a goroutine.
-			opts.TryWrite = tryWriter(raw)
-		}
+	if tw, ok := c.(interface{ TryWrite([]byte) (int, error) }); ok {
+		// A loop's connection: writes from other goroutines
+		// (heartbeats, events) go out at once when the socket takes
+		// them, without a goroutine.
+		opts.TryWrite = tw.TryWrite
 	}
 	s.out = batch.New(c, opts)
 	s.lastSeen.Store(now.UnixNano())
