@@ -201,9 +201,14 @@ func (w *Writer) tryDrain() bool {
 			w.queued.Store(int64(len(rest)))
 			return true
 		}
-		// All of it went; what was added meanwhile is next.
+		// All of it went; what was added meanwhile is next. A large
+		// buffer is let go; spare must not stay the array pending now
+		// uses, or the next write's rest and the commits made while it
+		// is written would share it.
 		if cap(buf) <= keepBuf {
 			w.spare = buf[:0]
+		} else {
+			w.spare = nil
 		}
 		w.queued.Store(int64(len(w.pending)))
 	}

@@ -260,3 +260,61 @@ func TestFlushNowFails(t *testing.T) {
 		t.Fatalf("Commit after the failure: %v", err)
 	}
 }
+
+// gatedConn holds its Writes until gate is closed, and says when one has
+// begun.
+type gatedConn struct {
+	net.Conn
+	began chan struct{}
+	gate  chan struct{}
+	once  sync.Once
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	c.once.Do(func() { close(c.began) })
+	<-c.gate
+	return c.Conn.Write(p)
+}
+
+// TestTryDrainKeepsBuffersApart: after TryWrite took a buffer larger than
+// the writer keeps, the next partial write's rest and the commits made
+// while the writer's goroutine writes it must not share an array: they
+// did, and a commit overwrote the bytes on their way out.
+func TestTryDrainKeepsBuffersApart(t *testing.T) {
+	a, b := pair(t)
+	gc := &gatedConn{Conn: a, began: make(chan struct{}), gate: make(chan struct{})}
+	var tries atomic.Int64
+	w := New(gc, Options{TryWrite: func(p []byte) (int, error) {
+		if tries.Add(1) <= 2 {
+			return a.Write(p) // the first two flushes go whole
+		}
+		return a.Write(p[:1]) // then the socket takes one byte
+	}})
+	big := bytes.Repeat([]byte{'b'}, keepBuf+1)
+	var want []byte
+	for _, p := range [][]byte{[]byte("a"), big} {
+		_ = w.Commit(append(w.Begin(), p...))
+		if !w.FlushNow(func() {}) {
+			t.Fatal("a whole write left output behind")
+		}
+		want = append(want, p...)
+	}
+	_ = w.Commit(append(w.Begin(), "xyz"...))
+	resumed := make(chan struct{})
+	if w.FlushNow(func() { close(resumed) }) {
+		t.Fatal("a write of one byte left nothing behind")
+	}
+	<-gc.began // the writer's goroutine writes "yz" now
+	_ = w.Commit(append(w.Begin(), "QQ"...))
+	close(gc.gate)
+	<-resumed
+	w.FlushAsync()
+	want = append(want, "xyzQQ"...)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[len(got)-5:], []byte("xyzQQ")) || !bytes.Equal(got, want) {
+		t.Fatalf("the stream ends %q, want %q", got[len(got)-5:], "xyzQQ")
+	}
+}

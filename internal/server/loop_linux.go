@@ -171,8 +171,12 @@ func (l *loop) post(c *loopConn) {
 		return
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return // the loop ended every connection it held as it closed
+	}
 	l.posted = append(l.posted, c)
-	l.mu.Unlock()
+	// Under mu: close cannot close the eventfd meanwhile.
 	var one = [8]byte{1}
 	_, _ = unix.Write(l.wakefd, one[:]) // fails only when the counter is full: it is set anyway
 }
@@ -229,13 +233,14 @@ func (l *loop) run() {
 				posted, l.posted = l.posted, posted[:0]
 				closed := l.closed
 				l.mu.Unlock()
-				if closed {
-					return
-				}
 				for i, c := range posted {
 					posted[i] = nil
 					c.posted.Store(false)
 					l.look(c)
+				}
+				if closed {
+					l.endAll()
+					return
 				}
 				continue
 			}
@@ -245,16 +250,21 @@ func (l *loop) run() {
 		}
 		for len(l.timers) > 0 && !time.Now().Before(l.timers[0].at) {
 			t := heap.Pop(&l.timers).(timer)
-			if c := t.c; l.conns[c.s.id] == c && !c.blocked {
+			c := t.c
+			if l.conns[c.s.id] != c {
+				continue
+			}
+			if !c.blocked {
 				l.serve(c)
-				if t.linger && l.conns[c.s.id] == c {
-					// The linger is over. The socket's own read deadline
-					// says so too, but the runtime may mark it passed a
-					// moment after this timer: the loop does not wait
-					// for that.
-					l.leave(c)
-					c.finish(os.ErrDeadlineExceeded)
-				}
+			}
+			if t.linger && l.conns[c.s.id] == c {
+				// The linger is over, whether or not the connection is
+				// blocked on its output: the loop does not wait for the
+				// socket's own read deadline, which the runtime may mark
+				// passed a moment after this timer, and a blocked
+				// connection would not be read before it.
+				l.leave(c)
+				c.finish(os.ErrDeadlineExceeded)
 			}
 		}
 	}
@@ -269,7 +279,7 @@ func (l *loop) look(c *loopConn) {
 		l.held.Add(1)
 		l.conns[c.s.id] = c
 		if !l.watch(c, unix.EPOLL_CTL_ADD) {
-			l.serve(c) // the read sees what went wrong
+			l.unwatched(c)
 			return
 		}
 	} else if l.conns[c.s.id] != c {
@@ -280,7 +290,10 @@ func (l *loop) look(c *loopConn) {
 			return // the writer took more meanwhile: resume comes again
 		}
 		c.blocked = false
-		l.watch(c, unix.EPOLL_CTL_ADD)
+		if !l.watch(c, unix.EPOLL_CTL_ADD) {
+			l.unwatched(c)
+			return
+		}
 	}
 	if c.s.finished.Load() && !c.linger {
 		// A drain is over: the reader waits for the peer to close, up to
@@ -289,6 +302,30 @@ func (l *loop) look(c *loopConn) {
 		heap.Push(&l.timers, timer{at: time.Now().Add(c.s.srv.cfg.Linger), c: c, linger: true})
 	}
 	l.serve(c)
+}
+
+// unwatched ends a connection its loop could not add to its epoll set:
+// closed meanwhile (the read sees it), or the system refused (no memory,
+// the user's epoll watches used up), when it would never be read again.
+func (l *loop) unwatched(c *loopConn) {
+	l.serve(c)
+	if l.conns[c.s.id] == c {
+		c.blocked = true // not in the set: leave must not take it out
+		l.leave(c)
+		c.finish(errUnwatched)
+	}
+}
+
+// errUnwatched ends a connection the system would not let its loop watch.
+var errUnwatched = errors.New("the event loop could not watch the connection")
+
+// endAll ends every connection the loop holds, as it closes: Shutdown
+// gave up waiting for them, and closed their sessions.
+func (l *loop) endAll() {
+	for _, c := range l.conns {
+		l.leave(c)
+		c.finish(net.ErrClosed)
+	}
 }
 
 // after serves c again in d, when it is still in the loop.

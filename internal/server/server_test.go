@@ -720,3 +720,24 @@ func TestGoodbyeAfterAnswers(t *testing.T) {
 		t.Errorf("frames %v, want %v", got, want)
 	}
 }
+
+// TestLastWordsToAHalfClosedPeer: a peer that sends part of a frame and
+// closes its side gets ERROR BAD_FRAME before the connection ends, every
+// time. Its close ends the server's discard at once, and the close that
+// followed could drop the last words still waiting for the writer's
+// goroutine (worse on the loop core, whose writer first opens a waiting
+// connection on the socket).
+func TestLastWordsToAHalfClosedPeer(t *testing.T) {
+	srv := Start(t, server.Config{})
+	for i := range 40 {
+		c, _ := Hello(t, srv.Native, "cut")
+		c.Send(request(1, "math.add", Operands(1, 2))[:20])
+		_ = c.Conn.(*net.TCPConn).CloseWrite()
+		f := c.Read()
+		we, _ := wire.ParseError(f.Body)
+		if f.Type != wire.TypeError || we.Code != wire.CodeBadFrame {
+			t.Fatalf("connection %d: %s, want ERROR BAD_FRAME", i, String(f))
+		}
+		c.Close()
+	}
+}

@@ -262,6 +262,11 @@ func (s *session) refuseAndClose(err *wire.Error) {
 	s.draining.Store(true)
 	s.finished.Store(true)
 	_ = s.out.Commit(s.codec.AppendFatal(s.out.Begin(), err.Code, err.Msg))
+	// Written here, not by the half-close's goroutine: a peer that has
+	// closed its side already ends the discard below at once, and the
+	// close that follows would drop last words still pending (the
+	// catalogue's "frame cut short by a half-close" read a bare EOF).
+	_ = s.out.Flush()
 	s.out.CloseWrite()
 	lingerDiscard(s.conn, s.srv.cfg.Linger)
 }
