@@ -68,9 +68,6 @@ func (c *fdConn) read(p []byte) (int, error) {
 	return unix.Read(c.fd, p)
 }
 
-// control runs f with the descriptor, for the loop that holds it.
-func (c *fdConn) control(f func(fd int) error) error { return f(c.fd) }
-
 // TryWrite writes what the socket takes of b now (batch.Options.TryWrite).
 func (c *fdConn) TryWrite(b []byte) (int, error) {
 	c.refs.Add(1)
@@ -208,22 +205,22 @@ func (c *fdConn) SetDeadline(t time.Time) error {
 // SetReadDeadline bounds the waiting reads (the loop's own reads never
 // wait; its timers end a linger).
 func (c *fdConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rd = t
-	if c.slow != nil {
-		return c.slow.SetReadDeadline(t)
-	}
-	return nil
+	return c.setDeadline(&c.rd, t, net.Conn.SetReadDeadline)
 }
 
 // SetWriteDeadline bounds the waiting writes.
 func (c *fdConn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.wd, t, net.Conn.SetWriteDeadline)
+}
+
+// setDeadline keeps a deadline for the waiting connection, and sets it
+// there if it is open.
+func (c *fdConn) setDeadline(keep *time.Time, t time.Time, set func(net.Conn, time.Time) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.wd = t
+	*keep = t
 	if c.slow != nil {
-		return c.slow.SetWriteDeadline(t)
+		return set(c.slow, t)
 	}
 	return nil
 }

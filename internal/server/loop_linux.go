@@ -176,9 +176,7 @@ func (l *loop) post(c *loopConn) {
 		return // the loop ended every connection it held as it closed
 	}
 	l.posted = append(l.posted, c)
-	// Under mu: close cannot close the eventfd meanwhile.
-	var one = [8]byte{1}
-	_, _ = unix.Write(l.wakefd, one[:]) // fails only when the counter is full: it is set anyway
+	wake(l.wakefd) // under mu: close cannot close the eventfd meanwhile
 }
 
 func (l *loop) close() {
@@ -189,8 +187,7 @@ func (l *loop) close() {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	var one = [8]byte{1}
-	_, _ = unix.Write(l.wakefd, one[:])
+	wake(l.wakefd)
 	<-l.done
 	_ = unix.Close(l.epfd)
 	_ = unix.Close(l.wakefd)
@@ -299,7 +296,7 @@ func (l *loop) look(c *loopConn) {
 		// A drain is over: the reader waits for the peer to close, up to
 		// Linger (its read deadline says so too).
 		c.linger = true
-		heap.Push(&l.timers, timer{at: time.Now().Add(c.s.srv.cfg.Linger), c: c, linger: true})
+		l.after(c.s.srv.cfg.Linger, c, true)
 	}
 	l.serve(c)
 }
@@ -328,9 +325,10 @@ func (l *loop) endAll() {
 	}
 }
 
-// after serves c again in d, when it is still in the loop.
-func (l *loop) after(d time.Duration, c *loopConn) {
-	heap.Push(&l.timers, timer{at: time.Now().Add(d), c: c})
+// after serves c again in d, when it is still in the loop; a linger's
+// end also ends it.
+func (l *loop) after(d time.Duration, c *loopConn, linger bool) {
+	heap.Push(&l.timers, timer{at: time.Now().Add(d), c: c, linger: linger})
 }
 
 // watch adds the connection's socket to the epoll set (op ADD) or takes
@@ -342,7 +340,7 @@ func (l *loop) watch(c *loopConn, op int) bool {
 		Pad:    int32(uint32(c.s.id >> 32)),
 	}
 	// The descriptor stays open while the loop holds it (fdConn.release).
-	return c.fc.control(func(fd int) error { return unix.EpollCtl(l.epfd, op, fd, &ev) }) == nil
+	return unix.EpollCtl(l.epfd, op, c.fc.fd, &ev) == nil
 }
 
 // serve reads once what has arrived on a connection and hands every whole
@@ -376,10 +374,7 @@ func (l *loop) serve(c *loopConn) {
 			}
 			return
 		}
-		if s.rd.blocked {
-			s.rd.blocked = false
-			c.blocked = true
-			l.watch(c, unix.EPOLL_CTL_DEL)
+		if l.blocks(c) {
 			return
 		}
 	}
@@ -387,10 +382,7 @@ func (l *loop) serve(c *loopConn) {
 	if s.rd.busy {
 		// A wake-up is a burst: its answers go out in one write.
 		s.burstDone(true)
-		if s.rd.blocked {
-			s.rd.blocked = false
-			c.blocked = true
-			l.watch(c, unix.EPOLL_CTL_DEL)
+		if l.blocks(c) {
 			return
 		}
 	}
@@ -401,6 +393,18 @@ func (l *loop) serve(c *loopConn) {
 	if cap(s.rd.scratch) > keepParked {
 		s.rd.scratch = nil
 	}
+}
+
+// blocks reports whether the burst's output was left to the writer's
+// goroutine; the connection is then out of the set until resume.
+func (l *loop) blocks(c *loopConn) bool {
+	if !c.s.rd.blocked {
+		return false
+	}
+	c.s.rd.blocked = false
+	c.blocked = true
+	l.watch(c, unix.EPOLL_CTL_DEL)
+	return true
 }
 
 // leave takes an ending connection out of the loop.
@@ -573,7 +577,7 @@ func (lc *legacyConn) step(c *loopConn) error {
 		switch now := time.Now(); {
 		case c.partial.IsZero():
 			c.partial = now
-			c.l.after(timeout, c)
+			c.l.after(timeout, c, false)
 		case now.Sub(c.partial) >= timeout:
 			return errLegacyTruncated
 		}

@@ -54,6 +54,14 @@ func newEpoll() (epfd, eventfd int, err error) {
 	return epfd, eventfd, nil
 }
 
+// wake adds one to an eventfd, waking whoever waits on the epoll set
+// that holds it. It fails only when the counter is full, which wakes it
+// just the same.
+func wake(eventfd int) {
+	one := [8]byte{1}
+	_, _ = unix.Write(eventfd, one[:])
+}
+
 // park arms the session's socket and remembers the session until it
 // wakes. It reports false when the socket could not be armed (it is
 // closed, or the poller is).
@@ -136,8 +144,7 @@ func (p *poller) close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	var one = [8]byte{1}
-	_, _ = unix.Write(p.stop, one[:]) // an eventfd write of 1 cannot fail here
+	wake(p.stop)
 	<-p.done
 	_ = unix.Close(p.epfd)
 	_ = unix.Close(p.stop)
