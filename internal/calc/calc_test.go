@@ -3,6 +3,7 @@ package calc
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"math/big"
@@ -161,6 +162,31 @@ func FuzzMath(f *testing.F) {
 		q, err := Div(a, b)
 		if (b == 0) != errors.Is(err, ErrDivideByZero) || (b != 0 && (q != float64(a)/float64(b) || (q == 0 && math.Signbit(q)))) {
 			t.Fatalf("Div(%d, %d) = %v, %v", a, b, q, err)
+		}
+	})
+}
+
+// FuzzIntPair holds the codec's fast path for [a, b] to encoding/json:
+// params it takes are a JSON array of two integers that encoding/json
+// reads to the same operands.
+func FuzzIntPair(f *testing.F) {
+	for _, s := range []string{`[1,2]`, ` [ -9223372036854775808 , 9223372036854775807 ] `, `[01,2]`, `[1,2,3]`, `[+1,2]`,
+		"[\v1,2]", `[1.0,2]`, `[1e3,2]`, `[-0,0]`, `[9223372036854775808,1]`, `["1",2]`, `[1,[2]]`, `[,]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, params []byte) {
+		a, b, ok := intPair(params)
+		if !ok {
+			return
+		}
+		var raw []json.RawMessage
+		if err := json.Unmarshal(params, &raw); err != nil || len(raw) != 2 {
+			t.Fatalf("intPair took %q, which encoding/json reads as %d values (%v)", params, len(raw), err)
+		}
+		x, errX := jsonInt(raw[0])
+		y, errY := jsonInt(raw[1])
+		if errX != nil || errY != nil || x != a || y != b {
+			t.Fatalf("intPair(%q) = %d, %d; encoding/json and jsonInt: %d, %d (%v, %v)", params, a, b, x, y, errX, errY)
 		}
 	})
 }

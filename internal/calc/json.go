@@ -21,6 +21,9 @@ func jsonCodec(quotient bool) *service.JSONCodec {
 	return &service.JSONCodec{
 		MaxParams: 2,
 		Params: func(params, dst []byte) ([]byte, error) {
+			if a, b, ok := intPair(params); ok {
+				return AppendOperands(dst, a, b), nil
+			}
 			var raw []json.RawMessage
 			if err := json.Unmarshal(params, &raw); err != nil || len(raw) != 2 {
 				return dst, fmt.Errorf("%w: want [a, b], two integers", service.ErrBadParams)
@@ -62,6 +65,46 @@ func AppendQuotient(dst []byte, q float64) []byte {
 		return strconv.AppendFloat(dst, q, 'e', -1, 64)
 	}
 	return strconv.AppendFloat(dst, q, 'f', -1, 64)
+}
+
+// intPair reads params of the form [a, b], two JSON integers within
+// int64, without encoding/json; ok is false for anything else, which
+// the codec then reads with encoding/json to say what is wrong.
+func intPair(params []byte) (a, b int64, ok bool) {
+	params = trimSpace(params)
+	if len(params) < 5 || params[0] != '[' || params[len(params)-1] != ']' {
+		return 0, 0, false
+	}
+	x, y, found := bytes.Cut(params[1:len(params)-1], []byte{','})
+	if !found {
+		return 0, 0, false
+	}
+	a, okA := plainInt(trimSpace(x))
+	b, okB := plainInt(trimSpace(y))
+	return a, b, okA && okB
+}
+
+// trimSpace cuts JSON's white space (not all of Unicode's) from both ends.
+func trimSpace(b []byte) []byte {
+	return bytes.TrimFunc(b, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+}
+
+// plainInt parses a JSON integer, -?(0|[1-9][0-9]*), within int64.
+func plainInt(t []byte) (int64, bool) {
+	d := t
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || (d[0] == '0' && len(d) > 1) {
+		return 0, false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(string(t), 10, 64)
+	return v, err == nil
 }
 
 // jsonInt parses a JSON integer within int64, exactly: 1.5, 1e3, "1" and

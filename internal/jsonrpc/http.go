@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
@@ -57,8 +58,25 @@ func (r *RPC) Handler(who CallerFunc) http.Handler {
 	})
 }
 
+// bodies keeps the buffers POST bodies are read into (*[]byte).
+var bodies sync.Pool
+
+// maxPooledBody is the largest body buffer kept for the next request:
+// a rare large one is left to the GC.
+const maxPooledBody = 64 << 10
+
 func (r *RPC) serveHTTP(w http.ResponseWriter, req *http.Request, caller *service.Caller) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxBody))
+	bp, _ := bodies.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	body, err := readAll(http.MaxBytesReader(w, req.Body, MaxBody), (*bp)[:0])
+	defer func() {
+		if cap(body) <= maxPooledBody {
+			*bp = body
+			bodies.Put(bp)
+		}
+	}()
 	if err != nil {
 		// The rest of the body is not read: the connection closes after
 		// the answer, and says so (MaxBytesReader does that by itself only
@@ -80,6 +98,30 @@ func (r *RPC) serveHTTP(w http.ResponseWriter, req *http.Request, caller *servic
 		w.WriteHeader(http.StatusNoContent) // notifications only: nothing to answer
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(append(out, '\n')) // a client that hung up gets nothing; nothing to do
+	w.Header()["Content-Type"] = jsonType
+	// A client that hung up gets nothing; nothing to do.
+	_, _ = w.Write(out)
+	_, _ = w.Write(newline)
+}
+
+var (
+	jsonType = []string{"application/json"} // shared: net/http only reads it
+	newline  = []byte{'\n'}
+)
+
+// readAll is io.ReadAll into b, which it grows as needed.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,8 +105,16 @@ func NewRPC(reg *service.Registry, timeout time.Duration) *RPC {
 	return &RPC{reg: reg, timeout: timeout}
 }
 
-// request is one JSON-RPC call. ID is nil when absent (a notification).
+// request is one JSON-RPC call, as parseCall found it valid. ID is nil
+// when absent (a notification).
 type request struct {
+	Method string
+	Params json.RawMessage
+	ID     json.RawMessage
+}
+
+// envelope is a call as encoding/json decodes it, for parseCall to check.
+type envelope struct {
 	JSONRPC *string         `json:"jsonrpc"`
 	Method  *string         `json:"method"`
 	Params  json.RawMessage `json:"params"`
@@ -140,7 +149,11 @@ var null = json.RawMessage("null")
 // returns the response to send, or nil when there is none (notifications
 // only), and what the message held.
 func (r *RPC) Handle(ctx context.Context, caller *service.Caller, msg []byte) ([]byte, Tally) {
-	return r.handle(msg, func(req json.RawMessage) (response, bool) { return r.call(ctx, caller, req) })
+	msg = bytes.TrimSpace(msg)
+	if len(msg) > 0 && msg[0] == '[' {
+		return r.batch(msg, func(m json.RawMessage) (response, bool) { return r.call(ctx, caller, m) })
+	}
+	return answer(r.call(ctx, caller, msg))
 }
 
 // HandleInline runs msg at once when it is one valid call (or
@@ -158,10 +171,10 @@ func (r *RPC) HandleInline(ctx context.Context, caller *service.Caller, msg []by
 	if !ok {
 		return nil, Tally{}, false
 	}
-	if m := r.reg.Get(*req.Method); m == nil || !m.Inline {
+	if m := r.reg.Get(req.Method); m == nil || !m.Inline {
 		return nil, Tally{}, false
 	}
-	out, t := handleOne(func() (response, bool) { return r.runCall(ctx, caller, req, msg) })
+	out, t := answer(r.runCall(ctx, caller, req, msg))
 	return out, t, true
 }
 
@@ -169,27 +182,32 @@ func (r *RPC) HandleInline(ctx context.Context, caller *service.Caller, msg []by
 // without running any: it is how a door says BUSY or SHUTTING_DOWN.
 // Notifications get nothing, as always.
 func (r *RPC) Refuse(caller *service.Caller, msg []byte, code wire.Code, text string) ([]byte, Tally) {
-	return r.handle(msg, func(m json.RawMessage) (response, bool) {
+	refuse := func(m json.RawMessage) (response, bool) {
 		req, resp, ok := parseCall(m)
 		if !ok {
 			r.observe(nil, wire.CodeBadFrame, time.Now())
 			return resp, true
 		}
 		start := time.Now()
-		r.observe(r.reg.Get(*req.Method), code, start) // counted as the method's, as a native door's refusal is
+		r.observe(r.reg.Get(req.Method), code, start) // counted as the method's, as a native door's refusal is
 		resp = errorResponse(req.ID, ErrorCode(code), text, code.String())
 		if r.Tap != nil {
-			if watched, frames := r.Tap.Watching(caller, *req.Method); watched {
+			if watched, frames := r.Tap.Watching(caller, req.Method); watched {
 				resp = r.tapped(caller, start, req, m, resp, frames)
 			}
 		}
 		return resp, req.ID != nil
-	})
+	}
+	msg = bytes.TrimSpace(msg)
+	if len(msg) > 0 && msg[0] == '[' {
+		return r.batch(msg, refuse)
+	}
+	return answer(refuse(msg))
 }
 
-// handle parses a message as a call or a batch and answers each call with
-// do, which reports false for a notification.
-func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]byte, Tally) {
+// batch parses a message, trimmed and beginning with '[', as a batch and
+// answers each call with do, which reports false for a notification.
+func (r *RPC) batch(msg []byte, do func(json.RawMessage) (response, bool)) ([]byte, Tally) {
 	var t Tally
 	one := func(m json.RawMessage) (response, bool) {
 		t.Calls++
@@ -199,44 +217,36 @@ func (r *RPC) handle(msg []byte, do func(json.RawMessage) (response, bool)) ([]b
 		}
 		return resp, ok
 	}
-	msg = bytes.TrimSpace(msg)
-	if len(msg) > 0 && msg[0] == '[' {
-		// Counted before it is decoded: a batch of a million tiny
-		// elements would cost far more than its bytes as raw messages.
-		if countElements(msg, MaxBatch) > MaxBatch {
-			return marshal(r.invalid(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
-		}
-		var batch []json.RawMessage
-		if err := json.Unmarshal(msg, &batch); err != nil {
-			return marshal(r.invalid(null, codeParseError, "parse error: "+err.Error(), "")), Tally{1, 1}
-		}
-		if len(batch) == 0 {
-			return marshal(r.invalid(null, codeInvalidRequest, "invalid request: empty batch", "")), Tally{1, 1}
-		}
-		if len(batch) > MaxBatch {
-			return marshal(r.invalid(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
-		}
-		var out []response
-		for _, m := range batch {
-			if resp, ok := one(m); ok {
-				out = append(out, resp)
-			}
-		}
-		if len(out) == 0 {
-			return nil, t
-		}
-		return marshalBatch(out), t
+	// Counted before it is decoded: a batch of a million tiny
+	// elements would cost far more than its bytes as raw messages.
+	if countElements(msg, MaxBatch) > MaxBatch {
+		return marshal(r.invalid(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
 	}
-	if !json.Valid(msg) {
-		return marshal(r.invalid(null, codeParseError, "parse error: not valid JSON", "")), Tally{1, 1}
+	var batch []json.RawMessage
+	if err := json.Unmarshal(msg, &batch); err != nil {
+		return marshal(r.invalid(null, codeParseError, "parse error: "+err.Error(), "")), Tally{1, 1}
 	}
-	return handleOne(func() (response, bool) { return do(msg) })
+	if len(batch) == 0 {
+		return marshal(r.invalid(null, codeInvalidRequest, "invalid request: empty batch", "")), Tally{1, 1}
+	}
+	if len(batch) > MaxBatch {
+		return marshal(r.invalid(null, codeInvalidRequest, "invalid request: batch over 1000 calls", "")), Tally{1, 1}
+	}
+	var out []response
+	for _, m := range batch {
+		if resp, ok := one(m); ok {
+			out = append(out, resp)
+		}
+	}
+	if len(out) == 0 {
+		return nil, t
+	}
+	return marshalBatch(out), t
 }
 
-// handleOne answers a message that is one call: do runs it and reports
-// false for a notification.
-func handleOne(do func() (response, bool)) ([]byte, Tally) {
-	resp, ok := do()
+// answer is the answer to a message that was one call, given its
+// response and whether it gets one (false for a notification).
+func answer(resp response, ok bool) ([]byte, Tally) {
 	t := Tally{Calls: 1}
 	if resp.Error != nil {
 		t.Errors = 1
@@ -247,14 +257,57 @@ func handleOne(do func() (response, bool)) ([]byte, Tally) {
 	if resp.encoded != nil {
 		return resp.encoded, t
 	}
-	return marshal(resp), t
+	return encode(resp), t
+}
+
+// resultPrefix begins the response to a call that succeeded.
+const resultPrefix = `{"jsonrpc":"2.0","result":`
+
+// succeeded is the response to a call that succeeded: b is resultPrefix
+// and then the result, which it ends in place when encoding/json would
+// write it as it is.
+func succeeded(b []byte, id json.RawMessage) response {
+	if !bytes.HasPrefix(b, []byte(resultPrefix)) { // a codec that did not append
+		return response{JSONRPC: "2.0", Result: b, ID: id}
+	}
+	result := b[len(resultPrefix):len(b):len(b)]
+	if end, ok := appendEnd(b, result, id); ok {
+		return response{JSONRPC: "2.0", Result: result, ID: id, encoded: end}
+	}
+	return response{JSONRPC: "2.0", Result: result, ID: id}
+}
+
+// encode is marshal(resp), without encoding/json for a result it would
+// write as it is.
+func encode(resp response) []byte {
+	if resp.encoded != nil {
+		return resp.encoded
+	}
+	if resp.Error == nil {
+		if b, ok := appendResult(make([]byte, 0, len(`{"jsonrpc":"2.0","result":,"id":}`)+len(resp.Result)+len(resp.ID)), resp.Result, resp.ID); ok {
+			return b
+		}
+	}
+	return marshal(resp)
 }
 
 // parseCall checks the envelope of one call. When it is not a valid call,
-// ok is false and resp is the error to send.
+// ok is false and resp is the error to send: a parse error when msg is
+// not JSON at all.
 func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
-	if err := json.Unmarshal(msg, &req); err != nil {
+	if req, ok := parseFast(msg); ok {
+		return req, response{}, true
+	}
+	var e envelope
+	if err := json.Unmarshal(msg, &e); err != nil {
+		if _, syntax := errors.AsType[*json.SyntaxError](err); syntax {
+			return req, errorResponse(null, codeParseError, "parse error: not valid JSON", ""), false
+		}
 		return req, errorResponse(null, codeInvalidRequest, "invalid request: a call must be an object with jsonrpc, method, params and id", ""), false
+	}
+	req.Params, req.ID = e.Params, e.ID
+	if e.Method != nil {
+		req.Method = *e.Method
 	}
 	id := req.ID
 	if id != nil && !validID(id) {
@@ -264,9 +317,9 @@ func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
 		id = null // for errors about the message itself, which are always answered
 	}
 	switch {
-	case req.JSONRPC == nil || *req.JSONRPC != "2.0":
+	case e.JSONRPC == nil || *e.JSONRPC != "2.0":
 		return req, errorResponse(id, codeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`, ""), false
-	case req.Method == nil:
+	case e.Method == nil:
 		return req, errorResponse(id, codeInvalidRequest, `invalid request: "method" must be a string`, ""), false
 	case len(req.Params) > 0 && req.Params[0] != '[' && req.Params[0] != '{':
 		return req, errorResponse(id, codeInvalidRequest, "invalid request: params must be an array or an object", ""), false
@@ -292,22 +345,22 @@ func (r *RPC) runCall(ctx context.Context, caller *service.Caller, req request, 
 		id = null
 	}
 	if r.Tap != nil {
-		if watched, frames := r.Tap.Watching(caller, *req.Method); watched {
+		if watched, frames := r.Tap.Watching(caller, req.Method); watched {
 			start := time.Now()
-			resp := r.run(ctx, caller, *req.Method, req.Params, id)
+			resp := r.run(ctx, caller, req.Method, req.Params, id)
 			return r.tapped(caller, start, req, raw, resp, frames), req.ID != nil
 		}
 	}
-	return r.run(ctx, caller, *req.Method, req.Params, id), req.ID != nil
+	return r.run(ctx, caller, req.Method, req.Params, id), req.ID != nil
 }
 
 // tapped gives the Tap a watched call, raw as it came, and its answer,
 // and returns the answer. With frames, the answer is encoded here, once:
 // the Tap is shown the bytes that go out, and the message's encoding
-// reuses them (handleOne, marshalBatch). Everything else is the engine's
+// reuses them (answer, marshalBatch). Everything else is the engine's
 // own, unmarshalled or answered already; the Tap copies what it keeps.
 func (r *RPC) tapped(caller *service.Caller, start time.Time, req request, raw json.RawMessage, resp response, frames bool) response {
-	c := &TapCall{Method: *req.Method, Start: start, Params: req.Params, Result: resp.Result}
+	c := &TapCall{Method: req.Method, Start: start, Params: req.Params, Result: resp.Result}
 	if e := resp.Error; e != nil {
 		c.Code, c.Message = wire.CodeInternal, e.Message
 		if e.Data != nil {
@@ -319,7 +372,7 @@ func (r *RPC) tapped(caller *service.Caller, start time.Time, req request, raw j
 	if frames {
 		c.Request = raw
 		if req.ID != nil {
-			resp.encoded = marshal(resp)
+			resp.encoded = encode(resp)
 			c.Answer = resp.encoded
 		}
 	}
@@ -377,12 +430,19 @@ func (r *RPC) serve(ctx context.Context, caller *service.Caller, name string, pa
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)
 		defer cancel()
 	}
-	out, err := m.Call(ctx, service.Request{Payload: payload, Caller: caller}, nil)
+	// One buffer for the method's answer and, after it, the response
+	// that carries it (succeeded), when the answer is small.
+	buf := make([]byte, 0, 128)
+	out, err := m.Call(ctx, service.Request{Payload: payload, Caller: caller}, buf)
 	if err == nil {
-		var result []byte
-		if result, err = m.JSON.Result(out, nil); err == nil {
+		var rest []byte // a new buffer, unless out leaves room after it
+		if len(out) <= cap(buf)-64 {
+			rest = buf[len(out):len(out)] // after out, if out is in buf
+		}
+		var b []byte
+		if b, err = m.JSON.Result(out, append(rest, resultPrefix...)); err == nil {
 			r.observe(m, 0, start)
-			return response{JSONRPC: "2.0", Result: result, ID: id}
+			return succeeded(b, id)
 		}
 	}
 	code := service.CodeOf(err)
@@ -477,7 +537,7 @@ func marshalBatch(out []response) []byte {
 			b = append(b, ',')
 		}
 		if resp.encoded == nil {
-			resp.encoded = marshal(resp)
+			resp.encoded = encode(resp)
 		}
 		b = append(b, resp.encoded...)
 	}

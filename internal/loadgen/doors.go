@@ -84,8 +84,7 @@ func dialCodec(ctx context.Context, cfg Config, i int) (codec, error) {
 		if err != nil {
 			return nil, err
 		}
-		rctx, cancel := context.WithCancel(context.Background())
-		return &webCodec{ws: ws, ctx: rctx, cancel: cancel, method: cfg.Method, params: jsonParams(cfg)}, nil
+		return &webCodec{ws: ws, method: cfg.Method, params: jsonParams(cfg)}, nil
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", cfg.Addr)
@@ -215,11 +214,10 @@ func legacyOperands(p []byte) (int16, int16) {
 // webCodec is JSON-RPC 2.0 over the WebSocket: one request per message.
 type webCodec struct {
 	ws     *web.Client
-	ctx    context.Context // reads end when it does
-	cancel context.CancelFunc
 	method string
 	params string
-	bounds []int // ends of the messages in the pending output
+	bounds []int  // ends of the messages in the pending output
+	msg    []byte // the last message read
 }
 
 func (w *webCodec) request(out []byte, slot int) []byte {
@@ -237,9 +235,13 @@ func (w *webCodec) request(out []byte, slot int) []byte {
 }
 
 func (w *webCodec) answer(*[]byte) (int, bool, bool, error) {
-	msg, err := w.ws.Read(w.ctx)
+	msg, err := w.ws.ReadAppend(w.msg[:0])
+	w.msg = msg
 	if err != nil {
 		return -1, false, false, err
+	}
+	if id, failed, ok := plainAnswer(msg); ok {
+		return id - 1, failed, false, nil
 	}
 	var m struct {
 		ID     *int            `json:"id"`
@@ -274,10 +276,33 @@ func (w *webCodec) write(out []byte) error {
 }
 
 func (w *webCodec) goodbye(out []byte) []byte { return out }
-func (w *webCodec) endReads(t time.Time)      { time.AfterFunc(time.Until(t), w.cancel) }
-func (w *webCodec) close() {
-	w.cancel()
-	_ = w.ws.Close("bench done")
+func (w *webCodec) endReads(t time.Time) {
+	time.AfterFunc(time.Until(t), func() { _ = w.ws.CloseNow() })
+}
+func (w *webCodec) close() { _ = w.ws.Close("bench done") }
+
+// plainAnswer reads an answer in the form nexo writes one, without
+// encoding/json: {"jsonrpc":"2.0","result":…,"id":N} or with "error",
+// N a positive integer. ok is false for any other message, which the
+// caller then decodes.
+func plainAnswer(msg []byte) (id int, failed, ok bool) {
+	switch {
+	case bytes.HasPrefix(msg, []byte(`{"jsonrpc":"2.0","result":`)):
+	case bytes.HasPrefix(msg, []byte(`{"jsonrpc":"2.0","error":`)):
+		failed = true
+	default:
+		return 0, false, false
+	}
+	if len(msg) < 2 || msg[len(msg)-1] != '}' {
+		return 0, false, false
+	}
+	body := msg[:len(msg)-1]
+	i := bytes.LastIndex(body, []byte(`,"id":`))
+	if i < 0 {
+		return 0, false, false
+	}
+	id, err := strconv.Atoi(string(body[i+len(`,"id":`):]))
+	return id, failed, err == nil && id > 0
 }
 
 // jsonParams are the JSON-RPC params of the configured payload: Params

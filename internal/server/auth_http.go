@@ -34,8 +34,11 @@ func RequestToken(r *http.Request) (string, bool) {
 	if tok, ok := BearerToken(r); ok {
 		return tok, true
 	}
-	if r.URL.Query().Has("token") {
-		return r.URL.Query().Get("token"), true
+	if r.URL.RawQuery == "" { // most requests: no map to parse
+		return "", false
+	}
+	if q := r.URL.Query(); q.Has("token") {
+		return q.Get("token"), true
 	}
 	return "", false
 }

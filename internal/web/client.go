@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"io"
 
 	"github.com/coder/websocket"
 )
@@ -27,11 +28,30 @@ func Dial(ctx context.Context, addr, query string) (*Client, error) {
 	return &Client{ws: ws}, nil
 }
 
-// Read returns the next message; it ends when ctx does.
-func (c *Client) Read(ctx context.Context) ([]byte, error) {
-	_, msg, err := c.ws.Read(ctx)
-	return msg, err
+// ReadAppend appends the next message to dst, without waiting on a
+// context: CloseNow ends it.
+func (c *Client) ReadAppend(dst []byte) ([]byte, error) {
+	_, r, err := c.ws.Reader(context.Background())
+	if err != nil {
+		return dst, err
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
 }
+
+// CloseNow closes the connection at once, without the closing handshake.
+func (c *Client) CloseNow() error { return c.ws.CloseNow() }
 
 // Write sends one message.
 func (c *Client) Write(ctx context.Context, msg []byte) error {

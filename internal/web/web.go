@@ -105,7 +105,7 @@ func bodyWithin(d time.Duration, h http.Handler) http.Handler {
 func sameSite(guard *httpguard.Policy, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
-			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONType(ct) {
 				http.Error(w, "send the JSON-RPC body with Content-Type: application/json", http.StatusUnsupportedMediaType)
 				return
 			}
@@ -118,15 +118,32 @@ func sameSite(guard *httpguard.Policy, h http.Handler) http.Handler {
 	})
 }
 
+// isJSONType reports whether a Content-Type is JSON's, with any
+// parameters ("application/json; charset=utf-8").
+func isJSONType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// The values of the headers every response of the web door carries, shared
+// by every response (no copy per request): net/http only reads them, and a
+// handler that sets one replaces the slice (each is full: an Add copies).
+var (
+	csp         = []string{"default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
+	nosniff     = []string{"nosniff"}
+	noReferrer  = []string{"no-referrer"}
+	denyFraming = []string{"DENY"}
+)
+
 // secure sets the headers every response of the web door carries: the
 // GUI loads nothing from elsewhere and may not be framed.
 func secure(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
-		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("X-Frame-Options", "DENY")
+		hd["Content-Security-Policy"] = csp
+		hd["X-Content-Type-Options"] = nosniff
+		hd["Referrer-Policy"] = noReferrer
+		hd["X-Frame-Options"] = denyFraming
 		h.ServeHTTP(w, r)
 	})
 }
