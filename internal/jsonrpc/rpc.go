@@ -278,13 +278,13 @@ func succeeded(b []byte, id json.RawMessage) response {
 }
 
 // encode is marshal(resp), without encoding/json for a result it would
-// write as it is.
+// write as it is, with room for the newline a door may end it with.
 func encode(resp response) []byte {
 	if resp.encoded != nil {
 		return resp.encoded
 	}
 	if resp.Error == nil {
-		if b, ok := appendResult(make([]byte, 0, len(`{"jsonrpc":"2.0","result":,"id":}`)+len(resp.Result)+len(resp.ID)), resp.Result, resp.ID); ok {
+		if b, ok := appendResult(make([]byte, 0, len(`{"jsonrpc":"2.0","result":,"id":}`+"\n")+len(resp.Result)+len(resp.ID)), resp.Result, resp.ID); ok {
 			return b
 		}
 	}

@@ -505,6 +505,20 @@ func TestGUI(t *testing.T) {
 			!strings.Contains(string(body), tt.contains) || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Errorf("GET %s: %d %q CSP %q", tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Security-Policy"))
 		}
+		if h := resp.Header; h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("GET %s: headers %v, want no framing, nosniff, no referrer", tt.path, h)
+		}
+	}
+	// A JSON-RPC answer is never rendered: its type, and nosniff so that
+	// it is taken for nothing else.
+	post, err := http.Post("http://"+srv.Web+"/rpc", "application/json", strings.NewReader(`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(post.Body)
+	post.Body.Close()
+	if string(body) != `{"jsonrpc":"2.0","result":3,"id":1}`+"\n" || post.Header.Get("Content-Type") != "application/json" || post.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("POST /rpc: %s %v", body, post.Header)
 	}
 	resp, err := http.Get("http://" + srv.Web + "/rpc")
 	if err != nil {
