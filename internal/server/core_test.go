@@ -84,7 +84,7 @@ func newTestServer(t *testing.T, cfg Config) *Server {
 // connect registers a session with a recording codec.
 func connect(s *Server, name string) (*session, *recorder) {
 	rec := &recorder{pings: true}
-	sess := s.newSession(fakeConn{}, "test", name, func(*session) Codec { return rec })
+	sess := s.newSession(fakeConn{}, "test", name, 0, func(*session) Codec { return rec })
 	s.register(sess)
 	return sess, rec
 }
@@ -172,7 +172,7 @@ func TestLiveness(t *testing.T) {
 	}
 	// A door without heartbeats: the idle timeout applies, from the start.
 	rec := &recorder{}
-	sess = s.newSession(fakeConn{}, "test", "quiet", func(*session) Codec { return rec })
+	sess = s.newSession(fakeConn{}, "test", "quiet", 0, func(*session) Codec { return rec })
 	s.register(sess)
 	sess.lastSeen.Store(t0.UnixNano())
 	sess.pingSent.Store(t0.UnixNano())

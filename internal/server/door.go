@@ -32,7 +32,7 @@ type SessionOptions struct {
 // then call Register.
 func (s *Server) NewSession(conn net.Conn, o SessionOptions, newCodec func(*Session) Codec) *Session {
 	h := &Session{}
-	h.s = s.newSession(conn, o.Door, o.Name, func(sess *session) Codec {
+	h.s = s.newSession(conn, o.Door, o.Name, 0, func(sess *session) Codec {
 		h.s = sess
 		return newCodec(h)
 	})

@@ -94,7 +94,7 @@ func (s *Server) handleLegacy(c net.Conn) {
 	}
 	defer s.leaveBinary(c)
 	lc.dec = legacy.NewDecoder(c)
-	sess := s.newSession(c, DoorLegacy, "", func(*session) Codec { return lc })
+	sess := s.newSession(c, DoorLegacy, "", 0, func(*session) Codec { return lc })
 	s.register(sess)
 	sess.end(sess.readLegacy(lc, lc.dec))
 }

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -62,7 +63,9 @@ type loop struct {
 // only (posted excepted).
 type loopConn struct {
 	l       *loop
-	s       *session
+	id      uint64   // the session's id, its key in the loop (set before the session exists during a handshake)
+	s       *session // nil until the handshake is done (hs)
+	hs      *handshake
 	door    loopDoor
 	fc      *fdConn
 	src     loopSource
@@ -133,9 +136,20 @@ func newLoop(srv *Server) (*loop, error) {
 // Codec.Wake must post it (loopConn.post). Once posted, what its door's
 // reader holds already is served at once.
 func (ls *loops) add(c *loopConn, s *session, door loopDoor) {
+	ls.pick(c)
+	c.adopt(s, door)
+}
+
+// pick deals a connection to a loop.
+func (ls *loops) pick(c *loopConn) {
 	l := ls.all[int(ls.next.Add(1))%len(ls.all)]
-	c.l, c.s, c.door = l, s, door
+	c.l = l
 	c.resume = func() { l.post(c) }
+}
+
+// adopt makes s, served by door, the connection's session.
+func (c *loopConn) adopt(s *session, door loopDoor) {
+	c.id, c.s, c.door = s.id, s, door
 	s.rd.resume = c.resume
 }
 
@@ -248,13 +262,13 @@ func (l *loop) run() {
 		for len(l.timers) > 0 && !time.Now().Before(l.timers[0].at) {
 			t := heap.Pop(&l.timers).(timer)
 			c := t.c
-			if l.conns[c.s.id] != c {
+			if l.conns[c.id] != c {
 				continue
 			}
 			if !c.blocked {
 				l.serve(c)
 			}
-			if t.linger && l.conns[c.s.id] == c {
+			if t.linger && l.conns[c.id] == c {
 				// The linger is over, whether or not the connection is
 				// blocked on its output: the loop does not wait for the
 				// socket's own read deadline, which the runtime may mark
@@ -273,13 +287,17 @@ func (l *loop) run() {
 func (l *loop) look(c *loopConn) {
 	if !c.added {
 		c.added = true
-		l.held.Add(1)
-		l.conns[c.s.id] = c
+		if c.s != nil {
+			l.held.Add(1)
+		} else {
+			l.after(time.Until(c.hs.deadline), c, false) // the handshake's timeout
+		}
+		l.conns[c.id] = c
 		if !l.watch(c, unix.EPOLL_CTL_ADD) {
 			l.unwatched(c)
 			return
 		}
-	} else if l.conns[c.s.id] != c {
+	} else if l.conns[c.id] != c {
 		return // ended already
 	}
 	if c.blocked {
@@ -292,7 +310,7 @@ func (l *loop) look(c *loopConn) {
 			return
 		}
 	}
-	if c.s.finished.Load() && !c.linger {
+	if c.s != nil && c.s.finished.Load() && !c.linger {
 		// A drain is over: the reader waits for the peer to close, up to
 		// Linger (its read deadline says so too).
 		c.linger = true
@@ -306,7 +324,7 @@ func (l *loop) look(c *loopConn) {
 // the user's epoll watches used up), when it would never be read again.
 func (l *loop) unwatched(c *loopConn) {
 	l.serve(c)
-	if l.conns[c.s.id] == c {
+	if l.conns[c.id] == c {
 		c.blocked = true // not in the set: leave must not take it out
 		l.leave(c)
 		c.finish(errUnwatched)
@@ -336,8 +354,8 @@ func (l *loop) after(d time.Duration, c *loopConn, linger bool) {
 func (l *loop) watch(c *loopConn, op int) bool {
 	ev := unix.EpollEvent{
 		Events: unix.EPOLLIN | unix.EPOLLRDHUP,
-		Fd:     int32(uint32(c.s.id)), // the 64-bit event data holds the session id
-		Pad:    int32(uint32(c.s.id >> 32)),
+		Fd:     int32(uint32(c.id)), // the 64-bit event data holds the session id
+		Pad:    int32(uint32(c.id >> 32)),
 	}
 	// The descriptor stays open while the loop holds it (fdConn.release).
 	return unix.EpollCtl(l.epfd, op, c.fc.fd, &ev) == nil
@@ -348,9 +366,12 @@ func (l *loop) watch(c *loopConn, op int) bool {
 // without waiting. A connection whose output the socket did not take is
 // taken out of the set until its writer's goroutine is done.
 func (l *loop) serve(c *loopConn) {
-	s := c.s
 	c.src.budget = 1
 	c.src.buf = l.buf
+	if c.s == nil && !l.hello(c) {
+		return
+	}
+	s := c.s
 	for {
 		err := c.door.step(c)
 		if err == wire.ErrWouldBlock { //nolint:errorlint // the sentinel, as returned
@@ -409,11 +430,13 @@ func (l *loop) blocks(c *loopConn) bool {
 
 // leave takes an ending connection out of the loop.
 func (l *loop) leave(c *loopConn) {
-	if l.conns[c.s.id] != c {
+	if l.conns[c.id] != c {
 		return
 	}
-	delete(l.conns, c.s.id)
-	l.held.Add(-1)
+	delete(l.conns, c.id)
+	if c.s != nil {
+		l.held.Add(-1)
+	}
 	if !c.blocked {
 		l.watch(c, unix.EPOLL_CTL_DEL)
 	}
@@ -428,8 +451,12 @@ func isProtocolError(err error) bool {
 }
 
 // finish ends a session whose reader stopped for good, with the error
-// that stopped it.
+// that stopped it; a connection still in its handshake fails it.
 func (c *loopConn) finish(err error) {
+	if c.s == nil {
+		c.l.srv.helloFailed(c.fc, err)
+		return
+	}
 	c.s.end(c.s.readEnded(err))
 	c.s.srv.leaveBinary(c.s.conn)
 }
@@ -508,6 +535,113 @@ func (h *timerHeap) Pop() any {
 	return t
 }
 
+// handshake is a native connection's state on a loop until its HELLO is
+// in: the frame reader, which the session's goes on with, and when the
+// handshake times out.
+type handshake struct {
+	rd       *wire.Reader
+	deadline time.Time
+}
+
+// helloOnLoop gives a new plain TCP native connection to a loop for its
+// handshake, when there are loops: the loop reads the HELLO as it
+// arrives, its timer ends a handshake that takes too long, and it serves
+// the session from then on. Nothing waits for the peer on a goroutine of
+// its own. It reports whether it did; TLS connections (and any whose
+// descriptor cannot be taken) do their handshake on the caller's
+// goroutine instead.
+func (s *Server) helloOnLoop(c net.Conn) bool {
+	ls := s.loops.Load()
+	if ls == nil {
+		return false
+	}
+	fc := ownConn(c)
+	if fc == nil {
+		return false
+	}
+	if !s.trackHandshake(fc, true) {
+		_ = fc.Close()
+		s.leaveBinary(fc)
+		return true
+	}
+	lc := newLoopConn(fc)
+	lc.id = s.ids.Add(1) // its session's, from its first frame on
+	lc.hs = &handshake{
+		// Before HELLO a peer is untrusted: the reader accepts no frame
+		// over MaxHelloFrame, so a connection costs a few KiB until it
+		// has authenticated.
+		rd:       wire.NewReader(&lc.src, min(MaxHelloFrame, s.cfg.MaxFrame)),
+		deadline: time.Now().Add(s.cfg.HandshakeTimeout),
+	}
+	ls.pick(lc)
+	lc.post()
+	return true
+}
+
+// hello reads a handshaking connection's HELLO as far as it has arrived,
+// and reports whether its session now exists. A HELLO not whole by the
+// deadline, malformed, or with a token refused ends the connection as on
+// a goroutine, with the same last words (helloFailed).
+func (l *loop) hello(c *loopConn) bool {
+	srv := l.srv
+	hello, err := helloOf(c.hs.rd.ReadFrame())
+	if err == wire.ErrWouldBlock { //nolint:errorlint // the sentinel, as returned
+		if time.Now().Before(c.hs.deadline) {
+			c.src.buf = nil
+			return false
+		}
+		err = os.ErrDeadlineExceeded
+	}
+	srv.trackHandshake(c.fc, false)
+	if err == nil {
+		var admin bool
+		admin, err = srv.Authenticate(c.fc.RemoteAddr().String(), hello.Token, DoorNative)
+		if err != nil {
+			err = &wire.Error{Code: wire.CodeUnauthorized, Msg: err.Error()}
+		}
+		if err == nil {
+			n := srv.welcome(c.fc, c.hs.rd, hello, "", admin, c.id)
+			c.hs = nil
+			c.adopt(n.s, n)
+			n.loop = c
+			l.held.Add(1)
+			srv.register(n.s)
+			// The WELCOME goes out now, with the answers to what came
+			// after it in this read (served next).
+			if !n.s.out.FlushNow(c.resume) {
+				n.s.rd.blocked = true
+				c.src.keep()
+			}
+			return true
+		}
+	}
+	c.src.keep()
+	l.leave(c)
+	srv.helloFailed(c.fc, err)
+	return false
+}
+
+// helloFailed ends a loop's connection whose handshake failed, as
+// handshakeNative does: counted, and told why when the HELLO broke the
+// protocol or its token was refused.
+func (s *Server) helloFailed(fc *fdConn, err error) {
+	s.trackHandshake(fc, false)
+	s.log.Debug("handshake failed", slog.String(keyRemote, fc.RemoteAddr().String()), slog.Any(keyError, err))
+	we, told := errors.AsType[*wire.Error](err)
+	if !told || we.Code != wire.CodeUnauthorized {
+		s.metrics.handshakeFailed[handshakeFailure(err, false)].Add(1)
+	}
+	if !told {
+		_ = fc.Close()
+		s.leaveBinary(fc)
+		return
+	}
+	go func() { // the last words linger for the peer to read them
+		refuse(fc, nativeFatal(nil, we.Code, we.Msg), s.cfg.Linger)
+		s.leaveBinary(fc)
+	}()
+}
+
 // loopNative deals a native connection whose handshake is done to a
 // loop, when there are loops and the loop owns the socket (ownConn): it
 // sets n.loop, which the caller posts once the session is registered.
@@ -554,7 +688,7 @@ func (s *Server) loopLegacy(conn net.Conn, lc *legacyConn) bool {
 	c := newLoopConn(fc)
 	lc.dec = legacy.NewDecoder(&c.src)
 	lc.loop = c
-	sess := s.newSession(fc, DoorLegacy, "", func(*session) Codec { return lc })
+	sess := s.newSession(fc, DoorLegacy, "", 0, func(*session) Codec { return lc })
 	ls.add(c, sess, lc)
 	s.register(sess)
 	c.post()

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -77,5 +78,96 @@ func TestLoopLingerEnds(t *testing.T) {
 	}
 	if got := closeReason(sess.reason.Load()); got != reasonKicked {
 		t.Errorf("closed as %v, want kicked", got)
+	}
+}
+
+// TestHandshakeOnLoop: on the loop core a native connection's handshake
+// holds no goroutine: connections that sent part of a HELLO wait in a
+// loop, and the loop's timer ends them at the handshake timeout, counted
+// as timed out. A HELLO that arrives in two parts gets its WELCOME.
+func TestHandshakeOnLoop(t *testing.T) {
+	s, err := New(Config{HandshakeTimeout: 700 * time.Millisecond, Core: CoreLoop}, service.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.ServeNative(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		<-served
+	})
+	handshaking := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.handshaking)
+	}
+	hello, _ := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: "slow"})
+	const n = 100
+	before := runtime.NumGoroutine()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(hello[:5]); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	start := time.Now()
+	for handshaking() < n {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("%d handshakes under way, want %d", handshaking(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s.Core() != CoreLoop {
+		t.Skip("no event loops here")
+	}
+	time.Sleep(50 * time.Millisecond) // a handshake goroutine would be waiting by now
+	if extra := runtime.NumGoroutine() - before; extra >= n/2 {
+		t.Errorf("%d goroutines more during %d handshakes; want next to none", extra, n)
+	}
+
+	// A HELLO in two parts, read in two wake-ups, is welcomed.
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write(hello[:7])
+	time.Sleep(20 * time.Millisecond)
+	_, _ = c.Write(hello[7:])
+	if f, err := wire.NewReader(c, 0).ReadFrame(); err != nil || f.Type != wire.TypeWelcome {
+		t.Fatalf("welcome: %v %v", f.Type, err)
+	}
+
+	// The others end at the timeout, closed by the server.
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("connection %d: read something; want the close", i)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("connection %d still open 5 s after its handshake timeout", i)
+		}
+	}
+	if took := time.Since(start); took < 600*time.Millisecond {
+		t.Errorf("closed after %v, before the handshake timeout", took)
+	}
+	if got := s.metrics.handshakeFailed[failTimeout].Load(); got != n {
+		t.Errorf("%d handshakes counted as timed out, want %d", got, n)
+	}
+	if handshaking() != 0 {
+		t.Errorf("%d handshakes still tracked", handshaking())
 	}
 }

@@ -21,6 +21,7 @@ func (*loopConn) post()   {}
 
 func (*Server) loopNative(*nativeConn) bool           { return false }
 func (*Server) loopLegacy(net.Conn, *legacyConn) bool { return false }
+func (*Server) helloOnLoop(net.Conn) bool             { return false }
 
 // ownConn never takes a descriptor where there are no loops.
 func ownConn(net.Conn) net.Conn { return nil }

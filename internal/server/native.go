@@ -94,6 +94,9 @@ func (n *nativeConn) Ordered() bool { return false }
 // when its first request comes, so a crowd of idle clients never holds a
 // goroutine each, not even while it connects.
 func (s *Server) handleNative(c net.Conn) {
+	if s.helloOnLoop(c) {
+		return
+	}
 	n := s.handshakeNative(c)
 	if n == nil {
 		s.leaveBinary(c)
@@ -154,18 +157,31 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if s.loops.Load() != nil {
-		// A loop will serve it: the loop owns the socket from now on.
+		// A loop will serve it (a TLS connection, which the loops do not
+		// take, stays here): the loop owns the socket from now on.
 		if fc := ownConn(c); fc != nil {
 			c = fc
 		}
 	}
+	n := s.welcome(c, rd, hello, identity, admin, 0)
+	// A loop's connection is ready for its loop before anyone can see the
+	// session: a kick right after register posts it.
+	s.loopNative(n)
+	s.register(n.s)
+	n.s.out.Flush()
+	return n
+}
+
+// welcome makes the session of a native connection whose HELLO was
+// accepted, reading from rd, with id (0: a new one), and queues its
+// WELCOME. The caller registers it and flushes.
+func (s *Server) welcome(c net.Conn, rd *wire.Reader, hello wire.Hello, identity string, admin bool, id uint64) *nativeConn {
 	rd.SetMaxFrame(s.cfg.MaxFrame)
 	if hello.Trace {
 		rd.AllowFlags(wire.FlagTrace) // granted whether tracing is on or not: the field costs nothing
 	}
-
 	var n *nativeConn
-	sess := s.newSession(c, DoorNative, hello.Name, func(sess *session) Codec {
+	sess := s.newSession(c, DoorNative, hello.Name, id, func(sess *session) Codec {
 		n = &nativeConn{s: sess, rd: rd}
 		return n
 	})
@@ -179,11 +195,6 @@ func (s *Server) handshakeNative(c net.Conn) *nativeConn {
 		Trace:       hello.Trace,
 	})
 	_ = sess.out.Commit(append(sess.out.Begin(), welcome...))
-	// A loop's connection is ready for its loop before anyone can see the
-	// session: a kick right after register posts it.
-	s.loopNative(n)
-	s.register(sess)
-	sess.out.Flush()
 	return n
 }
 
@@ -241,7 +252,11 @@ func tlsIdentity(c net.Conn) (string, error) {
 
 // readHello reads the first frame, which must be a valid HELLO.
 func readHello(rd *wire.Reader) (wire.Hello, error) {
-	f, err := rd.ReadFrame()
+	return helloOf(rd.ReadFrame())
+}
+
+// helloOf checks that the first frame read is a HELLO, and parses it.
+func helloOf(f wire.Frame, err error) (wire.Hello, error) {
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return wire.Hello{}, &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}

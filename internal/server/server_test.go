@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -695,15 +696,19 @@ func mustListen(t *testing.T) net.Listener {
 // before it (then the burst's later requests get SHUTTING_DOWN), not in
 // the middle of them.
 func TestGoodbyeAfterAnswers(t *testing.T) {
-	var srv *Server
+	// Set once the server runs, read by the method: a request reaches the
+	// method only after the test sent it, but the race detector does not
+	// see that order through a loop's raw socket reads.
+	var started atomic.Pointer[Server]
 	kickSelf := service.Method{Name: "test.kickself", Inline: true,
 		Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
-			srv.Kick(req.Caller.ID, "from within")
+			started.Load().Kick(req.Caller.ID, "from within")
 			return append(dst, "kicked"...), nil
 		}}
-	srv = StartWith(t, FastConfig(), Options{Catalog: func(*server.Server) (catalog.Options, error) {
+	srv := StartWith(t, FastConfig(), Options{Catalog: func(*server.Server) (catalog.Options, error) {
 		return catalog.Options{Extra: []service.Method{kickSelf}}, nil
 	}})
+	started.Store(srv)
 	c, _ := Hello(t, srv.Native, "self-kicker")
 	var burst []byte
 	burst = wire.AppendRequest(burst, 1, "math.add", Operands(1, 2))

@@ -87,12 +87,16 @@ type readerState struct {
 }
 
 // newSession returns a session on conn, not yet in the client list (see
-// register). newCodec builds the door's codec for it.
-func (srv *Server) newSession(c net.Conn, door, name string, newCodec func(*session) Codec) *session {
+// register), with id (0: a new one). newCodec builds the door's codec for
+// it.
+func (srv *Server) newSession(c net.Conn, door, name string, id uint64, newCodec func(*session) Codec) *session {
 	now := time.Now()
+	if id == 0 {
+		id = srv.ids.Add(1)
+	}
 	s := &session{
 		srv:         srv,
-		id:          srv.ids.Add(1),
+		id:          id,
 		door:        srv.metrics.door(door),
 		conn:        c,
 		connectedAt: now,
