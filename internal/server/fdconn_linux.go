@@ -2,6 +2,7 @@ package server
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,10 @@ import (
 // loop has let it go (release) and no TryWrite is under way, so that its
 // number is never reused under a loop or a writer that still uses it.
 type fdConn struct {
-	fd            int
-	local, remote net.Addr
+	fd int
+	// The addresses, kept as values: a net.TCPAddr each would be two
+	// allocations more per connection, for addresses rarely asked for.
+	local, remote netip.AddrPort
 
 	refs   atomic.Int32 // TryWrites under way
 	closed atomic.Bool  // Close was called: no new TryWrite
@@ -55,7 +58,7 @@ func ownConn(c net.Conn) *fdConn {
 	}
 	// The socket stays non-blocking: the flag belongs to the open file,
 	// which the copy shares.
-	fc := &fdConn{fd: fd, local: c.LocalAddr(), remote: c.RemoteAddr(), held: true}
+	fc := &fdConn{fd: fd, local: addrPort(c.LocalAddr()), remote: addrPort(c.RemoteAddr()), held: true}
 	_ = c.Close() // the runtime forgets the socket; the copy keeps it open
 	return fc
 }
@@ -188,11 +191,19 @@ func (c *fdConn) Write(b []byte) (int, error) {
 	return s.Write(b)
 }
 
+// addrPort is a TCP address as a value (the zero AddrPort for any other).
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
 // LocalAddr returns the local address.
-func (c *fdConn) LocalAddr() net.Addr { return c.local }
+func (c *fdConn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.local) }
 
 // RemoteAddr returns the peer's address.
-func (c *fdConn) RemoteAddr() net.Addr { return c.remote }
+func (c *fdConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
 
 // SetDeadline sets both deadlines.
 func (c *fdConn) SetDeadline(t time.Time) error {

@@ -532,8 +532,15 @@ func (h *timerHeap) Pop() any {
 	t := old[len(old)-1]
 	old[len(old)-1] = timer{}
 	*h = old[:len(old)-1]
+	if len(old) == 1 && cap(old) > keepTimers {
+		*h = nil // a storm of handshakes is over: its array goes
+	}
 	return t
 }
+
+// keepTimers is the most timers whose room a loop keeps once they are
+// all gone.
+const keepTimers = 256
 
 // handshake is a native connection's state on a loop until its HELLO is
 // in: the frame reader, which the session's goes on with, and when the

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"container/heap"
 	"context"
 	"net"
 	"runtime"
@@ -169,5 +170,55 @@ func TestHandshakeOnLoop(t *testing.T) {
 	}
 	if handshaking() != 0 {
 		t.Errorf("%d handshakes still tracked", handshaking())
+	}
+}
+
+// TestTimersLetGo: once a storm of timers (a crowd of handshakes) has
+// passed, a loop's heap lets its array go instead of keeping room for
+// them all.
+func TestTimersLetGo(t *testing.T) {
+	var h timerHeap
+	now := time.Now()
+	for i := range 10 * keepTimers {
+		heap.Push(&h, timer{at: now.Add(time.Duration(i%97) * time.Millisecond)})
+	}
+	last := time.Time{}
+	for h.Len() > 0 {
+		at := heap.Pop(&h).(timer).at
+		if at.Before(last) {
+			t.Fatalf("timers out of order: %v after %v", at, last)
+		}
+		last = at
+	}
+	if cap(h) > keepTimers {
+		t.Errorf("an empty heap keeps room for %d timers", cap(h))
+	}
+}
+
+// TestOwnConnAddrs: a connection a loop owns tells the addresses of the
+// one it was accepted as, which it keeps as values.
+func TestOwnConnAddrs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, remote := a.LocalAddr().String(), a.RemoteAddr().String()
+	fc := ownConn(a)
+	if fc == nil {
+		t.Skip("the descriptor cannot be taken here")
+	}
+	defer func() { fc.release(); _ = fc.Close() }()
+	if fc.LocalAddr().String() != local || fc.RemoteAddr().String() != remote || remote != c.LocalAddr().String() {
+		t.Errorf("owned: %v %v, accepted as %s %s", fc.LocalAddr(), fc.RemoteAddr(), local, remote)
 	}
 }
