@@ -258,6 +258,31 @@ func (r *Registry) Replace(remove []string, ms ...Method) error {
 	return nil
 }
 
+// LookupCache is one reader's memory of its last lookup
+// (Registry.LookupCached): a connection usually calls the same method
+// again. Its zero value is empty.
+type LookupCache struct {
+	table *map[string]*Method // the registry's table it was found in
+	m     *Method
+}
+
+// LookupCached is Lookup, answered from c when name is the method c holds
+// and the registry has not changed since it was looked up.
+func (r *Registry) LookupCached(name []byte, c *LookupCache) *Method {
+	p := r.methods.Load()
+	if c.m != nil && c.table == p && string(name) == c.m.Name {
+		return c.m
+	}
+	if p == nil {
+		return nil
+	}
+	m := (*p)[string(name)]
+	if m != nil {
+		c.table, c.m = p, m
+	}
+	return m
+}
+
 // Lookup returns the method with the given name, or nil. It does not
 // allocate.
 func (r *Registry) Lookup(name []byte) *Method { return r.all()[string(name)] }

@@ -143,3 +143,40 @@ func TestDescribeWhileChanging(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// TestLookupCached: a reader's cached lookup answers what Lookup would,
+// also once the registry has changed: a method replaced is the new one,
+// a method removed is gone, another name is looked up.
+func TestLookupCached(t *testing.T) {
+	reg := NewRegistry()
+	h := func(_ context.Context, _ Request, dst []byte) ([]byte, error) { return dst, nil }
+	if err := reg.Register(Method{Name: "a.one", Handler: h}, Method{Name: "a.two", Handler: h}); err != nil {
+		t.Fatal(err)
+	}
+	var c LookupCache
+	one := reg.LookupCached([]byte("a.one"), &c)
+	if one == nil || one != reg.Lookup([]byte("a.one")) || reg.LookupCached([]byte("a.one"), &c) != one {
+		t.Fatalf("a.one: %v", one)
+	}
+	if two := reg.LookupCached([]byte("a.two"), &c); two == nil || two.Name != "a.two" {
+		t.Fatalf("a.two after a.one: %v", two)
+	}
+	if err := reg.Replace([]string{"a.two"}, Method{Name: "a.two", Handler: h, Inline: true}); err != nil {
+		t.Fatal(err)
+	}
+	if two := reg.LookupCached([]byte("a.two"), &c); two == nil || !two.Inline {
+		t.Fatalf("a.two replaced: %+v, want the new one", two)
+	}
+	if err := reg.Replace([]string{"a.two"}); err != nil {
+		t.Fatal(err)
+	}
+	if two := reg.LookupCached([]byte("a.two"), &c); two != nil {
+		t.Fatalf("a.two removed: %+v, want nil", two)
+	}
+	if none := reg.LookupCached([]byte("a.three"), &c); none != nil {
+		t.Fatalf("a.three: %+v", none)
+	}
+	if n := testing.AllocsPerRun(100, func() { reg.LookupCached([]byte("a.one"), &c) }); n != 0 {
+		t.Errorf("%v allocations per cached lookup", n)
+	}
+}

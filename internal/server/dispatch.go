@@ -179,11 +179,21 @@ func (s *session) releaseBytes(size int) { s.inflightBytes.Add(-int64(size)) }
 // it is a span, which its answer ends; when a watcher of the monitor
 // stream wants it, a tap, which its answer completes.
 func (s *session) request(r request) {
-	start := monoNow()
-	s.settle(start) // the previous inline request ended here
+	m := r.m
+	var start mono
+	if p := &s.rd.unsettled; p.st != nil && m != nil && m == s.rd.lastMethod && m.Inline &&
+		s.srv.cfg.Tracer == nil && s.srv.hub.watchers.Load() == nil {
+		// Another inline request of the method the pending ones called,
+		// untraced and unwatched (a pipelined burst): no clock reading; the
+		// row is timed as a whole, from its first request to the next
+		// reading (settle).
+		start = p.start
+	} else {
+		start = monoNow()
+		s.settle(start) // the previous inline requests ended here
+	}
 	s.rd.reqs++
 	s.rd.served = true
-	m := r.m
 	var sp *tracing.Span // nil: tracing is off
 	if t := s.srv.cfg.Tracer; t != nil {
 		sp = tracing.StartServer(tracing.FromBinary(s.ctx, r.trace), t, s.door.name, string(r.name))
@@ -275,9 +285,20 @@ func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.
 		s.rd.scratch = resp[:0]
 	}
 	if m.Inline {
-		// Counted when the next clock reading is taken (the next request,
-		// or the end of the burst): one reading per request, not two.
-		s.rd.unsettled = pendingObs{st: s.statFor(m), code: code, start: start}
+		// Counted when the next clock reading is taken (the next request
+		// of another method, or the end of the burst): one reading per row
+		// of requests of one method, not two per request.
+		st := s.statFor(m)
+		switch p := &s.rd.unsettled; {
+		case p.st == nil:
+			*p = pendingObs{st: st, code: code, start: start, n: 1}
+		case p.st == st && p.code == code:
+			p.n++
+		default: // the row goes on with another code: a new row from here
+			now := monoNow()
+			s.settle(now)
+			*p = pendingObs{st: st, code: code, start: now, n: 1}
+		}
 	} else {
 		s.srv.metrics.observe(s.shard(), m, code, start.since())
 	}
@@ -377,12 +398,15 @@ type pendingObs struct {
 	st    *methodStat // nil: nothing pending
 	code  wire.Code
 	start mono
+	n     int // inline requests in a row of this method and code since start
 }
 
-// settle counts the pending inline request, if any, as ending at now.
+// settle counts the pending inline requests, if any, as ending at now,
+// each taking an equal part of the time since the first began.
 func (s *session) settle(now mono) {
 	if p := s.rd.unsettled; p.st != nil {
-		s.srv.metrics.record(s.shard(), p.st, p.code, time.Duration(now-p.start))
+		n := max(p.n, 1)
+		s.srv.metrics.recordN(s.shard(), p.st, p.code, time.Duration(now-p.start)/time.Duration(n), n)
 		s.rd.unsettled.st = nil
 	}
 }

@@ -38,11 +38,14 @@ func newDurHist(bounds []float64) *durHist {
 }
 
 // observe records one duration in a shard.
-func (h *durHist) observe(shard int, d time.Duration) {
+func (h *durHist) observe(shard int, d time.Duration) { h.observeN(shard, d, 1) }
+
+// observeN counts n durations of d each.
+func (h *durHist) observeN(shard int, d time.Duration, n int) {
 	sh := &h.shard[shard%shards]
 	i, _ := slices.BinarySearch(h.bounds, int64(d)) // first bound >= d: buckets are "le"
-	sh.counts[i].Add(1)
-	sh.sumNs.Add(uint64(max(d, 0)))
+	sh.counts[i].Add(uint64(n))
+	sh.sumNs.Add(uint64(max(d, 0)) * uint64(n))
 }
 
 // snapshot sums the shards.

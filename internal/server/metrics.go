@@ -171,12 +171,18 @@ func (m *metrics) observe(shard int, meth *service.Method, code wire.Code, d tim
 
 // record counts one answered request of a method in a shard.
 func (m *metrics) record(shard int, st *methodStat, code wire.Code, d time.Duration) {
+	m.recordN(shard, st, code, d, 1)
+}
+
+// recordN counts n answered requests of a method with the same code in a
+// shard, each taking d.
+func (m *metrics) recordN(shard int, st *methodStat, code wire.Code, d time.Duration, n int) {
 	slot := int(code)
 	if slot >= codeSlots {
 		slot = codeSlots - 1
 	}
-	st.codes[shard%shards].n[slot].Add(1)
-	st.dur.observe(shard, d)
+	st.codes[shard%shards].n[slot].Add(uint64(n))
+	st.dur.observeN(shard, d, n)
 }
 
 // requests returns the total of answered requests, all methods and codes.

@@ -318,7 +318,7 @@ func (n *nativeConn) request(f wire.Frame) {
 		n.s.replyError(f.ID, nil, wire.CodeBadFrame, err.Error(), monoNow())
 		return
 	}
-	r := request{ref: req.ID, m: n.s.srv.lookup(req.Method), name: req.Method, payload: req.Payload, trace: req.Trace}
+	r := request{ref: req.ID, m: n.s.srv.lookup(req.Method, &n.s.rd.methods), name: req.Method, payload: req.Payload, trace: req.Trace}
 	if req.HasDeadline {
 		r.timeout = time.Duration(req.Deadline) * time.Millisecond
 		r.expired = req.Deadline == 0

@@ -226,8 +226,8 @@ func (s *Server) Kick(id uint64, reason string) bool {
 
 // lookup returns the method a binary door calls by name: a registered
 // one, or the fallback (a gateway's forwarder), or nil.
-func (s *Server) lookup(name []byte) *service.Method {
-	if m := s.reg.Lookup(name); m != nil {
+func (s *Server) lookup(name []byte, c *service.LookupCache) *service.Method {
+	if m := s.reg.LookupCached(name, c); m != nil {
 		return m
 	}
 	return s.reg.Fallback()

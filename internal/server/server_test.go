@@ -746,3 +746,41 @@ func TestLastWordsToAHalfClosedPeer(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestRowsOfInlineRequests: a pipelined burst of inline requests is timed
+// as rows of one method and code (one clock reading a row, not one a
+// request), and every request is still counted under its method and
+// code, once, with a duration: math.add, math.add, math.div by zero,
+// math.add, math.mul, math.add in one write.
+func TestRowsOfInlineRequests(t *testing.T) {
+	srv := Start(t, FastConfig())
+	c, _ := Hello(t, srv.Native, "rows")
+	var burst []byte
+	for i, call := range []struct {
+		method string
+		a, b   int64
+	}{{"math.add", 1, 2}, {"math.add", 3, 4}, {"math.div", 1, 0}, {"math.add", 5, 6}, {"math.mul", 2, 3}, {"math.add", 7, 8}} {
+		burst = wire.AppendRequest(burst, uint32(i+1), call.method, Operands(call.a, call.b))
+	}
+	c.Send(burst)
+	for range 6 {
+		c.Read()
+	}
+	want := map[string]map[string]uint64{"math.add": {"OK": 4}, "math.div": {"DIVISION_BY_ZERO": 1}, "math.mul": {"OK": 1}}
+	WaitFor(t, 2*time.Second, "every request counted", func() bool {
+		got := map[string]map[string]uint64{}
+		for _, m := range srv.Metrics().Methods {
+			if want[m.Name] != nil {
+				got[m.Name] = m.Codes
+				var n uint64
+				for _, c := range m.Duration.Counts {
+					n += c
+				}
+				if n != m.Duration.Count || n != m.Codes["OK"]+m.Codes["DIVISION_BY_ZERO"] {
+					return false
+				}
+			}
+		}
+		return fmt.Sprint(got) == fmt.Sprint(want)
+	})
+}

@@ -78,6 +78,7 @@ type readerState struct {
 	unsettled  pendingObs
 	lastMethod *service.Method
 	lastStat   *methodStat
+	methods    service.LookupCache // the last method looked up by name
 	// resume is set when the reader is an event loop: the burst's output
 	// is written without waiting, and when the socket does not take it
 	// all, blocked is set and resume is called once the writer's own
