@@ -61,7 +61,12 @@ for round in $(seq "$rounds"); do
         "${pin[@]}" "$out/baseline" -addr 127.0.0.1:7390 2>/dev/null &
       fi
       pid=$!
-      sleep 0.5
+      # Up to 10 s to listen: nexo builds its catalog first, and pinned to
+      # one busy CPU that took over the 0.5 s once waited here.
+      for _ in $(seq 200); do
+        (exec 3<>/dev/tcp/127.0.0.1/7390) 2>/dev/null && break
+        sleep 0.05
+      done
       before=$(cpu "$pid")
       j=$("${pin[@]}" "$out/nexo" bench --addr 127.0.0.1:7390 -c "$c" -p "$p" -d "${secs}s" --json)
       after=$(cpu "$pid")
