@@ -12,15 +12,11 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
-// TestLoopLingerEnds: a drained connection on a loop whose peer never
-// closes ends when the linger is over, by the loop's own timer. The
-// socket's read deadline says the same, but the runtime may mark it
-// passed after the loop's timer has fired; the loop then read nothing,
-// set no other timer, and the connection stayed until its peer closed
-// (TestMetrics saw a kicked client stay over 2 s). Here the deadline is
-// taken away altogether: only the loop's timer can end the connection.
-func TestLoopLingerEnds(t *testing.T) {
-	s, err := New(Config{Linger: 200 * time.Millisecond, Core: CoreLoop}, service.NewRegistry(), nil)
+// serveNative runs a server with cfg and no methods on a native listener
+// of its own, shut down when the test ends.
+func serveNative(t *testing.T, cfg Config) (*Server, net.Listener) {
+	t.Helper()
+	s, err := New(cfg, service.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +34,18 @@ func TestLoopLingerEnds(t *testing.T) {
 		}
 		<-served
 	})
+	return s, ln
+}
+
+// TestLoopLingerEnds: a drained connection on a loop whose peer never
+// closes ends when the linger is over, by the loop's own timer. The
+// socket's read deadline says the same, but the runtime may mark it
+// passed after the loop's timer has fired; the loop then read nothing,
+// set no other timer, and the connection stayed until its peer closed
+// (TestMetrics saw a kicked client stay over 2 s). Here the deadline is
+// taken away altogether: only the loop's timer can end the connection.
+func TestLoopLingerEnds(t *testing.T) {
+	s, ln := serveNative(t, Config{Linger: 200 * time.Millisecond, Core: CoreLoop})
 
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -87,24 +95,7 @@ func TestLoopLingerEnds(t *testing.T) {
 // loop, and the loop's timer ends them at the handshake timeout, counted
 // as timed out. A HELLO that arrives in two parts gets its WELCOME.
 func TestHandshakeOnLoop(t *testing.T) {
-	s, err := New(Config{HandshakeTimeout: 700 * time.Millisecond, Core: CoreLoop}, service.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.ServeNative(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		<-served
-	})
+	s, ln := serveNative(t, Config{HandshakeTimeout: 700 * time.Millisecond, Core: CoreLoop})
 	handshaking := func() int {
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -1,8 +1,8 @@
 package web
 
 import (
+	"bytes"
 	"context"
-	"io"
 
 	"github.com/coder/websocket"
 )
@@ -35,19 +35,9 @@ func (c *Client) ReadAppend(dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
+	b := bytes.NewBuffer(dst) // grows in dst's room
+	_, err = b.ReadFrom(r)
+	return b.Bytes(), err
 }
 
 // CloseNow closes the connection at once, without the closing handshake.
