@@ -2,8 +2,11 @@ package jsonrpc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/nexo-project/nexo/service"
 )
 
 // fastSeeds are calls in the forms clients send (the first six, which
@@ -93,5 +96,34 @@ func TestParseErrorStillParseError(t *testing.T) {
 		if ok || resp.Error == nil || resp.Error.Code != code {
 			t.Errorf("parseCall(%s) = %+v, %v; want error %d", msg, resp.Error, ok, code)
 		}
+	}
+}
+
+// TestResultNotAppended: a codec may return bytes of its own instead of
+// appending to the buffer it is given, even bytes that begin like an
+// answer, and even with room after them: the answer carries them whole,
+// and nothing is written into that room.
+func TestResultNotAppended(t *testing.T) {
+	own := make([]byte, 0, 256)
+	own = append(own, `{"jsonrpc":"2.0","result":5}`...)
+	reg := service.NewRegistry()
+	err := reg.Register(service.Method{Name: "test.own", Inline: true,
+		Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) { return dst, nil },
+		JSON: &service.JSONCodec{
+			Params: func(_, dst []byte) ([]byte, error) { return dst, nil },
+			Result: func(_, _ []byte) ([]byte, error) { return own, nil },
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRPC(reg, 0)
+	for range 2 {
+		out, _ := r.Handle(context.Background(), &service.Caller{}, []byte(`{"jsonrpc":"2.0","method":"test.own","id":1}`))
+		if want := `{"jsonrpc":"2.0","result":{"jsonrpc":"2.0","result":5},"id":1}`; string(out) != want {
+			t.Fatalf("answer %s, want %s", out, want)
+		}
+	}
+	if spare := own[len(own):cap(own)]; bytes.ContainsAny(spare, "{}\"") {
+		t.Errorf("the engine wrote into the codec's own buffer: %q", bytes.Trim(spare, "\x00"))
 	}
 }

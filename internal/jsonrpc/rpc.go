@@ -263,18 +263,30 @@ func answer(resp response, ok bool) ([]byte, Tally) {
 // resultPrefix begins the response to a call that succeeded.
 const resultPrefix = `{"jsonrpc":"2.0","result":`
 
-// succeeded is the response to a call that succeeded: b is resultPrefix
-// and then the result, which it ends in place when encoding/json would
-// write it as it is.
-func succeeded(b []byte, id json.RawMessage) response {
-	if !bytes.HasPrefix(b, []byte(resultPrefix)) { // a codec that did not append
-		return response{JSONRPC: "2.0", Result: b, ID: id}
+// succeeded is the response to a call that succeeded with result, encoded
+// at once when encoding/json would write it as it is: after the result in
+// buf when the codec appended it there (the room after it is the
+// engine's), in a buffer of its own otherwise (a codec may return bytes
+// that are not buf's, whose room is not the engine's to write).
+func succeeded(result []byte, id json.RawMessage, buf []byte) response {
+	var dst []byte
+	if inside(result, buf) {
+		dst = result[len(result):len(result)]
+	} else {
+		dst = make([]byte, 0, len(resultPrefix)+len(result)+len(id)+len(`,"id":}`+"\n"))
 	}
-	result := b[len(resultPrefix):len(b):len(b)]
-	if end, ok := appendEnd(b, result, id); ok {
-		return response{JSONRPC: "2.0", Result: result, ID: id, encoded: end}
+	result = result[:len(result):len(result)]
+	resp := response{JSONRPC: "2.0", Result: result, ID: id}
+	if end, ok := appendResult(dst, result, id); ok {
+		resp.encoded = end
 	}
-	return response{JSONRPC: "2.0", Result: result, ID: id}
+	return resp
+}
+
+// inside reports whether b is a slice of buf's array that ends where buf's
+// room ends, as what was appended to buf[len:len] in place is.
+func inside(b, buf []byte) bool {
+	return len(b) > 0 && cap(buf) > 0 && &b[:cap(b)][cap(b)-1] == &buf[:cap(buf)][cap(buf)-1]
 }
 
 // encode is marshal(resp), without encoding/json for a result it would
@@ -439,10 +451,10 @@ func (r *RPC) serve(ctx context.Context, caller *service.Caller, name string, pa
 		if len(out) <= cap(buf)-64 {
 			rest = buf[len(out):len(out)] // after out, if out is in buf
 		}
-		var b []byte
-		if b, err = m.JSON.Result(out, append(rest, resultPrefix...)); err == nil {
+		var result []byte
+		if result, err = m.JSON.Result(out, rest); err == nil {
 			r.observe(m, 0, start)
-			return succeeded(b, id)
+			return succeeded(result, id, buf)
 		}
 	}
 	code := service.CodeOf(err)

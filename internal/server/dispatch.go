@@ -181,7 +181,7 @@ func (s *session) releaseBytes(size int) { s.inflightBytes.Add(-int64(size)) }
 func (s *session) request(r request) {
 	m := r.m
 	var start mono
-	if p := &s.rd.unsettled; p.st != nil && m != nil && m == s.rd.lastMethod && m.Inline &&
+	if p := &s.rd.unsettled; p.st != nil && m != nil && m == s.rd.lastMethod && m.Inline && !r.expired &&
 		s.srv.cfg.Tracer == nil && s.srv.hub.watchers.Load() == nil {
 		// Another inline request of the method the pending ones called,
 		// untraced and unwatched (a pipelined burst): no clock reading; the
@@ -203,6 +203,12 @@ func (s *session) request(r request) {
 		tp = s.newTap(*ws, r)
 	}
 	if code, msg := s.admit(false, 0); code != 0 {
+		if p := &s.rd.unsettled; p.st != nil && start == p.start {
+			// Refused in the middle of a row: timed on its own, not
+			// from the row's first request.
+			start = monoNow()
+			s.settle(start)
+		}
 		s.refuse(r.ref, m, code, msg, start, sp, tp)
 		return
 	}
@@ -294,10 +300,14 @@ func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.
 			*p = pendingObs{st: st, code: code, start: start, n: 1}
 		case p.st == st && p.code == code:
 			p.n++
-		default: // the row goes on with another code: a new row from here
+		default:
+			// The row goes on with another code: the time since its first
+			// request is shared by all, this one included, which begins a
+			// row of its own.
 			now := monoNow()
-			s.settle(now)
-			*p = pendingObs{st: st, code: code, start: now, n: 1}
+			d := (now - p.start) / mono(p.n+1)
+			s.srv.metrics.recordN(s.shard(), p.st, p.code, time.Duration(d), p.n)
+			*p = pendingObs{st: st, code: code, start: now - d, n: 1}
 		}
 	} else {
 		s.srv.metrics.observe(s.shard(), m, code, start.since())
