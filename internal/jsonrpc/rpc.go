@@ -271,7 +271,7 @@ const resultPrefix = `{"jsonrpc":"2.0","result":`
 func succeeded(result []byte, id json.RawMessage, buf []byte) response {
 	var dst []byte
 	if inside(result, buf) {
-		dst = result[len(result):len(result)]
+		dst = result[len(result):]
 	} else {
 		dst = make([]byte, 0, len(resultPrefix)+len(result)+len(id)+len(`,"id":}`+"\n"))
 	}
