@@ -256,22 +256,17 @@ func isHex(c byte) bool {
 // values and escapes <, > and & and U+2028/2029 in them) or refuse it
 // (result is not one valid JSON value): the caller then marshals it.
 func appendResult(dst, result, id []byte) ([]byte, bool) {
-	return appendEnd(append(append(dst, resultPrefix...), result...), result, id)
-}
-
-// appendEnd ends an answer begun with resultPrefix and result (which b
-// ends with) as appendResult does, when encoding/json would write it as
-// it is.
-func appendEnd(b, result, id []byte) ([]byte, bool) {
 	if !writtenAsIs(result) || !writtenAsIs(id) {
-		return b, false
+		return dst, false
 	}
 	if end, ok := skipValue(result, 0, 0); !ok || end != len(result) {
-		return b, false
+		return dst, false
 	}
-	b = append(b, `,"id":`...)
-	b = append(b, id...)
-	return append(b, '}'), true
+	dst = append(dst, resultPrefix...)
+	dst = append(dst, result...)
+	dst = append(dst, `,"id":`...)
+	dst = append(dst, id...)
+	return append(dst, '}'), true
 }
 
 // writtenAsIs reports whether encoding/json writes a raw value exactly as

@@ -599,33 +599,33 @@ func (l *loop) hello(c *loopConn) bool {
 		}
 		err = os.ErrDeadlineExceeded
 	}
-	srv.trackHandshake(c.fc, false)
+	var admin bool
 	if err == nil {
-		var admin bool
-		admin, err = srv.Authenticate(c.fc.RemoteAddr().String(), hello.Token, DoorNative)
-		if err != nil {
-			err = &wire.Error{Code: wire.CodeUnauthorized, Msg: err.Error()}
-		}
-		if err == nil {
-			n := srv.welcome(c.fc, c.hs.rd, hello, "", admin, c.id)
-			c.hs = nil
-			c.adopt(n.s, n)
-			n.loop = c
-			l.held.Add(1)
-			srv.register(n.s)
-			// The WELCOME goes out now, with the answers to what came
-			// after it in this read (served next).
-			if !n.s.out.FlushNow(c.resume) {
-				n.s.rd.blocked = true
-				c.src.keep()
-			}
-			return true
+		var aerr error
+		if admin, aerr = srv.Authenticate(c.fc.RemoteAddr().String(), hello.Token, DoorNative); aerr != nil {
+			err = &wire.Error{Code: wire.CodeUnauthorized, Msg: aerr.Error()}
 		}
 	}
-	c.src.keep()
-	l.leave(c)
-	srv.helloFailed(c.fc, err)
-	return false
+	if err != nil {
+		c.src.keep()
+		l.leave(c)
+		srv.helloFailed(c.fc, err)
+		return false
+	}
+	srv.trackHandshake(c.fc, false)
+	n := srv.welcome(c.fc, c.hs.rd, hello, "", admin, c.id)
+	c.hs = nil
+	c.adopt(n.s, n)
+	n.loop = c
+	l.held.Add(1)
+	srv.register(n.s)
+	// The WELCOME goes out now, with the answers to what came after it in
+	// this read (served next).
+	if !n.s.out.FlushNow(c.resume) {
+		n.s.rd.blocked = true
+		c.src.keep()
+	}
+	return true
 }
 
 // helloFailed ends a loop's connection whose handshake failed, as
