@@ -79,11 +79,13 @@ func FuzzReadFrame(f *testing.F) {
 // FuzzReadFrameWouldBlock: read from a non-blocking source, in chunks cut
 // anywhere, with ErrWouldBlock between them, the decoder returns exactly
 // the frames and the final error it returns reading the same bytes at
-// once: what an event loop reads is what a goroutine reads.
+// once, and so does it from a source that lends its chunks (Lender): what
+// an event loop reads is what a goroutine reads.
 func FuzzReadFrameWouldBlock(f *testing.F) {
 	f.Add(AppendRequest(nil, 1, "math.add", make([]byte, 16)), []byte{3, 40})
 	f.Add(append(AppendFrame(nil, TypePing, 0, 5, []byte("12345678")), 0xff, 0xff, 0xff, 0xff), []byte{0})
 	f.Add(append(AppendRequest(nil, 1, "x", nil), AppendGoodbye(nil, "bye")...), []byte{200, 1})
+	f.Add(append(AppendRequest(nil, 1, "math.add", make([]byte, 16)), AppendRequest(nil, 2, "math.add", make([]byte, 16))...), []byte{40}) // the second frame cut in two
 	const limit = 4096
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
 		type result struct {
@@ -109,13 +111,50 @@ func FuzzReadFrameWouldBlock(f *testing.F) {
 		}
 		whole := read(NewReader(bytes.NewReader(data), limit))
 		cut := read(NewReader(&chunked.Reader{Data: data, Cuts: cuts, Block: ErrWouldBlock}, limit))
-		if len(whole.frames) != len(cut.frames) || whole.err != cut.err {
-			t.Fatalf("at once: %d frames, %q; in chunks: %d frames, %q", len(whole.frames), whole.err, len(cut.frames), cut.err)
-		}
-		for i := range whole.frames {
-			if whole.frames[i] != cut.frames[i] {
-				t.Fatalf("frame %d differs", i)
+		lent := read(NewReader(&lender{src: chunked.Reader{Data: data, Cuts: cuts, Block: ErrWouldBlock}}, limit))
+		for _, c := range []struct {
+			how string
+			res result
+		}{{"in chunks", cut}, {"in lent chunks", lent}} {
+			if len(whole.frames) != len(c.res.frames) || whole.err != c.res.err {
+				t.Fatalf("at once: %d frames, %q; %s: %d frames, %q", len(whole.frames), whole.err, c.how, len(c.res.frames), c.res.err)
+			}
+			for i := range whole.frames {
+				if whole.frames[i] != c.res.frames[i] {
+					t.Fatalf("%s: frame %d differs", c.how, i)
+				}
 			}
 		}
 	})
+}
+
+// lender lends each chunk of src in a buffer of its own (a Lender, as an
+// event loop's source is), and scribbles over the last one before it
+// reads again: a Reader that used lent bytes after asking for more, or
+// kept none of a frame cut in two, would read garbage.
+type lender struct {
+	src  chunked.Reader
+	lent []byte
+}
+
+func (l *lender) scribble() {
+	for i := range l.lent {
+		l.lent[i] = 0xa5
+	}
+}
+
+func (l *lender) Read(p []byte) (int, error) {
+	l.scribble()
+	return l.src.Read(p)
+}
+
+func (l *lender) Lend() ([]byte, error) {
+	l.scribble()
+	buf := make([]byte, 256) // a chunk is at most 256 bytes
+	n, err := l.src.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	l.lent = buf[:n]
+	return l.lent, nil
 }

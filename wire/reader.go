@@ -8,12 +8,15 @@ import (
 	"sync"
 )
 
-// Buffer sizes of a Reader. A Reader waits for data in a small array of its
-// own, so that an idle connection holds no read buffer: a connection that
-// sends small bursts (one request at a time, heartbeats) never needs more.
-// A burst that fills the small array moves to a large buffer, taken from a
-// pool; it goes back to the pool once a later burst fits the small array
-// again, so a connection that turns idle gives it back within one heartbeat.
+// Buffer sizes of a Reader. A Reader waits for data in a small buffer of
+// its own, made at its first read, so that an idle connection holds no
+// large read buffer: a connection that sends small bursts (one request at
+// a time, heartbeats) never needs more. A burst that fills the small
+// buffer moves to a large buffer, taken from a pool; it goes back to the
+// pool once a later burst fits the small buffer again, so a connection
+// that turns idle gives it back within one heartbeat. A Reader whose
+// source is a [Lender] reads in the lent buffer and needs one of its own
+// only for a frame that a read cut in two.
 const (
 	smallReadBuf   = 128
 	initialReadBuf = 8 << 10
@@ -28,20 +31,35 @@ var bigBufs = sync.Pool{New: func() any { b := make([]byte, initialReadBuf); ret
 // has come (an event loop reads each connection that way).
 var ErrWouldBlock = errors.New("wire: no more input for now")
 
+// A Lender is a source that lends a Reader what it read instead of
+// copying it into the Reader's buffer: an event loop reads all of its
+// connections into one buffer of its own, and the frames are read where
+// they arrived.
+type Lender interface {
+	// Lend reads what has arrived and returns it. The bytes stay the
+	// Reader's until it calls Lend or Read again, or until the owner of
+	// the source asks the Reader to Keep them. Lend returns nil and a nil
+	// error when it cannot lend this time: the Reader then reads with
+	// Read.
+	Lend() ([]byte, error)
+}
+
 // Reader reads frames from a byte stream. It reads ahead, so a burst of
 // pipelined frames costs one read. Its buffer grows with the bytes that
 // arrive, never with the length a peer claims: a frame header that claims
 // the max frame reserves nothing until its bytes come.
 type Reader struct {
-	rd    io.Reader
-	max   int
-	buf   []byte // small[:], a pooled initialReadBuf buffer (big), or a larger one
-	big   *[]byte
-	r, w  int // unread data is buf[r:w]
-	burst int // bytes read since the buffer was last empty
-	err   error
-	extra Flags // extension flags the handshake agreed to (AllowFlags)
-	small [smallReadBuf]byte
+	rd     io.Reader
+	lender Lender // rd, when it lends
+	max    int
+	buf    []byte // small, a pooled initialReadBuf buffer (big), a larger one, or a lent one
+	big    *[]byte
+	r, w   int // unread data is buf[r:w]
+	burst  int // bytes read since the buffer was last empty
+	err    error
+	extra  Flags               // extension flags the handshake agreed to (AllowFlags)
+	lent   bool                // buf is the Lender's
+	small  *[smallReadBuf]byte // made at the first read into a buffer of the Reader's own
 }
 
 // NewReader returns a Reader that accepts frames whose length field is at
@@ -50,7 +68,9 @@ func NewReader(rd io.Reader, maxFrame int) *Reader {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
-	return &Reader{rd: rd, max: maxFrame}
+	r := &Reader{max: maxFrame}
+	r.SetSource(rd)
+	return r
 }
 
 // AllowFlags accepts the extension flags f (see [FlagTrace]) in the
@@ -71,7 +91,52 @@ func (r *Reader) SetMaxFrame(maxFrame int) {
 // has buffered: a server reads a handshake with blocking reads, then
 // hands the connection to an event loop, whose source is non-blocking
 // (see [ErrWouldBlock]).
-func (r *Reader) SetSource(rd io.Reader) { r.rd = rd }
+func (r *Reader) SetSource(rd io.Reader) {
+	r.Keep()
+	r.rd = rd
+	r.lender, _ = rd.(Lender)
+}
+
+// Keep makes the Reader hold in a buffer of its own what it holds of a
+// lent one (see [Lender]): the source's owner is about to read into its
+// buffer again while the Reader still has bytes of it it has not
+// returned in a frame.
+func (r *Reader) Keep() {
+	if !r.lent {
+		return
+	}
+	rest := r.buf[r.r:r.w]
+	r.lent, r.r = false, 0
+	switch {
+	case len(rest) == 0:
+		r.buf = r.waiting()
+	case len(rest) <= smallReadBuf:
+		r.buf = r.smallBuf()
+	case len(rest) <= initialReadBuf:
+		r.big = bigBufs.Get().(*[]byte)
+		r.buf = *r.big
+	default:
+		r.buf = make([]byte, len(rest))
+	}
+	r.w = copy(r.buf, rest)
+}
+
+// smallBuf returns the Reader's small buffer, made on first need.
+func (r *Reader) smallBuf() []byte {
+	if r.small == nil {
+		r.small = new([smallReadBuf]byte)
+	}
+	return r.small[:]
+}
+
+// waiting returns the Reader's small buffer if it has one, else nil (made
+// at the next read): the buffer to wait for the next burst in.
+func (r *Reader) waiting() []byte {
+	if r.small == nil {
+		return nil
+	}
+	return r.small[:]
+}
 
 // Buffered returns how many unread bytes the Reader holds.
 func (r *Reader) Buffered() int { return r.w - r.r }
@@ -99,13 +164,32 @@ func (r *Reader) fill(n int) error {
 	if r.w == r.r {
 		// Empty: the last burst is over. Keep a large buffer only if that
 		// burst needed one.
-		if r.burst <= smallReadBuf {
+		if r.burst <= smallReadBuf || r.lent {
 			r.dropBig()
 		}
 		r.r, r.w, r.burst = 0, 0, 0
+		if r.lender != nil && r.err == nil {
+			b, err := r.lender.Lend()
+			if err != nil {
+				if err != ErrWouldBlock { //nolint:errorlint // a sentinel the source returns as it is
+					r.err = err
+				}
+				return err
+			}
+			if len(b) > 0 {
+				r.dropBig()
+				r.buf, r.w, r.burst, r.lent = b, len(b), len(b), true
+				if r.w >= n {
+					return nil
+				}
+			}
+		}
 	}
+	// A frame cut in two by a read is completed in a buffer of the
+	// Reader's own.
+	r.Keep()
 	if r.buf == nil {
-		r.buf = r.small[:]
+		r.buf = r.smallBuf()
 	}
 	for r.w-r.r < n {
 		if r.err != nil {
@@ -132,7 +216,7 @@ func (r *Reader) fill(n int) error {
 // larger than n needs. It grows only once the buffer is full of bytes
 // received, so a peer that claims a large frame costs memory as its bytes
 // arrive, at most about twice what it sent, not what it claimed. A burst
-// that filled the small array moves to the pooled buffer at once: more of
+// that filled the small buffer moves to the pooled buffer at once: more of
 // it is likely waiting.
 func (r *Reader) grow(n int) {
 	size := len(r.buf)
@@ -165,16 +249,13 @@ func (r *Reader) grow(n int) {
 }
 
 // dropBig gives up a large buffer: to the pool if it came from there. The
-// Reader then uses its small array.
+// Reader then uses its small buffer.
 func (r *Reader) dropBig() {
-	if len(r.buf) == smallReadBuf && r.big == nil {
-		return
-	}
 	if r.big != nil {
 		bigBufs.Put(r.big)
 		r.big = nil
 	}
-	r.buf = r.small[:]
+	r.buf, r.lent = r.waiting(), false
 }
 
 // ReadFrame reads the next frame. The frame's Body is valid until the next

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/nexo-project/nexo/internal/chunked"
 )
 
 // hdr builds a raw header: length, version, type, flags, id.
@@ -367,10 +369,10 @@ func (b *burstReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestReaderBuffers: a Reader waits in its small array, moves to a large
+// TestReaderBuffers: a Reader waits in its small buffer, moves to a large
 // buffer for a burst that does not fit, and gives the large buffer back
-// once a burst fits the small array again, so an idle connection holds no
-// read buffer.
+// once a burst fits the small buffer again, so an idle connection holds no
+// large read buffer.
 func TestReaderBuffers(t *testing.T) {
 	small := AppendRequest(nil, 1, "math.add", make([]byte, 16))
 	var big []byte
@@ -405,12 +407,66 @@ func TestReaderBuffers(t *testing.T) {
 			t.Errorf("after %s: large buffer %v (len %d), want %v", st.name, got, len(r.buf), st.bigBuf)
 		}
 	}
-	// The next wait, for data that never comes, happens in the small array.
+	// The next wait, for data that never comes, happens in the small buffer.
 	if _, err := r.ReadFrame(); err != io.EOF {
 		t.Fatalf("end: %v, want EOF", err)
 	}
 	if len(r.buf) != smallReadBuf || r.big != nil {
 		t.Errorf("waiting with a buffer of %d bytes (pooled %v), want the small array", len(r.buf), r.big != nil)
+	}
+}
+
+// TestReaderLends: from a Lender, whole frames are read where they were
+// lent, with no buffer of the Reader's own; a frame a read cut in two is
+// completed in one; Keep takes what is left of a lent buffer before its
+// owner reuses it.
+func TestReaderLends(t *testing.T) {
+	var two []byte
+	for i := range 2 {
+		two = AppendRequest(two, uint32(i+1), "math.add", make([]byte, 16))
+	}
+	whole := len(two) / 2
+	l := &lender{src: chunked.Reader{Data: two, Cuts: []byte{255}, Block: ErrWouldBlock}}
+	r := NewReader(l, 0)
+	next := func(id uint32) Frame {
+		t.Helper()
+		for {
+			f, err := r.ReadFrame()
+			if err == ErrWouldBlock {
+				continue
+			}
+			if err != nil || f.ID != id {
+				t.Fatalf("frame %d: %v, id %d", id, err, f.ID)
+			}
+			return f
+		}
+	}
+	f := next(1)
+	if &f.Body[0] != &l.lent[whole-len(f.Body)] {
+		t.Error("the body was copied out of the lent buffer")
+	}
+	next(2)
+	if r.small != nil || r.big != nil {
+		t.Errorf("whole frames made a buffer of the Reader's own (small %v, pooled %v)", r.small != nil, r.big != nil)
+	}
+
+	// Cut in two: the first part is kept before the second is read.
+	l = &lender{src: chunked.Reader{Data: two, Cuts: []byte{byte(whole + 4)}, Block: ErrWouldBlock}}
+	r = NewReader(l, 0)
+	next(1)
+	next(2)
+	if r.small == nil {
+		t.Error("a frame cut in two was completed without a buffer of the Reader's own")
+	}
+
+	// Keep: the owner reuses its buffer while the Reader holds a frame of it.
+	l = &lender{src: chunked.Reader{Data: two, Cuts: []byte{255}, Block: ErrWouldBlock}}
+	r = NewReader(l, 0)
+	next(1)
+	r.Keep()
+	l.scribble()
+	if f := next(2); !bytes.Equal(f.Body, two[whole+HeaderLen:]) {
+		t.Errorf("after Keep: body %x", f.Body)
 	}
 }
 
