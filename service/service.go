@@ -35,14 +35,14 @@ var (
 // Caller describes who sent a request. The server fills it once per
 // connection; handlers must not modify it.
 type Caller struct {
-	ID       uint64 // client id, unique for the server's lifetime
-	Door     string // "native", "legacy", ...
-	Remote   string // remote address
-	Name     string // from HELLO, may be empty
-	Loopback bool   // the remote address is a loopback address
+	ID     uint64 // client id, unique for the server's lifetime
+	Door   string // "native", "legacy", ...
+	Remote string // remote address
+	Name   string // from HELLO, may be empty
 	// Identity is the subject of the client's verified TLS certificate
 	// (mutual TLS), e.g. "CN=alice,O=example"; empty without one.
 	Identity string
+	Loopback bool // the remote address is a loopback address
 	// Admin is set by the door when the caller is an administrator: it
 	// gave the admin token, or no token is configured and it connected
 	// from loopback.

@@ -34,14 +34,20 @@ type Options struct {
 	// Timeout bounds each write; a write stalled that long fails the
 	// writer. 0 means no timeout.
 	Timeout time.Duration
-	// TryWrite, when set, writes as much of b as the connection takes at
-	// once, without waiting: it returns n < len(b) and a nil error when
-	// the connection's buffer is full. FlushNow needs it, and FlushAsync
-	// then tries it before it starts a goroutine.
-	TryWrite func(b []byte) (n int, err error)
 	// OnError is called once, from whichever goroutine noticed, when the
 	// writer fails (write error, ErrOverflow). Not called for Close.
 	OnError func(error)
+}
+
+// A TryWriter is a connection that can write without waiting, as an event
+// loop's socket does. A Writer on one writes from the calling goroutine
+// what the connection takes at once: FlushNow needs it, and Flush and
+// FlushAsync try it before they wait or start a goroutine.
+type TryWriter interface {
+	// TryWrite writes as much of b as the connection takes at once: it
+	// returns n < len(b) and a nil error when the connection's buffer is
+	// full.
+	TryWrite(b []byte) (n int, err error)
 }
 
 // Writer batches writes to one net.Conn.
@@ -57,7 +63,7 @@ type Writer struct {
 	resume    func() // guarded by mu: called once the writing goroutine is done (FlushNow)
 	err       error  // guarded by mu: sticky
 
-	deadline time.Time // owned by the goroutine with writing set
+	deadline int64 // unix ns of the write deadline set; owned by the goroutine with writing set
 	written  atomic.Uint64
 	queued   atomic.Int64 // len(pending), readable without mu
 }
@@ -100,6 +106,28 @@ func (w *Writer) Commit(b []byte) error {
 	return nil
 }
 
+// trimKeep is the largest buffer Trim keeps: a heartbeat's frame fits.
+const trimKeep = 64
+
+// Trim lets the writer's buffers go while nothing is pending and nobody
+// writes, keeping one of at most trimKeep bytes: a connection gone idle
+// then holds only what its heartbeats need. Call it when the connection
+// is known to be idle (before a heartbeat).
+func (w *Writer) Trim() {
+	w.mu.Lock()
+	if !w.writing && len(w.pending) == 0 {
+		b := w.pending
+		if cap(b) == 0 || (cap(w.spare) > 0 && cap(w.spare) < cap(b)) {
+			b = w.spare
+		}
+		if cap(b) > trimKeep {
+			b = nil
+		}
+		w.pending, w.spare = b[:0], nil
+	}
+	w.mu.Unlock()
+}
+
 // Len returns the number of bytes pending. It takes no lock, so a reader
 // can check it per frame; the value may be a moment old.
 func (w *Writer) Len() int { return int(w.queued.Load()) }
@@ -112,7 +140,7 @@ func (w *Writer) Send(p []byte) error {
 }
 
 // Flush writes what is pending from the calling goroutine, unless another
-// goroutine is writing already (it will write this too): with TryWrite,
+// goroutine is writing already (it will write this too): on a TryWriter,
 // what the connection takes at once first, then the rest, waiting. It
 // returns the writer's error, if any.
 func (w *Writer) Flush() error {
@@ -123,7 +151,7 @@ func (w *Writer) Flush() error {
 		return err
 	}
 	w.writing = true
-	if w.opts.TryWrite != nil && !w.halfClose && !w.tryDrain() {
+	if tw, ok := w.conn.(TryWriter); ok && !w.halfClose && !w.tryDrain(tw) {
 		// All written without waiting, or the writer failed.
 		w.mu.Lock()
 		err := w.err
@@ -135,7 +163,7 @@ func (w *Writer) Flush() error {
 
 // FlushAsync makes sure what is pending gets written without blocking the
 // caller: if nobody is writing, what the connection takes at once is
-// written now (with TryWrite), and a goroutine is started that writes the
+// written now (on a TryWriter), and a goroutine is started that writes the
 // rest until nothing is pending and then exits.
 func (w *Writer) FlushAsync() {
 	w.mu.Lock()
@@ -144,14 +172,15 @@ func (w *Writer) FlushAsync() {
 		return
 	}
 	w.writing = true
-	if w.opts.TryWrite != nil && !w.halfClose && !w.tryDrain() {
+	if tw, ok := w.conn.(TryWriter); ok && !w.halfClose && !w.tryDrain(tw) {
 		return
 	}
 	go w.drain() //nolint:errcheck // failures go to OnError
 }
 
 // FlushNow writes what is pending from the calling goroutine without ever
-// waiting, with TryWrite. It returns true when nothing is left to write.
+// waiting, on a TryWriter (on another connection, the writer's goroutine
+// writes everything). It returns true when nothing is left to write.
 // Otherwise a goroutine of the writer's own writes the rest (or already
 // was writing), and resume is called once it is done: everything written,
 // or the writer failed. An event loop stops reading a connection whose
@@ -168,7 +197,7 @@ func (w *Writer) FlushNow(resume func()) bool {
 		return false
 	}
 	w.writing = true
-	if !w.halfClose && !w.tryDrain() {
+	if tw, ok := w.conn.(TryWriter); ok && !w.halfClose && !w.tryDrain(tw) {
 		return true
 	}
 	w.resume = resume
@@ -176,17 +205,17 @@ func (w *Writer) FlushNow(resume func()) bool {
 	return false
 }
 
-// tryDrain writes with TryWrite until nothing is pending (it then clears
+// tryDrain writes with tw until nothing is pending (it then clears
 // writing, releases mu and returns false) or the connection takes no more
 // (it returns true with mu held and writing set: the rest is for drain).
 // A failure also returns false, with mu released. Called with mu held and
 // writing set.
-func (w *Writer) tryDrain() bool {
+func (w *Writer) tryDrain(tw TryWriter) bool {
 	for len(w.pending) > 0 {
 		buf := w.pending
 		w.pending = w.spare[:0]
 		w.mu.Unlock()
-		n, err := w.opts.TryWrite(buf)
+		n, err := tw.TryWrite(buf)
 		w.written.Add(uint64(n))
 		w.mu.Lock()
 		if err != nil {
@@ -291,9 +320,10 @@ func (w *Writer) write(b []byte) error {
 		// Setting a deadline costs a timer update, so refresh it at most
 		// every 1/8 of the timeout: a write may then fail up to 1/8 early.
 		now := time.Now()
-		if w.deadline.Sub(now) < w.opts.Timeout-w.opts.Timeout/8 {
-			w.deadline = now.Add(w.opts.Timeout)
-			if err := w.conn.SetWriteDeadline(w.deadline); err != nil {
+		if time.Duration(w.deadline-now.UnixNano()) < w.opts.Timeout-w.opts.Timeout/8 {
+			d := now.Add(w.opts.Timeout)
+			w.deadline = d.UnixNano()
+			if err := w.conn.SetWriteDeadline(d); err != nil {
 				return err
 			}
 		}

@@ -170,12 +170,12 @@ func TestOverflowAndStall(t *testing.T) {
 func TestFlushNow(t *testing.T) {
 	a, b := pair(t)
 	var tries atomic.Int64
-	w := New(a, Options{TryWrite: func(p []byte) (int, error) {
+	w := New(tryConn{a, func(p []byte) (int, error) {
 		if tries.Add(1) == 1 {
 			return a.Write(p) // the socket takes it all
 		}
 		return a.Write(p[:3]) // it takes three bytes, then is full
-	}})
+	}}, Options{})
 	resumed := make(chan struct{})
 	resume := func() { close(resumed) }
 
@@ -210,13 +210,13 @@ func TestFlushNowWhileTrying(t *testing.T) {
 	inTry := make(chan struct{})
 	goOn := make(chan struct{})
 	var tries atomic.Int64
-	w := New(a, Options{TryWrite: func(p []byte) (int, error) {
+	w := New(tryConn{a, func(p []byte) (int, error) {
 		if tries.Add(1) == 1 {
 			close(inTry)
 			<-goOn
 		}
 		return a.Write(p)
-	}})
+	}}, Options{})
 	_ = w.Commit(append(w.Begin(), "ping"...))
 	done := make(chan struct{})
 	go func() { w.FlushAsync(); close(done) }()
@@ -245,9 +245,8 @@ func TestFlushNowFails(t *testing.T) {
 	a, _ := pair(t)
 	boom := errors.New("boom")
 	var failed atomic.Value
-	w := New(a, Options{
-		TryWrite: func([]byte) (int, error) { return 0, boom },
-		OnError:  func(err error) { failed.Store(err) },
+	w := New(tryConn{a, func([]byte) (int, error) { return 0, boom }}, Options{
+		OnError: func(err error) { failed.Store(err) },
 	})
 	_ = w.Commit(append(w.Begin(), "x"...))
 	if !w.FlushNow(func() { t.Error("resume called although nothing waits") }) {
@@ -260,6 +259,14 @@ func TestFlushNowFails(t *testing.T) {
 		t.Fatalf("Commit after the failure: %v", err)
 	}
 }
+
+// tryConn is a connection whose TryWrite is try.
+type tryConn struct {
+	net.Conn
+	try func([]byte) (int, error)
+}
+
+func (c tryConn) TryWrite(p []byte) (int, error) { return c.try(p) }
 
 // gatedConn holds its Writes until gate is closed, and says when one has
 // begun.
@@ -284,12 +291,12 @@ func TestTryDrainKeepsBuffersApart(t *testing.T) {
 	a, b := pair(t)
 	gc := &gatedConn{Conn: a, began: make(chan struct{}), gate: make(chan struct{})}
 	var tries atomic.Int64
-	w := New(gc, Options{TryWrite: func(p []byte) (int, error) {
+	w := New(tryConn{gc, func(p []byte) (int, error) {
 		if tries.Add(1) <= 2 {
 			return a.Write(p) // the first two flushes go whole
 		}
 		return a.Write(p[:1]) // then the socket takes one byte
-	}})
+	}}, Options{})
 	big := bytes.Repeat([]byte{'b'}, keepBuf+1)
 	var want []byte
 	for _, p := range [][]byte{[]byte("a"), big} {
@@ -316,5 +323,38 @@ func TestTryDrainKeepsBuffersApart(t *testing.T) {
 	}
 	if !bytes.Equal(got[len(got)-5:], []byte("xyzQQ")) || !bytes.Equal(got, want) {
 		t.Fatalf("the stream ends %q, want %q", got[len(got)-5:], "xyzQQ")
+	}
+}
+
+// TestTrim: a writer gone idle lets its buffers go but one small one,
+// which the frames of an idle connection (heartbeats) then reuse without
+// allocating; with output pending, Trim leaves everything as it is.
+func TestTrim(t *testing.T) {
+	a, b := pair(t)
+	go func() { _, _ = io.Copy(io.Discard, b) }()
+	w := New(tryConn{a, a.Write}, Options{})
+	send := func(p []byte) {
+		_ = w.Commit(append(w.Begin(), p...))
+		if !w.FlushNow(func() {}) {
+			t.Fatal("the socket did not take a small write")
+		}
+	}
+	send(make([]byte, 4096)) // a burst of answers
+	send(make([]byte, 16))   // with a heartbeat after it: two buffers held
+	w.Trim()
+	if held := cap(w.pending) + cap(w.spare); held > trimKeep {
+		t.Errorf("%d bytes of buffers held after Trim, want at most %d", held, trimKeep)
+	}
+	ping := make([]byte, 20)
+	if n := testing.AllocsPerRun(100, func() { w.Trim(); send(ping) }); n != 0 {
+		t.Errorf("%v allocations per heartbeat of an idle writer, want 0", n)
+	}
+
+	w.mu.Lock()
+	w.pending = append(w.pending, "pending"...)
+	w.mu.Unlock()
+	w.Trim()
+	if string(w.pending) != "pending" {
+		t.Errorf("Trim with output pending left %q", w.pending)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,7 +96,7 @@ func connect(s *Server, name string) (*session, *recorder) {
 func TestSubscribeAfterEnd(t *testing.T) {
 	s := newTestServer(t, Config{})
 	sess, _ := connect(s, "leaving")
-	if err := s.Subscribe(sess.id, []string{TopicStats}); err != nil {
+	if err := s.Subscribe(sess.caller.ID, []string{TopicStats}); err != nil {
 		t.Fatal(err)
 	}
 	sess.end(io.EOF) // the session ends between the lookup and the subscription
@@ -107,7 +108,7 @@ func TestSubscribeAfterEnd(t *testing.T) {
 			t.Errorf("%s has %d subscribers after the session ended", topic, len(subs))
 		}
 	}
-	if err := s.Subscribe(sess.id, []string{TopicStats}); err == nil {
+	if err := s.Subscribe(sess.caller.ID, []string{TopicStats}); err == nil {
 		t.Error("Subscribe accepted a client that is gone")
 	}
 }
@@ -120,7 +121,7 @@ func TestClientsEventLatency(t *testing.T) {
 		s := newTestServer(t, Config{Heartbeat: time.Hour})
 		go s.publishLoop()
 		watcher, rec := connect(s, "watcher")
-		if err := s.Subscribe(watcher.id, []string{TopicClients}); err != nil {
+		if err := s.Subscribe(watcher.caller.ID, []string{TopicClients}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -496,5 +497,40 @@ func TestCodeLabels(t *testing.T) {
 		if got := slot(c); got != want {
 			t.Errorf("code %d is counted as %q, want %q", c, got, want)
 		}
+	}
+}
+
+// TestSessionContextOnNeed: a session's context is made when first asked
+// for, not for every connection; asked for by many goroutines at once it
+// is one context; close cancels it with the reason as cause, and one made
+// after the close (a request read just before it) is made cancelled.
+func TestSessionContextOnNeed(t *testing.T) {
+	s := newTestServer(t, Config{})
+	sess, _ := connect(s, "idle")
+	if sess.life.Load() != nil {
+		t.Fatal("a new session made its context before anything asked for it")
+	}
+	ctxs := make(chan context.Context, 8)
+	for range cap(ctxs) {
+		go func() { ctxs <- sess.context() }()
+	}
+	first := <-ctxs
+	for range cap(ctxs) - 1 {
+		if c := <-ctxs; c != first {
+			t.Fatal("goroutines asking at once got different contexts")
+		}
+	}
+	if first.Err() != nil {
+		t.Fatalf("the context of a live session is done: %v", first.Err())
+	}
+	sess.close(reasonKicked)
+	if cause := context.Cause(first); cause != reasonKicked {
+		t.Errorf("after close: cause %v, want %v", cause, reasonKicked)
+	}
+
+	late, _ := connect(s, "late")
+	late.close(reasonHeartbeatTimeout)
+	if cause := context.Cause(late.context()); cause != reasonHeartbeatTimeout {
+		t.Errorf("made after close: cause %v, want %v", cause, reasonHeartbeatTimeout)
 	}
 }

@@ -196,7 +196,7 @@ func (s *session) request(r request) {
 	s.rd.served = true
 	var sp *tracing.Span // nil: tracing is off
 	if t := s.srv.cfg.Tracer; t != nil {
-		sp = tracing.StartServer(tracing.FromBinary(s.ctx, r.trace), t, s.door.name, string(r.name))
+		sp = tracing.StartServer(tracing.FromBinary(s.context(), r.trace), t, s.door.name, string(r.name))
 	}
 	var tp *tap // nil: no watcher wants this request
 	if ws := s.srv.hub.watchers.Load(); ws != nil {
@@ -266,7 +266,7 @@ func (s *session) request(r request) {
 // burst's pending output. An inline method runs as it is; another one (a
 // door whose answers keep their order) gets the request timeout.
 func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.Span, tp *tap) {
-	ctx := sp.ContextOr(s.ctx)
+	ctx := sp.ContextOr(s.context())
 	if !m.Inline {
 		timeout := s.srv.cfg.RequestTimeout
 		if r.timeout > 0 {
@@ -357,7 +357,7 @@ func (s *session) refuse(ref uint32, m *service.Method, code wire.Code, msg stri
 
 // runAsync serves one request on its own goroutine and writes the answer.
 func (s *session) runAsync(m *service.Method, ref uint32, payload []byte, start mono, deadline time.Time, sp *tracing.Span, tp *tap) {
-	ctx, cancel := context.WithDeadline(sp.ContextOr(s.ctx), deadline)
+	ctx, cancel := context.WithDeadline(sp.ContextOr(s.context()), deadline)
 	resp, err := m.Call(ctx, service.Request{Payload: payload, Caller: &s.caller}, nil)
 	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = ctx.Err() // finished too late: the client has given up
@@ -391,7 +391,7 @@ func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, 
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}
-	s.logHandlerError(sp.ContextOr(s.ctx), m, code, err)
+	s.logHandlerError(sp.ContextOr(s.context()), m, code, err)
 	if sp != nil {
 		sp.Finish(err)
 	}

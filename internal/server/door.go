@@ -42,13 +42,13 @@ func (s *Server) NewSession(conn net.Conn, o SessionOptions, newCodec func(*Sess
 }
 
 // ID returns the client id.
-func (h *Session) ID() uint64 { return h.s.id }
+func (h *Session) ID() uint64 { return h.s.caller.ID }
 
 // Caller returns who the client is, for the handlers it calls.
 func (h *Session) Caller() *service.Caller { return &h.s.caller }
 
 // Context is cancelled when the session closes.
-func (h *Session) Context() context.Context { return h.s.ctx }
+func (h *Session) Context() context.Context { return h.s.context() }
 
 // Register adds the session to the client list.
 func (h *Session) Register() { h.s.srv.register(h.s) }

@@ -272,10 +272,7 @@ func (s *Server) publishLoop() {
 				sm.Requests = math.Round(float64(req-lastReq) / dt)
 			}
 			sm.P99 = p99(lastBkt, bkt)
-			for _, sess := range s.table.appendLive(nil) {
-				sm.Doors[sess.door.name]++
-				sm.Clients++
-			}
+			sm.Clients = s.table.countDoors(sm.Doors)
 			lastReq, lastTime = req, now
 			lastBkt, bkt = bkt, lastBkt
 			s.hub.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nexo-project/nexo/internal/batch"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,9 +27,10 @@ import (
 // number is never reused under a loop or a writer that still uses it.
 type fdConn struct {
 	fd int
-	// The addresses, kept as values: a net.TCPAddr each would be two
-	// allocations more per connection, for addresses rarely asked for.
-	local, remote netip.AddrPort
+	// The peer's address, kept as a value: a net.TCPAddr would be two
+	// allocations more per connection. The local one is asked of the
+	// socket when wanted (LocalAddr), which is rarely.
+	remote netip.AddrPort
 
 	refs   atomic.Int32 // TryWrites under way
 	closed atomic.Bool  // Close was called: no new TryWrite
@@ -37,7 +39,7 @@ type fdConn struct {
 	held     bool     // guarded by mu: a loop watches the descriptor (until release)
 	fdClosed bool     // guarded by mu
 	slow     net.Conn // guarded by mu: opened on first need
-	rd, wd   time.Time
+	rd, wd   int64    // guarded by mu: the deadlines set, unix ns (0: none)
 }
 
 // errLoopClosed is what a closed fdConn's reads and writes return.
@@ -58,7 +60,7 @@ func ownConn(c net.Conn) *fdConn {
 	}
 	// The socket stays non-blocking: the flag belongs to the open file,
 	// which the copy shares.
-	fc := &fdConn{fd: fd, local: addrPort(c.LocalAddr()), remote: addrPort(c.RemoteAddr()), held: true}
+	fc := &fdConn{fd: fd, remote: addrPort(c.RemoteAddr()), held: true}
 	_ = c.Close() // the runtime forgets the socket; the copy keeps it open
 	return fc
 }
@@ -71,7 +73,7 @@ func (c *fdConn) read(p []byte) (int, error) {
 	return unix.Read(c.fd, p)
 }
 
-// TryWrite writes what the socket takes of b now (batch.Options.TryWrite).
+// TryWrite writes what the socket takes of b now (batch.TryWriter).
 func (c *fdConn) TryWrite(b []byte) (int, error) {
 	c.refs.Add(1)
 	defer c.unref()
@@ -166,8 +168,8 @@ func (c *fdConn) slowConn() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = slow.SetReadDeadline(c.rd)
-	_ = slow.SetWriteDeadline(c.wd)
+	_ = slow.SetReadDeadline(deadline(c.rd))
+	_ = slow.SetWriteDeadline(deadline(c.wd))
 	c.slow = slow
 	return slow, nil
 }
@@ -199,8 +201,25 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// LocalAddr returns the local address.
-func (c *fdConn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(c.local) }
+// LocalAddr returns the local address, asked of the socket: an empty one
+// once the socket is closed.
+func (c *fdConn) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ap netip.AddrPort
+	if !c.fdClosed {
+		switch sa, _ := unix.Getsockname(c.fd); a := sa.(type) {
+		case *unix.SockaddrInet4:
+			ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+		case *unix.SockaddrInet6:
+			ap = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+		}
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+// remoteAddrPort returns the peer's address as kept (remoteOf).
+func (c *fdConn) remoteAddrPort() netip.AddrPort { return c.remote }
 
 // RemoteAddr returns the peer's address.
 func (c *fdConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
@@ -226,14 +245,28 @@ func (c *fdConn) SetWriteDeadline(t time.Time) error {
 
 // setDeadline keeps a deadline for the waiting connection, and sets it
 // there if it is open.
-func (c *fdConn) setDeadline(keep *time.Time, t time.Time, set func(net.Conn, time.Time) error) error {
+func (c *fdConn) setDeadline(keep *int64, t time.Time, set func(net.Conn, time.Time) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	*keep = t
+	*keep = 0
+	if !t.IsZero() {
+		*keep = t.UnixNano()
+	}
 	if c.slow != nil {
 		return set(c.slow, t)
 	}
 	return nil
 }
 
-var _ net.Conn = (*fdConn)(nil)
+// deadline is the time of a deadline kept in unix ns (0: none).
+func deadline(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+var (
+	_ net.Conn        = (*fdConn)(nil)
+	_ batch.TryWriter = (*fdConn)(nil)
+)

@@ -60,7 +60,9 @@ type loop struct {
 
 // loopConn is a connection served by a loop: its session, its door's
 // reader, and what the loop keeps of it, touched by the loop's goroutine
-// only (posted excepted).
+// only (posted excepted). It is also what its door's reader reads from
+// (Read, Lend): the socket without waiting, once per wake-up, into the
+// loop's buffer; then wire.ErrWouldBlock until the loop reads it again.
 type loopConn struct {
 	l       *loop
 	id      uint64   // the session's id, its key in the loop (set before the session exists during a handshake)
@@ -68,13 +70,16 @@ type loopConn struct {
 	hs      *handshake
 	door    loopDoor
 	fc      *fdConn
-	src     loopSource
-	added   bool        // in the loop's set and map
-	blocked bool        // the writer's goroutine has output to write: not read until resume
-	linger  bool        // the linger timer is set
-	partial time.Time   // when the message under way began to arrive (legacy); zero: none
-	posted  atomic.Bool // in the loop's posted list
-	resume  func()      // posts the connection back: the writer is done
+	rd      *wire.Reader // the native door's frame reader, which reads in the loop's buffer (Lend)
+	conn    net.Conn     // set once the connection left its loop: plain blocking reads
+	rest    []byte       // read and not handed to the reader yet (within one wake-up)
+	partial int64        // unix ns when the message under way began to arrive (legacy); 0: none
+	resume  func()       // posts the connection back: the writer is done
+	mayRead bool         // in a wake-up, and not read yet
+	added   bool         // in the loop's set and map
+	blocked bool         // the writer's goroutine has output to write: not read until resume
+	linger  bool         // the linger timer is set
+	posted  atomic.Bool  // in the loop's posted list
 }
 
 // loopDoor is a door's part of a connection on a loop.
@@ -132,7 +137,7 @@ func newLoop(srv *Server) (*loop, error) {
 	return l, nil
 }
 
-// add deals a session to a loop, reading through c.src (see newLoopConn);
+// add deals a session to a loop, whose door's reader reads from c;
 // Codec.Wake must post it (loopConn.post). Once posted, what its door's
 // reader holds already is served at once.
 func (ls *loops) add(c *loopConn, s *session, door loopDoor) {
@@ -149,14 +154,14 @@ func (ls *loops) pick(c *loopConn) {
 
 // adopt makes s, served by door, the connection's session.
 func (c *loopConn) adopt(s *session, door loopDoor) {
-	c.id, c.s, c.door = s.id, s, door
+	c.id, c.s, c.door = s.caller.ID, s, door
 	s.rd.resume = c.resume
 }
 
 // newLoopConn returns a connection for a loop, not yet added: its door's
-// reader is built on its src.
+// reader is built on it.
 func newLoopConn(fc *fdConn) *loopConn {
-	return &loopConn{fc: fc, src: loopSource{fc: fc}}
+	return &loopConn{fc: fc}
 }
 
 // count returns how many connections the loops hold.
@@ -301,7 +306,7 @@ func (l *loop) look(c *loopConn) {
 		return // ended already
 	}
 	if c.blocked {
-		if c.s.out.Len() > 0 && c.s.ctx.Err() == nil && !c.s.out.FlushNow(c.resume) {
+		if c.s.out.Len() > 0 && !c.s.closed.Load() && !c.s.out.FlushNow(c.resume) {
 			return // the writer took more meanwhile: resume comes again
 		}
 		c.blocked = false
@@ -366,8 +371,7 @@ func (l *loop) watch(c *loopConn, op int) bool {
 // without waiting. A connection whose output the socket did not take is
 // taken out of the set until its writer's goroutine is done.
 func (l *loop) serve(c *loopConn) {
-	c.src.budget = 1
-	c.src.buf = l.buf
+	c.mayRead = true
 	if c.s == nil && !l.hello(c) {
 		return
 	}
@@ -378,13 +382,13 @@ func (l *loop) serve(c *loopConn) {
 			break
 		}
 		if err != nil || s.rd.blocked {
-			c.src.keep()
+			c.keep()
 		}
 		if err != nil {
 			l.leave(c)
 			switch {
 			case err == errHandoff: //nolint:errorlint // the sentinel, as returned
-				c.src.conn = s.conn // blocking reads from now on
+				c.conn = s.conn // blocking reads from now on
 				go c.door.handoff(c)
 			case isProtocolError(err):
 				// The last words linger for the peer to read them, which
@@ -399,7 +403,7 @@ func (l *loop) serve(c *loopConn) {
 			return
 		}
 	}
-	c.src.buf = nil // all read was handed over: the source returns ErrWouldBlock only then
+	c.mayRead = false // all read was handed over: reads return ErrWouldBlock only then
 	if s.rd.busy {
 		// A wake-up is a burst: its answers go out in one write.
 		s.burstDone(true)
@@ -461,55 +465,67 @@ func (c *loopConn) finish(err error) {
 	c.s.srv.leaveBinary(c.s.conn)
 }
 
-// loopSource reads a loop's connection without waiting: once per wake-up,
-// then ErrWouldBlock until the loop reads it again. The one read takes
+// Read reads what has arrived, once per wake-up. The one read takes
 // whatever has arrived, up to the loop's buffer, however little the
 // reader asked for (a reader waits with a small buffer); the reader gets
 // the rest from the following Reads, without another system call.
-type loopSource struct {
-	fc     *fdConn
-	conn   net.Conn // set once the connection left its loop: plain blocking reads
-	budget int
-	buf    []byte // the loop's read buffer, shared by its connections
-	rest   []byte // read and not handed to the reader yet (within one wake-up)
+func (c *loopConn) Read(p []byte) (int, error) {
+	if len(c.rest) == 0 {
+		if c.conn != nil {
+			return c.conn.Read(p)
+		}
+		b, err := c.readOnce()
+		if err != nil {
+			return 0, err
+		}
+		c.rest = b
+	}
+	n := copy(p, c.rest)
+	c.rest = c.rest[n:]
+	return n, nil
 }
 
-// Read reads what has arrived, at most once per budget.
-func (r *loopSource) Read(p []byte) (int, error) {
-	if len(r.rest) > 0 {
-		n := copy(p, r.rest)
-		r.rest = r.rest[n:]
-		return n, nil
+// Lend reads what has arrived, once per wake-up, and lends it in the
+// loop's buffer (wire.Lender): the native door reads its frames where
+// they arrived. Once the connection left its loop, or while bytes of the
+// last read wait in rest, it does not lend.
+func (c *loopConn) Lend() ([]byte, error) {
+	if c.conn != nil || len(c.rest) > 0 {
+		return nil, nil
 	}
-	if r.conn != nil {
-		return r.conn.Read(p)
+	return c.readOnce()
+}
+
+// readOnce reads what has arrived into the loop's buffer, once per
+// wake-up: wire.ErrWouldBlock when nothing has, or it was read already.
+func (c *loopConn) readOnce() ([]byte, error) {
+	if !c.mayRead {
+		return nil, wire.ErrWouldBlock
 	}
-	if r.budget == 0 || r.buf == nil {
-		return 0, wire.ErrWouldBlock
-	}
-	r.budget--
-	n, err := r.fc.read(r.buf)
+	c.mayRead = false
+	n, err := c.fc.read(c.l.buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
-		return 0, wire.ErrWouldBlock
+		return nil, wire.ErrWouldBlock
 	case err != nil:
-		return 0, err
+		return nil, err
 	case n == 0:
-		return 0, io.EOF
+		return nil, io.EOF
 	}
-	m := copy(p, r.buf[:n])
-	r.rest = r.buf[m:n]
-	return m, nil
+	return c.l.buf[:n], nil
 }
 
 // keep copies what was read and not handed over yet out of the loop's
-// buffer, for the reader's next Reads: the loop leaves the connection in
-// the middle of a wake-up (its output is blocked, or it leaves the loop).
-func (r *loopSource) keep() {
-	if len(r.rest) > 0 {
-		r.rest = append([]byte(nil), r.rest...)
+// buffer: the loop leaves the connection in the middle of a wake-up (its
+// output is blocked, or it leaves the loop), and reads others into it.
+func (c *loopConn) keep() {
+	if len(c.rest) > 0 {
+		c.rest = append([]byte(nil), c.rest...)
 	}
-	r.buf = nil
+	c.mayRead = false
+	if c.rd != nil {
+		c.rd.Keep()
+	}
 }
 
 // timer serves c again at at: the end of a linger, or of the wait for
@@ -546,7 +562,6 @@ const keepTimers = 256
 // in: the frame reader, which the session's goes on with, and when the
 // handshake times out.
 type handshake struct {
-	rd       *wire.Reader
 	deadline time.Time
 }
 
@@ -573,13 +588,11 @@ func (s *Server) helloOnLoop(c net.Conn) bool {
 	}
 	lc := newLoopConn(fc)
 	lc.id = s.ids.Add(1) // its session's, from its first frame on
-	lc.hs = &handshake{
-		// Before HELLO a peer is untrusted: the reader accepts no frame
-		// over MaxHelloFrame, so a connection costs a few KiB until it
-		// has authenticated.
-		rd:       wire.NewReader(&lc.src, min(MaxHelloFrame, s.cfg.MaxFrame)),
-		deadline: time.Now().Add(s.cfg.HandshakeTimeout),
-	}
+	// Before HELLO a peer is untrusted: the reader accepts no frame over
+	// MaxHelloFrame, so a connection costs a few KiB until it has
+	// authenticated.
+	lc.rd = wire.NewReader(lc, min(MaxHelloFrame, s.cfg.MaxFrame))
+	lc.hs = &handshake{deadline: time.Now().Add(s.cfg.HandshakeTimeout)}
 	ls.pick(lc)
 	lc.post()
 	return true
@@ -591,10 +604,10 @@ func (s *Server) helloOnLoop(c net.Conn) bool {
 // a goroutine, with the same last words (helloFailed).
 func (l *loop) hello(c *loopConn) bool {
 	srv := l.srv
-	hello, err := helloOf(c.hs.rd.ReadFrame())
+	hello, err := helloOf(c.rd.ReadFrame())
 	if err == wire.ErrWouldBlock { //nolint:errorlint // the sentinel, as returned
 		if time.Now().Before(c.hs.deadline) {
-			c.src.buf = nil
+			c.mayRead = false
 			return false
 		}
 		err = os.ErrDeadlineExceeded
@@ -602,18 +615,18 @@ func (l *loop) hello(c *loopConn) bool {
 	var admin bool
 	if err == nil {
 		var aerr error
-		if admin, aerr = srv.Authenticate(c.fc.RemoteAddr().String(), hello.Token, DoorNative); aerr != nil {
+		if admin, aerr = srv.Authenticate(remoteText(c.fc), hello.Token, DoorNative); aerr != nil {
 			err = &wire.Error{Code: wire.CodeUnauthorized, Msg: aerr.Error()}
 		}
 	}
 	if err != nil {
-		c.src.keep()
+		c.keep()
 		l.leave(c)
 		srv.helloFailed(c.fc, err)
 		return false
 	}
 	srv.trackHandshake(c.fc, false)
-	n := srv.welcome(c.fc, c.hs.rd, hello, "", admin, c.id)
+	n := srv.welcome(c.fc, c.rd, hello, "", admin, c.id)
 	c.hs = nil
 	c.adopt(n.s, n)
 	n.loop = c
@@ -623,7 +636,7 @@ func (l *loop) hello(c *loopConn) bool {
 	// this read (served next).
 	if !n.s.out.FlushNow(c.resume) {
 		n.s.rd.blocked = true
-		c.src.keep()
+		c.keep()
 	}
 	return true
 }
@@ -660,7 +673,8 @@ func (s *Server) loopNative(n *nativeConn) {
 	}
 	c := newLoopConn(fc)
 	ls.add(c, n.s, n)
-	n.rd.SetSource(&c.src)
+	n.rd.SetSource(c)
+	c.rd = n.rd
 	n.loop = c
 }
 
@@ -693,7 +707,7 @@ func (s *Server) loopLegacy(conn net.Conn, lc *legacyConn) bool {
 		return false
 	}
 	c := newLoopConn(fc)
-	lc.dec = legacy.NewDecoder(&c.src)
+	lc.dec = legacy.NewDecoder(c)
 	lc.loop = c
 	sess := s.newSession(fc, DoorLegacy, "", 0, func(*session) Codec { return lc })
 	ls.add(c, sess, lc)
@@ -711,20 +725,20 @@ func (lc *legacyConn) step(c *loopConn) error {
 	p, err := lc.dec.Decode()
 	if err == wire.ErrWouldBlock { //nolint:errorlint // the sentinel, as returned
 		if lc.dec.Buffered() == 0 || s.finished.Load() {
-			c.partial = time.Time{}
+			c.partial = 0
 			return err
 		}
 		timeout := s.srv.cfg.HandshakeTimeout
-		switch now := time.Now(); {
-		case c.partial.IsZero():
+		switch now := time.Now().UnixNano(); {
+		case c.partial == 0:
 			c.partial = now
 			c.l.after(timeout, c, false)
-		case now.Sub(c.partial) >= timeout:
+		case time.Duration(now-c.partial) >= timeout:
 			return errLegacyTruncated
 		}
 		return err
 	}
-	c.partial = time.Time{}
+	c.partial = 0
 	if err != nil {
 		if errors.Is(err, legacy.ErrNativeHello) {
 			lc.native = true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func TestLoopLingerEnds(t *testing.T) {
 	for _, live := range s.table.appendLive(nil) {
 		sess = live
 	}
-	if !s.Kick(sess.id, "test") {
+	if !s.Kick(sess.caller.ID, "test") {
 		t.Fatal("kick refused")
 	}
 	deadline := time.Now().Add(time.Second)
@@ -187,29 +188,39 @@ func TestTimersLetGo(t *testing.T) {
 }
 
 // TestOwnConnAddrs: a connection a loop owns tells the addresses of the
-// one it was accepted as, which it keeps as values.
+// one it was accepted as (the peer's kept as a value, its own asked of
+// the socket), and remoteOf prints the peer's as net.TCPAddr does, over
+// IPv4, IPv6, and IPv4 on a dual-stack listener (an IPv4-mapped address).
 func TestOwnConnAddrs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	a, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, remote := a.LocalAddr().String(), a.RemoteAddr().String()
-	fc := ownConn(a)
-	if fc == nil {
-		t.Skip("the descriptor cannot be taken here")
-	}
-	defer func() { fc.release(); _ = fc.Close() }()
-	if fc.LocalAddr().String() != local || fc.RemoteAddr().String() != remote || remote != c.LocalAddr().String() {
-		t.Errorf("owned: %v %v, accepted as %s %s", fc.LocalAddr(), fc.RemoteAddr(), local, remote)
+	for _, tc := range []struct{ listen, dial string }{
+		{"127.0.0.1:0", "127.0.0.1"},
+		{"[::1]:0", "::1"},
+		{"[::]:0", "127.0.0.1"},
+	} {
+		ln, err := net.Listen("tcp", tc.listen)
+		if err != nil {
+			t.Logf("%s: %v", tc.listen, err) // no IPv6 here
+			continue
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", net.JoinHostPort(tc.dial, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, remote := a.LocalAddr().String(), a.RemoteAddr().String()
+		fc := ownConn(a)
+		if fc == nil {
+			t.Skip("the descriptor cannot be taken here")
+		}
+		defer func() { fc.release(); _ = fc.Close() }()
+		text, loopback := remoteOf(fc)
+		if fc.LocalAddr().String() != local || fc.RemoteAddr().String() != remote || text != remote || !loopback {
+			t.Errorf("%s: owned: %v %v, remoteOf %s %v; accepted as %s %s", tc.listen, fc.LocalAddr(), fc.RemoteAddr(), text, loopback, local, remote)
+		}
 	}
 }

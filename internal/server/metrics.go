@@ -297,14 +297,14 @@ func (s *Server) Metrics() Metrics {
 		out.Doors = append(out.Doors, DoorMetrics{Door: d.name, Accepted: d.accepted.Load(), Rejected: d.rejected.Load(),
 			AuthFailures: d.authFailures.Load(), BytesIn: d.closedIn.Load(), BytesOut: d.closedOut.Load(), HTTPRefused: d.refusedHTTP(), HTTPUnserved: d.unserved.Load()})
 	}
-	for _, sess := range s.table.appendLive(nil) {
+	s.table.each(func(sess *session) {
 		if i, ok := index[sess.door]; ok {
 			dm := &out.Doors[i]
 			dm.Clients++
 			dm.BytesIn += sess.bytesIn.Load()
 			dm.BytesOut += sess.out.Written()
 		}
-	}
+	})
 	for r := range m.byReason {
 		if r != int(reasonNone) {
 			out.Closed[closeReason(r).String()] = m.byReason[r].Load()

@@ -188,7 +188,7 @@ func clipText(s string, n int) string {
 // watcher never sees its own requests: its sys.monitor, say.
 func (w *watcher) wants(id uint64, method string) (bool, *watchFilter) {
 	f := w.filter.Load()
-	return w.sess.id != id && (f.client == 0 || f.client == id) && (f.method == "" || f.method == method), f
+	return w.sess.caller.ID != id && (f.client == 0 || f.client == id) && (f.method == "" || f.method == method), f
 }
 
 // full reports whether w's buffer has no room for a record.
@@ -243,11 +243,11 @@ func (s *session) newTap(ws []*watcher, r request) *tap {
 	} else {
 		name = string(r.name) // unknown, or forwarded by the fallback
 	}
-	to, frames := pick(ws, s.id, name)
+	to, frames := pick(ws, s.caller.ID, name)
 	if to == nil {
 		return nil
 	}
-	t := &tap{to: to, ev: watched{at: time.Now(), client: s.id, door: s.door.name, method: shownMethod(name), m: r.m,
+	t := &tap{to: to, ev: watched{at: time.Now(), client: s.caller.ID, door: s.door.name, method: shownMethod(name), m: r.m,
 		params: keepPayload(r.payload), paramsLen: len(r.payload)}}
 	if rw, ok := s.codec.(requestWire); ok && frames {
 		t.ev.frames = true

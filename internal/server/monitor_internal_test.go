@@ -76,7 +76,7 @@ func TestMonitorRecordBounded(t *testing.T) {
 	s := newTestServer(t, Config{})
 	sess, _ := connect(s, "watcher")
 	w := idleWatcher(s, sess)
-	caller := &service.Caller{ID: sess.id + 1, Door: "http"}
+	caller := &service.Caller{ID: sess.caller.ID + 1, Door: "http"}
 	const n = 64
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -123,7 +123,7 @@ func TestMonitorFullCostsACount(t *testing.T) {
 	a, _ := connect(s, "a")
 	b, _ := connect(s, "b")
 	wa, wb := idleWatcher(s, a), idleWatcher(s, b)
-	caller := &service.Caller{ID: b.id + 1, Door: "ws"}
+	caller := &service.Caller{ID: b.caller.ID + 1, Door: "ws"}
 	for len(wa.events) < cap(wa.events) {
 		wa.events <- lostMark
 	}
@@ -152,16 +152,16 @@ func TestMonitorRunDrops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newTestServer(t, Config{MaxFrame: 300})
 		sess, rec := connect(s, "watcher")
-		if err := s.Monitor(sess.id, 0, "", false); err != nil {
+		if err := s.Monitor(sess.caller.ID, 0, "", false); err != nil {
 			t.Fatal(err)
 		}
-		caller := &service.Caller{ID: sess.id + 1, Door: "http"}
+		caller := &service.Caller{ID: sess.caller.ID + 1, Door: "http"}
 		for _, params := range []string{`[1]`, `[` + strings.Repeat("1,", 200) + `1]`, `[2]`} {
 			s.Watched(caller, WatchedCall{Method: "m.ok", Start: time.Now(), Params: []byte(params), Result: []byte(`1`)})
 			s.Watched(caller, WatchedCall{Method: "m.bad", Start: time.Now(), Params: []byte(params), Result: []byte(`{`)}) // not JSON
 			synctest.Wait()
 		}
-		s.Unmonitor(sess.id)
+		s.Unmonitor(sess.caller.ID)
 		var shown []string
 		var lost uint64
 		for _, ev := range rec.taken() {

@@ -188,7 +188,7 @@ func (s *Server) welcome(c net.Conn, rd *wire.Reader, hello wire.Hello, identity
 	sess.caller.Identity = identity
 	sess.caller.Admin = admin
 	welcome, _ := wire.AppendJSON(nil, wire.TypeWelcome, wire.Welcome{ // a struct of numbers and strings always marshals
-		ClientID:    sess.id,
+		ClientID:    sess.caller.ID,
 		Server:      "nexo/" + s.cfg.Version,
 		HeartbeatMS: s.cfg.Heartbeat.Milliseconds(),
 		MaxFrame:    s.cfg.MaxFrame,
@@ -303,7 +303,9 @@ func (n *nativeConn) frame(f wire.Frame) error {
 	case wire.TypePong:
 		n.pong(f)
 	case wire.TypeGoodbye:
-		s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
+		if s.debugging() {
+			s.logger().Debug("client said goodbye", slog.String(keyReason, string(f.Body)))
+		}
 		s.beginDrain(reasonClientGoodbye, "")
 	default:
 		return &wire.Error{Code: wire.CodeBadFrame, Msg: f.Type.String() + " is not sent by clients"}

@@ -80,7 +80,7 @@ func (n *nativeConn) park() bool {
 	}
 	// A drain or close that came before the state said parked did not
 	// wake the session: look again now that it does.
-	if s.draining.Load() || s.ctx.Err() != nil {
+	if s.draining.Load() || s.closed.Load() {
 		n.Wake()
 	}
 	return true
@@ -95,7 +95,7 @@ func (n *nativeConn) Wake() {
 		return
 	}
 	if n.state.CompareAndSwap(readerParked, readerRunning) {
-		n.s.srv.poll.Load().forget(n.s.id)
+		n.s.srv.poll.Load().forget(n.s.caller.ID)
 		go n.run()
 	}
 }

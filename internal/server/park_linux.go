@@ -68,8 +68,8 @@ func wake(eventfd int) {
 func (p *poller) park(n *nativeConn) bool {
 	ev := unix.EpollEvent{
 		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
-		Fd:     int32(uint32(n.s.id)), // the 64-bit event data holds the session id
-		Pad:    int32(uint32(n.s.id >> 32)),
+		Fd:     int32(uint32(n.s.caller.ID)), // the 64-bit event data holds the session id
+		Pad:    int32(uint32(n.s.caller.ID >> 32)),
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -88,7 +88,7 @@ func (p *poller) park(n *nativeConn) bool {
 	if cerr != nil || err != nil {
 		return false
 	}
-	p.parked[n.s.id] = n
+	p.parked[n.s.caller.ID] = n
 	return true
 }
 

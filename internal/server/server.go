@@ -179,10 +179,7 @@ func (s *Server) Stats() status.Stats {
 		Requests: s.metrics.requests(),
 		Closed:   make(map[string]uint64),
 	}
-	for _, sess := range s.table.appendLive(nil) {
-		st.Doors[sess.door.name]++
-		st.Clients++
-	}
+	st.Clients = s.table.countDoors(st.Doors)
 	for _, d := range s.metrics.doorList() {
 		st.Accepted += d.accepted.Load()
 		st.Rejected += d.rejected.Load()
@@ -425,7 +422,9 @@ func (s *Server) register(sess *session) {
 	s.table.add(sess)
 	s.hub.changed()
 	s.metrics.opened.Add(1)
-	sess.logger().Debug("client connected", slog.String("name", sess.caller.Name))
+	if sess.debugging() {
+		sess.logger().Debug("client connected", slog.String("name", sess.caller.Name))
+	}
 	if s.shutting.Load() {
 		sess.beginDrain(reasonServerShutdown, "server shutting down")
 	}
@@ -449,7 +448,9 @@ func (s *Server) heartbeatLoop() {
 			for _, sess := range buf {
 				switch s.liveness(sess, now) {
 				case closeSilent:
-					sess.logger().Debug("heartbeat timeout", slog.Duration("silent", now.Sub(time.Unix(0, sess.lastSeen.Load())).Round(time.Millisecond)))
+					if sess.debugging() {
+						sess.logger().Debug("heartbeat timeout", slog.Duration("silent", now.Sub(time.Unix(0, sess.lastSeen.Load())).Round(time.Millisecond)))
+					}
 					sess.close(reasonHeartbeatTimeout)
 				case closeIdle:
 					sess.close(reasonIdleTimeout)

@@ -784,3 +784,60 @@ func TestRowsOfInlineRequests(t *testing.T) {
 		return fmt.Sprint(got) == fmt.Sprint(want)
 	})
 }
+
+// TestPipelinedBehindBlockedOutput: a client that pipelines far more than
+// it reads has its output blocked in the middle of a read of its
+// requests (sys.describe's long answers pass the burst's flush point
+// long before the read is used up); the requests of that read not yet
+// served wait, and are served right, while other clients of the same
+// event loop are read into the loop's buffer (the native door reads its
+// frames there, and keeps what it has not served when the loop leaves
+// the connection).
+func TestPipelinedBehindBlockedOutput(t *testing.T) {
+	srv := Start(t, server.Config{Loops: 1})
+	a, _ := Hello(t, srv.Native, "pipeliner")
+	a.Send(request(1, "sys.describe", nil))
+	described := bytes.Clone(a.Read().Body)
+	payload := func(id uint32) []byte {
+		p := bytes.Repeat([]byte{byte(id)}, 100)
+		binary.BigEndian.PutUint32(p, id)
+		return p
+	}
+	const n = 5000 // answers of many MB: more than the socket buffers hold
+	var all []byte
+	for id := uint32(2); id < 2*n; id += 2 {
+		all = wire.AppendRequest(all, id, "sys.describe", nil)
+		all = wire.AppendRequest(all, id+1, "sys.echo", payload(id+1))
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := a.Write(all); wrote <- err }()
+	time.Sleep(100 * time.Millisecond) // a's output blocks within its first few MB
+
+	// Another client of the same loop meanwhile.
+	b, _ := Hello(t, srv.Native, "other")
+	other := bytes.Repeat([]byte{0xee}, 1000)
+	for range 50 {
+		var burst []byte
+		for id := uint32(1); id <= 100; id++ {
+			burst = wire.AppendRequest(burst, id, "sys.echo", other)
+		}
+		b.Send(burst)
+		for id := uint32(1); id <= 100; id++ {
+			if f := b.Read(); f.ID != id || !bytes.Equal(f.Body, other) {
+				t.Fatalf("other client: got %s, want the echo of request %d", String(f), id)
+			}
+		}
+	}
+
+	for id := uint32(2); id < 2*n; id += 2 {
+		if f := a.Read(); f.Type != wire.TypeResponse || f.ID != id || !bytes.Equal(f.Body, described) {
+			t.Fatalf("pipeliner: got %v id %d (%d bytes), want sys.describe's answer to request %d", f.Type, f.ID, len(f.Body), id)
+		}
+		if f := a.Read(); f.Type != wire.TypeResponse || f.ID != id+1 || !bytes.Equal(f.Body, payload(id+1)) {
+			t.Fatalf("pipeliner: got %s, want the echo of request %d", String(f), id+1)
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -34,15 +35,17 @@ const flushAt = 64 << 10
 type session struct {
 	// set at construction
 	srv         *Server
-	id          uint64
 	door        *doorStats // the door's counters; door.name is its name
 	conn        net.Conn   // what out writes to and close closes
 	codec       Codec
 	caller      service.Caller
-	ctx         context.Context // cancelled, with the closeReason as cause, when the session closes
-	cancel      context.CancelCauseFunc
 	out         *batch.Writer
-	connectedAt time.Time
+	connectedAt int64 // unix ns
+
+	// The session's context (context), cancelled with the closeReason as
+	// cause when the session closes, is made on first need: an idle
+	// connection holds none.
+	life atomic.Pointer[lifetime]
 
 	// owned by the reader of the moment (the door hands the reader role
 	// from goroutine to goroutine with a happens-before edge)
@@ -50,7 +53,6 @@ type session struct {
 
 	lastSeen atomic.Int64 // unix ns of the last input
 	pingSent atomic.Int64 // unix ns of the last heartbeat (heartbeat loop)
-	pingless bool         // set at construction: the door has no heartbeats, an idle timeout applies
 	rtt      atomic.Int64 // ns of the last heartbeat round trip
 	inflight atomic.Int64 // requests being served, +1 while the reader works through a burst
 	// bytes held by requests served beside the reader
@@ -58,12 +60,36 @@ type session struct {
 	requests      atomic.Uint64 // requests received
 	errors        atomic.Uint64 // error replies sent
 	bytesIn       atomic.Uint64
+	goodbye       atomic.Pointer[string] // a drain's goodbye, until it is queued
 	reason        atomic.Uint32          // closeReason; the first one set wins
 	draining      atomic.Bool            // set once: new requests get SHUTTING_DOWN
 	reading       atomic.Bool            // the reader is in a burst, holding answers it has not handed over
-	goodbye       atomic.Pointer[string] // a drain's goodbye, until it is queued
 	finished      atomic.Bool            // set once: the final flush and half-close have begun
+	closed        atomic.Bool            // set once: close has begun, the context is cancelled
+	pingless      bool                   // set at construction: the door has no heartbeats, an idle timeout applies
 	gone          bool                   // guarded by srv.hub.mu: ended; never subscribe it again
+}
+
+// lifetime is a session's context and its cancel.
+type lifetime struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// context returns the session's context, made on first need.
+func (s *session) context() context.Context {
+	if l := s.life.Load(); l != nil {
+		return l.ctx
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	if !s.life.CompareAndSwap(nil, &lifetime{ctx, cancel}) {
+		cancel(nil)
+		return s.life.Load().ctx // made meanwhile by another goroutine
+	}
+	if s.closed.Load() { // close came while it was made, and did not see it
+		cancel(closeReason(s.reason.Load()))
+	}
+	return ctx
 }
 
 // readerState is what the reader of the moment owns: the burst under way
@@ -71,6 +97,7 @@ type session struct {
 type readerState struct {
 	busy       bool   // holding an in-flight unit for the current burst
 	served     bool   // the current burst carried a request
+	blocked    bool   // see resume
 	in, reqs   uint64 // bytes and requests of the burst, counted at its end
 	pend       []byte // answers of inline requests, written at the end of the burst
 	scratch    []byte // a handler's payload before the codec frames it
@@ -83,8 +110,7 @@ type readerState struct {
 	// is written without waiting, and when the socket does not take it
 	// all, blocked is set and resume is called once the writer's own
 	// goroutine has written the rest.
-	resume  func()
-	blocked bool
+	resume func()
 }
 
 // newSession returns a session on conn, not yet in the client list (see
@@ -97,22 +123,16 @@ func (srv *Server) newSession(c net.Conn, door, name string, id uint64, newCodec
 	}
 	s := &session{
 		srv:         srv,
-		id:          id,
 		door:        srv.metrics.door(door),
 		conn:        c,
-		connectedAt: now,
+		connectedAt: now.UnixNano(),
 	}
-	remote := c.RemoteAddr().String()
-	lb := isLoopback(c.RemoteAddr())
-	s.caller = service.Caller{ID: s.id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.isAdmin(lb, "")}
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	remote, lb := remoteOf(c)
+	s.caller = service.Caller{ID: id, Door: door, Remote: remote, Name: name, Loopback: lb, Admin: srv.isAdmin(lb, "")}
+	// A loop's connection is a batch.TryWriter: writes from other
+	// goroutines (heartbeats, events) go out at once when the socket
+	// takes them, without a goroutine.
 	opts := batch.Options{Limit: srv.cfg.MaxPending, Timeout: srv.cfg.WriteTimeout, OnError: s.writeFailed}
-	if tw, ok := c.(interface{ TryWrite([]byte) (int, error) }); ok {
-		// A loop's connection: writes from other goroutines
-		// (heartbeats, events) go out at once when the socket takes
-		// them, without a goroutine.
-		opts.TryWrite = tw.TryWrite
-	}
 	s.out = batch.New(c, opts)
 	s.lastSeen.Store(now.UnixNano())
 	s.pingSent.Store(now.UnixNano())
@@ -121,25 +141,50 @@ func (srv *Server) newSession(c net.Conn, door, name string, id uint64, newCodec
 	return s
 }
 
+// remoteOf returns the peer's address of c as net.TCPAddr prints it, and
+// whether it is a loopback address. A loop's connection answers from the
+// address it keeps, without making a net.TCPAddr.
+func remoteOf(c net.Conn) (text string, loopback bool) {
+	if k, ok := c.(interface{ remoteAddrPort() netip.AddrPort }); ok {
+		ap := k.remoteAddrPort()
+		ip := ap.Addr().Unmap()
+		return netip.AddrPortFrom(ip, ap.Port()).String(), ip.IsLoopback()
+	}
+	ra := c.RemoteAddr()
+	return ra.String(), isLoopback(ra)
+}
+
+// remoteText is the text of remoteOf.
+func remoteText(c net.Conn) string {
+	text, _ := remoteOf(c)
+	return text
+}
+
 // shard is the metrics shard of this session's requests.
-func (s *session) shard() int { return int(s.id % shards) }
+func (s *session) shard() int { return int(s.caller.ID % shards) }
 
 // logger returns the server's logger with this session's attributes. It is
 // built per message, not kept: sessions log rarely, and an idle connection
 // should not hold a logger of its own.
 func (s *session) logger() *slog.Logger {
-	return s.srv.log.With(slog.Uint64(keyClientID, s.id), slog.String(keyDoor, s.door.name), slog.String(keyRemote, s.caller.Remote))
+	return s.srv.log.With(slog.Uint64(keyClientID, s.caller.ID), slog.String(keyDoor, s.door.name), slog.String(keyRemote, s.caller.Remote))
+}
+
+// debugging reports whether the server logs at debug level: a session's
+// debug messages (every connect and disconnect) are built only then.
+func (s *session) debugging() bool {
+	return s.srv.log.Enabled(context.Background(), slog.LevelDebug)
 }
 
 // info returns the session's row of the client list.
 func (s *session) info() status.ClientInfo {
 	return status.ClientInfo{
-		ID:           s.id,
+		ID:           s.caller.ID,
 		Door:         s.door.name,
 		Remote:       s.caller.Remote,
 		Name:         s.caller.Name,
 		Identity:     s.caller.Identity,
-		ConnectedAt:  s.connectedAt,
+		ConnectedAt:  time.Unix(0, s.connectedAt),
 		LastSeen:     time.Unix(0, s.lastSeen.Load()),
 		HeartbeatRTT: s.rtt.Load() / 1e3,
 		InFlight:     s.inflight.Load(),
@@ -158,7 +203,10 @@ func (s *session) setReason(r closeReason) {
 // closed, and in-flight handlers see their context cancelled.
 func (s *session) close(r closeReason) {
 	s.setReason(r)
-	s.cancel(closeReason(s.reason.Load()))
+	s.closed.Store(true)
+	if l := s.life.Load(); l != nil { // else none is made, or the goroutine making it cancels it
+		l.cancel(closeReason(s.reason.Load()))
+	}
 	s.out.Close()
 	_ = s.conn.Close() // a second close reports an error we do not need
 	s.codec.Wake()     // a parked session's reader sees the close and ends it
@@ -247,6 +295,9 @@ func (s *session) sendEvent(topic string, payload []byte) {
 // ping sends a heartbeat.
 func (s *session) ping(now time.Time) {
 	s.pingSent.Store(now.UnixNano())
+	if now.UnixNano()-s.lastSeen.Load() >= s.srv.cfg.Heartbeat.Nanoseconds()/2 {
+		s.out.Trim() // idle, its last PONG aside: it keeps no buffer of past answers
+	}
 	s.codec.Ping(now)
 }
 
@@ -283,7 +334,9 @@ func (s *session) readFailed(err error) error {
 		err = &wire.Error{Code: wire.CodeBadFrame, Msg: "truncated frame"}
 	}
 	if we, ok := errors.AsType[*wire.Error](err); ok {
-		s.logger().Debug("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
+		if s.debugging() {
+			s.logger().Debug("protocol error", slog.String("code", we.Code.String()), slog.String("msg", we.Msg))
+		}
 		s.refuseAndClose(we)
 	}
 	return err
@@ -308,8 +361,10 @@ func (s *session) end(readErr error) {
 		s.srv.metrics.closed(reason)
 		s.door.closedIn.Add(s.bytesIn.Load())
 		s.door.closedOut.Add(s.out.Written())
-		s.logger().Debug("client disconnected", slog.String(keyReason, reason.String()),
-			slog.Uint64("requests", s.requests.Load()), slog.Duration("connected", time.Since(s.connectedAt).Round(time.Millisecond)))
+		if s.debugging() {
+			s.logger().Debug("client disconnected", slog.String(keyReason, reason.String()),
+				slog.Uint64("requests", s.requests.Load()), slog.Duration("connected", time.Duration(time.Now().UnixNano()-s.connectedAt).Round(time.Millisecond)))
+		}
 	}
 }
 

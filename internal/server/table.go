@@ -23,7 +23,7 @@ func newSessionTable(history int) *sessionTable {
 
 func (t *sessionTable) add(s *session) {
 	t.mu.Lock()
-	t.live[s.id] = s
+	t.live[s.caller.ID] = s
 	t.mu.Unlock()
 }
 
@@ -33,10 +33,10 @@ func (t *sessionTable) remove(s *session, reason closeReason) bool {
 	info := status.ClosedInfo{ClientInfo: s.info(), ClosedAt: time.Now(), Reason: reason.String()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.live[s.id]; !ok {
+	if _, ok := t.live[s.caller.ID]; !ok {
 		return false
 	}
-	delete(t.live, s.id)
+	delete(t.live, s.caller.ID)
 	t.record(info)
 	return true
 }
@@ -61,6 +61,28 @@ func (t *sessionTable) count() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return len(t.live)
+}
+
+// countDoors adds the live sessions of each door to byDoor, and returns
+// how many there are, without making a list of them (the live stats do
+// it every second).
+func (t *sessionTable) countDoors(byDoor map[string]int) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, s := range t.live {
+		byDoor[s.door.name]++
+	}
+	return len(t.live)
+}
+
+// each calls f for every live session, with the table read-locked: f
+// must be short, and not touch the table.
+func (t *sessionTable) each(f func(*session)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, s := range t.live {
+		f(s)
+	}
 }
 
 // appendLive appends the live sessions to dst.
