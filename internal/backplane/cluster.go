@@ -220,7 +220,7 @@ type WorkerInfo struct {
 	Metadata  map[string]string `json:"metadata,omitempty"`
 	Started   time.Time         `json:"started"`
 	Requests  uint64            `json:"requests"` // requests served, each of a batch counted
-	Errors    int               `json:"errors"`   // messages answered with an error
+	Errors    int               `json:"errors"`   // requests answered with an error, each of a batch counted
 	Endpoints []WorkerEndpoint  `json:"endpoints"`
 }
 
@@ -230,7 +230,7 @@ type WorkerEndpoint struct {
 	Subject  string  `json:"subject"`
 	Requests uint64  `json:"requests"` // requests, each of a batch counted
 	Messages int     `json:"messages"` // NATS messages (a batch is one)
-	Errors   int     `json:"errors"`   // messages answered with an error
+	Errors   int     `json:"errors"`   // requests answered with an error, each of a batch counted
 	AvgUS    float64 `json:"avg_us"`   // average processing time of a message, microseconds
 	// Upstream is the health of the HTTP upstream that serves the
 	// method, for a worker in front of one.
@@ -322,13 +322,15 @@ func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
 		for _, e := range st.Endpoints {
 			var data EndpointData
 			if json.Unmarshal(e.Data, &data) != nil || data.Requests == 0 {
-				data.Requests = uint64(e.NumRequests) // not a nexo worker: messages are requests
+				// Not a nexo worker: messages are requests, and micro
+				// counts the errors.
+				data.Requests, data.Errors = uint64(e.NumRequests), uint64(e.NumErrors)
 			}
 			w.Requests += data.Requests
-			w.Errors += e.NumErrors
+			w.Errors += int(data.Errors)
 			w.Endpoints = append(w.Endpoints, WorkerEndpoint{
 				Method: g.method(e.Subject), Subject: e.Subject, Requests: data.Requests, Messages: e.NumRequests,
-				Errors: e.NumErrors, AvgUS: float64(e.AverageProcessingTime) / 1e3, Upstream: data.Upstream,
+				Errors: int(data.Errors), AvgUS: float64(e.AverageProcessingTime) / 1e3, Upstream: data.Upstream,
 			})
 		}
 		c.Workers = append(c.Workers, w)

@@ -824,3 +824,42 @@ func TestOversizedAnswers(t *testing.T) {
 		t.Errorf("a batch of 10 B, 2/3 and 1/2 of max_payload: codes %v, want the largest alone INTERNAL", codes)
 	}
 }
+
+// TestWorkerCountsErrors: a worker counts the requests it answered with
+// an error, inline or answered from a goroutine after its handler
+// returned. Those it answered through micro's Request after the handler
+// returned were a data race (micro reads the request's error as the
+// handler returns: TestTracing saw it under -race), and micro counted
+// them only when the answer beat that read.
+func TestWorkerCountsErrors(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	slowFail := service.Method{Name: "test.slowfail", Handler: func(context.Context, service.Request, []byte) ([]byte, error) {
+		time.Sleep(20 * time.Millisecond) // answered long after micro's handler returned
+		return nil, service.ErrBadPayload
+	}}
+	w := startWorker(t, ns.URL(), slowFail)
+	g := startGateway(t, ns.URL(), "gw", 0)
+	c, _ := nexotest.Hello(t, g.Native, "errors")
+	const n = 5
+	for i := range uint32(n) {
+		if f := roundTrip(t, c, 2*i+1, 5000, "test.slowfail", nil); errorCode(f) != wire.CodeBadPayload {
+			t.Fatalf("test.slowfail: %s, want BAD_PAYLOAD", nexotest.String(f))
+		}
+		if f := roundTrip(t, c, 2*i+2, 5000, "math.div", nexotest.Operands(1, 0)); errorCode(f) != wire.CodeDivisionByZero {
+			t.Fatalf("math.div 1/0: %s, want DIVISION_BY_ZERO", nexotest.String(f))
+		}
+	}
+	for _, e := range w.svc.Stats().Endpoints {
+		var d EndpointData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(0)
+		if strings.HasSuffix(e.Subject, ".test.slowfail") || strings.HasSuffix(e.Subject, ".math.div") {
+			want = n
+		}
+		if d.Errors != want {
+			t.Errorf("%s: %d errors counted, want %d", e.Subject, d.Errors, want)
+		}
+	}
+}

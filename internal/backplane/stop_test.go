@@ -57,6 +57,7 @@ func (r *fakeRequest) Data() []byte           { return r.data }
 func (r *fakeRequest) Headers() micro.Headers { return r.headers }
 func (r *fakeRequest) Subject() string        { return "nexo.svc.test" }
 func (r *fakeRequest) Reply() string          { return "reply" }
+func (r *fakeRequest) answersItself()         {}
 
 // single is one plain request.
 func single(payload string) *fakeRequest {
@@ -168,7 +169,7 @@ func TestStopRefusesLateRequests(t *testing.T) {
 	w := strandedWorkers(t, 1, slow, count, countInline)[0]
 	deliver := map[string]micro.HandlerFunc{} // by method: its endpoint's handler
 	for _, m := range []service.Method{slow, count, countInline} {
-		deliver[m.Name] = w.handler(&m, new(atomic.Uint64))
+		deliver[m.Name] = w.handler(&m, new(endpointCount))
 	}
 
 	synctest.Test(t, func(t *testing.T) {
@@ -264,7 +265,7 @@ func TestStopRacesDelivery(t *testing.T) {
 		for d := range reqs {
 			// Each deliverer is one endpoint's subscription: an inline
 			// handler is called by one goroutine at a time.
-			h := w.handler(&work, new(atomic.Uint64))
+			h := w.handler(&work, new(endpointCount))
 			wg.Go(func() {
 				r := single(payload)
 				h(r)

@@ -62,16 +62,22 @@ type Worker struct {
 	stopping bool // guarded by mu: Stop waits for the handlers, none may start
 	expired  atomic.Uint64
 	subjects Subjects
-	served   map[string]*atomic.Uint64 // by subject: requests, counting each of a batch
+	served   map[string]*endpointCount // by subject
 	tracer   trace.Tracer              // nil: tracing is off
 }
 
 // EndpointData is the Data of a worker endpoint's micro stats: micro counts
-// messages, and a batch is one message of many requests.
+// messages, and a batch is one message of many requests; and micro counts
+// only the errors answered before its handler returned, where a worker
+// answers most requests from goroutines of their own.
 type EndpointData struct {
 	Requests uint64           `json:"requests"`
+	Errors   uint64           `json:"errors"`             // requests answered with an error, each of a batch counted
 	Upstream *upstream.Health `json:"upstream,omitempty"` // the upstream's, when the worker serves one
 }
+
+// endpointCount is what a worker counts of an endpoint (EndpointData).
+type endpointCount struct{ requests, errors atomic.Uint64 }
 
 // NewWorker registers the registry's methods on nc. Methods that are
 // themselves served elsewhere (Async) are left out: a worker never
@@ -86,11 +92,11 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{nc: nc, log: o.Log, tracer: o.Tracer, caller: service.Caller{Door: "nats", Remote: "nats"}, served: make(map[string]*atomic.Uint64)}
+	w := &Worker{nc: nc, log: o.Log, tracer: o.Tracer, caller: service.Caller{Door: "nats", Remote: "nats"}, served: make(map[string]*endpointCount)}
 	subjects := Subjects{o.Prefix}
 	w.subjects = subjects
 	for _, name := range reg.Names(true) {
-		w.served[subjects.Service(name)] = new(atomic.Uint64)
+		w.served[subjects.Service(name)] = new(endpointCount)
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	meta := maps.Clone(o.Metadata)
@@ -108,7 +114,7 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 		QueueGroup:  QueueGroup,
 		StatsHandler: func(e *micro.Endpoint) any {
 			if n := w.served[e.Subject]; n != nil {
-				d := EndpointData{Requests: n.Load()}
+				d := EndpointData{Requests: n.requests.Load(), Errors: n.errors.Load()}
 				if o.Upstream != nil {
 					h := o.Upstream()
 					d.Upstream = &h
@@ -186,7 +192,7 @@ func endpointName(method string) string {
 }
 
 // handler serves one method's endpoint.
-func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.HandlerFunc {
+func (w *Worker) handler(m *service.Method, counts *endpointCount) micro.HandlerFunc {
 	var buf []byte // answers of inline calls: the subscription delivers one message at a time
 	return func(r micro.Request) {
 		if !w.start() {
@@ -199,7 +205,7 @@ func (w *Worker) handler(m *service.Method, served *atomic.Uint64) micro.Handler
 			w.running.Done()
 			return
 		}
-		served.Add(uint64(max(n, 1)))
+		counts.requests.Add(uint64(max(n, 1)))
 		if n != 0 {
 			if m.Inline {
 				buf = w.serveBatch(r, m, n, buf[:0])
@@ -390,13 +396,14 @@ func (w *Worker) serveBatch(r micro.Request, m *service.Method, n int, out []byt
 	start := len(out)
 	for i := range n {
 		if errs[i] != nil {
+			w.countErrors(m, 1)
 			code, msg := w.failure(w.ctx, m, errs[i])
 			out = appendResponseEntry(out, code, []byte(msg))
 		} else {
 			out = appendResponseEntry(out, 0, results[i])
 		}
 	}
-	if err := r.Respond(out[start:], micro.WithHeaders(micro.Headers{BatchHeader: []string{strconv.Itoa(n)}})); err != nil {
+	if err := w.reply(r, nats.Header{BatchHeader: {strconv.Itoa(n)}}, out[start:]); err != nil {
 		w.log.Debug("cannot answer a batch", slog.String("method", m.Name), slog.Any("err", err))
 	}
 	return keep(out)
@@ -418,15 +425,45 @@ func (w *Worker) respondContext(ctx context.Context, r micro.Request, m *service
 	}
 	var serr error
 	if err == nil {
-		serr = r.Respond(out)
+		serr = w.reply(r, nil, out)
 	} else {
+		w.countErrors(m, 1)
 		code, msg := w.failure(ctx, m, err)
-		serr = r.Error(errCode(code), msg, nil)
+		serr = w.reply(r, nats.Header{micro.ErrorHeader: {msg}, micro.ErrorCodeHeader: {errCode(code)}}, nil)
 	}
 	if serr != nil {
 		w.log.Debug("cannot answer a request", slog.String("method", m.Name), slog.Any("err", serr))
 	}
 	return err
+}
+
+// reply sends an answer to r's reply subject on the worker's connection,
+// not through r: an answer sent from a goroutine after the handler
+// returned must not touch r, whose error micro reads as the handler
+// returns (a data race). h may be nil. A request that answers itself
+// (the tests deliver such requests without NATS) is answered through its
+// Respond.
+func (w *Worker) reply(r micro.Request, h nats.Header, data []byte) error {
+	if self, ok := r.(selfAnswering); ok {
+		return self.Respond(data, micro.WithHeaders(micro.Headers(h)))
+	}
+	if r.Reply() == "" {
+		return nats.ErrMsgNoReply
+	}
+	return w.nc.PublishMsg(&nats.Msg{Subject: r.Reply(), Header: h, Data: data})
+}
+
+// selfAnswering is a request that is answered through its own Respond.
+type selfAnswering interface {
+	micro.Request
+	answersItself()
+}
+
+// countErrors counts n requests of m answered with an error.
+func (w *Worker) countErrors(m *service.Method, n int) {
+	if c := w.served[w.subjects.Service(m.Name)]; c != nil {
+		c.errors.Add(uint64(n))
+	}
 }
 
 // failure turns a handler's error into its protocol code and message, and

@@ -180,9 +180,10 @@ func (s *session) releaseBytes(size int) { s.inflightBytes.Add(-int64(size)) }
 // stream wants it, a tap, which its answer completes.
 func (s *session) request(r request) {
 	m := r.m
+	tracer, watchers := s.srv.cfg.Tracer, s.srv.hub.watchers.Load()
 	var start mono
 	if p := &s.rd.unsettled; p.st != nil && m != nil && m == s.rd.lastMethod && m.Inline && !r.expired &&
-		s.srv.cfg.Tracer == nil && s.srv.hub.watchers.Load() == nil {
+		tracer == nil && watchers == nil {
 		// Another inline request of the method the pending ones called,
 		// untraced and unwatched (a pipelined burst): no clock reading; the
 		// row is timed as a whole, from its first request to the next
@@ -195,12 +196,12 @@ func (s *session) request(r request) {
 	s.rd.reqs++
 	s.rd.served = true
 	var sp *tracing.Span // nil: tracing is off
-	if t := s.srv.cfg.Tracer; t != nil {
-		sp = tracing.StartServer(tracing.FromBinary(s.context(), r.trace), t, s.door.name, string(r.name))
+	if tracer != nil {
+		sp = tracing.StartServer(tracing.FromBinary(s.context(), r.trace), tracer, s.door.name, string(r.name))
 	}
 	var tp *tap // nil: no watcher wants this request
-	if ws := s.srv.hub.watchers.Load(); ws != nil {
-		tp = s.newTap(*ws, r)
+	if watchers != nil {
+		tp = s.newTap(*watchers, r)
 	}
 	if code, msg := s.admit(false, 0); code != 0 {
 		if p := &s.rd.unsettled; p.st != nil && start == p.start {
@@ -305,8 +306,7 @@ func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.
 			// request is shared by all, this one included, which begins a
 			// row of its own.
 			now := monoNow()
-			d := (now - p.start) / mono(p.n+1)
-			s.srv.metrics.recordN(s.shard(), p.st, p.code, time.Duration(d), p.n)
+			d := s.settleAt(now, 1)
 			*p = pendingObs{st: st, code: code, start: now - d, n: 1}
 		}
 	} else {
@@ -413,12 +413,20 @@ type pendingObs struct {
 
 // settle counts the pending inline requests, if any, as ending at now,
 // each taking an equal part of the time since the first began.
-func (s *session) settle(now mono) {
-	if p := s.rd.unsettled; p.st != nil {
-		n := max(p.n, 1)
-		s.srv.metrics.recordN(s.shard(), p.st, p.code, time.Duration(now-p.start)/time.Duration(n), n)
-		s.rd.unsettled.st = nil
+func (s *session) settle(now mono) { s.settleAt(now, 0) }
+
+// settleAt is settle with the time shared by extra requests more, which
+// are not counted here; it returns the part of each.
+func (s *session) settleAt(now mono, extra int) mono {
+	p := s.rd.unsettled
+	if p.st == nil {
+		return 0
 	}
+	n := max(p.n, 1)
+	d := (now - p.start) / mono(n+extra)
+	s.srv.metrics.recordN(s.shard(), p.st, p.code, time.Duration(d), n)
+	s.rd.unsettled.st = nil
+	return d
 }
 
 // statFor returns a method's counters, remembering the last method asked:

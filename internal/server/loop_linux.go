@@ -164,6 +164,21 @@ func newLoopConn(fc *fdConn) *loopConn {
 	return &loopConn{fc: fc}
 }
 
+// loopFor makes a new connection a loop's, when there are loops and the
+// loop can own its socket (ownConn); otherwise it returns a nil
+// connection and leaves c as it was.
+func (s *Server) loopFor(c net.Conn) (*loops, *loopConn) {
+	ls := s.loops.Load()
+	if ls == nil {
+		return nil, nil
+	}
+	fc := ownConn(c)
+	if fc == nil {
+		return nil, nil
+	}
+	return ls, newLoopConn(fc)
+}
+
 // count returns how many connections the loops hold.
 func (ls *loops) count() int {
 	t := 0
@@ -573,20 +588,16 @@ type handshake struct {
 // descriptor cannot be taken) do their handshake on the caller's
 // goroutine instead.
 func (s *Server) helloOnLoop(c net.Conn) bool {
-	ls := s.loops.Load()
-	if ls == nil {
+	ls, lc := s.loopFor(c)
+	if lc == nil {
 		return false
 	}
-	fc := ownConn(c)
-	if fc == nil {
-		return false
-	}
+	fc := lc.fc
 	if !s.trackHandshake(fc, true) {
 		_ = fc.Close()
 		s.leaveBinary(fc)
 		return true
 	}
-	lc := newLoopConn(fc)
 	lc.id = s.ids.Add(1) // its session's, from its first frame on
 	// Before HELLO a peer is untrusted: the reader accepts no frame over
 	// MaxHelloFrame, so a connection costs a few KiB until it has
@@ -698,15 +709,11 @@ func (n *nativeConn) handoff(c *loopConn) { c.finish(errHandoff) }
 // loopLegacy serves a new legacy connection on a loop, when there are
 // loops and the connection can be on one. It reports whether it did.
 func (s *Server) loopLegacy(conn net.Conn, lc *legacyConn) bool {
-	ls := s.loops.Load()
-	if ls == nil {
+	ls, c := s.loopFor(conn)
+	if c == nil {
 		return false
 	}
-	fc := ownConn(conn)
-	if fc == nil {
-		return false
-	}
-	c := newLoopConn(fc)
+	fc := c.fc
 	lc.dec = legacy.NewDecoder(c)
 	lc.loop = c
 	sess := s.newSession(fc, DoorLegacy, "", 0, func(*session) Codec { return lc })
