@@ -322,10 +322,12 @@ func (g *Gateway) Cluster(ctx context.Context) (Cluster, error) {
 		for _, e := range st.Endpoints {
 			var data EndpointData
 			if json.Unmarshal(e.Data, &data) != nil || data.Requests == 0 {
-				// Not a nexo worker: messages are requests, and micro
-				// counts the errors.
-				data.Requests, data.Errors = uint64(e.NumRequests), uint64(e.NumErrors)
+				data.Requests = uint64(e.NumRequests) // not a nexo worker: messages are requests
 			}
+			// A Go worker counts its errors (micro counts only its
+			// subscription's own); other workers (JavaScript) answer
+			// theirs through micro, which counts them.
+			data.Errors += uint64(e.NumErrors)
 			w.Requests += data.Requests
 			w.Errors += int(data.Errors)
 			w.Endpoints = append(w.Endpoints, WorkerEndpoint{

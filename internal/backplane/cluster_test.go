@@ -862,4 +862,39 @@ func TestWorkerCountsErrors(t *testing.T) {
 			t.Errorf("%s: %d errors counted, want %d", e.Subject, d.Errors, want)
 		}
 	}
+
+	// A worker in another language (the Node worker) answers its errors
+	// through micro, which counts them, and reports its requests as
+	// nexo's workers do: the cluster view adds micro's count.
+	nc := dialNATS(t, ns.URL())
+	var asked atomic.Uint64
+	other, err := micro.AddService(nc, micro.Config{Name: WorkerService, Version: "0.0.1", QueueGroup: QueueGroup,
+		StatsHandler: func(*micro.Endpoint) any { return EndpointData{Requests: asked.Load()} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	subject := Subjects{DefaultPrefix}.Service("test.otherfail")
+	if err := other.AddEndpoint("test_otherfail", micro.HandlerFunc(func(r micro.Request) {
+		asked.Add(1)
+		_ = r.Error(errCode(wire.CodeBadPayload), "no", nil)
+	}), micro.WithEndpointSubject(subject)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := nc.Request(subject, nil, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := g.gw.Cluster(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, wi := range cl.Workers {
+		got[wi.ID] = wi.Errors
+	}
+	if got[w.Info().ID] != 2*n || got[other.Info().ID] != 3 {
+		t.Errorf("errors in the cluster view: Go worker %d, other worker %d; want %d and 3", got[w.Info().ID], got[other.Info().ID], 2*n)
+	}
 }

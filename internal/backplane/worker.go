@@ -196,11 +196,13 @@ func (w *Worker) handler(m *service.Method, counts *endpointCount) micro.Handler
 	var buf []byte // answers of inline calls: the subscription delivers one message at a time
 	return func(r micro.Request) {
 		if !w.start() {
+			counts.requests.Add(1) // answered with an error: counted as one request, as its error is
 			w.respond(r, m, nil, errStopping)
 			return
 		}
 		n := batchCount(r.Headers().Get(BatchHeader))
 		if n < 0 {
+			counts.requests.Add(1)
 			w.respond(r, m, nil, &wire.Error{Code: wire.CodeBadPayload, Msg: "malformed request batch: Nexo-Batch must be 1 to " + strconv.Itoa(maxBatch)})
 			w.running.Done()
 			return

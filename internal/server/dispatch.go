@@ -391,7 +391,9 @@ func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, 
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}
-	s.logHandlerError(sp.ContextOr(s.context()), m, code, err)
+	if code == wire.CodeInternal && err != nil { // the context only to log with
+		s.logHandlerError(sp.ContextOr(s.context()), m, code, err)
+	}
 	if sp != nil {
 		sp.Finish(err)
 	}

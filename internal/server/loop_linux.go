@@ -610,7 +610,7 @@ func (s *Server) helloOnLoop(c net.Conn) bool {
 }
 
 // hello reads a handshaking connection's HELLO as far as it has arrived,
-// and reports whether its session now exists. A HELLO not whole by the
+// and reports whether its session now exists and can be served on. A HELLO not whole by the
 // deadline, malformed, or with a token refused ends the connection as on
 // a goroutine, with the same last words (helloFailed).
 func (l *loop) hello(c *loopConn) bool {
@@ -643,11 +643,18 @@ func (l *loop) hello(c *loopConn) bool {
 	n.loop = c
 	l.held.Add(1)
 	srv.register(n.s)
-	// The WELCOME goes out now, with the answers to what came after it in
-	// this read (served next).
+	// The WELCOME goes out now; what came after it in this read is served
+	// next.
 	if !n.s.out.FlushNow(c.resume) {
-		n.s.rd.blocked = true
+		// The socket did not take it all (a first write, so hardly
+		// ever): the writer's goroutine has it, and the connection is
+		// read again once it is done (resume). Only flagging the reader
+		// blocked, as before, left the connection in the set with no
+		// resume to come once a request blocked it.
 		c.keep()
+		c.blocked = true
+		l.watch(c, unix.EPOLL_CTL_DEL)
+		return false
 	}
 	return true
 }
