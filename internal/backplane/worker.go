@@ -62,7 +62,7 @@ type Worker struct {
 	stopping bool // guarded by mu: Stop waits for the handlers, none may start
 	expired  atomic.Uint64
 	subjects Subjects
-	served   map[string]*endpointCount // by subject
+	served   map[string]*endpointCount // by method name
 	tracer   trace.Tracer              // nil: tracing is off
 }
 
@@ -96,7 +96,7 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 	subjects := Subjects{o.Prefix}
 	w.subjects = subjects
 	for _, name := range reg.Names(true) {
-		w.served[subjects.Service(name)] = new(endpointCount)
+		w.served[name] = new(endpointCount)
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	meta := maps.Clone(o.Metadata)
@@ -113,7 +113,8 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 		Metadata:    meta,
 		QueueGroup:  QueueGroup,
 		StatsHandler: func(e *micro.Endpoint) any {
-			if n := w.served[e.Subject]; n != nil {
+			name, _ := strings.CutPrefix(e.Subject, subjects.Service(""))
+			if n := w.served[name]; n != nil {
 				d := EndpointData{Requests: n.requests.Load(), Errors: n.errors.Load()}
 				if o.Upstream != nil {
 					h := o.Upstream()
@@ -137,7 +138,7 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 		if m.Async != nil {
 			continue
 		}
-		err := svc.AddEndpoint(endpointName(name), w.handler(m, w.served[subjects.Service(name)]),
+		err := svc.AddEndpoint(endpointName(name), w.handler(m, w.served[name]),
 			micro.WithEndpointSubject(subjects.Service(name)),
 			micro.WithEndpointMetadata(endpointMetadata(m)))
 		if err != nil {
@@ -463,7 +464,7 @@ type selfAnswering interface {
 
 // countErrors counts n requests of m answered with an error.
 func (w *Worker) countErrors(m *service.Method, n int) {
-	if c := w.served[w.subjects.Service(m.Name)]; c != nil {
+	if c := w.served[m.Name]; c != nil {
 		c.errors.Add(uint64(n))
 	}
 }

@@ -281,7 +281,7 @@ func (s *session) runHere(r request, m *service.Method, start mono, sp *tracing.
 	var code wire.Code
 	n := len(s.rd.pend)
 	s.rd.pend, code, err = s.appendAnswer(s.rd.pend, r.ref, m, resp, err)
-	s.logHandlerError(ctx, m, code, err)
+	s.logHandlerError(sp, m, code, err)
 	if sp != nil { // Finish is not inlined: no call at all when tracing is off
 		sp.Finish(err)
 	}
@@ -391,9 +391,7 @@ func (s *session) answer(ref uint32, m *service.Method, resp []byte, err error, 
 	if s.out.Commit(b) == nil && write {
 		_ = s.out.Flush() // failures close the session
 	}
-	if code == wire.CodeInternal && err != nil { // the context only to log with
-		s.logHandlerError(sp.ContextOr(s.context()), m, code, err)
-	}
+	s.logHandlerError(sp, m, code, err)
 	if sp != nil {
 		sp.Finish(err)
 	}

@@ -574,8 +574,8 @@ func (h *timerHeap) Pop() any {
 const keepTimers = 256
 
 // handshake is a native connection's state on a loop until its HELLO is
-// in: the frame reader, which the session's goes on with, and when the
-// handshake times out.
+// in: when the handshake times out. (Its frame reader is loopConn.rd,
+// which the session's goes on with.)
 type handshake struct {
 	deadline time.Time
 }
@@ -610,9 +610,10 @@ func (s *Server) helloOnLoop(c net.Conn) bool {
 }
 
 // hello reads a handshaking connection's HELLO as far as it has arrived,
-// and reports whether its session now exists and can be served on. A HELLO not whole by the
-// deadline, malformed, or with a token refused ends the connection as on
-// a goroutine, with the same last words (helloFailed).
+// and reports whether its session now exists and can be served on. A
+// HELLO not whole by the deadline, malformed, or with a token refused
+// ends the connection as on a goroutine, with the same last words
+// (helloFailed).
 func (l *loop) hello(c *loopConn) bool {
 	srv := l.srv
 	hello, err := helloOf(c.rd.ReadFrame())
@@ -647,13 +648,11 @@ func (l *loop) hello(c *loopConn) bool {
 	// next.
 	if !n.s.out.FlushNow(c.resume) {
 		// The socket did not take it all (a first write, so hardly
-		// ever): the writer's goroutine has it, and the connection is
-		// read again once it is done (resume). Only flagging the reader
-		// blocked, as before, left the connection in the set with no
-		// resume to come once a request blocked it.
+		// ever): the writer's goroutine has it, and the connection
+		// leaves the set until it is done (resume), as after a burst.
+		n.s.rd.blocked = true
 		c.keep()
-		c.blocked = true
-		l.watch(c, unix.EPOLL_CTL_DEL)
+		l.blocks(c)
 		return false
 	}
 	return true

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexo-project/nexo/internal/batch"
 	"github.com/nexo-project/nexo/internal/status"
+	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -369,9 +370,10 @@ func (s *session) end(readErr error) {
 }
 
 // logHandlerError logs what the client is not told: the error behind an
-// INTERNAL answer.
-func (s *session) logHandlerError(ctx context.Context, m *service.Method, code wire.Code, err error) {
+// INTERNAL answer, in the request's span when it has one. The session's
+// context is asked for only then.
+func (s *session) logHandlerError(sp *tracing.Span, m *service.Method, code wire.Code, err error) {
 	if code == wire.CodeInternal && err != nil {
-		s.logger().ErrorContext(ctx, "handler failed", slog.String("method", m.Name), slog.Any(keyError, err))
+		s.logger().ErrorContext(sp.ContextOr(s.context()), "handler failed", slog.String("method", m.Name), slog.Any(keyError, err))
 	}
 }
