@@ -23,7 +23,8 @@
 # (taskset -c 0) so that latency, not parallelism, is measured.
 # Every round runs every scenario on every server; the table shows the
 # median of the rounds, which one noisy run cannot move much. The servers'
-# CPU per request comes from /proc (user + system time over each run).
+# CPU per request comes from /proc (user + system time over each run), and
+# so do the requests per read and per write system call (/proc/PID/io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -47,6 +48,14 @@ scenarios=("50 1" "50 16" "1 1")
 results="$out/results.jsonl"
 # A process's CPU time (user + system) in seconds, from /proc.
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+# A process's read and write system calls so far (syscr, syscw), from /proc.
+calls() { awk '/^syscr/{r=$2} /^syscw/{w=$2} END{printf "%d %d", r, w}' "/proc/$1/io"; }
+# The JSON fields of the CPU and system calls a process spent between two readings.
+spent() { # cpu0 cpu1 "r0 w0" "r1 w1"
+  local r0 w0 r1 w1
+  read -r r0 w0 <<<"$3"; read -r r1 w1 <<<"$4"
+  printf '"cpu_s":%s,"reads":%d,"writes":%d' "$(awk -v a="$2" -v b="$1" 'BEGIN{printf "%.2f", a - b}')" $((r1 - r0)) $((w1 - w0))
+}
 
 for round in $(seq "$rounds"); do
   for s in "${scenarios[@]}"; do
@@ -67,10 +76,10 @@ for round in $(seq "$rounds"); do
         (exec 3<>/dev/tcp/127.0.0.1/7390) 2>/dev/null && break
         sleep 0.05
       done
-      before=$(cpu "$pid")
+      before=$(cpu "$pid") calls0=$(calls "$pid")
       j=$("${pin[@]}" "$out/nexo" bench --addr 127.0.0.1:7390 -c "$c" -p "$p" -d "${secs}s" --json)
-      after=$(cpu "$pid")
-      printf '{"server":"%s","c":%d,"p":%d,"cpu_s":%s,"r":%s}\n' "$server" "$c" "$p" "$(awk -v a="$after" -v b="$before" 'BEGIN{printf "%.2f", a - b}')" "$j" >>"$results"
+      after=$(cpu "$pid") calls1=$(calls "$pid")
+      printf '{"server":"%s","c":%d,"p":%d,%s,"r":%s}\n' "$server" "$c" "$p" "$(spent "$before" "$after" "$calls0" "$calls1")" "$j" >>"$results"
       kill "$pid"; wait "$pid" 2>/dev/null || true
     done
     "${pin[@]}" redis-server --port 6390 --save '' --appendonly no --daemonize yes --logfile "$out/redis.log" >/dev/null
@@ -80,10 +89,10 @@ for round in $(seq "$rounds"); do
     csv=$("${pin[@]}" redis-benchmark -p 6390 -t ping -c "$c" -P "$p" -n "$n" --csv | tail -n +2 | tr '\n' ';')
     printf '{"server":"redis","c":%d,"p":%d,"csv":"%s"}\n' "$c" "$p" "${csv//\"/}" >>"$results"
     rpid=$(redis-cli -p 6390 info server | awk -F: '/^process_id:/{print $2}' | tr -d '\r')
-    before=$(cpu "$rpid")
+    before=$(cpu "$rpid") calls0=$(calls "$rpid")
     j=$("${pin[@]}" "$out/nexo" bench --door redis --addr 127.0.0.1:6390 -c "$c" -p "$p" -d "${secs}s" --json)
-    after=$(cpu "$rpid")
-    printf '{"server":"redis-nb","c":%d,"p":%d,"cpu_s":%s,"r":%s}\n' "$c" "$p" "$(awk -v a="$after" -v b="$before" 'BEGIN{printf "%.2f", a - b}')" "$j" >>"$results"
+    after=$(cpu "$rpid") calls1=$(calls "$rpid")
+    printf '{"server":"redis-nb","c":%d,"p":%d,%s,"r":%s}\n' "$c" "$p" "$(spent "$before" "$after" "$calls0" "$calls1")" "$j" >>"$results"
     redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
     sleep 0.3
   done
@@ -124,11 +133,22 @@ print("Server CPU per request (user + system time from /proc over the run, divid
 print()
 print("| scenario | nexo µs | baseline µs | Redis µs | nexo / Redis |")
 print("| --- | ---: | ---: | ---: | ---: |")
-def cpu(server, c, p):
-    return statistics.median(1e6 * r["cpu_s"] / max(1, r["r"]["ops"]) for r in rows if r["server"] == server and r["c"] == c and r["p"] == p)
+def per(server, c, p, key):
+    """The median over the rounds of a server's key (CPU seconds, read or write calls) per request."""
+    return statistics.median(r[key] / max(1, r["r"]["ops"]) for r in rows if r["server"] == server and r["c"] == c and r["p"] == p)
 for c, p in ((50, 1), (50, 16), (1, 1)):
-    n, b, r = cpu("nexo", c, p), cpu("baseline", c, p), cpu("redis-nb", c, p)
+    n, b, r = (1e6 * per(s, c, p, "cpu_s") for s in ("nexo", "baseline", "redis-nb"))
     print("| c=%d p=%d%s | %.2f | %.2f | %.2f | %.2f |" % (c, p, " (1 CPU)" if c == 1 else "", n, b, r, n / r))
+print()
+print("Requests per system call of the server (read and write calls from /proc/PID/io, syscr and syscw; epoll_wait is in neither):")
+print()
+print("| scenario | nexo per read / write | baseline | Redis |")
+print("| --- | ---: | ---: | ---: |")
+def calls(server, c, p):
+    r, w = per(server, c, p, "reads"), per(server, c, p, "writes")
+    return "%.1f / %.1f" % (1 / r if r else 0, 1 / w if w else 0)
+for c, p in ((50, 1), (50, 16), (1, 1)):
+    print("| c=%d p=%d%s | %s | %s | %s |" % (c, p, " (1 CPU)" if c == 1 else "", calls("nexo", c, p), calls("baseline", c, p), calls("redis-nb", c, p)))
 if any(r["server"] == "nexo-before" for r in rows):
     print()
     print("This build against the one before (NEXO_BEFORE), each as its ratio to the baseline:")
