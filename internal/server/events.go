@@ -272,7 +272,7 @@ func (s *Server) publishLoop() {
 				sm.Requests = math.Round(float64(req-lastReq) / dt)
 			}
 			sm.P99 = p99(lastBkt, bkt)
-			sm.Clients = s.table.countDoors(sm.Doors)
+			sm.Clients = s.metrics.clientsByDoor(sm.Doors)
 			lastReq, lastTime = req, now
 			lastBkt, bkt = bkt, lastBkt
 			s.hub.mu.Lock()

@@ -69,6 +69,7 @@ type doorStats struct {
 	authFailures atomic.Uint64      // refused credentials
 	http4xx      [100]atomic.Uint64 // HTTP requests answered 400..499 (see HTTPServer)
 	unserved     atomic.Uint64      // HTTP connections closed before a request reached the handler
+	live         atomic.Int64       // sessions in the table (sessionTable keeps it)
 	// bytes of sessions that have closed; live sessions are summed at
 	// snapshot time
 	closedIn, closedOut atomic.Uint64
@@ -121,6 +122,21 @@ func (m *metrics) door(name string) *doorStats {
 	list := append(slices.Clip(old), d)
 	m.doors.Store(&list)
 	return d
+}
+
+// clientsByDoor adds the live sessions of each door that has any to
+// byDoor, and returns how many there are in all: from the doors' counts,
+// which the session table keeps, without a walk of the sessions (the
+// live stats ask every second).
+func (m *metrics) clientsByDoor(byDoor map[string]int) int {
+	total := 0
+	for _, d := range *m.doors.Load() {
+		if n := int(d.live.Load()); n > 0 {
+			byDoor[d.name] += n
+			total += n
+		}
+	}
+	return total
 }
 
 // refusedHTTP returns the 4xx answers counted, by status, or nil.

@@ -179,7 +179,7 @@ func (s *Server) Stats() status.Stats {
 		Requests: s.metrics.requests(),
 		Closed:   make(map[string]uint64),
 	}
-	st.Clients = s.table.countDoors(st.Doors)
+	st.Clients = s.metrics.clientsByDoor(st.Doors)
 	for _, d := range s.metrics.doorList() {
 		st.Accepted += d.accepted.Load()
 		st.Rejected += d.rejected.Load()

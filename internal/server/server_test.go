@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"strings"
@@ -616,6 +617,9 @@ func TestClientList(t *testing.T) {
 	if other.Door != "legacy" || other.Requests != 1 || other.BytesIn != 12 || other.BytesOut != 2 || other.InFlight != 0 {
 		t.Errorf("legacy row: %+v", other)
 	}
+	if st := srv.Stats(); st.Clients != 2 || !maps.Equal(st.Doors, map[string]int{"native": 1, "legacy": 1}) {
+		t.Errorf("stats before the kick: %d clients, by door %v", st.Clients, st.Doors)
+	}
 	if !srv.Kick(other.ID, "test") {
 		t.Fatal("kick")
 	}
@@ -626,7 +630,7 @@ func TestClientList(t *testing.T) {
 	})
 	// The close is counted just after the session leaves the list.
 	WaitFor(t, 5*time.Second, "the kick counted", func() bool { return srv.Stats().Closed["kicked"] == 1 })
-	if st := srv.Stats(); st.Closed["kicked"] != 1 || st.Clients != 1 {
+	if st := srv.Stats(); st.Closed["kicked"] != 1 || st.Clients != 1 || !maps.Equal(st.Doors, map[string]int{"native": 1}) {
 		t.Errorf("stats %+v", st)
 	}
 	if srv.Kick(99999, "nobody") {

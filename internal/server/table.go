@@ -21,9 +21,11 @@ func newSessionTable(history int) *sessionTable {
 	return &sessionTable{live: make(map[uint64]*session), closed: make([]status.ClosedInfo, 0, history)}
 }
 
+// add puts s in the live set and counts it in its door's live sessions.
 func (t *sessionTable) add(s *session) {
 	t.mu.Lock()
 	t.live[s.caller.ID] = s
+	s.door.live.Add(1)
 	t.mu.Unlock()
 }
 
@@ -37,6 +39,7 @@ func (t *sessionTable) remove(s *session, reason closeReason) bool {
 		return false
 	}
 	delete(t.live, s.caller.ID)
+	s.door.live.Add(-1)
 	t.record(info)
 	return true
 }
@@ -60,18 +63,6 @@ func (t *sessionTable) get(id uint64) *session {
 func (t *sessionTable) count() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.live)
-}
-
-// countDoors adds the live sessions of each door to byDoor, and returns
-// how many there are, without making a list of them (the live stats do
-// it every second).
-func (t *sessionTable) countDoors(byDoor map[string]int) int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for _, s := range t.live {
-		byDoor[s.door.name]++
-	}
 	return len(t.live)
 }
 
