@@ -81,8 +81,11 @@ func TestTracing(t *testing.T) {
 	fail := service.Method{Name: "test.fail", Handler: func(context.Context, service.Request, []byte) ([]byte, error) {
 		return nil, errors.New("the disk is on fire")
 	}}
+	unseen := service.Method{Name: "test.unseen", Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+		return append(dst, req.Payload...), nil
+	}}
 	nc := dialNATS(t, ns.ClientURL())
-	w, err := NewWorker(nc, workerRegistry([]service.Method{fail}), WorkerOptions{
+	w, err := NewWorker(nc, workerRegistry([]service.Method{fail, unseen}), WorkerOptions{
 		Version: "0.0.1", Tracer: wp.tracer, Log: slog.New(tracing.LogHandler(slog.NewTextHandler(logs, nil))),
 	})
 	if err != nil {
@@ -95,6 +98,14 @@ func TestTracing(t *testing.T) {
 	if err := nc.Flush(); err != nil { // the worker's subscriptions are in place
 		t.Fatal(err)
 	}
+	// The gateway's catalog has gathered the worker's methods: whether its
+	// first gather, as it started, came before the worker's subscriptions
+	// is a race, and a method the catalog does not know yet takes another
+	// way (the last subtest).
+	nexotest.WaitFor(t, 5*time.Second, "the catalog to know test.fail", func() bool {
+		g.gw.catalog.refresh()
+		return g.gw.catalog.Method("test.fail") != nil
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -134,8 +145,9 @@ func TestTracing(t *testing.T) {
 			t.Fatal("test.fail succeeded")
 		}
 		root.End()
-		// test.fail is no method the gateway knows: it forwards the name.
-		worker := chain(t, root.SpanContext(), gwp, wp, "test.fail", "nats (forwarded)", "native", "INTERNAL")
+		// test.fail is not built into the gateway: the cluster's catalog
+		// knows it, and its stub forwards it as a built-in method's does.
+		worker := chain(t, root.SpanContext(), gwp, wp, "test.fail", "nats nexo.svc.test.fail", "native", "INTERNAL")
 		want := "trace_id=" + worker.SpanContext.TraceID().String()
 		nexotest.WaitFor(t, 5*time.Second, "the worker's log line with "+want, func() bool {
 			return strings.Contains(logs.String(), want)
@@ -156,6 +168,38 @@ func TestTracing(t *testing.T) {
 		door := gwp.span(t, "math.mul")
 		if door.Parent.IsValid() || door.SpanContext.TraceID() == root.SpanContext().TraceID() {
 			t.Errorf("the door's span joined a trace the client did not send: parent %v", door.Parent)
+		}
+	})
+
+	t.Run("a method the catalog does not know yet", func(t *testing.T) {
+		// Between a worker's start and the gateway's next gather, the
+		// gateway's fallback forwards a method it has just looked up
+		// through the forwarder's own fallback, under a hop name that
+		// does not repeat the name the caller sent.
+		pctx, parent := gwp.tracer.Start(ctx, "the door's span")
+		answered := make(chan error, 1)
+		g.gw.Forwarder.Fallback().Async(service.Request{Method: []byte("test.unseen"), Payload: []byte("x"), Trace: pctx},
+			time.Now().Add(5*time.Second), func(p []byte, err error) service.Flusher {
+				if err == nil && string(p) != "x" {
+					err = fmt.Errorf("answer %q, want x", p)
+				}
+				answered <- err
+				return nil
+			})
+		if err := <-answered; err != nil {
+			t.Fatal(err)
+		}
+		parent.End()
+		hop := gwp.span(t, "nats (forwarded)")
+		worker := wp.span(t, "test.unseen")
+		if hop.Parent.SpanID() != parent.SpanContext().SpanID() || hop.SpanKind != trace.SpanKindClient ||
+			attr(hop, "messaging.destination.name") != "nexo.svc.test.unseen" {
+			t.Errorf("hop: parent %v (want %v), kind %v, destination %q", hop.Parent.SpanID(), parent.SpanContext().SpanID(),
+				hop.SpanKind, attr(hop, "messaging.destination.name"))
+		}
+		if worker.Parent.SpanID() != hop.SpanContext.SpanID() || worker.SpanContext.TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("the worker's span is under %v in trace %v; want under the hop %v in trace %v", worker.Parent.SpanID(),
+				worker.SpanContext.TraceID(), hop.SpanContext.SpanID(), parent.SpanContext().TraceID())
 		}
 	})
 }
