@@ -898,3 +898,29 @@ func TestWorkerCountsErrors(t *testing.T) {
 		t.Errorf("errors in the cluster view: Go worker %d, other worker %d; want %d and 3", got[w.Info().ID], got[other.Info().ID], 2*n)
 	}
 }
+
+// TestWorkerServesOnceStarted: a worker serves from the moment NewWorker
+// returns. The NATS client sends a worker's subscriptions from a buffer of
+// its own, a moment later; NewWorker waits for the server to confirm them,
+// so the server knows who serves the methods at once and a request sent
+// right away finds the worker. Without that wait the server mostly did not
+// know yet (CI saw a `nexo worker` that said it was ready, and a call
+// right after it answered UNAVAILABLE: no responders).
+func TestWorkerServesOnceStarted(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	caller := dialNATS(t, ns.ClientURL())
+	for i := range 10 {
+		prefix := fmt.Sprintf("start%d", i)
+		subject := Subjects{prefix}.Service("math.add")
+		w, err := NewWorker(dialNATS(t, ns.ClientURL()), workerRegistry(nil), WorkerOptions{Prefix: prefix, Version: "0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		known := ns.GlobalAccount().SubscriptionInterest(subject)
+		_, err = caller.Request(subject, nil, 5*time.Second)
+		_ = w.Stop(context.Background())
+		if !known || err != nil {
+			t.Fatalf("worker %d, right after NewWorker: the server knows a subscriber to %s: %v; a request: %v", i, subject, known, err)
+		}
+	}
+}

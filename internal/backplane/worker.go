@@ -81,7 +81,8 @@ type endpointCount struct{ requests, errors atomic.Uint64 }
 
 // NewWorker registers the registry's methods on nc. Methods that are
 // themselves served elsewhere (Async) are left out: a worker never
-// forwards.
+// forwards. When nc is connected, the worker serves once NewWorker
+// returns: it waits for the NATS server to confirm its subscriptions.
 func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, error) {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
@@ -154,8 +155,21 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 	// Gateways gather the catalog again when told a worker joined, so its
 	// methods are callable at once, not at their next periodic gather.
 	_ = nc.Publish(subjects.Admin(JoinedQuery), nil) // lost when NATS is down: the periodic gather finds it
+	// A worker serves from the moment NewWorker returns: its subscriptions
+	// have reached the NATS server (the client sends them from a buffer of
+	// its own, a moment later). While NATS is not reachable they go with
+	// the connection, whenever it comes.
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(joinedWait); err != nil {
+			w.log.Warn("NATS did not confirm the worker's subscriptions", slog.Any("err", err))
+		}
+	}
 	return w, nil
 }
+
+// joinedWait bounds how long NewWorker waits for the NATS server to
+// confirm its subscriptions.
+const joinedWait = 5 * time.Second
 
 // endpointMetadata is what a worker's NATS micro INFO says of a method:
 // its name, summary and whole description (service.Described in JSON),
