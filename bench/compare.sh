@@ -48,8 +48,9 @@ scenarios=("50 1" "50 16" "1 1")
 results="$out/results.jsonl"
 # A process's CPU time (user + system) in seconds, from /proc.
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
-# A process's read and write system calls so far (syscr, syscw), from /proc.
-calls() { awk '/^syscr/{r=$2} /^syscw/{w=$2} END{printf "%d %d", r, w}' "/proc/$1/io"; }
+# A process's read and write system calls so far (syscr, syscw), from /proc;
+# 0 0 where the kernel keeps no I/O accounting (the table then says n/a).
+calls() { awk '/^syscr/{r=$2} /^syscw/{w=$2} END{printf "%.0f %.0f", r, w}' "/proc/$1/io" 2>/dev/null || echo "0 0"; }
 # The JSON fields of the CPU and system calls a process spent between two readings.
 spent() { # cpu0 cpu1 "r0 w0" "r1 w1"
   local r0 w0 r1 w1
@@ -146,7 +147,7 @@ print("| scenario | nexo per read / write | baseline | Redis |")
 print("| --- | ---: | ---: | ---: |")
 def calls(server, c, p):
     r, w = per(server, c, p, "reads"), per(server, c, p, "writes")
-    return "%.1f / %.1f" % (1 / r if r else 0, 1 / w if w else 0)
+    return "%.1f / %.1f" % (1 / r, 1 / w) if r and w else "n/a"
 for c, p in ((50, 1), (50, 16), (1, 1)):
     print("| c=%d p=%d%s | %s | %s | %s |" % (c, p, " (1 CPU)" if c == 1 else "", calls("nexo", c, p), calls("baseline", c, p), calls("redis-nb", c, p)))
 if any(r["server"] == "nexo-before" for r in rows):

@@ -173,34 +173,33 @@ func TestTracing(t *testing.T) {
 
 	t.Run("a method the catalog does not know yet", func(t *testing.T) {
 		// Between a worker's start and the gateway's next gather, the
-		// gateway's fallback forwards a method it has just looked up
-		// through the forwarder's own fallback, under a hop name that
-		// does not repeat the name the caller sent.
-		pctx, parent := gwp.tracer.Start(ctx, "the door's span")
-		answered := make(chan error, 1)
-		g.gw.Forwarder.Fallback().Async(service.Request{Method: []byte("test.unseen"), Payload: []byte("x"), Trace: pctx},
-			time.Now().Add(5*time.Second), func(p []byte, err error) service.Flusher {
-				if err == nil && string(p) != "x" {
-					err = fmt.Errorf("answer %q, want x", p)
-				}
-				answered <- err
-				return nil
-			})
-		if err := <-answered; err != nil {
-			t.Fatal(err)
+		// gateway looks a method up when a call names it, and forwards it
+		// by name, under a hop name that does not repeat the name the
+		// caller sent.
+		forget(t, g.gw.catalog, "test.unseen")
+		cctx, root := cp.tracer.Start(ctx, "client work on a new method")
+		if got, err := c.Call(cctx, "test.unseen", []byte("x")); err != nil || string(got) != "x" {
+			t.Fatalf("test.unseen = %q, %v", got, err)
 		}
-		parent.End()
-		hop := gwp.span(t, "nats (forwarded)")
-		worker := wp.span(t, "test.unseen")
-		if hop.Parent.SpanID() != parent.SpanContext().SpanID() || hop.SpanKind != trace.SpanKindClient ||
-			attr(hop, "messaging.destination.name") != "nexo.svc.test.unseen" {
-			t.Errorf("hop: parent %v (want %v), kind %v, destination %q", hop.Parent.SpanID(), parent.SpanContext().SpanID(),
-				hop.SpanKind, attr(hop, "messaging.destination.name"))
+		root.End()
+		chain(t, root.SpanContext(), gwp, wp, "test.unseen", "nats (forwarded)", "native", "")
+	})
+}
+
+// forget makes c forget a method, as if no gather had found it yet, at a
+// moment when no gather is under way (the next periodic one is seconds
+// away): the next call that names it looks it up.
+func forget(t *testing.T, c *clusterCatalog, name string) {
+	t.Helper()
+	nexotest.WaitFor(t, 5*time.Second, "a moment between two gathers", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.gathering != nil {
+			return false
 		}
-		if worker.Parent.SpanID() != hop.SpanContext.SpanID() || worker.SpanContext.TraceID() != parent.SpanContext().TraceID() {
-			t.Errorf("the worker's span is under %v in trace %v; want under the hop %v in trace %v", worker.Parent.SpanID(),
-				worker.SpanContext.TraceID(), hop.SpanContext.SpanID(), parent.SpanContext().TraceID())
-		}
+		delete(c.methods, name)
+		c.at = time.Time{} // stale: a lookup gathers at once
+		return true
 	})
 }
 

@@ -3,6 +3,7 @@ package backplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -160,8 +161,9 @@ func NewWorker(nc *nats.Conn, reg *service.Registry, o WorkerOptions) (*Worker, 
 	// its own, a moment later). While NATS is not reachable they go with
 	// the connection, whenever it comes.
 	if nc.IsConnected() {
-		if err := nc.FlushTimeout(joinedWait); err != nil {
-			w.log.Warn("NATS did not confirm the worker's subscriptions", slog.Any("err", err))
+		if err := nc.FlushTimeout(joinedWait); errors.Is(err, nats.ErrTimeout) {
+			// Cut off meanwhile, it sends them again when it reconnects.
+			w.log.Warn("NATS did not confirm the worker's subscriptions in time", slog.Duration("waited", joinedWait))
 		}
 	}
 	return w, nil

@@ -131,7 +131,7 @@ func (m *metrics) door(name string) *doorStats {
 func (m *metrics) clientsByDoor(byDoor map[string]int) int {
 	total := 0
 	for _, d := range *m.doors.Load() {
-		if n := int(d.live.Load()); n > 0 {
+		if n := int(d.live.Load()); n != 0 { // below 0 would be a bug: shown, not hidden
 			byDoor[d.name] += n
 			total += n
 		}

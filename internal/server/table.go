@@ -24,8 +24,10 @@ func newSessionTable(history int) *sessionTable {
 // add puts s in the live set and counts it in its door's live sessions.
 func (t *sessionTable) add(s *session) {
 	t.mu.Lock()
+	if _, again := t.live[s.caller.ID]; !again {
+		s.door.live.Add(1)
+	}
 	t.live[s.caller.ID] = s
-	s.door.live.Add(1)
 	t.mu.Unlock()
 }
 
