@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,12 +47,18 @@ func (m *Main) certsCmd(fs *pflag.FlagSet) runFunc {
 			_, err := fmt.Fprintln(m.Stdout, string(out))
 			return err
 		}
+		// The call below dials the default address, 127.0.0.1: a server
+		// certificate that does not name it is checked against a name it has.
+		serverName := ""
+		if !slices.Contains(hs, "127.0.0.1") {
+			serverName = " --tls-server-name " + hs[0]
+		}
 		fmt.Fprintf(m.Stdout, `Wrote a development CA and certificates to %s (for testing only).
 Serve TLS, requiring client certificates (mutual TLS):
   nexo serve --tls-cert %s --tls-key %s --tls-client-ca %s
 Call it:
-  nexo call --tls-ca %s --tls-cert %s --tls-key %s math.add 2 3
-`, *dir, d("server.pem"), d("server-key.pem"), d("ca.pem"), d("ca.pem"), d("client.pem"), d("client-key.pem"))
+  nexo call --tls-ca %s --tls-cert %s --tls-key %s%s math.add 2 3
+`, *dir, d("server.pem"), d("server-key.pem"), d("ca.pem"), d("ca.pem"), d("client.pem"), d("client-key.pem"), serverName)
 		return nil
 	}
 }

@@ -192,3 +192,33 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestCertsHint: the commands nexo certs prints work as printed (with the
+// test's own address), also for a certificate that does not name
+// 127.0.0.1, the address the printed call dials.
+func TestCertsHint(t *testing.T) {
+	for _, hosts := range []string{"localhost,127.0.0.1,::1", "nexo.example.com"} {
+		dir := t.TempDir()
+		out, _, err := run(nil, "certs", "--dir", dir, "--hosts", hosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var serveArgs, callArgs []string
+		for line := range strings.Lines(out) {
+			switch f := strings.Fields(line); {
+			case len(f) > 1 && f[0] == "nexo" && f[1] == "serve":
+				serveArgs = f[2:]
+			case len(f) > 1 && f[0] == "nexo" && f[1] == "call":
+				callArgs = f[1:]
+			}
+		}
+		if serveArgs == nil || callArgs == nil {
+			t.Fatalf("hosts %s: no serve or call line in:\n%s", hosts, out)
+		}
+		addrs := serve(t, nil, serveArgs...)
+		got, _, err := run(nil, append(callArgs, "--addr", addrs["native"])...)
+		if err != nil || got != "5\n" {
+			t.Errorf("hosts %s: %v as printed (with --addr %s): %q, %v", hosts, callArgs, addrs["native"], got, err)
+		}
+	}
+}
