@@ -889,7 +889,12 @@ func TestWorkerCountsErrors(t *testing.T) {
 	// micro counts an error once the handler has returned, a moment after
 	// the answer went out: the view catches up.
 	var goWorker, otherWorker int
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	defer func() {
+		if t.Failed() {
+			t.Logf("the last cluster view: Go worker %d errors, other worker %d", goWorker, otherWorker)
+		}
+	}()
+	nexotest.WaitFor(t, 5*time.Second, fmt.Sprintf("the cluster view to count %d errors of the Go worker and 3 of the other", 2*n), func() bool {
 		cl, err := g.gw.Cluster(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -902,13 +907,8 @@ func TestWorkerCountsErrors(t *testing.T) {
 				otherWorker = wi.Errors
 			}
 		}
-		if goWorker == 2*n && otherWorker == 3 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if goWorker != 2*n || otherWorker != 3 {
-		t.Errorf("errors in the cluster view: Go worker %d, other worker %d; want %d and 3", goWorker, otherWorker, 2*n)
-	}
+		return goWorker == 2*n && otherWorker == 3
+	})
 }
 
 // TestWorkerServesOnceStarted: a worker serves from the moment NewWorker

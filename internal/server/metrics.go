@@ -130,7 +130,7 @@ func (m *metrics) door(name string) *doorStats {
 // live stats ask every second).
 func (m *metrics) clientsByDoor(byDoor map[string]int) int {
 	total := 0
-	for _, d := range *m.doors.Load() {
+	for _, d := range m.doorList() {
 		if n := int(d.live.Load()); n != 0 { // below 0 would be a bug: shown, not hidden
 			byDoor[d.name] += n
 			total += n
