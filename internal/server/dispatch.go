@@ -159,6 +159,9 @@ func (s *session) admit(async bool, size int) (wire.Code, string) {
 		s.inflightBytes.Add(-int64(size))
 		return wire.CodeBusy, "too many requests in flight on this server"
 	}
+	if s.loopWork != nil {
+		s.loopWork.Add(1)
+	}
 	s.acquire()
 	return 0, ""
 }
@@ -167,6 +170,9 @@ func (s *session) admit(async bool, size int) (wire.Code, string) {
 // go back with releaseBytes, as soon as the request no longer holds them.
 func (s *session) done() {
 	s.srv.async.Add(-1)
+	if s.loopWork != nil {
+		s.loopWork.Add(-1)
+	}
 	s.release()
 }
 

@@ -41,9 +41,8 @@ type loops struct {
 
 // loop is one event loop: an epoll set and the goroutine that waits on it.
 type loop struct {
-	srv    *Server
-	epfd   int
-	wakefd int // an eventfd: posted connections, or close
+	srv *Server
+	set *epollSet // its eventfd: posted connections, or close
 
 	mu     sync.Mutex
 	posted []*loopConn // guarded by mu: connections to look at
@@ -55,7 +54,11 @@ type loop struct {
 	events []unix.EpollEvent
 	timers timerHeap
 	held   atomic.Int64 // connections in the loop (read by metrics)
-	done   chan struct{}
+	// requests of the loop's connections served on other goroutines
+	// (session.loopWork), which then answer them: while there are any,
+	// the loop waits in the runtime's poller (run)
+	elsewhere atomic.Int64
+	done      chan struct{}
 }
 
 // loopConn is a connection served by a loop: its session, its door's
@@ -106,9 +109,6 @@ var errHandoff = errors.New("served on a goroutine from now on")
 // connection takes.
 const loopReadBuf = 64 << 10
 
-// wakeKey is the event key of a loop's eventfd; session ids start at 1.
-const wakeKey = 0
-
 // newLoops starts n loops (0: one per core).
 func newLoops(srv *Server, n int) (*loops, error) {
 	if n <= 0 {
@@ -127,11 +127,11 @@ func newLoops(srv *Server, n int) (*loops, error) {
 }
 
 func newLoop(srv *Server) (*loop, error) {
-	epfd, wakefd, err := newEpoll()
+	set, err := newEpollSet()
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{srv: srv, epfd: epfd, wakefd: wakefd, conns: make(map[uint64]*loopConn),
+	l := &loop{srv: srv, set: set, conns: make(map[uint64]*loopConn),
 		buf: make([]byte, loopReadBuf), events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
 	go l.run()
 	return l, nil
@@ -156,6 +156,7 @@ func (ls *loops) pick(c *loopConn) {
 func (c *loopConn) adopt(s *session, door loopDoor) {
 	c.id, c.s, c.door = s.caller.ID, s, door
 	s.rd.resume = c.resume
+	s.loopWork = &c.l.elsewhere
 }
 
 // newLoopConn returns a connection for a loop, not yet added: its door's
@@ -210,7 +211,7 @@ func (l *loop) post(c *loopConn) {
 		return // the loop ended every connection it held as it closed
 	}
 	l.posted = append(l.posted, c)
-	wake(l.wakefd) // under mu: close cannot close the eventfd meanwhile
+	l.set.post() // under mu: close cannot close the eventfd meanwhile
 }
 
 func (l *loop) close() {
@@ -221,45 +222,49 @@ func (l *loop) close() {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	wake(l.wakefd)
+	l.set.post()
 	<-l.done
-	_ = unix.Close(l.epfd)
-	_ = unix.Close(l.wakefd)
+	l.set.close()
 }
 
 // run is the loop's goroutine. After a wake-up with events it looks
 // again without waiting, and only when that finds nothing does it yield
-// and then wait in epoll_wait: under load the next requests are often in
-// already (on one CPU, the client ran while the loop wrote), and a thread
-// that blocks in a system call may lose its P, which costs more to get
-// back than the request costs to serve.
+// and then wait: under load the next requests are often in already (on
+// one CPU, the client ran while the loop wrote). While the loop's
+// requests are all served on the loop, it waits in epoll_wait itself,
+// which wakes it the quickest. While some of them run on other goroutines
+// (methods that are not inline, NATS), it waits in the runtime's poller
+// instead: a thread blocked in epoll_wait keeps its P, and those
+// goroutines, which answer the requests, would wait for it.
 func (l *loop) run() {
 	defer close(l.done)
 	var posted []*loopConn
 	busy := false // the last wake-up had events
 	for {
-		wait := -1
+		var k int
+		var err error
+		var until time.Time
+		if len(l.timers) > 0 {
+			until = l.timers[0].at
+		}
 		switch {
 		case busy:
-			wait = 0
-		case len(l.timers) > 0:
-			wait = max(int(time.Until(l.timers[0].at).Milliseconds())+1, 0)
-		}
-		k, err := unix.EpollWait(l.epfd, l.events, wait)
-		if err != nil {
-			if !errors.Is(err, unix.EINTR) {
-				return // cannot happen with a valid epfd and buffer
+			if k, err = l.set.poll(l.events); k == 0 && err == nil {
+				runtime.Gosched()
 			}
-			k = 0
+		case l.elsewhere.Load() > 0:
+			k, err = l.set.wait(l.events, until)
+		default:
+			k, err = l.set.block(l.events, until)
 		}
-		if busy = k > 0; !busy && wait == 0 {
-			runtime.Gosched()
+		if err != nil {
+			return // cannot happen with a valid set and buffer
 		}
+		busy = k > 0
 		for _, ev := range l.events[:k] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if id == wakeKey {
-				var b [8]byte
-				_, _ = unix.Read(l.wakefd, b[:]) // resets the counter
+				l.set.taken()
 				l.mu.Lock()
 				posted, l.posted = l.posted, posted[:0]
 				closed := l.closed
@@ -378,7 +383,7 @@ func (l *loop) watch(c *loopConn, op int) bool {
 		Pad:    int32(uint32(c.id >> 32)),
 	}
 	// The descriptor stays open while the loop holds it (fdConn.release).
-	return unix.EpollCtl(l.epfd, op, c.fc.fd, &ev) == nil
+	return unix.EpollCtl(l.set.fd, op, c.fc.fd, &ev) == nil
 }
 
 // serve reads once what has arrived on a connection and hands every whole

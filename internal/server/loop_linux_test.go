@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,11 +14,15 @@ import (
 	"github.com/nexo-project/nexo/wire"
 )
 
-// serveNative runs a server with cfg and no methods on a native listener
+// serveNative runs a server with cfg and methods ms on a native listener
 // of its own, shut down when the test ends.
-func serveNative(t *testing.T, cfg Config) (*Server, net.Listener) {
+func serveNative(t *testing.T, cfg Config, ms ...service.Method) (*Server, net.Listener) {
 	t.Helper()
-	s, err := New(cfg, service.NewRegistry(), nil)
+	reg := service.NewRegistry()
+	if err := reg.Register(ms...); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,4 +228,95 @@ func TestOwnConnAddrs(t *testing.T) {
 			t.Errorf("%s: owned: %v %v, remoteOf %s %v; accepted as %s %s", tc.listen, fc.LocalAddr(), fc.RemoteAddr(), text, loopback, local, remote)
 		}
 	}
+}
+
+// TestLoopsLetGoForOthers: while requests run on other goroutines (here
+// a method that is not inline), a loop with nothing to read waits in the
+// runtime's poller ("IO wait"), as the poller of parked connections
+// always does, and not in epoll_wait ("syscall"): a thread blocked in a
+// system call keeps its P until the runtime's monitor takes it back, 20
+// µs to 10 ms later, and the goroutines that answer waited meanwhile (a
+// gateway forwarding to NATS served a third less at c=8). While the loop is
+// all the work there is, it blocks in epoll_wait, the quickest wake-up.
+func TestLoopsLetGoForOthers(t *testing.T) {
+	release := make(chan struct{}) // a test that fails first ends test.hold by its context
+	s, ln := serveNative(t, Config{Core: CoreLoop, Loops: 1},
+		service.Method{Name: "test.echo", Inline: true, Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
+			return append(dst, req.Payload...), nil
+		}},
+		service.Method{Name: "test.hold", Handler: func(ctx context.Context, _ service.Request, dst []byte) ([]byte, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return dst, nil
+		}})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd := wire.NewReader(c, 0)
+	hello, _ := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: "waits"})
+	if _, err := c.Write(wire.AppendRequest(hello, 1, "test.echo", []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // WELCOME, then the echo
+		if _, err := rd.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Core() != CoreLoop {
+		t.Skip("no event loops here")
+	}
+	// states returns how the loop and the poller are: "IO wait" in the
+	// runtime's poller, "syscall" in epoll_wait, or running.
+	states := func() (loop, poller string) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			_, state, _ := strings.Cut(g, "[")
+			state, _, _ = strings.Cut(state, "]")
+			state, _, _ = strings.Cut(state, ",")
+			switch {
+			case strings.Contains(g, "server.(*loop).run("):
+				loop = state
+			case strings.Contains(g, "server.(*poller).run("):
+				poller = state
+			}
+		}
+		return loop, poller
+	}
+	// expect waits for the loop and the poller to wait as said, in three
+	// looks in a row: a moment of running, or of epoll_wait looking
+	// without waiting, comes between.
+	expect := func(when, loopWait, pollerWait string) {
+		t.Helper()
+		var loop, poller string
+		for seen, deadline := 0, time.Now().Add(2*time.Second); seen < 3; time.Sleep(time.Millisecond) {
+			if loop, poller = states(); loop == loopWait && poller == pollerWait {
+				seen++
+			} else {
+				seen = 0
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the loop is %q and the poller %q; want %q and %q", when, loop, poller, loopWait, pollerWait)
+			}
+		}
+	}
+	expect("with nothing running", "syscall", "IO wait")
+	if _, err := c.Write(wire.AppendRequest(nil, 2, "test.hold", nil)); err != nil {
+		t.Fatal(err)
+	}
+	expect("with test.hold running", "IO wait", "IO wait")
+	close(release)
+	if _, err := c.Write(wire.AppendRequest(nil, 3, "test.echo", []byte("y"))); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // test.hold's answer, then the echo
+		if _, err := rd.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("once test.hold has answered", "syscall", "IO wait")
 }

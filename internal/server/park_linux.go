@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,8 +12,7 @@ import (
 // goroutine. Each socket is armed one-shot: it reports once, and is armed
 // again when its session parks again.
 type poller struct {
-	epfd int
-	stop int // an eventfd that ends run
+	set *epollSet // its eventfd ends run
 
 	mu     sync.Mutex
 	parked map[uint64]*nativeConn // guarded by mu
@@ -20,46 +20,21 @@ type poller struct {
 	done   chan struct{}          // closed when run has returned
 }
 
-// stopKey is the event key of the stop eventfd; session ids start at 1.
-const stopKey = 0
-
 func newPoller() (*poller, error) {
-	epfd, stop, err := newEpoll()
+	set, err := newEpollSet()
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{epfd: epfd, stop: stop, parked: make(map[uint64]*nativeConn), done: make(chan struct{})}
+	// The poller always waits in the runtime's poller: the sessions it
+	// wakes go on on goroutines. Watched from the start, it holds its
+	// descriptors before the server serves.
+	if err := set.watch(); err != nil {
+		set.close()
+		return nil, err
+	}
+	p := &poller{set: set, parked: make(map[uint64]*nativeConn), done: make(chan struct{})}
 	go p.run()
 	return p, nil
-}
-
-// newEpoll returns an epoll set holding an eventfd, under event key 0,
-// that wakes its waiter.
-func newEpoll() (epfd, eventfd int, err error) {
-	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return -1, -1, err
-	}
-	eventfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		_ = unix.Close(epfd)
-		return -1, -1, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, eventfd, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(eventfd)
-		return -1, -1, err
-	}
-	return epfd, eventfd, nil
-}
-
-// wake adds one to an eventfd, waking whoever waits on the epoll set
-// that holds it. It fails only when the counter is full, which wakes it
-// just the same.
-func wake(eventfd int) {
-	one := [8]byte{1}
-	_, _ = unix.Write(eventfd, one[:])
 }
 
 // park arms the session's socket and remembers the session until it
@@ -80,9 +55,9 @@ func (p *poller) park(n *nativeConn) bool {
 	// Control holds the descriptor open while epoll_ctl runs, so a
 	// concurrent Close cannot hand its number to another socket first.
 	cerr := n.raw.Control(func(fd uintptr) {
-		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		err = unix.EpollCtl(p.set.fd, unix.EPOLL_CTL_MOD, int(fd), &ev)
 		if errors.Is(err, unix.ENOENT) { // parked for the first time
-			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+			err = unix.EpollCtl(p.set.fd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 		}
 	})
 	if cerr != nil || err != nil {
@@ -112,16 +87,13 @@ func (p *poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := p.set.wait(events, time.Time{})
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return // cannot happen with a valid epfd and buffer
+			return // cannot happen with a valid set and buffer
 		}
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			if id == stopKey {
+			if id == wakeKey {
 				return
 			}
 			p.mu.Lock()
@@ -144,8 +116,7 @@ func (p *poller) close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	wake(p.stop)
+	p.set.post()
 	<-p.done
-	_ = unix.Close(p.epfd)
-	_ = unix.Close(p.stop)
+	p.set.close()
 }
