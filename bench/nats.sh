@@ -12,9 +12,10 @@
 #     its own NATS server, and one `nexo worker` serving math;
 # then drives each with `nexo bench` (math.add, 50 connections, 1 and 16
 # outstanding), alternating between them, and prints the medians of the
-# rounds; everything shares this machine's cores. With NEXO_BEFORE, nexo built from that revision runs the same
-# servers beside them (idle while the others are driven), in the same
-# rounds, and a last table compares the two builds.
+# rounds; everything shares this machine's cores. With NEXO_BEFORE, nexo
+# built from that revision runs the same servers beside them (idle while
+# the others are driven), in the same rounds, and a last table compares
+# the two builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}

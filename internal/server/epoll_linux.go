@@ -30,7 +30,7 @@ type epollSet struct {
 	f        *os.File        // a duplicate of fd, watched by the runtime's poller; nil: not watched
 	rc       syscall.RawConn // f's
 	deadline time.Time       // f's read deadline, as last set
-	waited   time.Time       // when the last wait began
+	waited   time.Time       // when the last wait ended
 
 	// what look reads into and found, for wait: look is made once, as
 	// a closure made per wait would be allocated per wait
@@ -83,6 +83,13 @@ func (e *epollSet) watch() error {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), "epoll")
+	// os.NewFile hands back a file the runtime does not watch when it
+	// could not register it (its epoll set full, no memory): only a
+	// watched file takes deadlines.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		_ = f.Close()
+		return err
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		_ = f.Close()
@@ -109,7 +116,6 @@ func (e *epollSet) wait(events []unix.EpollEvent, until time.Time) (int, error) 
 	if err := e.watch(); err != nil {
 		return 0, err
 	}
-	e.waited = time.Now()
 	if !until.Equal(e.deadline) {
 		if err := e.f.SetReadDeadline(until); err != nil {
 			return 0, err
@@ -119,6 +125,7 @@ func (e *epollSet) wait(events []unix.EpollEvent, until time.Time) (int, error) 
 	e.events = events
 	err := e.rc.Read(e.look)
 	e.events = nil
+	e.waited = time.Now()
 	switch {
 	case e.err != nil:
 		return 0, e.err

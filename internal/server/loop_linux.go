@@ -57,8 +57,9 @@ type loop struct {
 	// requests of the loop's connections served on other goroutines
 	// (session.loopWork), which then answer them: while there are any,
 	// the loop waits in the runtime's poller (run)
-	elsewhere atomic.Int64
-	done      chan struct{}
+	elsewhere   atomic.Int64
+	watchFailed bool // the runtime's poller could not watch the set, logged once
+	done        chan struct{}
 }
 
 // loopConn is a connection served by a loop: its session, its door's
@@ -253,7 +254,15 @@ func (l *loop) run() {
 				runtime.Gosched()
 			}
 		case l.elsewhere.Load() > 0:
-			k, err = l.set.wait(l.events, until)
+			if k, err = l.set.wait(l.events, until); err != nil {
+				// The runtime cannot watch the set (the process is out of
+				// descriptors, say): block, as when all is on the loop.
+				if !l.watchFailed {
+					l.watchFailed = true
+					l.srv.log.Warn("an event loop waits in epoll_wait while requests run elsewhere", slog.Any(keyError, err))
+				}
+				k, err = l.set.block(l.events, until)
+			}
 		default:
 			k, err = l.set.block(l.events, until)
 		}

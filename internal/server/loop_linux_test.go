@@ -3,6 +3,7 @@ package server
 import (
 	"container/heap"
 	"context"
+	"io"
 	"net"
 	"runtime"
 	"strconv"
@@ -236,11 +237,11 @@ func TestOwnConnAddrs(t *testing.T) {
 // always does, and not in epoll_wait ("syscall"): a thread blocked in a
 // system call keeps its P until the runtime's monitor takes it back, 20
 // µs to 10 ms later, and the goroutines that answer waited meanwhile (a
-// gateway forwarding to NATS served a third less at c=8). While the loop is
+// gateway forwarding to NATS served a quarter less at c=8). While the loop is
 // all the work there is, it blocks in epoll_wait, the quickest wake-up.
 func TestLoopsLetGoForOthers(t *testing.T) {
 	release := make(chan struct{}) // a test that fails first ends test.hold by its context
-	s, ln := serveNative(t, Config{Core: CoreLoop, Loops: 1},
+	s, ln := serveNative(t, Config{Core: CoreLoop, Loops: 1, HandshakeTimeout: 300 * time.Millisecond},
 		service.Method{Name: "test.echo", Inline: true, Handler: func(_ context.Context, req service.Request, dst []byte) ([]byte, error) {
 			return append(dst, req.Payload...), nil
 		}},
@@ -309,14 +310,35 @@ func TestLoopsLetGoForOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("with test.hold running", "IO wait", "IO wait")
+
+	// The parked loop still keeps its timers: a connection that never
+	// says HELLO is closed at its handshake timeout.
+	quiet, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	_ = quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, quiet); err != nil {
+		t.Fatalf("a connection without HELLO beside a parked loop: %v, want it closed at its handshake timeout", err)
+	}
+
 	close(release)
+	if _, err := rd.ReadFrame(); err != nil { // test.hold's answer
+		t.Fatal(err)
+	}
+	elsewhere := &s.loops.Load().all[0].elsewhere
+	for deadline := time.Now().Add(2 * time.Second); elsewhere.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // the answer goes out a moment before the count
+			t.Fatalf("requests running elsewhere: %d after test.hold answered, want 0", elsewhere.Load())
+		}
+	}
+	// A parked loop looks at the count again at its next wake-up.
 	if _, err := c.Write(wire.AppendRequest(nil, 3, "test.echo", []byte("y"))); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 { // test.hold's answer, then the echo
-		if _, err := rd.ReadFrame(); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := rd.ReadFrame(); err != nil {
+		t.Fatal(err)
 	}
 	expect("once test.hold has answered", "syscall", "IO wait")
 }
