@@ -514,6 +514,14 @@ func (w *Worker) Gone(names []string) {
 // Connected reports whether the worker's NATS connection is up.
 func (w *Worker) Connected() bool { return w.nc.IsConnected() }
 
+// Served calls f with each method's requests so far (each request of a
+// batch counted) and those answered with an error.
+func (w *Worker) Served(f func(method string, requests, errors uint64)) {
+	for name, n := range w.served {
+		f(name, n.requests.Load(), n.errors.Load())
+	}
+}
+
 // Info returns the worker's micro service description.
 func (w *Worker) Info() micro.Info { return w.svc.Info() }
 

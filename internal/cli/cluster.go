@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
@@ -121,7 +123,7 @@ func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 		name := defaultName()
 		ws := &workers{connect: func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) }, log: log,
 			o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log, Tracer: tracer},
-			up: map[*upstream.Upstream]*backplane.Worker{}}
+			up: map[*upstream.Upstream]*backplane.Worker{}, draining: map[*backplane.Worker]bool{}, retired: map[string]served{}}
 		defer ws.close()
 		if len(names) > 0 {
 			if err := ws.start(nil, reg, map[string]string{"services": strings.Join(names, ","), "host": name}); err != nil {
@@ -143,7 +145,8 @@ func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 				return fmt.Errorf("health address: %w", err)
 			}
 			metrics := prometheus.NewRegistry()
-			metrics.MustRegister(upstream.Collector(ups))
+			metrics.MustRegister(upstream.Collector(ups), ws, collectors.NewGoCollector(),
+				collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -192,9 +195,55 @@ type workers struct {
 	o       backplane.WorkerOptions
 	log     *slog.Logger
 
-	mu  sync.Mutex
-	own *backplane.Worker
-	up  map[*upstream.Upstream]*backplane.Worker
+	mu       sync.Mutex
+	own      *backplane.Worker
+	up       map[*upstream.Upstream]*backplane.Worker
+	draining map[*backplane.Worker]bool // replaced, still answering what they hold
+	retired  map[string]served          // by method: what the workers that have stopped served
+}
+
+// served is what workers served of a method (backplane.Worker.Served).
+type served struct{ requests, errors uint64 }
+
+var (
+	workerRequestsDesc = prometheus.NewDesc("nexo_worker_requests_total",
+		"Requests the worker served, by method (each request of a batch counted).", []string{"method"}, nil)
+	workerErrorsDesc = prometheus.NewDesc("nexo_worker_errors_total",
+		"Requests the worker answered with an error, by method.", []string{"method"}, nil)
+	workerNATSDesc = prometheus.NewDesc("nexo_nats_connected",
+		"1 while every service of the worker is connected to NATS.", nil, nil)
+)
+
+// Describe implements prometheus.Collector: the worker's own metrics, on
+// its --health-addr.
+func (ws *workers) Describe(ch chan<- *prometheus.Desc) {
+	ch <- workerRequestsDesc
+	ch <- workerErrorsDesc
+	ch <- workerNATSDesc
+}
+
+// Collect implements prometheus.Collector. A method's counts are those of
+// every service that has served it, the replaced ones included, so that
+// they never go down when an upstream's methods change.
+func (ws *workers) Collect(ch chan<- prometheus.Metric) {
+	up := 0.0
+	if ws.connected() {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(workerNATSDesc, prometheus.GaugeValue, up)
+	ws.mu.Lock()
+	byMethod := maps.Clone(ws.retired)
+	for _, w := range ws.all() {
+		w.Served(into(byMethod))
+	}
+	for w := range ws.draining {
+		w.Served(into(byMethod))
+	}
+	ws.mu.Unlock()
+	for method, n := range byMethod {
+		ch <- prometheus.MustNewConstMetric(workerRequestsDesc, prometheus.CounterValue, float64(n.requests), method)
+		ch <- prometheus.MustNewConstMetric(workerErrorsDesc, prometheus.CounterValue, float64(n.errors), method)
+	}
 }
 
 // start serves reg's methods as a new micro service, in place of u's
@@ -222,6 +271,9 @@ func (ws *workers) start(u *upstream.Upstream, reg *service.Registry, meta map[s
 		old = ws.up[u]
 		ws.up[u] = w
 	}
+	if old != nil {
+		ws.draining[old] = true
+	}
 	ws.mu.Unlock()
 	if old != nil {
 		gone := lost(old, reg)
@@ -229,12 +281,29 @@ func (ws *workers) start(u *upstream.Upstream, reg *service.Registry, meta map[s
 			ctx, cancel := context.WithTimeout(context.Background(), service.DefaultTimeout)
 			defer cancel()
 			_ = old.Stop(ctx)
+			ws.retire(old)
 			if len(gone) > 0 {
 				w.Gone(gone)
 			}
 		}()
 	}
 	return nil
+}
+
+// retire keeps what a replaced worker served, once it has stopped.
+func (ws *workers) retire(w *backplane.Worker) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	delete(ws.draining, w)
+	w.Served(into(ws.retired))
+}
+
+// into returns a backplane.Worker.Served callback that adds to m.
+func into(m map[string]served) func(method string, requests, errors uint64) {
+	return func(method string, requests, errors uint64) {
+		n := m[method]
+		m[method] = served{n.requests + requests, n.errors + errors}
+	}
 }
 
 // lost lists the methods old served that reg does not.

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -182,4 +184,62 @@ func TestReusePort(t *testing.T) {
 		!strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("a server without --reuseport on a shared port: %v", err)
 	}
+}
+
+// TestWorkerMetrics: a worker's --health-addr /metrics counts its requests
+// and errors by method, says whether it is connected to NATS, and has the
+// Go runtime's and the process's metrics. Without --upstream it used to be
+// empty.
+func TestWorkerMetrics(t *testing.T) {
+	ns, err := natsembed.Start("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	w := inProcess(t, 2, nil, "nexo worker stopped", "worker", "--nats", ns.URL(), "--services", "math", "--health-addr", "127.0.0.1:0")
+	gw := serve(t, nil, "--nats", ns.URL(), "--services", "none")
+	for _, args := range [][]string{{"math.add", "1", "2"}, {"math.add", "3", "4"}} {
+		if _, errOut, err := run(nil, append([]string{"call", "--addr", gw["native"]}, args...)...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, errOut)
+		}
+	}
+	if _, _, err := run(nil, "call", "--addr", gw["native"], "math.div", "1", "0"); err == nil || !strings.Contains(err.Error(), "DIVISION_BY_ZERO") {
+		t.Fatalf("math.div 1 0: %v, want DIVISION_BY_ZERO", err)
+	}
+	metrics := func() string {
+		resp, err := http.Get("http://" + w["health"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	want := []string{ // whole lines, and names of the runtime's and the process's metrics
+		"\n" + `nexo_worker_requests_total{method="math.add"} 2` + "\n",
+		"\n" + `nexo_worker_requests_total{method="math.div"} 1` + "\n",
+		"\n" + `nexo_worker_errors_total{method="math.add"} 0` + "\n",
+		"\n" + `nexo_worker_errors_total{method="math.div"} 1` + "\n",
+		"\nnexo_nats_connected 1\n",
+		"\ngo_goroutines ",
+		"\nprocess_open_fds ",
+	}
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("the worker's /metrics:\n%s", last)
+		}
+	}()
+	nexotest.WaitFor(t, 5*time.Second, "the worker's /metrics to count the calls", func() bool {
+		last = metrics()
+		for _, w := range want {
+			if !strings.Contains(last, w) {
+				return false
+			}
+		}
+		return true
+	})
 }
