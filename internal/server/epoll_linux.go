@@ -122,7 +122,7 @@ func (e *epollSet) wait(events []unix.EpollEvent, until time.Time) (int, error) 
 		}
 		e.deadline = until
 	}
-	e.events = events
+	e.events, e.found, e.err = events, 0, nil // Read may return before a look
 	err := e.rc.Read(e.look)
 	e.events = nil
 	e.waited = time.Now()

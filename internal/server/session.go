@@ -52,27 +52,28 @@ type session struct {
 	// from goroutine to goroutine with a happens-before edge)
 	rd readerState
 
+	// the count of requests served beside their readers of the event
+	// loop the session is on (loop.elsewhere), set before its first
+	// request; nil off the loops
+	loopWork *atomic.Int64
+
 	lastSeen atomic.Int64 // unix ns of the last input
 	pingSent atomic.Int64 // unix ns of the last heartbeat (heartbeat loop)
 	rtt      atomic.Int64 // ns of the last heartbeat round trip
 	inflight atomic.Int64 // requests being served, +1 while the reader works through a burst
 	// bytes held by requests served beside the reader
 	inflightBytes atomic.Int64
-	// the count of requests served beside their readers of the event
-	// loop the session is on (loop.elsewhere), set before its first
-	// request; nil off the loops
-	loopWork *atomic.Int64
-	requests atomic.Uint64 // requests received
-	errors   atomic.Uint64 // error replies sent
-	bytesIn  atomic.Uint64
-	goodbye  atomic.Pointer[string] // a drain's goodbye, until it is queued
-	reason   atomic.Uint32          // closeReason; the first one set wins
-	draining atomic.Bool            // set once: new requests get SHUTTING_DOWN
-	reading  atomic.Bool            // the reader is in a burst, holding answers it has not handed over
-	finished atomic.Bool            // set once: the final flush and half-close have begun
-	closed   atomic.Bool            // set once: close has begun, the context is cancelled
-	pingless bool                   // set at construction: the door has no heartbeats, an idle timeout applies
-	gone     bool                   // guarded by srv.hub.mu: ended; never subscribe it again
+	requests      atomic.Uint64 // requests received
+	errors        atomic.Uint64 // error replies sent
+	bytesIn       atomic.Uint64
+	goodbye       atomic.Pointer[string] // a drain's goodbye, until it is queued
+	reason        atomic.Uint32          // closeReason; the first one set wins
+	draining      atomic.Bool            // set once: new requests get SHUTTING_DOWN
+	reading       atomic.Bool            // the reader is in a burst, holding answers it has not handed over
+	finished      atomic.Bool            // set once: the final flush and half-close have begun
+	closed        atomic.Bool            // set once: close has begun, the context is cancelled
+	pingless      bool                   // set at construction: the door has no heartbeats, an idle timeout applies
+	gone          bool                   // guarded by srv.hub.mu: ended; never subscribe it again
 }
 
 // lifetime is a session's context and its cancel.
