@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -206,18 +204,6 @@ func TestWorkerMetrics(t *testing.T) {
 	if _, _, err := run(nil, "call", "--addr", gw["native"], "math.div", "1", "0"); err == nil || !strings.Contains(err.Error(), "DIVISION_BY_ZERO") {
 		t.Fatalf("math.div 1 0: %v, want DIVISION_BY_ZERO", err)
 	}
-	metrics := func() string {
-		resp, err := http.Get("http://" + w["health"] + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	want := []string{ // whole lines, and names of the runtime's and the process's metrics
 		"\n" + `nexo_worker_requests_total{method="math.add"} 2` + "\n",
 		"\n" + `nexo_worker_requests_total{method="math.div"} 1` + "\n",
@@ -234,7 +220,7 @@ func TestWorkerMetrics(t *testing.T) {
 		}
 	}()
 	nexotest.WaitFor(t, 5*time.Second, "the worker's /metrics to count the calls", func() bool {
-		last = metrics()
+		last = get(t, "http://"+w["health"]+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(last, w) {
 				return false

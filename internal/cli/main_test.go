@@ -648,6 +648,21 @@ func TestAutoGivesUp(t *testing.T) {
 	}
 }
 
+// get returns the body of a GET of url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // clientOf returns the id of the one connected client of a door, from the
 // admin API.
 func clientOf(t *testing.T, admin, door string) uint64 {
@@ -799,14 +814,8 @@ func TestStampedVersion(t *testing.T) {
 	if err != nil || !strings.Contains(string(raw), `"version":"9.8.7","commit":"`+commit+`","build_date":"2026-12-02T13:00:00Z"`) {
 		t.Errorf("sys.info: %s %v", raw, err)
 	}
-	resp, err := http.Get("http://" + addrs["admin"] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	want := `nexo_build_info{dirty="false",goversion="` + runtime.Version() + `",revision="` + commit + `",version="9.8.7"} 1`
-	if !strings.Contains(string(b), want) {
+	if !strings.Contains(get(t, "http://"+addrs["admin"]+"/metrics"), want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 }

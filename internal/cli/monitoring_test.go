@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -38,14 +35,9 @@ func TestMonitoring(t *testing.T) {
 	_, _ = nativeCall(c, "up.one", "not json", 2*time.Second)
 	_, _ = nativeCall(c, "math.add", "", 2*time.Second)
 
-	resp, err := http.Get("http://" + doors["admin"] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exposition, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	exposition := get(t, "http://"+doors["admin"]+"/metrics")
 	exported := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\w+) (\w+)`).FindAllStringSubmatch(string(exposition), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\w+) (\w+)`).FindAllStringSubmatch(exposition, -1) {
 		exported[m[1]] = true
 		if m[2] == "histogram" {
 			exported[m[1]+"_bucket"], exported[m[1]+"_sum"], exported[m[1]+"_count"] = true, true, true
@@ -109,7 +101,7 @@ func TestMonitoring(t *testing.T) {
 		need(t, "promtool (Debian's prometheus package)", false)
 	}
 	check := exec.Command("promtool", "check", "metrics")
-	check.Stdin = bytes.NewReader(exposition)
+	check.Stdin = strings.NewReader(exposition)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
