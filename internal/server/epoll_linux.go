@@ -31,6 +31,7 @@ type epollSet struct {
 	rc       syscall.RawConn // f's
 	deadline time.Time       // f's read deadline, as last set
 	waited   time.Time       // when the last wait ended
+	failed   time.Time       // when watch last failed: it is not tried again for watchFor
 
 	// what look reads into and found, for wait: look is made once, as
 	// a closure made per wait would be allocated per wait
@@ -70,10 +71,27 @@ func newEpollSet() (*epollSet, error) {
 
 // watch has the runtime's poller watch a duplicate of the set's
 // descriptor (os.NewFile registers a non-blocking one), unless it does.
+// After a failure it fails at once for watchFor: the process may be short
+// of descriptors.
 func (e *epollSet) watch() error {
 	if e.f != nil {
 		return nil
 	}
+	if time.Since(e.failed) < watchFor {
+		return errWatchLater
+	}
+	if err := e.startWatch(); err != nil {
+		e.failed = time.Now()
+		return err
+	}
+	return nil
+}
+
+// errWatchLater is watch's answer for a while after it failed.
+var errWatchLater = errors.New("the runtime's poller could not watch the epoll set a moment ago")
+
+// startWatch is watch's work.
+func (e *epollSet) startWatch() error {
 	fd, err := unix.FcntlInt(uintptr(e.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return err
