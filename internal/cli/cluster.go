@@ -150,7 +150,7 @@ func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-				if !ws.connected() {
+				if !ws.ready() {
 					http.Error(w, "not connected to NATS\n", http.StatusServiceUnavailable)
 					return
 				}
@@ -198,8 +198,9 @@ type workers struct {
 	mu       sync.Mutex
 	own      *backplane.Worker
 	up       map[*upstream.Upstream]*backplane.Worker
-	draining map[*backplane.Worker]bool // replaced, still answering what they hold
+	draining map[*backplane.Worker]bool // replaced or stopping, still answering what they hold
 	retired  map[string]served          // by method: what the workers that have stopped served
+	stopping bool                       // stop has begun: not ready
 }
 
 // served is what workers served of a method (backplane.Worker.Served).
@@ -223,15 +224,15 @@ func (ws *workers) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector. A method's counts are those of
-// every service that has served it, the replaced ones included, so that
-// they never go down when an upstream's methods change.
+// every service that has served it, the replaced and stopped ones
+// included, so that they never go down when an upstream's methods change
+// or while the worker drains.
 func (ws *workers) Collect(ch chan<- prometheus.Metric) {
+	ws.mu.Lock()
 	up := 0.0
 	if ws.connected() {
 		up = 1
 	}
-	ch <- prometheus.MustNewConstMetric(workerNATSDesc, prometheus.GaugeValue, up)
-	ws.mu.Lock()
 	byMethod := maps.Clone(ws.retired)
 	for _, w := range ws.all() {
 		w.Served(into(byMethod))
@@ -240,6 +241,7 @@ func (ws *workers) Collect(ch chan<- prometheus.Metric) {
 		w.Served(into(byMethod))
 	}
 	ws.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(workerNATSDesc, prometheus.GaugeValue, up)
 	for method, n := range byMethod {
 		ch <- prometheus.MustNewConstMetric(workerRequestsDesc, prometheus.CounterValue, float64(n.requests), method)
 		ch <- prometheus.MustNewConstMetric(workerErrorsDesc, prometheus.CounterValue, float64(n.errors), method)
@@ -290,7 +292,9 @@ func (ws *workers) start(u *upstream.Upstream, reg *service.Registry, meta map[s
 	return nil
 }
 
-// retire keeps what a replaced worker served, once it has stopped.
+// retire keeps what a replaced or stopped worker served, once it has
+// stopped. Stop returns at its context's end without waiting for the
+// handlers it cancelled: errors they answer later are not counted.
 func (ws *workers) retire(w *backplane.Worker) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
@@ -364,16 +368,27 @@ func (ws *workers) all() []*backplane.Worker {
 	return out
 }
 
-// connected reports whether every service is connected to NATS.
+// connected reports whether there are services, draining ones included,
+// and every one is connected to NATS; mu is held.
 func (ws *workers) connected() bool {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	for _, w := range ws.all() {
+	all := ws.all()
+	for w := range ws.draining {
+		all = append(all, w)
+	}
+	for _, w := range all {
 		if !w.Connected() {
 			return false
 		}
 	}
-	return true
+	return len(all) > 0
+}
+
+// ready reports whether the worker serves: it is not stopping, and every
+// service is connected to NATS.
+func (ws *workers) ready() bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return !ws.stopping && ws.connected()
 }
 
 // stop drains every service at once.
@@ -381,11 +396,18 @@ func (ws *workers) stop(ctx context.Context) error {
 	ws.mu.Lock()
 	all := ws.all()
 	ws.own, ws.up = nil, map[*upstream.Upstream]*backplane.Worker{}
+	for _, w := range all {
+		ws.draining[w] = true
+	}
+	ws.stopping = true
 	ws.mu.Unlock()
 	errs := make([]error, len(all))
 	var wg sync.WaitGroup
 	for i, w := range all {
-		wg.Go(func() { errs[i] = w.Stop(ctx) })
+		wg.Go(func() {
+			errs[i] = w.Stop(ctx)
+			ws.retire(w)
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -2,16 +2,23 @@ package cli
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexo-project/nexo/client"
+	"github.com/nexo-project/nexo/internal/backplane"
+	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/natsembed"
 	"github.com/nexo-project/nexo/internal/nexotest"
+	"github.com/nexo-project/nexo/internal/upstream"
+	"github.com/nexo-project/nexo/service"
 )
 
 // startWorker runs `nexo worker` in-process until the test ends.
@@ -221,11 +228,67 @@ func TestWorkerMetrics(t *testing.T) {
 	}()
 	nexotest.WaitFor(t, 5*time.Second, "the worker's /metrics to count the calls", func() bool {
 		last = get(t, "http://"+w["health"]+"/metrics")
-		for _, w := range want {
-			if !strings.Contains(last, w) {
+		for _, line := range want {
+			if !strings.Contains(last, line) {
 				return false
 			}
 		}
 		return true
 	})
+}
+
+// TestWorkerStops: a stopping worker is not ready, and what it served
+// stays in its /metrics while it drains and after. Its /readyz said ready
+// while it drained (with no service left, none was disconnected), and its
+// counts went with its services.
+func TestWorkerStops(t *testing.T) {
+	ns, err := natsembed.Start("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	reg := service.NewRegistry()
+	if err := catalog.Register(reg, catalog.Options{Select: map[string]bool{"math": true}}); err != nil {
+		t.Fatal(err)
+	}
+	ws := &workers{connect: func() (*nats.Conn, error) { return nats.Connect(ns.URL()) }, log: slog.New(slog.DiscardHandler), o: backplane.WorkerOptions{Version: "1.0.0"},
+		up: map[*upstream.Upstream]*backplane.Worker{}, draining: map[*backplane.Worker]bool{}, retired: map[string]served{}}
+	defer ws.close()
+	if err := ws.start(nil, reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	gw := serve(t, nil, "--nats", ns.URL(), "--services", "none")
+	if out, errOut, err := run(nil, "call", "--addr", gw["native"], "math.add", "1", "2"); err != nil || strings.TrimSpace(out) != "3" {
+		t.Fatalf("math.add 1 2: %q %q %v", out, errOut, err)
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(ws)
+	// value returns a sample of the worker's metrics, or -1.
+	value := func(name, method string) float64 {
+		mfs, err := metrics.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if mf.GetName() == name && (method == "" || m.GetLabel()[0].GetValue() == method) {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	if !ws.ready() || value("nexo_nats_connected", "") != 1 || value("nexo_worker_requests_total", "math.add") != 1 {
+		t.Fatalf("serving: ready %v, connected %v, math.add served %v; want true, 1, 1",
+			ws.ready(), value("nexo_nats_connected", ""), value("nexo_worker_requests_total", "math.add"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ws.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ws.ready() || value("nexo_nats_connected", "") != 0 || value("nexo_worker_requests_total", "math.add") != 1 {
+		t.Errorf("stopped: ready %v, connected %v, math.add served %v; want false, 0, 1",
+			ws.ready(), value("nexo_nats_connected", ""), value("nexo_worker_requests_total", "math.add"))
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -413,7 +414,8 @@ func TestUpstreamChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Stop)
-	startWorker(t, "--nats", ns.URL(), "--upstream", url, "--upstream-check", "50ms")
+	worker := inProcess(t, 2, nil, "nexo worker stopped", "worker", "--nats", ns.URL(), "--upstream", url, "--upstream-check", "50ms",
+		"--health-addr", "127.0.0.1:0")
 	gw := serve(t, nil, "--nats", ns.URL(), "--services", "none")
 	lone := serve(t, nil, "--upstream", url, "--upstream-check", "50ms")
 	serve(t, nil, "--nats", ns.URL(), "--services", "none", "--name", "gw-up", "--upstream", url)
@@ -438,6 +440,20 @@ func TestUpstreamChanges(t *testing.T) {
 		defer c.Close()
 		waitAnswer(t, c, "up.one")
 	}
+	// served is the count of a method in the worker's /metrics.
+	served := func(method string) int {
+		m := regexp.MustCompile(`(?m)^nexo_worker_requests_total\{method="` + regexp.QuoteMeta(method) + `"\} (\d+)$`).
+			FindStringSubmatch(get(t, "http://"+worker["health"]+"/metrics"))
+		if m == nil {
+			return -1
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	before := served("up.one") // the gateway's calls went to the worker
+	if before < 1 {
+		t.Errorf("the worker counts %d calls of up.one, want at least 1", before)
+	}
 	doc.Store(&two)
 	for name, doors := range map[string]map[string]string{"serve --upstream": lone, "a gateway": gw} {
 		c, err := client.Dial(context.Background(), doors["native"], nil)
@@ -451,6 +467,13 @@ func TestUpstreamChanges(t *testing.T) {
 			_, last = nativeCall(c, "up.one", "", 2*time.Second)
 			return errors.Is(last, wire.CodeUnknownMethod)
 		})
+	}
+	// The service that served up.one is gone; its count stays.
+	if n := served("up.one"); n < before {
+		t.Errorf("after the upstream's change the worker counts %d calls of up.one, had %d", n, before)
+	}
+	if n := served("up.two"); n < 1 {
+		t.Errorf("the worker counts %d calls of up.two, want at least 1", n)
 	}
 }
 
