@@ -151,7 +151,7 @@ func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 			mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 				if !ws.ready() {
-					http.Error(w, "not connected to NATS\n", http.StatusServiceUnavailable)
+					http.Error(w, "not connected to NATS, or draining\n", http.StatusServiceUnavailable)
 					return
 				}
 				_, _ = w.Write([]byte("ready\n"))
