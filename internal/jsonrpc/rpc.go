@@ -113,12 +113,13 @@ type request struct {
 	ID     json.RawMessage
 }
 
-// envelope is a call as encoding/json decodes it, for parseCall to check.
+// envelope is the members of a call (parseEnvelope), for parseCall to
+// check; nil for a member that is not there.
 type envelope struct {
-	JSONRPC *string         `json:"jsonrpc"`
-	Method  *string         `json:"method"`
-	Params  json.RawMessage `json:"params"`
-	ID      json.RawMessage `json:"id"`
+	JSONRPC *string
+	Method  *string
+	Params  json.RawMessage
+	ID      json.RawMessage
 }
 
 // rpcError is the error member of a response.
@@ -310,8 +311,8 @@ func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
 	if req, ok := parseFast(msg); ok {
 		return req, response{}, true
 	}
-	var e envelope
-	if err := json.Unmarshal(msg, &e); err != nil {
+	e, err := parseEnvelope(msg)
+	if err != nil {
 		if _, syntax := errors.AsType[*json.SyntaxError](err); syntax {
 			return req, errorResponse(null, codeParseError, "parse error: not valid JSON", ""), false
 		}
@@ -337,6 +338,35 @@ func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
 		return req, errorResponse(id, codeInvalidRequest, "invalid request: params must be an array or an object", ""), false
 	}
 	return req, response{}, true
+}
+
+// parseEnvelope decodes the members of a call. Their names are
+// case-sensitive, as JSON-RPC's are: encoding/json alone would take
+// "Method" for "method" and "ID" for "id", so that
+// {"jsonrpC":"2.0","Method":""} was a notification, never answered,
+// where it is an invalid request.
+func parseEnvelope(msg json.RawMessage) (envelope, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(msg, &members); err != nil {
+		return envelope{}, err
+	}
+	e := envelope{Params: members["params"], ID: members["id"]}
+	if err := unmarshalMember(members["jsonrpc"], &e.JSONRPC); err != nil {
+		return envelope{}, err
+	}
+	if err := unmarshalMember(members["method"], &e.Method); err != nil {
+		return envelope{}, err
+	}
+	return e, nil
+}
+
+// unmarshalMember decodes a member that is there; *dst stays nil for one
+// that is not, or is null.
+func unmarshalMember(raw json.RawMessage, dst **string) error {
+	if raw == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, dst)
 }
 
 // call runs one call; ok is false for a notification (no response).

@@ -218,6 +218,26 @@ func TestObserve(t *testing.T) {
 	}
 }
 
+// TestMemberNamesCaseSensitive: a call's member names are JSON-RPC's,
+// case for case. encoding/json matches them without case, and
+// {"jsonrpC":"2.0","Method":""} went unanswered as a notification (found
+// by FuzzHandle).
+func TestMemberNamesCaseSensitive(t *testing.T) {
+	r := newRPC(t)
+	for _, tt := range []struct{ msg, want string }{
+		{`{"jsonrpC":"2.0","Method":""}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\""},"id":null}`},
+		{`{"jsonrpc":"2.0","Method":"math.add","params":[1,2],"id":1}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"method\" must be a string"},"id":1}`},
+		{`{"JSONRPC":"2.0","method":"math.add","params":[1,2],"id":1}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\""},"id":1}`},
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"ID":1}`, ``}, // no "id": a notification
+		{`{"jsonrpc":"2.0","method":"math.add","params":[1,2],"id":1,"Id":2}`, `{"jsonrpc":"2.0","result":3,"id":1}`},
+	} {
+		out, _ := r.Handle(context.Background(), &service.Caller{}, []byte(tt.msg))
+		if got := strings.TrimSpace(string(out)); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.msg, got, tt.want)
+		}
+	}
+}
+
 // FuzzHandle: any message gets either no answer (notifications) or valid
 // JSON, and never a panic; HandleInline, when it takes a message, answers
 // it as Handle does.
@@ -228,6 +248,7 @@ func FuzzHandle(f *testing.F) {
 		`{"jsonrpc":"2.0","method":"sys.echo","params":["a"],"id":"z"}`,
 		`{"jsonrpc":"2.0","method":"math.add","params":{"a":1},"id":null}`,
 		`[]`, `[1,2]`, `{`, `null`, `"x"`,
+		`{"jsonrpC":"2.0","Method":""}`,
 	} {
 		f.Add([]byte(s))
 	}
