@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"strconv"
 )
 
@@ -246,8 +247,9 @@ func ParseHello(body []byte) (Hello, error) {
 	if b := bytes.TrimSpace(body); b[0] != '{' {
 		return h, newError(CodeBadFrame, "HELLO body is not a JSON object")
 	}
-	if err := json.Unmarshal(body, &h); err != nil {
-		return h, newError(CodeBadFrame, "HELLO body: "+err.Error())
+	err := unmarshalMembers(body, member{"name", &h.Name}, member{"token", &h.Token}, member{"trace", &h.Trace})
+	if err != nil {
+		return Hello{}, newError(CodeBadFrame, "HELLO body: "+err.Error())
 	}
 	if len(h.Name) > MaxNameLen {
 		return h, newError(CodeBadFrame, "HELLO name over 64 bytes")
@@ -258,10 +260,37 @@ func ParseHello(body []byte) (Hello, error) {
 // ParseWelcome decodes a WELCOME body.
 func ParseWelcome(body []byte) (Welcome, error) {
 	var w Welcome
-	if err := json.Unmarshal(body, &w); err != nil {
-		return w, newError(CodeBadFrame, "WELCOME body: "+err.Error())
+	err := unmarshalMembers(body, member{"client_id", &w.ClientID}, member{"server", &w.Server},
+		member{"heartbeat_ms", &w.HeartbeatMS}, member{"max_frame", &w.MaxFrame}, member{"trace", &w.Trace})
+	if err != nil {
+		return Welcome{}, newError(CodeBadFrame, "WELCOME body: "+err.Error())
 	}
 	return w, nil
+}
+
+// member is a JSON object's member by its name, and where to decode it.
+type member struct {
+	name string
+	dst  any
+}
+
+// unmarshalMembers decodes a JSON object's members by their exact names.
+// JSON's member names are case-sensitive, so "Token" is not "token": it is
+// an unknown member, ignored as every unknown member is (encoding/json
+// alone would take it for "token", and the last of the two would win).
+func unmarshalMembers(body []byte, fields ...member) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return err
+	}
+	for _, f := range fields {
+		if raw, ok := members[f.name]; ok {
+			if err := json.Unmarshal(raw, f.dst); err != nil {
+				return errors.New(f.name + ": " + err.Error())
+			}
+		}
+	}
+	return nil
 }
 
 // AppendJSON appends a frame whose body is v as JSON: HELLO and WELCOME.

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"testing"
@@ -157,4 +158,53 @@ func (l *lender) Lend() ([]byte, error) {
 	}
 	l.lent = buf[:n]
 	return l.lent, nil
+}
+
+// FuzzParseHello: a HELLO body is accepted exactly when it is a JSON object
+// (or empty) whose name, token and trace, taken by their exact names, are
+// strings, a string and a boolean (or null), with a name of at most 64
+// bytes; what it returns is those members; an error is BAD_FRAME.
+func FuzzParseHello(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"name":"a","token":"t","trace":true}`, `{"Name":"a","name":"b"}`,
+		`{"name":5}`, `{"token":null}`, `[]`, `null`, `{"name":"\u00e9"}`, ` {"x":{"name":1}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h, err := ParseHello(body)
+		var want Hello
+		ok := true
+		if len(bytes.TrimSpace(body)) > 0 {
+			var m map[string]any
+			ok = bytes.TrimSpace(body)[0] == '{' && json.Unmarshal(body, &m) == nil
+			take := func(name string, dst any) {
+				switch v := m[name].(type) {
+				case nil:
+				case string:
+					if p, is := dst.(*string); is {
+						*p = v
+						return
+					}
+					ok = false
+				case bool:
+					if p, is := dst.(*bool); is {
+						*p = v
+						return
+					}
+					ok = false
+				default:
+					ok = false
+				}
+			}
+			take("name", &want.Name)
+			take("token", &want.Token)
+			take("trace", &want.Trace)
+			ok = ok && len(want.Name) <= MaxNameLen
+		}
+		if (err == nil) != ok || (ok && h != want) {
+			t.Fatalf("ParseHello(%q) = %+v, %v; want %+v, accepted %v", body, h, err, want, ok)
+		}
+		if err != nil && !errors.Is(err, CodeBadFrame) {
+			t.Fatalf("ParseHello(%q): %v is not BAD_FRAME", body, err)
+		}
+	})
 }

@@ -220,6 +220,10 @@ func TestParseHello(t *testing.T) {
 		{`{"name":`, Hello{}, false},
 		{`{"name":5}`, Hello{}, false},
 		{`null`, Hello{}, false},
+		// Member names are case-sensitive: these are unknown members.
+		{`{"NAME":"bob","Token":"s","Trace":true}`, Hello{}, true},
+		{`{"name":"a","Name":"b","token":"t","TOKEN":"u"}`, Hello{Name: "a", Token: "t"}, true},
+		{`{"Name":5}`, Hello{}, true},
 	}
 	for _, tt := range tests {
 		h, err := ParseHello([]byte(tt.body))
@@ -229,6 +233,22 @@ func TestParseHello(t *testing.T) {
 		if err != nil && !errors.Is(err, CodeBadFrame) {
 			t.Errorf("ParseHello(%q) error %v is not BAD_FRAME", tt.body, err)
 		}
+	}
+}
+
+// TestParseWelcome: a WELCOME's members are read by their exact names, and
+// a member of the wrong type is named in the error.
+func TestParseWelcome(t *testing.T) {
+	w, err := ParseWelcome([]byte(`{"client_id":7,"server":"nexo/1","heartbeat_ms":5000,"max_frame":1024,"trace":true,"Client_ID":9,"extra":[1]}`))
+	if want := (Welcome{ClientID: 7, Server: "nexo/1", HeartbeatMS: 5000, MaxFrame: 1024, Trace: true}); err != nil || w != want {
+		t.Errorf("ParseWelcome = %+v, %v; want %+v", w, err, want)
+	}
+	if w, err := ParseWelcome([]byte(`{"CLIENT_ID":7,"Server":"x"}`)); err != nil || w != (Welcome{}) {
+		t.Errorf("ParseWelcome of members in the wrong case = %+v, %v; want them ignored", w, err)
+	}
+	_, err = ParseWelcome([]byte(`{"client_id":"7"}`))
+	if !errors.Is(err, CodeBadFrame) || !strings.Contains(err.Error(), "client_id") {
+		t.Errorf("ParseWelcome of a string client_id: %v; want BAD_FRAME naming client_id", err)
 	}
 }
 
