@@ -164,7 +164,7 @@ func (m *Main) root() *cobra.Command {
 			if len(args) == 0 {
 				cmd.SetOut(m.Stderr)
 				_ = cmd.Usage()
-				return usageError{"no command given"}
+				return usageError{"no command given (see 'nexo --help')"}
 			}
 			return usageError{fmt.Sprintf("unknown command %q (see 'nexo --help')", args[0])}
 		},

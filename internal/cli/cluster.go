@@ -97,7 +97,7 @@ func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 				return usageError{"--nats-prefix: " + err.Error()}
 			}
 			if err := tracing.CheckEndpoint(*otlp); err != nil {
-				return usageError{"--otlp-endpoint: " + err.Error()}
+				return usageError{err.Error()}
 			}
 			fmt.Fprintln(m.Stdout, "nexo worker: the settings are valid")
 			return nil

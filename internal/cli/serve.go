@@ -68,7 +68,7 @@ func (m *Main) serve(fs *pflag.FlagSet) runFunc {
 		}
 		if set.check {
 			if err := tracing.CheckEndpoint(set.otlp); err != nil {
-				return usageError{"--otlp-endpoint: " + err.Error()}
+				return usageError{err.Error()}
 			}
 			fmt.Fprintln(m.Stdout, "nexo serve: the settings are valid")
 			return nil

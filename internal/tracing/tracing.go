@@ -39,12 +39,23 @@ const Header = "traceparent"
 // otherwise the standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
 // OTEL_EXPORTER_OTLP_ENDPOINT. Empty means tracing is off.
 func Endpoint(flag string) string {
-	for _, e := range []string{flag, os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")} {
-		if e != "" {
-			return e
+	endpoint, _ := endpointOf(flag)
+	return endpoint
+}
+
+// endpointOf returns Endpoint(flag) and where it came from: the flag
+// (--otlp-endpoint) or the variable's name, for errors that name what the
+// user set.
+func endpointOf(flag string) (endpoint, source string) {
+	if flag != "" {
+		return flag, "--otlp-endpoint"
+	}
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if e := os.Getenv(v); e != "" {
+			return e, v
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // Start returns a tracer exporting over OTLP/HTTP, and the function that
@@ -74,7 +85,8 @@ func Start(ctx context.Context, flag, service string) (trace.Tracer, func(contex
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("OTLP endpoint %q: %w", endpoint, err)
+		_, source := endpointOf(flag)
+		return nil, nil, fmt.Errorf("%s %q: %w", source, endpoint, err)
 	}
 	tp := NewProvider(service, sdktrace.WithBatcher(exp))
 	return Tracer(tp, service), tp.Shutdown, nil
@@ -83,15 +95,16 @@ func Start(ctx context.Context, flag, service string) (trace.Tracer, func(contex
 // CheckEndpoint reports whether the endpoint Start would use (see
 // Endpoint) is a URL it can export to. The variables are checked as the
 // flag is: the SDK would take a malformed one and fail only when it first
-// exports.
+// exports. The error names the flag or the variable the endpoint came
+// from.
 func CheckEndpoint(flag string) error {
-	endpoint := Endpoint(flag)
+	endpoint, source := endpointOf(flag)
 	if endpoint == "" {
 		return nil
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("OTLP endpoint %q: want a URL such as http://127.0.0.1:4318", endpoint)
+		return fmt.Errorf("%s %q: want an OTLP/HTTP URL such as http://127.0.0.1:4318", source, endpoint)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -40,15 +41,21 @@ func TestStart(t *testing.T) {
 		t.Errorf("no endpoint: tracer %v, err %v", tr, err)
 	}
 	for _, bad := range []string{"127.0.0.1:4318", "ftp://x", "http://"} {
-		if _, _, err := Start(ctx, bad, "test"); err == nil {
-			t.Errorf("endpoint %q accepted", bad)
+		if _, _, err := Start(ctx, bad, "test"); err == nil || !strings.HasPrefix(err.Error(), "--otlp-endpoint ") {
+			t.Errorf("endpoint %q: %v; want an error naming --otlp-endpoint", bad, err)
 		}
 	}
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "foo")
-	if _, _, err := Start(ctx, "", "test"); err == nil {
-		t.Error("a malformed OTEL_EXPORTER_OTLP_ENDPOINT accepted")
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(v, "::bad")
+		if _, _, err := Start(ctx, "", "test"); err == nil || !strings.HasPrefix(err.Error(), v+" ") {
+			t.Errorf("a malformed %s: %v; want an error naming it", v, err)
+		}
+		if err := CheckEndpoint(""); err == nil || !strings.HasPrefix(err.Error(), v+" ") {
+			t.Errorf("CheckEndpoint, a malformed %s: %v; want an error naming it", v, err)
+		}
 	}
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	var got atomic.Int32
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == "POST" && r.URL.Path == "/v1/traces" && r.Header.Get("Content-Type") == "application/x-protobuf" {
