@@ -119,3 +119,10 @@ func (h *Session) End(err error) { h.s.end(err) }
 // AddDoor declares a door, so that its counters are listed (at zero)
 // before its first connection.
 func (s *Server) AddDoor(name string) { s.metrics.door(name) }
+
+// AddUpgradeDoor declares a door whose connections are upgrades of
+// connections another door's listener accepted (WebSocket sessions on the
+// web door's): its accepted and rejected counts are its upgrades, and the
+// server's totals (Stats), which count each TCP connection once, leave
+// them out.
+func (s *Server) AddUpgradeDoor(name string) { s.metrics.door(name).upgrades.Store(true) }

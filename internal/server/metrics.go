@@ -70,6 +70,7 @@ type doorStats struct {
 	http4xx      [100]atomic.Uint64 // HTTP requests answered 400..499 (see HTTPServer)
 	unserved     atomic.Uint64      // HTTP connections closed before a request reached the handler
 	live         atomic.Int64       // sessions in the table (sessionTable keeps it)
+	upgrades     atomic.Bool        // its connections are another door's, upgraded (AddUpgradeDoor)
 	// bytes of sessions that have closed; live sessions are summed at
 	// snapshot time
 	closedIn, closedOut atomic.Uint64

@@ -181,6 +181,9 @@ func (s *Server) Stats() status.Stats {
 	}
 	st.Clients = s.metrics.clientsByDoor(st.Doors)
 	for _, d := range s.metrics.doorList() {
+		if d.upgrades.Load() {
+			continue // its connections are counted on the door that accepted them
+		}
 		st.Accepted += d.accepted.Load()
 		st.Rejected += d.rejected.Load()
 	}

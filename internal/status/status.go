@@ -48,8 +48,8 @@ type Stats struct {
 	UptimeS  float64           `json:"uptime_s"`
 	Clients  int               `json:"clients"`        // connected now
 	Doors    map[string]int    `json:"doors"`          // connected now, by door
-	Accepted uint64            `json:"accepted"`       // connections accepted, all doors
-	Rejected uint64            `json:"rejected"`       // connections refused over a limit
+	Accepted uint64            `json:"accepted"`       // TCP connections accepted, all listeners (a WebSocket once)
+	Rejected uint64            `json:"rejected"`       // TCP connections refused over a limit
 	Requests uint64            `json:"requests"`       // requests answered, all doors
 	Closed   map[string]uint64 `json:"closed"`         // sessions closed, by reason
 	Last     *Sample           `json:"last,omitempty"` // the last second

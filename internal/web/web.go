@@ -52,7 +52,7 @@ func Handler(o Options) http.Handler {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	srv.AddDoor(DoorWS)
+	srv.AddUpgradeDoor(DoorWS)
 	srv.AddDoor(DoorHTTP)
 	rpc := jsonrpc.NewRPC(srv.Registry(), timeout)
 	rpc.Observe = srv.Observe

@@ -129,11 +129,17 @@ func (w *wsClient) welcome() web.Welcome {
 // with its reason when it closes.
 func TestWebSocketSession(t *testing.T) {
 	srv := nexotest.Start(t, nexotest.FastConfig())
+	accepted := srv.Stats().Accepted
 	w, _, err := dialWS(t, srv, "?name=browser-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wel := w.welcome()
+	// One TCP connection, counted once in the totals: on the web door's
+	// listener, not again as a WebSocket session (it was, twice).
+	if got := srv.Stats().Accepted - accepted; got != 1 {
+		t.Errorf("a WebSocket client added %d to the accepted connections, want 1", got)
+	}
 	if wel.ClientID == 0 || !wel.Admin || wel.HeartbeatMS != 5000 {
 		t.Errorf("welcome %+v: want an id, admin (loopback, no token), heartbeat 5000", wel)
 	}
