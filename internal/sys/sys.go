@@ -134,7 +134,7 @@ func serverMethods(src Source, reg *service.Registry, version string) []service.
 					BuildDate: build.Date,
 					Dirty:     build.Dirty,
 					GoVersion: runtime.Version(),
-					UptimeS:   time.Since(start).Seconds(),
+					UptimeS:   time.Since(start).Round(time.Millisecond).Seconds(),
 					Clients:   src.ClientCount(),
 					Methods:   reg.Names(req.Caller.Trusted()),
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/nexo-project/nexo/internal/status"
@@ -55,6 +56,10 @@ func TestPrivilege(t *testing.T) {
 			}
 			if listed != tt.allowed || info.Clients != 3 || info.Server != "nexo/9.9" {
 				t.Errorf("sys.info = %+v", info)
+			}
+			// In milliseconds, as /api/stats says it: not 24.066994916.
+			if ms := info.UptimeS * 1000; math.Abs(ms-math.Round(ms)) > 1e-6 {
+				t.Errorf("sys.info uptime_s %v is not whole milliseconds", info.UptimeS)
 			}
 		})
 	}
