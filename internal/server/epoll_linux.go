@@ -128,11 +128,19 @@ func (e *epollSet) unwatch() {
 
 // wait returns the events ready now, into events. When none is, it parks
 // the goroutine in the runtime's poller until one is, or until the time
-// until (zero: no limit), and then returns 0. Only one goroutine may wait
+// until (zero: no limit), and then returns 0. It parks for 2 s at most:
+// what made the caller park may end without an event (the last request
+// a loop's connection left running elsewhere ends after the connection
+// closed), and the caller is to look again. Only one goroutine may wait
 // or block at a time.
 func (e *epollSet) wait(events []unix.EpollEvent, until time.Time) (int, error) {
 	if err := e.watch(); err != nil {
 		return 0, err
+	}
+	// Whole seconds, 1 to 2 s ahead: the deadline changes once a second,
+	// not on every wait.
+	if limit := time.Now().Truncate(time.Second).Add(2 * time.Second); until.IsZero() || limit.Before(until) {
+		until = limit
 	}
 	if !until.Equal(e.deadline) {
 		if err := e.f.SetReadDeadline(until); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -341,4 +342,81 @@ func TestLoopsLetGoForOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("once test.hold has answered", "syscall", "IO wait")
+}
+
+// TestParkedLoopLooksAgain: a loop parked while a request ran elsewhere
+// looks again at its count within two seconds, even when nothing wakes
+// it: here the request's connection closed while it ran, so its answer,
+// the last of the loop's requests, goes nowhere. It then blocks, and
+// the runtime's watch ends, closing the duplicate of its descriptor. A
+// loop parked with no deadline stayed so until its next event, keeping
+// the descriptor (found by CI's TestCatalogue, whose descriptor count
+// did not come back after an attack of held requests).
+func TestParkedLoopLooksAgain(t *testing.T) {
+	release := make(chan struct{})
+	s, ln := serveNative(t, Config{Core: CoreLoop, Loops: 1},
+		service.Method{Name: "test.hold", Handler: func(context.Context, service.Request, []byte) ([]byte, error) {
+			<-release // not its context: the request outlives its connection
+			return nil, nil
+		}})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	// epolls counts the process's epoll descriptors: the runtime's, the
+	// loop's and the parked connections' poller's, and a duplicate of each
+	// set the runtime watches.
+	epolls := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd here")
+		}
+		n := 0
+		for _, e := range ents {
+			if link, _ := os.Readlink("/proc/self/fd/" + e.Name()); link == "anon_inode:[eventpoll]" {
+				n++
+			}
+		}
+		return n
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := wire.NewReader(c, 0)
+	hello, _ := wire.AppendJSON(nil, wire.TypeHello, wire.Hello{Name: "leaves"})
+	if _, err := c.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.ReadFrame(); err != nil { // WELCOME
+		t.Fatal(err)
+	}
+	if s.Core() != CoreLoop {
+		t.Skip("no event loops here")
+	}
+	l := s.loops.Load().all[0]
+	baseline := epolls() // the loop has not parked yet: its set is not watched
+	if _, err := c.Write(wire.AppendRequest(nil, 1, "test.hold", nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "test.hold to run", func() bool { return l.elsewhere.Load() == 1 })
+	_ = c.Close()
+	time.Sleep(100 * time.Millisecond) // the loop sees the close, and parks again
+	close(release)
+	waitFor(t, 2*time.Second, "test.hold to end", func() bool { return l.elsewhere.Load() == 0 })
+	waitFor(t, 5*time.Second, "the loop's duplicate descriptor closed", func() bool { return epolls() == baseline })
+}
+
+// waitFor polls cond every millisecond until it holds, failing the test
+// after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+	}
 }
