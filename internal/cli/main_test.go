@@ -702,6 +702,40 @@ func TestBenchVerdict(t *testing.T) {
 	}
 }
 
+// TestOTLPEndpointNamed: a malformed OTLP endpoint stops serve and worker
+// at start-up (and --check) with exit status 2 and an error naming where
+// it came from, the flag or the variable, once: the variable's was blamed
+// on --otlp-endpoint, and the flag's named it twice.
+func TestOTLPEndpointNamed(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	for _, tc := range []struct {
+		env  string
+		args []string
+		says string
+	}{
+		{"", []string{"serve", "--otlp-endpoint", "ftp://x"}, `nexo: --otlp-endpoint "ftp://x": want`},
+		{"foo", []string{"serve"}, `nexo: OTEL_EXPORTER_OTLP_ENDPOINT "foo": want`},
+		{"foo", []string{"serve", "--check"}, `nexo: OTEL_EXPORTER_OTLP_ENDPOINT "foo": want`},
+		{"", []string{"worker", "--otlp-endpoint", "ftp://x"}, `nexo: --otlp-endpoint "ftp://x": want`},
+		{"foo", []string{"worker"}, `nexo: OTEL_EXPORTER_OTLP_ENDPOINT "foo": want`},
+	} {
+		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", tc.env)
+		// Free ports, should the check ever come after the listeners.
+		args := tc.args
+		if tc.args[0] == "serve" {
+			args = append(args, "--native-addr", "127.0.0.1:0", "--legacy-addr", "", "--web-addr", "", "--admin-addr", "")
+		} else {
+			args = append(args, "--nats", "nats://127.0.0.1:1")
+		}
+		var out, errb bytes.Buffer
+		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+		if status := m.Exit(context.Background(), args); status != 2 || !strings.HasPrefix(errb.String(), tc.says) ||
+			strings.Count(errb.String(), "otlp-endpoint") > 1 {
+			t.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT=%q nexo %s: exit %d, stderr %q; want 2 and %q", tc.env, strings.Join(args, " "), status, errb.String(), tc.says)
+		}
+	}
+}
+
 // TestMissedRate: a paced run 2.5% short of its rate after 10 s (a backlog
 // of a quarter of a second, found by a user's run at 97.5% with a p50 of
 // 558 ms) missed it; a run that answered all but what is still in flight

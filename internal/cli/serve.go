@@ -488,7 +488,7 @@ func addTracingFlag(fs *pflag.FlagSet) *string {
 func startTracing(ctx context.Context, flag, role string, log *slog.Logger) (tracer trace.Tracer, stop func(), err error) {
 	tracer, shutdown, err := tracing.Start(ctx, flag, role)
 	if err != nil {
-		return nil, nil, usageError{"--otlp-endpoint: " + err.Error()}
+		return nil, nil, usageError{err.Error()}
 	}
 	if tracer != nil {
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {

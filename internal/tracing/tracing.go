@@ -68,14 +68,14 @@ func endpointOf(flag string) (endpoint, source string) {
 // variable names an endpoint, the tracer is nil: tracing is off. service
 // names the process's role in its spans.
 func Start(ctx context.Context, flag, service string) (trace.Tracer, func(context.Context) error, error) {
-	endpoint := Endpoint(flag)
+	endpoint, source := endpointOf(flag)
 	if endpoint == "" {
 		return nil, func(context.Context) error { return nil }, nil
 	}
-	if err := CheckEndpoint(flag); err != nil {
+	u, err := checkURL(endpoint, source)
+	if err != nil {
 		return nil, nil, err
 	}
-	u, _ := url.Parse(endpoint)
 	var opts []otlptracehttp.Option
 	if flag != "" {
 		if !strings.HasSuffix(u.Path, "/v1/traces") {
@@ -85,7 +85,6 @@ func Start(ctx context.Context, flag, service string) (trace.Tracer, func(contex
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
-		_, source := endpointOf(flag)
 		return nil, nil, fmt.Errorf("%s %q: %w", source, endpoint, err)
 	}
 	tp := NewProvider(service, sdktrace.WithBatcher(exp))
@@ -102,11 +101,17 @@ func CheckEndpoint(flag string) error {
 	if endpoint == "" {
 		return nil
 	}
+	_, err := checkURL(endpoint, source)
+	return err
+}
+
+// checkURL parses an endpoint that came from source.
+func checkURL(endpoint, source string) (*url.URL, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s %q: want an OTLP/HTTP URL such as http://127.0.0.1:4318", source, endpoint)
+		return nil, fmt.Errorf("%s %q: want an OTLP/HTTP URL such as http://127.0.0.1:4318", source, endpoint)
 	}
-	return nil
+	return u, nil
 }
 
 // NewProvider returns an SDK tracer provider with nexo's resource and the
