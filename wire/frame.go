@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"strconv"
 )
 
@@ -286,7 +286,7 @@ func unmarshalMembers(body []byte, fields ...member) error {
 	for _, f := range fields {
 		if raw, ok := members[f.name]; ok {
 			if err := json.Unmarshal(raw, f.dst); err != nil {
-				return errors.New(f.name + ": " + err.Error())
+				return fmt.Errorf("%s: %w", f.name, err)
 			}
 		}
 	}
