@@ -125,19 +125,19 @@ func (m *Main) benchVerdict(res loadgen.Result, allowErrors bool) error {
 	return nil
 }
 
-// missedRate reports whether a paced run fell behind its schedule: more
-// than 1% of the requests it should have had answered were not, beyond
-// those a healthy run can still have outstanding at its end (each
-// connection's pipeline, and one more for the schedules' stagger). A
-// server 2.5% short of the rate has a backlog of a quarter of a second
-// after 10 s, which its latencies then measure.
+// missedRate reports whether a paced run missed its rate: it answered
+// less than 95% of it, or it fell behind its schedule by more than 1% of
+// the requests due, beyond those a healthy run can still have
+// outstanding at its end (each connection's pipeline, and one more for
+// the schedules' stagger). A server 2.5% short of the rate has a backlog
+// of a quarter of a second after 10 s, which its latencies then measure.
 func missedRate(res loadgen.Result) bool {
 	if res.Rate <= 0 {
 		return false
 	}
 	due := res.Rate * res.DurationS
 	behind := due - float64(res.Ops)
-	return behind > 0.01*due && behind > float64(res.Connections*(res.Pipeline+1))
+	return res.OpsPerSec < 0.95*res.Rate || (behind > 0.01*due && behind > float64(res.Connections*(res.Pipeline+1)))
 }
 
 // writeReports writes the latency distribution and chart, when asked for.
