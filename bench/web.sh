@@ -51,7 +51,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def get(server, door):
     runs = [r for r in rows if r["server"] == server and r["door"] == door]
     med = tuple(statistics.median(x["r"][k] for x in runs) for k in ("ops_per_sec", "p50_us", "p99_us"))
-    return med + (statistics.median(x["cpu_s"] * 1e6 / x["r"]["ops"] for x in runs),)
+    return med + (statistics.median(x["cpu_s"] * 1e6 / max(x["r"]["ops"], 1) for x in runs),)
 b, f, h, w = get("baseline", "http"), get("fasthttp", "http"), get("nexo", "http"), get("nexo", "web")
 print("| c=50 p=1, math.add | ops/s | p50 µs | p99 µs | server CPU µs per request | ratio |")
 print("| --- | ---: | ---: | ---: | ---: | --- |")
