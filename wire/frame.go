@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"strconv"
+
+	"github.com/nexo-project/nexo/internal/exactjson"
 )
 
 // Frame is one decoded frame. A Frame returned by [Reader.ReadFrame] borrows
@@ -247,7 +248,8 @@ func ParseHello(body []byte) (Hello, error) {
 	if b := bytes.TrimSpace(body); b[0] != '{' {
 		return h, newError(CodeBadFrame, "HELLO body is not a JSON object")
 	}
-	err := unmarshalMembers(body, member{"name", &h.Name}, member{"token", &h.Token}, member{"trace", &h.Trace})
+	err := exactjson.Unmarshal(body, exactjson.Member{Name: "name", Into: &h.Name},
+		exactjson.Member{Name: "token", Into: &h.Token}, exactjson.Member{Name: "trace", Into: &h.Trace})
 	if err != nil {
 		return Hello{}, newError(CodeBadFrame, "HELLO body: "+err.Error())
 	}
@@ -260,37 +262,13 @@ func ParseHello(body []byte) (Hello, error) {
 // ParseWelcome decodes a WELCOME body.
 func ParseWelcome(body []byte) (Welcome, error) {
 	var w Welcome
-	err := unmarshalMembers(body, member{"client_id", &w.ClientID}, member{"server", &w.Server},
-		member{"heartbeat_ms", &w.HeartbeatMS}, member{"max_frame", &w.MaxFrame}, member{"trace", &w.Trace})
+	err := exactjson.Unmarshal(body, exactjson.Member{Name: "client_id", Into: &w.ClientID},
+		exactjson.Member{Name: "server", Into: &w.Server}, exactjson.Member{Name: "heartbeat_ms", Into: &w.HeartbeatMS},
+		exactjson.Member{Name: "max_frame", Into: &w.MaxFrame}, exactjson.Member{Name: "trace", Into: &w.Trace})
 	if err != nil {
 		return Welcome{}, newError(CodeBadFrame, "WELCOME body: "+err.Error())
 	}
 	return w, nil
-}
-
-// member is a JSON object's member by its name, and where to decode it.
-type member struct {
-	name string
-	dst  any
-}
-
-// unmarshalMembers decodes a JSON object's members by their exact names.
-// JSON's member names are case-sensitive, so "Token" is not "token": it is
-// an unknown member, ignored as every unknown member is (encoding/json
-// alone would take it for "token", and the last of the two would win).
-func unmarshalMembers(body []byte, fields ...member) error {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(body, &members); err != nil {
-		return err
-	}
-	for _, f := range fields {
-		if raw, ok := members[f.name]; ok {
-			if err := json.Unmarshal(raw, f.dst); err != nil {
-				return fmt.Errorf("%s: %w", f.name, err)
-			}
-		}
-	}
-	return nil
 }
 
 // AppendJSON appends a frame whose body is v as JSON: HELLO and WELCOME.

@@ -21,6 +21,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/nexo-project/nexo/internal/exactjson"
 	"github.com/nexo-project/nexo/internal/tracing"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
@@ -341,32 +342,19 @@ func parseCall(msg json.RawMessage) (req request, resp response, ok bool) {
 }
 
 // parseEnvelope decodes the members of a call. Their names are
-// case-sensitive, as JSON-RPC's are: encoding/json alone would take
-// "Method" for "method" and "ID" for "id", so that
+// case-sensitive, as JSON-RPC's are (exactjson): encoding/json alone
+// would take "Method" for "method" and "ID" for "id", so that
 // {"jsonrpC":"2.0","Method":""} was a notification, never answered,
 // where it is an invalid request.
 func parseEnvelope(msg json.RawMessage) (envelope, error) {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(msg, &members); err != nil {
-		return envelope{}, err
-	}
-	e := envelope{Params: members["params"], ID: members["id"]}
-	if err := unmarshalMember(members["jsonrpc"], &e.JSONRPC); err != nil {
-		return envelope{}, err
-	}
-	if err := unmarshalMember(members["method"], &e.Method); err != nil {
+	var e envelope
+	err := exactjson.Unmarshal(msg, exactjson.Member{Name: "jsonrpc", Into: &e.JSONRPC},
+		exactjson.Member{Name: "method", Into: &e.Method}, exactjson.Member{Name: "params", Into: &e.Params},
+		exactjson.Member{Name: "id", Into: &e.ID})
+	if err != nil {
 		return envelope{}, err
 	}
 	return e, nil
-}
-
-// unmarshalMember decodes a member that is there; *dst stays nil for one
-// that is not, or is null.
-func unmarshalMember(raw json.RawMessage, dst **string) error {
-	if raw == nil {
-		return nil
-	}
-	return json.Unmarshal(raw, dst)
 }
 
 // call runs one call; ok is false for a notification (no response).
