@@ -49,7 +49,7 @@ type Stats struct {
 	Clients  int               `json:"clients"`        // connected now
 	Doors    map[string]int    `json:"doors"`          // connected now, by door
 	Accepted uint64            `json:"accepted"`       // TCP connections accepted, all listeners (a WebSocket once)
-	Rejected uint64            `json:"rejected"`       // TCP connections refused over a limit
+	Rejected uint64            `json:"rejected"`       // TCP connections refused (over a limit, or not on an allowed network)
 	Requests uint64            `json:"requests"`       // requests answered, all doors
 	Closed   map[string]uint64 `json:"closed"`         // sessions closed, by reason
 	Last     *Sample           `json:"last,omitempty"` // the last second
