@@ -614,7 +614,7 @@ func deadPeers() []fault {
 				}
 			}
 		}},
-		{family: "dead peers", name: "process stopped with SIGSTOP", bound: hbBound + 2*quick, counted: "closed/heartbeat timeout", attack: func(t *testing.T, e *env) {
+		{family: "dead peers", name: "process stopped with SIGSTOP", bound: hbBound + 2*quick, counted: "closed/heartbeat timeout", child: true, attack: func(t *testing.T, e *env) {
 			p := startChild(t, "idle", e.Native)
 			id, _ := strconv.ParseUint(p.ready, 10, 64)
 			if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -622,7 +622,7 @@ func deadPeers() []fault {
 			}
 			WaitFor(t, hbBound+quick, "the stopped client to be closed", func() bool { return !listed(e, id) })
 		}},
-		{family: "dead peers", name: "process killed with 64 requests in flight", bound: 3 * quick, counted: "closed/client closed", attack: func(t *testing.T, e *env) {
+		{family: "dead peers", name: "process killed with 64 requests in flight", bound: 3 * quick, counted: "closed/client closed", child: true, attack: func(t *testing.T, e *env) {
 			p := startChild(t, "inflight", e.Native)
 			id, _ := strconv.ParseUint(p.ready, 10, 64)
 			if err := p.cmd.Process.Kill(); err != nil {

@@ -63,7 +63,12 @@ type fault struct {
 	// them costs CPU that no server can avoid, and on two cores the canary
 	// feels it: its p99 is then judged against its p99 while as many
 	// connections are opened to a bare listener (env.churn), if higher.
-	conns  int
+	conns int
+	// child says the attack starts a child process (startChild). Starting
+	// one, a Go program, takes CPU on these two cores too: the canary's
+	// p99 is then judged against its p99 while a child that touches no
+	// server starts and is killed (env.spawn), if higher.
+	child  bool
 	attack func(t *testing.T, e *env)
 }
 
@@ -77,6 +82,9 @@ type env struct {
 	// churns holds the canary's p99 while n connections are opened to a
 	// bare listener, by n (see churn).
 	churns map[int]time.Duration
+	// spawned is the canary's p99 while a child process starts and is
+	// killed (see spawn); 0 until measured.
+	spawned time.Duration
 }
 
 // Tokens of the secure env.
@@ -134,6 +142,9 @@ func runFault(t *testing.T, e *env, f fault) {
 	var floor time.Duration
 	if f.conns > 0 {
 		floor = e.churn(t, f.conns)
+	}
+	if f.child {
+		floor = max(floor, e.spawn(t))
 	}
 	goroutines, fds, heap := goroutineBaseline(), openFDs(t), heapInUse()
 	before := counters(e.Server)
@@ -501,6 +512,23 @@ func (e *env) churn(t *testing.T, n int) time.Duration {
 	t.Logf("canary p99 while %d connections are opened to a bare listener: %v", n, got)
 	e.churns[n] = got
 	return got
+}
+
+// spawn returns the canary's p99 while a child process that touches no
+// server is started and killed (startChild's "bare" role): what starting
+// a process costs the canary by itself. It is measured once and kept.
+func (e *env) spawn(t *testing.T) time.Duration {
+	t.Helper()
+	if e.spawned > 0 {
+		return e.spawned
+	}
+	mark := e.canary.mark()
+	p := startChild(t, "bare", "")
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	e.spawned = p99(e.canary.window(t, mark, minSamples))
+	t.Logf("canary p99 while a child process starts and is killed: %v", e.spawned)
+	return e.spawned
 }
 
 // p99 is the 99th percentile of d.

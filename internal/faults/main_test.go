@@ -38,6 +38,12 @@ func child(role, addr string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	switch role {
+	case "bare":
+		// A process that starts and waits, touching no server: what
+		// starting a child costs the machine by itself (env.spawn).
+		fmt.Println("ready")
+		<-ctx.Done()
+		return 0
 	case "idle":
 		// A client that connects and then only answers PINGs.
 		c, err := client.Dial(ctx, addr, &client.Options{Name: "child-idle"})
