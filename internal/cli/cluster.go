@@ -234,10 +234,7 @@ func (ws *workers) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	byMethod := maps.Clone(ws.retired)
-	for _, w := range ws.all() {
-		w.Served(into(byMethod))
-	}
-	for w := range ws.draining {
+	for _, w := range ws.serving() {
 		w.Served(into(byMethod))
 	}
 	ws.mu.Unlock()
@@ -368,13 +365,20 @@ func (ws *workers) all() []*backplane.Worker {
 	return out
 }
 
-// connected reports whether there are services, draining ones included,
-// and every one is connected to NATS; mu is held.
-func (ws *workers) connected() bool {
+// serving returns every service that may still answer: the current
+// ones and those draining; mu is held.
+func (ws *workers) serving() []*backplane.Worker {
 	all := ws.all()
 	for w := range ws.draining {
 		all = append(all, w)
 	}
+	return all
+}
+
+// connected reports whether there are services, draining ones included,
+// and every one is connected to NATS; mu is held.
+func (ws *workers) connected() bool {
+	all := ws.serving()
 	for _, w := range all {
 		if !w.Connected() {
 			return false
