@@ -3,7 +3,9 @@ package backplane
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,4 +305,92 @@ func TestStopRacesDelivery(t *testing.T) {
 		t.Errorf("%d requests started running after Stop had returned", n)
 	}
 	t.Logf("%d requests run, %d refused", served, refused)
+}
+
+// stallingProxy forwards TCP connections to target until stall is called;
+// from then on it forwards nothing, as a NATS server that stopped
+// answering, and cut closes every connection and the listener, as a NATS
+// server that went away.
+func stallingProxy(t *testing.T, target string) (addr string, stall, cut func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		stalled atomic.Bool
+		mu      sync.Mutex
+		conns   []net.Conn // guarded by mu
+	)
+	forward := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if !stalled.Load() {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go forward(s, c)
+			go forward(c, s)
+		}
+	}()
+	cut = func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	t.Cleanup(cut)
+	return ln.Addr().String(), func() { stalled.Store(true) }, cut
+}
+
+// TestStopWhileNATSGoesAway: NATS goes away after Stop began to drain,
+// while the worker still counted itself connected (SIGTERM right after
+// NATS stopped). Stop then takes the way of a worker without NATS and
+// returns at once, without error. Before the fix it waited for the
+// drain's flush, ten seconds, and then for a connection that did not come
+// back, until its context ended: a worker did not stop on SIGTERM.
+func TestStopWhileNATSGoesAway(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	addr, stall, cut := stallingProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
+	w := startWorker(t, "nats://"+addr)
+	stall() // the drain's UNSUB and PING go nowhere
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- w.Stop(ctx)
+	}()
+	for !w.svc.Stopped() { // the drain has begun, and waits on its flush
+		time.Sleep(time.Millisecond)
+	}
+	cut()
+	if err := <-stopped; err != nil {
+		t.Errorf("Stop: %v, want nil: the worker stopped, NATS was away", err)
+	}
+	if !w.nc.IsClosed() {
+		t.Error("the NATS connection is not closed after Stop")
+	}
 }

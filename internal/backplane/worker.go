@@ -531,21 +531,23 @@ func (w *Worker) Info() micro.Info { return w.svc.Info() }
 // cancelled and the connection is closed. Requests NATS still delivers once
 // the worker waits for its handlers (it lost its connection, or the drain
 // ended early) are answered SHUTTING_DOWN without being run.
+//
+// A worker without NATS, from the start or from any moment of the drain,
+// stops at once (see stopStranded): there is nothing a drain could still
+// hand over.
 func (w *Worker) Stop(ctx context.Context) error {
 	if !w.nc.IsConnected() {
-		// Nothing can be answered without NATS, and a drain would wait
-		// for a connection that may not come back. Messages the
-		// subscriptions hold are still delivered meanwhile.
-		w.refuse()
-		w.cancel()
-		w.running.Wait()
-		w.nc.Close()
-		return nil
+		return w.stopStranded()
 	}
 	stopErr := w.svc.Stop() // drains the endpoint subscriptions
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for w.nc.NumSubscriptions() > 0 && !w.nc.IsClosed() {
+		if !w.nc.IsConnected() {
+			// NATS went away under the drain, whose flush would wait
+			// ten seconds and then for the connection to come back.
+			return w.stopStranded()
+		}
 		select {
 		case <-ctx.Done():
 			w.refuse() // what is still delivered until Close would run cancelled
@@ -567,7 +569,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	closed := make(chan struct{})
 	w.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-	if err := w.nc.Drain(); err != nil {
+	if err := w.nc.Drain(); errors.Is(err, nats.ErrConnectionReconnecting) {
+		// NATS went away after the subscriptions drained: answers of
+		// the handlers just waited for could not be sent.
+		return w.stopStranded()
+	} else if err != nil {
 		w.nc.Close()
 		return err
 	}
@@ -578,4 +584,16 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.cancel()
 	return stopErr
+}
+
+// stopStranded stops a worker that has no NATS connection. Nothing can be
+// answered without NATS, and a drain would wait for a connection that may
+// not come back, so running handlers are cancelled and waited for, and
+// messages the subscriptions still deliver meanwhile are refused.
+func (w *Worker) stopStranded() error {
+	w.refuse()
+	w.cancel()
+	w.running.Wait()
+	w.nc.Close()
+	return nil
 }
