@@ -121,9 +121,8 @@ func (m *Main) worker(fs *pflag.FlagSet) runFunc {
 			}
 		}
 		name := defaultName()
-		ws := &workers{connect: func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) }, log: log,
-			o:  backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log, Tracer: tracer},
-			up: map[*upstream.Upstream]*backplane.Worker{}, draining: map[*backplane.Worker]bool{}, retired: map[string]served{}}
+		ws := newWorkers(func() (*nats.Conn, error) { return nf.connect("nexo-worker "+name, log) },
+			backplane.WorkerOptions{Prefix: *nf.prefix, Version: Version, Log: log, Tracer: tracer}, log)
 		defer ws.close()
 		if len(names) > 0 {
 			if err := ws.start(nil, reg, map[string]string{"services": strings.Join(names, ","), "host": name}); err != nil {
@@ -201,6 +200,13 @@ type workers struct {
 	draining map[*backplane.Worker]bool // replaced or stopping, still answering what they hold
 	retired  map[string]served          // by method: what the workers that have stopped served
 	stopping bool                       // stop has begun: not ready
+}
+
+// newWorkers returns a worker's services, none started yet: each connects
+// to NATS with connect and serves with o.
+func newWorkers(connect func() (*nats.Conn, error), o backplane.WorkerOptions, log *slog.Logger) *workers {
+	return &workers{connect: connect, o: o, log: log,
+		up: map[*upstream.Upstream]*backplane.Worker{}, draining: map[*backplane.Worker]bool{}, retired: map[string]served{}}
 }
 
 // served is what workers served of a method (backplane.Worker.Served).

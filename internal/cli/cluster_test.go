@@ -17,7 +17,6 @@ import (
 	"github.com/nexo-project/nexo/internal/catalog"
 	"github.com/nexo-project/nexo/internal/natsembed"
 	"github.com/nexo-project/nexo/internal/nexotest"
-	"github.com/nexo-project/nexo/internal/upstream"
 	"github.com/nexo-project/nexo/service"
 )
 
@@ -251,8 +250,7 @@ func TestWorkerStops(t *testing.T) {
 	if err := catalog.Register(reg, catalog.Options{Select: map[string]bool{"math": true}}); err != nil {
 		t.Fatal(err)
 	}
-	ws := &workers{connect: func() (*nats.Conn, error) { return nats.Connect(ns.URL()) }, log: slog.New(slog.DiscardHandler), o: backplane.WorkerOptions{Version: "1.0.0"},
-		up: map[*upstream.Upstream]*backplane.Worker{}, draining: map[*backplane.Worker]bool{}, retired: map[string]served{}}
+	ws := newWorkers(func() (*nats.Conn, error) { return nats.Connect(ns.URL()) }, backplane.WorkerOptions{Version: "1.0.0"}, slog.New(slog.DiscardHandler))
 	defer ws.close()
 	if err := ws.start(nil, reg, nil); err != nil {
 		t.Fatal(err)
