@@ -116,7 +116,9 @@ func TestServe(t *testing.T) {
 
 // TestWorker: greet-go --nats serves greet.go as a worker; a pure gateway
 // (run here with package host, as a program of one's own would) learns it
-// from the worker and answers it, and describes it.
+// from the worker and answers it, and describes it. NATS stops before the
+// worker gets its SIGTERM (the deferred Stop runs before the cleanups),
+// and the worker must still exit 0 within the 10 s start allows.
 func TestWorker(t *testing.T) {
 	ns, err := natsembed.Start("127.0.0.1:0", nil)
 	if err != nil {
