@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
 )
@@ -368,14 +369,44 @@ func stallingProxy(t *testing.T, target string) (addr string, stall, cut func())
 
 // TestStopWhileNATSGoesAway: NATS goes away after Stop began to drain,
 // while the worker still counted itself connected (SIGTERM right after
-// NATS stopped). Stop then takes the way of a worker without NATS and
-// returns at once, without error. Before the fix it waited for the
-// drain's flush, ten seconds, and then for a connection that did not come
-// back, until its context ended: a worker did not stop on SIGTERM.
+// NATS stopped), and while a subscription still holds a message, so that
+// the drain cannot end by itself. Stop then takes the way of a worker
+// without NATS: what is delivered from then on is refused without being
+// run, the running handler is waited for, and Stop returns nil. Before
+// the fix the drain waited for NATS to come back until its context ended
+// (30 s for `nexo worker`): a worker did not stop on SIGTERM, and the
+// message it held ran, its answer going nowhere.
 func TestStopWhileNATSGoesAway(t *testing.T) {
 	ns := startNATS(t, "127.0.0.1:0")
 	addr, stall, cut := stallingProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
-	w := startWorker(t, "nats://"+addr)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var ran atomic.Int64
+	hold := service.Method{Name: "test.hold", Inline: true, Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
+		if ran.Add(1) == 1 {
+			close(entered)
+		}
+		<-release // inline, so the subscription delivers nothing else meanwhile
+		return append(dst, "done"...), nil
+	}}
+	w := startWorker(t, "nats://"+addr, hold)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	// Two requests: the first holds the handler, the second waits in the
+	// subscription.
+	caller := dialNATS(t, ns.URL())
+	subject := Subjects{DefaultPrefix}.Service("test.hold")
+	for range 2 {
+		if err := caller.PublishRequest(subject, caller.NewRespInbox(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nexotest.WaitFor(t, 10*time.Second, "the worker to receive both requests", func() bool { return w.nc.Stats().InMsgs >= 2 })
+	<-entered
+
 	stall() // the drain's UNSUB and PING go nowhere
 	stopped := make(chan error, 1)
 	go func() {
@@ -383,9 +414,48 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 		defer cancel()
 		stopped <- w.Stop(ctx)
 	}()
-	for !w.svc.Stopped() { // the drain has begun, and waits on its flush
-		time.Sleep(time.Millisecond)
+	nexotest.WaitFor(t, 10*time.Second, "Stop to begin the drain", w.svc.Stopped)
+	cut()
+	nexotest.WaitFor(t, 10*time.Second, "the worker to refuse requests once NATS went away under its drain", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.stopping
+	})
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while a handler was running", err)
+	default:
 	}
+	close(release)
+	released = true
+	if err := <-stopped; err != nil {
+		t.Errorf("Stop: %v, want nil: the worker stopped, NATS was away", err)
+	}
+	if !w.nc.IsClosed() {
+		t.Error("the NATS connection is not closed after Stop")
+	}
+	if n := ran.Load(); n != 1 {
+		t.Errorf("test.hold ran %d times, want 1: the request delivered after NATS went away must not run", n)
+	}
+}
+
+// TestStopWhileNATSGoesAwayIdle: as TestStopWhileNATSGoesAway, with no
+// request in hand, so that the subscriptions drain as soon as NATS is
+// gone and the connection's own drain is what finds it gone (or the
+// drain loop, whichever sees it first). Stop returns nil. Before the fix
+// it returned "nats: connection reconnecting", and `nexo worker` exited 1.
+func TestStopWhileNATSGoesAwayIdle(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0")
+	addr, stall, cut := stallingProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
+	w := startWorker(t, "nats://"+addr)
+	stall()
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- w.Stop(ctx)
+	}()
+	nexotest.WaitFor(t, 10*time.Second, "Stop to begin the drain", w.svc.Stopped)
 	cut()
 	if err := <-stopped; err != nil {
 		t.Errorf("Stop: %v, want nil: the worker stopped, NATS was away", err)
@@ -393,4 +463,32 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 	if !w.nc.IsClosed() {
 		t.Error("the NATS connection is not closed after Stop")
 	}
+}
+
+// TestStopStrandedWithinContext: a worker without NATS whose handler does
+// not return is stopped with a context that ends; Stop returns then, with
+// the context's error, instead of waiting for the handler without bound
+// (so a drain timeout holds however NATS fares).
+func TestStopStrandedWithinContext(t *testing.T) {
+	var release chan struct{} // made in the bubble, so that waiting on it is durable
+	stuck := service.Method{Name: "test.stuck", Handler: func(context.Context, service.Request, []byte) ([]byte, error) {
+		<-release // ignores its context
+		return nil, nil
+	}}
+	w := strandedWorkers(t, 1, stuck)[0]
+	deliver := w.handler(&stuck, new(endpointCount))
+	synctest.Test(t, func(t *testing.T) {
+		release = make(chan struct{})
+		defer close(release)
+		deliver(single("x"))
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Stop: %v, want the context's deadline", err)
+		}
+		if !w.nc.IsClosed() {
+			t.Error("the NATS connection is not closed after Stop")
+		}
+	})
 }

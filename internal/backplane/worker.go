@@ -532,21 +532,21 @@ func (w *Worker) Info() micro.Info { return w.svc.Info() }
 // the worker waits for its handlers (it lost its connection, or the drain
 // ended early) are answered SHUTTING_DOWN without being run.
 //
-// A worker without NATS, from the start or from any moment of the drain,
-// stops at once (see stopStranded): there is nothing a drain could still
-// hand over.
+// A worker that is not connected to NATS when Stop begins, or at any
+// moment of the drain, however briefly, stops without a drain (see
+// stopStranded): nothing it answers could reach the gateways.
 func (w *Worker) Stop(ctx context.Context) error {
 	if !w.nc.IsConnected() {
-		return w.stopStranded()
+		return w.stopStranded(ctx)
 	}
 	stopErr := w.svc.Stop() // drains the endpoint subscriptions
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for w.nc.NumSubscriptions() > 0 && !w.nc.IsClosed() {
 		if !w.nc.IsConnected() {
-			// NATS went away under the drain, whose flush would wait
-			// ten seconds and then for the connection to come back.
-			return w.stopStranded()
+			// NATS went away under the drain, whose subscriptions would
+			// wait for it to come back (and its flush ten seconds).
+			return w.stopStranded(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -560,19 +560,17 @@ func (w *Worker) Stop(ctx context.Context) error {
 	// The drain delivered every message the subscriptions held, or the
 	// connection closed under it: anything still arriving is refused.
 	w.refuse()
-	idle := make(chan struct{})
-	go func() { w.running.Wait(); close(idle) }()
-	select {
-	case <-idle:
-	case <-ctx.Done():
+	if !w.handlersDone(ctx) {
 		w.cancel()
 	}
 	closed := make(chan struct{})
 	w.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := w.nc.Drain(); errors.Is(err, nats.ErrConnectionReconnecting) {
-		// NATS went away after the subscriptions drained: answers of
-		// the handlers just waited for could not be sent.
-		return w.stopStranded()
+		// NATS went away once the subscriptions had drained (Drain then
+		// closes the connection): the handlers' answers could not be
+		// sent, and nothing is left to wait for.
+		w.cancel()
+		return stopErr
 	} else if err != nil {
 		w.nc.Close()
 		return err
@@ -588,12 +586,29 @@ func (w *Worker) Stop(ctx context.Context) error {
 
 // stopStranded stops a worker that has no NATS connection. Nothing can be
 // answered without NATS, and a drain would wait for a connection that may
-// not come back, so running handlers are cancelled and waited for, and
-// messages the subscriptions still deliver meanwhile are refused.
-func (w *Worker) stopStranded() error {
+// not come back: messages the subscriptions still deliver are refused,
+// running handlers are cancelled, and it waits for them until ctx ends.
+func (w *Worker) stopStranded(ctx context.Context) error {
 	w.refuse()
 	w.cancel()
-	w.running.Wait()
+	done := w.handlersDone(ctx)
 	w.nc.Close()
+	if !done {
+		return fmt.Errorf("worker stop: handlers still running: %w", ctx.Err())
+	}
 	return nil
+}
+
+// handlersDone waits until no handler runs, or ctx ends; it reports
+// whether every handler ended. Stop calls it once requests are refused,
+// so that no handler starts meanwhile.
+func (w *Worker) handlersDone(ctx context.Context) bool {
+	idle := make(chan struct{})
+	go func() { w.running.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
