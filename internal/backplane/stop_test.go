@@ -367,6 +367,24 @@ func stallingProxy(t *testing.T, target string) (addr string, stall, cut func())
 	return ln.Addr().String(), func() { stalled.Store(true) }, cut
 }
 
+// stopAsNATSGoes stops w (with 30 s to drain, as `nexo worker` has) while
+// NATS goes away under the drain: stall, so that the drain's UNSUB and
+// PING go nowhere and the worker still counts itself connected; Stop; and
+// once the drain has begun, cut. Stop's result arrives on the channel.
+func stopAsNATSGoes(t *testing.T, w *Worker, stall, cut func()) <-chan error {
+	t.Helper()
+	stall()
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- w.Stop(ctx)
+	}()
+	nexotest.WaitFor(t, 10*time.Second, "Stop to begin the drain", w.svc.Stopped)
+	cut()
+	return stopped
+}
+
 // TestStopWhileNATSGoesAway: NATS goes away after Stop began to drain,
 // while the worker still counted itself connected (SIGTERM right after
 // NATS stopped), and while a subscription still holds a message, so that
@@ -407,15 +425,7 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 	nexotest.WaitFor(t, 10*time.Second, "the worker to receive both requests", func() bool { return w.nc.Stats().InMsgs >= 2 })
 	<-entered
 
-	stall() // the drain's UNSUB and PING go nowhere
-	stopped := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		stopped <- w.Stop(ctx)
-	}()
-	nexotest.WaitFor(t, 10*time.Second, "Stop to begin the drain", w.svc.Stopped)
-	cut()
+	stopped := stopAsNATSGoes(t, w, stall, cut)
 	nexotest.WaitFor(t, 10*time.Second, "the worker to refuse requests once NATS went away under its drain", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -448,15 +458,7 @@ func TestStopWhileNATSGoesAwayIdle(t *testing.T) {
 	ns := startNATS(t, "127.0.0.1:0")
 	addr, stall, cut := stallingProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
 	w := startWorker(t, "nats://"+addr)
-	stall()
-	stopped := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		stopped <- w.Stop(ctx)
-	}()
-	nexotest.WaitFor(t, 10*time.Second, "Stop to begin the drain", w.svc.Stopped)
-	cut()
+	stopped := stopAsNATSGoes(t, w, stall, cut)
 	if err := <-stopped; err != nil {
 		t.Errorf("Stop: %v, want nil: the worker stopped, NATS was away", err)
 	}
