@@ -3,7 +3,6 @@ package backplane
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/nexo-project/nexo/internal/natsembed"
 	"github.com/nexo-project/nexo/internal/nexotest"
 	"github.com/nexo-project/nexo/service"
 	"github.com/nexo-project/nexo/wire"
@@ -308,72 +308,22 @@ func TestStopRacesDelivery(t *testing.T) {
 	t.Logf("%d requests run, %d refused", served, refused)
 }
 
-// stallingProxy forwards TCP connections to target until stall is called;
-// from then on it forwards nothing, as a NATS server that stopped
-// answering, and cut closes every connection and the listener, as a NATS
-// server that went away.
-func stallingProxy(t *testing.T, target string) (addr string, stall, cut func()) {
+// natsBehind returns a proxy to a new NATS server, for a worker that the
+// test cuts off from NATS.
+func natsBehind(t *testing.T) (ns *natsembed.Server, proxy *nexotest.Proxy) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		stalled atomic.Bool
-		mu      sync.Mutex
-		conns   []net.Conn // guarded by mu
-	)
-	forward := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if err != nil {
-				return
-			}
-			if !stalled.Load() {
-				if _, err := dst.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-		}
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			go forward(s, c)
-			go forward(c, s)
-		}
-	}()
-	cut = func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	t.Cleanup(cut)
-	return ln.Addr().String(), func() { stalled.Store(true) }, cut
+	ns = startNATS(t, "127.0.0.1:0")
+	return ns, nexotest.NewProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
 }
 
 // stopAsNATSGoes stops w (with 30 s to drain, as `nexo worker` has) while
-// NATS goes away under the drain: stall, so that the drain's UNSUB and
-// PING go nowhere and the worker still counts itself connected; Stop; and
-// once the drain has begun, cut. Stop's result arrives on the channel.
-func stopAsNATSGoes(t *testing.T, w *Worker, stall, cut func()) <-chan error {
+// NATS goes away under the drain: the proxy stalls, so that the drain's
+// UNSUB and PING go nowhere and the worker still counts itself connected;
+// Stop; and once the drain has begun, the proxy is cut. Stop's result
+// arrives on the channel.
+func stopAsNATSGoes(t *testing.T, w *Worker, proxy *nexotest.Proxy) <-chan error {
 	t.Helper()
-	stall()
+	proxy.Stall()
 	stopped := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -381,7 +331,7 @@ func stopAsNATSGoes(t *testing.T, w *Worker, stall, cut func()) <-chan error {
 		stopped <- w.Stop(ctx)
 	}()
 	nexotest.WaitFor(t, 10*time.Second, "Stop to begin the drain", w.svc.Stopped)
-	cut()
+	proxy.Cut()
 	return stopped
 }
 
@@ -395,8 +345,7 @@ func stopAsNATSGoes(t *testing.T, w *Worker, stall, cut func()) <-chan error {
 // (30 s for `nexo worker`): a worker did not stop on SIGTERM, and the
 // message it held ran, its answer going nowhere.
 func TestStopWhileNATSGoesAway(t *testing.T) {
-	ns := startNATS(t, "127.0.0.1:0")
-	addr, stall, cut := stallingProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
+	ns, proxy := natsBehind(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var ran atomic.Int64
 	hold := service.Method{Name: "test.hold", Inline: true, Handler: func(_ context.Context, _ service.Request, dst []byte) ([]byte, error) {
@@ -406,13 +355,9 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 		<-release // inline, so the subscription delivers nothing else meanwhile
 		return append(dst, "done"...), nil
 	}}
-	w := startWorker(t, "nats://"+addr, hold)
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
+	w := startWorker(t, "nats://"+proxy.Addr, hold)
+	free := sync.OnceFunc(func() { close(release) })
+	defer free()
 	// Two requests: the first holds the handler, the second waits in the
 	// subscription.
 	caller := dialNATS(t, ns.URL())
@@ -425,7 +370,7 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 	nexotest.WaitFor(t, 10*time.Second, "the worker to receive both requests", func() bool { return w.nc.Stats().InMsgs >= 2 })
 	<-entered
 
-	stopped := stopAsNATSGoes(t, w, stall, cut)
+	stopped := stopAsNATSGoes(t, w, proxy)
 	nexotest.WaitFor(t, 10*time.Second, "the worker to refuse requests once NATS went away under its drain", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -436,8 +381,7 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 		t.Fatalf("Stop returned (%v) while a handler was running", err)
 	default:
 	}
-	close(release)
-	released = true
+	free()
 	if err := <-stopped; err != nil {
 		t.Errorf("Stop: %v, want nil: the worker stopped, NATS was away", err)
 	}
@@ -455,10 +399,9 @@ func TestStopWhileNATSGoesAway(t *testing.T) {
 // drain loop, whichever sees it first). Stop returns nil. Before the fix
 // it returned "nats: connection reconnecting", and `nexo worker` exited 1.
 func TestStopWhileNATSGoesAwayIdle(t *testing.T) {
-	ns := startNATS(t, "127.0.0.1:0")
-	addr, stall, cut := stallingProxy(t, strings.TrimPrefix(ns.URL(), "nats://"))
-	w := startWorker(t, "nats://"+addr)
-	stopped := stopAsNATSGoes(t, w, stall, cut)
+	_, proxy := natsBehind(t)
+	w := startWorker(t, "nats://"+proxy.Addr)
+	stopped := stopAsNATSGoes(t, w, proxy)
 	if err := <-stopped; err != nil {
 		t.Errorf("Stop: %v, want nil: the worker stopped, NATS was away", err)
 	}

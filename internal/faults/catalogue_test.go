@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -567,41 +566,12 @@ func TestCatalogueDocumented(t *testing.T) {
 // twice its baseline, the catalogue's bound.
 func TestCanarySeesADisturbance(t *testing.T) {
 	srv := Start(t, catalogueConfig())
-	var delay atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", srv.Native)
-		if err != nil {
-			_ = c.Close()
-			return
-		}
-		t.Cleanup(func() { _ = c.Close(); _ = s.Close() })
-		go func() { _, _ = io.Copy(s, c) }()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := s.Read(buf)
-			if err != nil {
-				return
-			}
-			time.Sleep(time.Duration(delay.Load()))
-			if _, err := c.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
-	k := startCanary(t, ln.Addr().String(), &client.Options{Name: "canary"})
+	proxy := NewProxy(t, srv.Native)
+	k := startCanary(t, proxy.Addr, &client.Options{Name: "canary"})
 	k.baseline(t)
-	delay.Store(int64(5 * time.Millisecond))
+	proxy.Delay(5 * time.Millisecond)
 	got := p99(k.window(t, k.mark(), 100))
-	delay.Store(0)
+	proxy.Delay(0)
 	t.Logf("canary p99 %v with its answers held back 5 ms; %v alone", got, k.base)
 	if got <= 2*k.base {
 		t.Errorf("canary p99 %v with its answers held back 5 ms, within twice its baseline %v: the canary cannot see a disturbance", got, k.base)
